@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-workspace
+DEMO_NIGHTS ?= 3
+
+.PHONY: demo test lint install clean-demo
+
+$(BIN)/soxs-es: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/soxs-es
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/soxs-es demo $(DEMO_DIR) --nights $(DEMO_NIGHTS)
+	$(BIN)/soxs-es prep $(DEMO_DIR)
+	@echo
+	@echo "Workspace made in $(DEMO_DIR)/:"
+	@find $(DEMO_DIR) -maxdepth 2 | sort | head -40
+	@echo
+	$(BIN)/soxs-es log $(DEMO_DIR) | tail -5
+
+test: install
+	$(BIN)/ruff check soxs_es tests
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check soxs_es tests

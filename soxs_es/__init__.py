@@ -1,0 +1,3 @@
+"""soxs-es: an event-sourced data organiser for SOXS (soxspipe) reduction workspaces."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,178 @@
+"""`soxs-es` command line: a thin shell over `soxs_es.workspace` and the projections.
+
+Exit codes: 0 done; 1 internal error; 2 refused, nothing changed (bad arguments, no FITS, mixed
+instruments, unusable database); 3 done, but some inputs were rejected or conflicted (see the report);
+4 another soxs-es holds the workspace lock; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+import attrs
+
+from soxs_es import __version__
+from soxs_es.eventlog import DatabaseError, EventLog
+from soxs_es.projections.log import describe
+from soxs_es.pure import layout
+from soxs_es.workspace import PrepReport, UserError, prep
+
+
+class ProgressBar:
+    """A one-line progress bar with rate and ETA on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started: dict[str, float] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if not self.enabled or total < 50:
+            return
+        start = self.started.setdefault(what, time.monotonic())
+        elapsed = max(time.monotonic() - start, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = int(30 * done / total)
+        sys.stderr.write(f"\r{what:<14} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
+                         f"{rate:6.0f}/s ETA {eta:4.0f}s")
+        if done + 1 >= total:
+            sys.stderr.write("\r" + " " * 79 + "\r")
+        sys.stderr.flush()
+
+
+def _print_report(report: PrepReport) -> None:
+    rows = [
+        ("frames decompressed (.Z)", len(report.decompressed)),
+        ("headers read", report.ingested),
+        ("raw frames filed into raw/<date>/", report.filed_raw),
+        ("other files moved to misc/", len(report.moved_misc)),
+        ("raw frames in workspace", report.raw_frames),
+        ("nights", report.nights),
+        ("events recorded", report.events_appended),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"prepared {report.workspace}")
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value:>7}")
+    if report.events_appended == 0:
+        print("  nothing new: the workspace was already up to date")
+    for title, pairs in (("duplicates (identical bytes, set aside)", report.duplicates),
+                         ("conflicts (same name, different bytes, set aside)", report.conflicts)):
+        if pairs:
+            print(f"{title}:")
+            for source, target in pairs:
+                print(f"  {source} -> {target}")
+    if report.rejected:
+        print("rejected (moved to misc/):")
+        for name, reason in report.rejected:
+            print(f"  {name}: {reason}")
+    if report.missing:
+        print("frames no longer on disk (dropped from raw_frames):")
+        for path in report.missing:
+            print(f"  {path}")
+    if report.left_alone:
+        print("left where they are:")
+        for name, why in report.left_alone:
+            print(f"  {name}: {why}")
+    if report.reconciled:
+        print(f"finished {len(report.reconciled)} file moves interrupted by an earlier run")
+
+
+def cmd_prep(args: argparse.Namespace) -> int:
+    bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.json)
+    report = prep(Path(args.workspace), workers=args.workers, progress=bar,
+                  notify=lambda m: print(m, file=sys.stderr))
+    if args.json:
+        print(json.dumps(attrs.asdict(report), indent=2))
+    elif not args.quiet:
+        _print_report(report)
+    return 3 if report.had_bad_input else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from soxs_es.demo import write_demo
+
+    folder = Path(args.folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
+    count = write_demo(folder, nights=args.nights, seed=args.seed)
+    if not args.quiet:
+        print(f"wrote {count} files ({args.nights} nights, seed {args.seed}) into {folder}")
+    return 0
+
+
+def _open_log(workspace: str) -> EventLog:
+    db = Path(workspace) / layout.DATABASE
+    if not db.is_file():
+        raise UserError(f"{workspace} has no {layout.DATABASE}; run `soxs-es prep {workspace}` first")
+    return EventLog(db, readonly=True)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    log = _open_log(args.workspace)
+    try:
+        rows = [(r.seq, r.recorded_at, type(r.event).__name__, describe(r.event)) for r in log.read()]
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps([dict(zip(("seq", "recorded_at", "type", "summary"), r, strict=True)) for r in rows],
+                         indent=2))
+        return 0
+    for seq, at, kind, summary in rows:
+        print(f"{seq:>7}  {at}  {kind:<18}  {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soxs-es", description="Data organiser for SOXS reductions.")
+    parser.add_argument("--version", action="version", version=f"soxs-es {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prep", help="turn a folder of downloaded frames into a reduction workspace")
+    p.add_argument("workspace", nargs="?", default=".")
+    p.add_argument("--workers", type=int, default=None, help="processes for header reads (default: cores)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_prep)
+
+    p = sub.add_parser("demo", help="write a synthetic SOXS download into a new folder")
+    p.add_argument("folder")
+    p.add_argument("--nights", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("log", help="list the workspace's events")
+    p.add_argument("workspace", nargs="?", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_log)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as error:
+        print(f"soxs-es: {error}", file=sys.stderr)
+        return error.code
+    except DatabaseError as error:
+        print(f"soxs-es: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("soxs-es: interrupted; run the same command again to finish safely", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # one line, never a traceback, unless asked for
+        if args.debug:
+            raise
+        print(f"soxs-es: internal error: {type(error).__name__}: {error} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1

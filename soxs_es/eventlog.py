@@ -1,0 +1,134 @@
+"""The append-only event log: table `events` of the workspace database `soxspipe.db`.
+
+This is the only source of truth. Rows are appended in batches (one transaction each) and never
+updated or deleted: SQLite triggers refuse both, so even a stray `UPDATE` from a user's SQL session fails.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import attrs
+
+from soxs_es import events as ev
+
+#: The database format this version writes; a newer one is refused rather than misread.
+DATABASE_FORMAT = 1
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded_at    TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    payload        TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_recorded_at ON events (recorded_at);
+CREATE TRIGGER IF NOT EXISTS events_are_immutable BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable facts: they cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_permanent BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable facts: they cannot be deleted'); END;
+"""
+
+
+class DatabaseError(Exception):
+    """The workspace database cannot be used (corrupt, or written by a newer soxs-es)."""
+
+
+@attrs.frozen
+class RecordedEvent:
+    """An event with its place in the log."""
+
+    seq: int
+    recorded_at: str
+    event: ev.Event
+
+
+def format_time(moment: datetime) -> str:
+    """UTC ISO-8601 with microseconds, the form stored in `recorded_at` (sorts as text)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventLog:
+    """Append and read events in one SQLite database."""
+
+    def __init__(self, db_path: Path, clock: Clock = utc_now, *, readonly: bool = False) -> None:
+        self.db_path = Path(db_path)
+        self.clock = clock
+        try:
+            if readonly:
+                uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._check_format(readonly)
+        except sqlite3.DatabaseError as error:
+            raise DatabaseError(
+                f"{self.db_path} is not a usable soxs-es database ({error}); "
+                "move it aside and run `soxs-es prep` again"
+            ) from None
+
+    def _check_format(self, readonly: bool) -> None:
+        (version,) = self.conn.execute("PRAGMA user_version").fetchone()
+        if version > DATABASE_FORMAT:
+            raise DatabaseError(
+                f"{self.db_path} was written by a newer soxs-es (database format {version}, this one "
+                f"reads up to {DATABASE_FORMAT}); upgrade soxs-es"
+            )
+        if not readonly:
+            self.conn.executescript(_SCHEMA)
+            if version < DATABASE_FORMAT:
+                self.conn.execute(f"PRAGMA user_version = {DATABASE_FORMAT}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def append(self, new_events: Iterable[ev.Event]) -> list[RecordedEvent]:
+        """Append events in one transaction; all are recorded or none is."""
+        batch = list(new_events)
+        if not batch:
+            return []
+        stamp = format_time(self.clock())
+        rows = [(stamp, type(e).__name__, ev.encode(e).decode(), type(e).VERSION) for e in batch]
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            (last,) = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            cur.executemany(
+                "INSERT INTO events (recorded_at, type, payload, schema_version) VALUES (?, ?, ?, ?)", rows
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return [RecordedEvent(last + i + 1, stamp, e) for i, e in enumerate(batch)]
+
+    def read(self, *, after: int = 0, until_seq: int | None = None, until_time: str | None = None
+             ) -> Iterator[RecordedEvent]:
+        """Events in sequence order, optionally only those after `after` and up to a sequence or time."""
+        sql = "SELECT seq, recorded_at, type, payload, schema_version FROM events WHERE seq > ?"
+        args: list[object] = [after]
+        if until_seq is not None:
+            sql += " AND seq <= ?"
+            args.append(until_seq)
+        if until_time is not None:
+            sql += " AND recorded_at <= ?"
+            args.append(until_time)
+        for seq, at, type_name, payload, version in self.conn.execute(sql + " ORDER BY seq", args):
+            yield RecordedEvent(seq, at, ev.decode(type_name, version, payload))
+
+    def last_seq(self) -> int:
+        (last,) = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return last

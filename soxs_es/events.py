@@ -1,0 +1,126 @@
+"""What happened in a workspace: one frozen msgspec Struct per kind of fact.
+
+Events are past-tense facts discovered by the shell (a file appeared, its header says X, a file was moved).
+They never say what a fact *means*; that is `soxs_es.pure`'s job. Once recorded, an event is never changed:
+a new meaning gets a new type or a new `VERSION`, and old payloads are upcast when read (`decode`).
+
+Paths are workspace-relative POSIX paths (``raw/2025-03-01/SOXS.x.fits``), so a workspace can move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+#: A header value as FITS gives it: text, integer, real or logical.
+HeaderValue = str | int | float | bool
+
+
+class Event(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Base of every event; the class name is the event type stored in the log."""
+
+    VERSION: ClassVar[int] = 1
+
+
+class FrameIngested(Event, frozen=True):
+    """A FITS file's primary header was read at `path` (only the keywords the rules need are kept)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    header: dict[str, HeaderValue]
+
+
+class FileRejected(Event, frozen=True):
+    """A file could not be read as a FITS frame (not FITS, truncated, corrupt compression...)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+class FrameDecompressed(Event, frozen=True):
+    """A Unix-compressed `source` (``*.fits.Z``) was decompressed to `target`, verified, and removed."""
+
+    source: str
+    target: str
+    size: int
+
+
+class MoveIntended(Event, frozen=True):
+    """The shell is about to rename `source` to `target`; recorded first so a crash can be reconciled."""
+
+    source: str
+    target: str
+    why: str
+
+
+class FileMoved(Event, frozen=True):
+    """`source` now lives at `target` (an atomic rename completed)."""
+
+    source: str
+    target: str
+
+
+class MoveAbandoned(Event, frozen=True):
+    """A recorded move intent could not be completed and was given up; the file stays at `source`."""
+
+    source: str
+    target: str
+    reason: str
+
+
+class FrameMissing(Event, frozen=True):
+    """A file the log knew of is no longer on disk (the user deleted or moved it)."""
+
+    path: str
+
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    FrameIngested,
+    FileRejected,
+    FrameDecompressed,
+    MoveIntended,
+    FileMoved,
+    MoveAbandoned,
+    FrameMissing,
+)
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENT_TYPES}
+
+#: Upcasters: (type name, recorded version) -> function turning that payload into the next version's.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: Event) -> bytes:
+    """The payload stored in the log: the event as JSON (its type tag included)."""
+    return _encoder.encode(event)
+
+
+_decoders: dict[str, msgspec.json.Decoder] = {
+    name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
+}
+
+
+def decode(type_name: str, version: int, payload: bytes | str) -> Event:
+    """Read a stored payload back into its event, upcasting older versions first."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownEventError(f"unknown event type {type_name!r} (version {version})")
+    if version == cls.VERSION:
+        return _decoders[type_name].decode(payload)
+    if version > cls.VERSION:
+        raise UnknownEventError(f"event {type_name} v{version} is newer than this soxs-es understands")
+    data = msgspec.json.decode(payload)
+    while version < cls.VERSION:
+        data = UPCASTERS[(type_name, version)](data)
+        version += 1
+    return msgspec.convert(data, cls)
+
+
+class UnknownEventError(ValueError):
+    """The log holds an event this version of soxs-es cannot read."""

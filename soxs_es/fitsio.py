@@ -1,0 +1,101 @@
+"""Reading FITS headers and decompressing `.Z` files: the disk side of `soxs_es.pure.fitscards`.
+
+Only the header blocks are read (the reader stops at the END card); data units are never loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import ncompress
+
+from soxs_es.pure.fitscards import BLOCK, HeaderError, block_has_end, data_size, parse_header
+
+#: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
+MAX_HEADER_BLOCKS = 400
+
+
+@attrs.frozen
+class HeaderRead:
+    """The outcome of reading one file: either its header values or why it could not be read."""
+
+    header: dict[str, str | int | float | bool] | None
+    problem: str | None = None
+
+
+def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None) -> HeaderRead:
+    """Check and parse a whole header; `total_size` is the file size, to spot truncated data units."""
+    if not raw:
+        return HeaderRead(None, "empty file (0 bytes)")
+    try:
+        header = parse_header(raw)
+        expected = len(raw) + data_size(header)
+    except HeaderError as error:
+        return HeaderRead(None, str(error))
+    if total_size < expected:
+        return HeaderRead(None, f"truncated: {total_size} bytes, the header promises {expected}")
+    if wanted is not None:
+        header = {k: v for k, v in header.items() if k in wanted}
+    return HeaderRead(header)
+
+
+def split_header(data: bytes) -> bytes | None:
+    """The header part of an in-memory FITS file (through its END block), or None if it has no END."""
+    for offset in range(0, min(len(data), MAX_HEADER_BLOCKS * BLOCK), BLOCK):
+        block = data[offset:offset + BLOCK]
+        if len(block) < BLOCK:
+            return None
+        if block_has_end(block) >= 0:
+            return data[:offset + BLOCK]
+    return None
+
+
+def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
+    """Read a FITS file's primary header block by block, stopping at END."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            first = handle.read(BLOCK)
+            if not first:
+                return HeaderRead(None, "empty file (0 bytes)")
+            if not first.startswith(b"SIMPLE  ="):
+                return HeaderRead(None, "not a FITS file (no SIMPLE card at the start)")
+            blocks = [first]
+            block = first
+            while block_has_end(block) < 0:
+                if len(block) < BLOCK:
+                    return HeaderRead(None, "truncated header (file ends before the END card)")
+                if len(blocks) >= MAX_HEADER_BLOCKS:
+                    return HeaderRead(None, f"no END card in the first {MAX_HEADER_BLOCKS} header blocks")
+                block = handle.read(BLOCK)
+                blocks.append(block)
+    except OSError as error:
+        return HeaderRead(None, f"unreadable ({error.strerror or error})")
+    return header_from_bytes(b"".join(blocks), size, wanted)
+
+
+def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1) -> list[HeaderRead]:
+    """Read many headers, spreading large batches over processes (header parsing is CPU-bound)."""
+    if workers <= 1 or len(paths) < 400:
+        return [read_header(p, wanted) for p in paths]
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(50, len(paths) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk))
+
+
+def decompress_z(source: Path) -> bytes:
+    """Decompress a Unix `compress` (.Z) file into memory; ValueError when it is not valid LZW."""
+    with open(source, "rb") as handle:
+        data = handle.read()
+    if len(data) < 3 or data[:2] != b"\x1f\x9d":
+        raise ValueError("not a Unix-compressed (.Z) file")
+    return ncompress.decompress(data)
+
+
+def compress_z(data: bytes) -> bytes:
+    """Unix `compress` a byte string (used by `soxs-es demo` to write archive-like `.fits.Z` files)."""
+    return ncompress.compress(data)

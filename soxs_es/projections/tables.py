@@ -1,0 +1,53 @@
+"""Projected SQLite tables: dropped and rebuilt from derived rows in one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from soxs_es.pure.frames import RAW_FRAME_COLUMNS
+
+#: SQLite types of columns that are not text.
+_TYPES = {
+    "mjd-obs": "REAL", "night start mjd": "INTEGER", "exptime": "REAL", "gain": "REAL", "ra": "REAL",
+    "dec": "REAL", "absrot": "REAL", "eso tpl nexp": "INTEGER", "eso tpl expno": "INTEGER",
+    "eso obs id": "INTEGER", "eso obs tplno": "INTEGER", "eso obs ntpl": "INTEGER", "simulation": "INTEGER",
+    "ignore": "INTEGER", "eso tel az": "REAL", "eso tel alt": "REAL", "size": "INTEGER",
+}
+
+REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
+                  rows: Iterable[Mapping[str, Any]], indexes: Sequence[str] = ()) -> int:
+    """Drop and recreate `table` with `rows` (one transaction); returns the row count."""
+    values = [tuple(row.get(c) for c in columns) for row in rows]
+    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, 'TEXT')}" for c in columns)
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        cur.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        cur.execute(f"CREATE TABLE {_quote(table)} ({cols})")
+        marks = ", ".join("?" for _ in columns)
+        cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values)
+        for column in indexes:
+            cur.execute(f"CREATE INDEX {_quote(f'{table}_{column}')} ON {_quote(table)} ({_quote(column)})")
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    return len(values)
+
+
+def project_raw_frames(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+    return replace_table(conn, "raw_frames", RAW_FRAME_COLUMNS, rows,
+                         indexes=("mjd-obs", "filepath", "eso dpr type"))
+
+
+def project_rejected_files(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+    return replace_table(conn, "rejected_files", REJECTED_FILE_COLUMNS, rows)

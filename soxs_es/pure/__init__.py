@@ -1,0 +1,1 @@
+"""The functional core: values in, values out. No files, no database, no clock, no printing."""

@@ -1,0 +1,108 @@
+"""FITS header cards -> keyword values, without astropy (it parses every card; we need a few dozen).
+
+Pure: bytes in, values out. The shell (`soxs_es.fitsio`) reads the header blocks from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+BLOCK = 2880
+CARD = 80
+
+
+class HeaderError(ValueError):
+    """The bytes are not a readable FITS primary header."""
+
+
+def block_has_end(block: bytes) -> int:
+    """Offset just past the END card in a 2880-byte block, or -1 when the block has none."""
+    for start in range(0, len(block), CARD):
+        if block[start:start + 8] == b"END     " or block[start:start + CARD].rstrip() == b"END":
+            return start + CARD
+    return -1
+
+
+def _parse_value(text: str) -> str | int | float | bool | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text[0] == "'":
+        # A string runs to the next lone quote; '' inside is an escaped quote.
+        out, i = [], 1
+        while i < len(text):
+            if text[i] == "'":
+                if i + 1 < len(text) and text[i + 1] == "'":
+                    out.append("'")
+                    i += 2
+                    continue
+                break
+            out.append(text[i])
+            i += 1
+        return "".join(out).rstrip()
+    value = text.split("/", 1)[0].strip()
+    if value == "T":
+        return True
+    if value == "F":
+        return False
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value.replace("D", "E"))
+    except ValueError:
+        return value or None
+
+
+def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
+    """One 80-character card -> (keyword, value); None for comments, blanks and cards without a value."""
+    if card.startswith("HIERARCH "):
+        key, sep, rest = card[9:].partition("=")
+        if not sep:
+            return None
+        return key.strip(), _parse_value(rest)
+    key = card[:8].strip()
+    if not key or card[8:10] != "= ":
+        return None
+    return key, _parse_value(card[10:])
+
+
+def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
+    """Parse header bytes (up to and including END) into {keyword: value}; only `wanted` ones if given.
+
+    Raises HeaderError when the bytes do not start like a FITS primary header.
+    """
+    if not raw.startswith(b"SIMPLE  ="):
+        raise HeaderError("not a FITS file (no SIMPLE card at the start)")
+    want = None if wanted is None else set(wanted)
+    text = raw.decode("ascii", errors="replace")
+    values: dict[str, str | int | float | bool] = {}
+    for start in range(0, len(text), CARD):
+        card = text[start:start + CARD]
+        if card.startswith("END") and card[3:].strip() == "":
+            break
+        parsed = parse_card(card)
+        if parsed is None:
+            continue
+        key, value = parsed
+        if value is None or (want is not None and key not in want):
+            continue
+        values.setdefault(key, value)
+    return values
+
+
+def data_size(header: dict[str, str | int | float | bool]) -> int:
+    """Bytes of the primary data unit including padding (0 when NAXIS is 0)."""
+    naxis = header.get("NAXIS", 0)
+    bitpix = header.get("BITPIX", 8)
+    if not isinstance(naxis, int) or not isinstance(bitpix, int) or naxis == 0:
+        return 0
+    count = 1
+    for axis in range(1, naxis + 1):
+        length = header.get(f"NAXIS{axis}", 0)
+        if not isinstance(length, int):
+            raise HeaderError(f"NAXIS{axis} is not an integer")
+        count *= length
+    raw = abs(bitpix) // 8 * count
+    return -(-raw // BLOCK) * BLOCK

@@ -1,0 +1,67 @@
+"""Where files belong in a workspace. Names and decisions only; the shell does the moving."""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Literal
+
+DATABASE = "soxspipe.db"
+RAW, MISC = "raw", "misc"
+DUPLICATES, CONFLICTS = "misc/duplicates", "misc/conflicts"
+LOCK_FILE = ".soxs-es.lock"
+RULES_FILE = "soxs-es-rules.yaml"
+
+_OWN_SUFFIXES = (".yaml", ".yml", ".log", ".sh", ".py", ".db")
+_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+
+Collision = Literal["none", "identical", "different"]
+
+
+def is_fits_name(name: str) -> bool:
+    return name.lower().endswith(_FITS_SUFFIXES)
+
+
+def is_compressed_fits(name: str) -> bool:
+    return name.endswith(".Z") and is_fits_name(name[:-2])
+
+
+def decompressed_name(name: str) -> str:
+    return name[:-2]
+
+
+def is_workspace_own(name: str) -> bool:
+    """Files the workspace keeps at its root: database (and journals), READMEs, settings, logs, scripts."""
+    lower = name.lower()
+    return (
+        name.startswith(".")
+        or lower.startswith(DATABASE)
+        or lower.startswith("readme")
+        or lower.endswith(_OWN_SUFFIXES)
+    )
+
+
+def home_folder(kind: Literal["raw", "product", "rejected", "other"], raw_folder: str | None) -> str:
+    """The folder a root file is moved to: raw frames to their night folder, everything else to misc/."""
+    if kind == "raw":
+        assert raw_folder is not None
+        return raw_folder
+    return MISC
+
+
+def collision_folder(collision: Collision, folder: str) -> str:
+    """A same-named file already at the destination: identical bytes -> duplicates, else conflicts."""
+    if collision == "identical":
+        return DUPLICATES
+    if collision == "different":
+        return CONFLICTS
+    return folder
+
+
+def free_name(name: str, taken: Container[str]) -> str:
+    """`name`, or `name.1`, `name.2` ... : the first not in `taken` (never overwrite)."""
+    if name not in taken:
+        return name
+    n = 1
+    while f"{name}.{n}" in taken:
+        n += 1
+    return f"{name}.{n}"

@@ -1,0 +1,57 @@
+"""Instrument rules as an immutable value, built from the YAML text of `soxs_es/rules/<instrument>.yaml`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import yaml
+from pyrsistent import freeze, pmap
+from pyrsistent.typing import PMap
+
+
+@attrs.frozen
+class Rules:
+    """The parsed rules. `raw` keeps the whole document (frozen) for sections read by later stages."""
+
+    instrument: str
+    instrume: frozenset[str]
+    required: tuple[str, ...]
+    numeric: frozenset[str]
+    keywords: frozenset[str]  # every header keyword an ingest event keeps
+    raw: PMap[str, Any] = attrs.field(factory=pmap)
+
+    def section(self, *path: str) -> Any:
+        node: Any = self.raw
+        for key in path:
+            node = node[key]
+        return node
+
+
+def _keywords_of(doc: dict[str, Any]) -> frozenset[str]:
+    ingest, columns = doc["ingest"], doc["columns"]
+    acq = ingest["acquisition"]
+    wanted = set(ingest["required"]) | set(ingest["numeric"])
+    wanted |= {acq["camera_keyword"], acq["exptime_keyword"], acq["filter_keyword"], ingest["product_keyword"]}
+    wanted |= set(columns["slit"].values()) | set(columns["simulation"].values())
+    wanted |= {columns["binning"]["x"], columns["binning"]["y"], columns["rospeed"], *columns["gain"]}
+    wanted |= {lamp["keyword"] for lamp in columns["lamps"]}
+    wanted |= set(columns["copied"].values())
+    wanted |= {"ESO PRO TYPE", "ESO PRO TECH", "NAXIS"}
+    return frozenset(wanted)
+
+
+def parse_rules(text: str) -> Rules:
+    """Rules from YAML text; KeyError/ValueError name what is missing when the document is incomplete."""
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ValueError("rules file is not a YAML mapping")
+    ingest = doc["ingest"]
+    return Rules(
+        instrument=str(doc["instrument"]),
+        instrume=frozenset(doc["instrume"]),
+        required=tuple(ingest["required"]),
+        numeric=frozenset(ingest["numeric"]),
+        keywords=_keywords_of(doc),
+        raw=freeze(doc),
+    )

@@ -1,0 +1,442 @@
+"""The imperative shell of `soxs-es prep`: discovers facts on disk, records them, applies pure decisions.
+
+Order of work, chosen so that a crash at any point loses nothing and a re-run heals:
+1. reconcile move intents left by an interrupted run;
+2. decompress `*.fits.Z` into hidden temp files (nothing user-visible changes yet);
+3. read every new header and refuse the whole run (moving nothing) on mixed instruments;
+4. record ingests and move intents in one transaction, then rename, then record the moves;
+5. sync `raw/` (frames deleted or added by hand) and rebuild the projections from the log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from soxs_es import events as ev
+from soxs_es import fitsio
+from soxs_es.eventlog import Clock, EventLog, utc_now
+from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes, write_new_file
+from soxs_es.projections import tables
+from soxs_es.pure import layout
+from soxs_es.pure.frames import classify, instrument_family, raw_folder, raw_frame_rows
+from soxs_es.pure.rules import Rules, parse_rules
+from soxs_es.pure.state import WorkspaceState, fold
+
+TEMP_PREFIX = ".soxs-es-"
+TEMP_SUFFIX = ".part"
+LOCK_WAIT_SECONDS = 60.0
+
+Progress = Callable[[str, int, int], None]
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, with exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@attrs.define
+class PrepReport:
+    """What one `prep` run did, for the terminal or `--json`."""
+
+    workspace: str
+    decompressed: list[str] = attrs.Factory(list)
+    ingested: int = 0
+    filed_raw: int = 0
+    moved_misc: list[str] = attrs.Factory(list)
+    duplicates: list[tuple[str, str]] = attrs.Factory(list)
+    conflicts: list[tuple[str, str]] = attrs.Factory(list)
+    rejected: list[tuple[str, str]] = attrs.Factory(list)
+    missing: list[str] = attrs.Factory(list)
+    left_alone: list[tuple[str, str]] = attrs.Factory(list)
+    reconciled: list[str] = attrs.Factory(list)
+    raw_frames: int = 0
+    nights: int = 0
+    events_appended: int = 0
+
+    @property
+    def had_bad_input(self) -> bool:
+        return bool(self.rejected or self.conflicts)
+
+
+def load_rules(root: Path) -> Rules:
+    """The workspace's own rules file if it has one, else the rules shipped for SOXS."""
+    own = root / layout.RULES_FILE
+    text = own.read_text() if own.is_file() else (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    try:
+        return parse_rules(text)
+    except (KeyError, ValueError, TypeError) as error:
+        raise UserError(f"rules file {own} is incomplete or malformed ({error}); fix or remove it") from None
+
+
+@contextmanager
+def workspace_lock(root: Path, wait: float = LOCK_WAIT_SECONDS, notify: Callable[[str], None] = print
+                   ) -> Iterator[None]:
+    """One writer at a time: an exclusive lock on `<root>/.soxs-es.lock`, waited for up to `wait` seconds."""
+    handle = open(root / layout.LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise UserError(
+                        f"another soxs-es is still writing to {root} after {wait:.0f} s; "
+                        "wait for it to finish and run again", code=4) from None
+                if not told:
+                    notify(f"waiting for another soxs-es writing to {root} ...")
+                    told = True
+                time.sleep(0.2)
+        yield
+    finally:
+        handle.close()
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _has_fits(root: Path) -> bool:
+    with os.scandir(root) as entries:
+        return any(layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name) for e in entries)
+
+
+@attrs.define
+class _RootFile:
+    """A file found at the workspace root and what was learnt about it."""
+
+    name: str
+    kind: str = "other"  # raw | product | rejected | other
+    header: dict[str, Any] | None = None
+    reason: str | None = None
+    staged: Path | None = None  # decompressed temp file, for a .fits.Z
+    compressed: str | None = None  # the .Z name it came from
+
+
+class Prep:
+    """One `prep` run on one workspace (hold the lock while it runs)."""
+
+    def __init__(self, root: Path, clock: Clock = utc_now, workers: int | None = None,
+                 progress: Progress | None = None) -> None:
+        self.root = root
+        self.rules = load_rules(root)
+        self.log = EventLog(root / layout.DATABASE, clock)
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.progress = progress
+        self.report = PrepReport(workspace=str(root))
+        self.state = fold(self.log.read())
+
+    # -- recording -----------------------------------------------------------------------------------
+
+    def _record(self, batch: list[ev.Event]) -> None:
+        recorded = self.log.append(batch)
+        self.report.events_appended += len(recorded)
+        self.state = fold(recorded, self.state)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- 1. reconcile ------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Finish or abandon moves that an interrupted run recorded as intended."""
+        batch: list[ev.Event] = []
+        for source, intent in sorted(self.state.pending_moves.items()):
+            src, dst = self.root / source, self.root / intent.target
+            src_there, dst_there = os.path.lexists(src), os.path.lexists(dst)
+            if src_there and dst_there and os.path.samefile(src, dst):
+                os.unlink(src)  # the hard link claimed the target; only the old name is left to drop
+                src_there = False
+            if not src_there and dst_there:
+                batch.append(ev.FileMoved(source=source, target=intent.target))
+            elif src_there and not dst_there:
+                move_no_overwrite(src, dst)
+                batch.append(ev.FileMoved(source=source, target=intent.target))
+            elif src_there:
+                batch.append(ev.MoveAbandoned(source=source, target=intent.target, reason="target taken"))
+            else:
+                batch.append(ev.MoveAbandoned(source=source, target=intent.target, reason="file vanished"))
+                if source in self.state.files:
+                    batch.append(ev.FrameMissing(path=source))
+            self.report.reconciled.append(source)
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                os.unlink(entry.path)  # our own half-written decompression; its .Z is still there
+        self._record(batch)
+
+    # -- 2./3. scan the root -------------------------------------------------------------------------
+
+    def _stage_decompression(self, name: str) -> _RootFile:
+        item = _RootFile(layout.decompressed_name(name), compressed=name)
+        try:
+            data = fitsio.decompress_z(self.root / name)
+        except (ValueError, OSError) as error:
+            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file ({error})"
+            return item
+        head = fitsio.split_header(data)
+        read = fitsio.header_from_bytes(head or data[:2880], len(data), self.rules.keywords) if head \
+            else fitsio.HeaderRead(None, "decompressed data is not FITS (no END card)")
+        if read.header is None:
+            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file: {read.problem}"
+            return item
+        staged = self.root / f"{TEMP_PREFIX}{item.name}{TEMP_SUFFIX}"
+        write_new_file(staged, data)
+        item.staged, item.header = staged, read.header
+        return item
+
+    def scan_root(self) -> list[_RootFile]:
+        found: list[_RootFile] = []
+        to_read: list[_RootFile] = []
+        names = sorted(os.listdir(self.root))
+        compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
+        for i, name in enumerate(compressed):
+            if self.progress:
+                self.progress("decompressing", i, len(compressed))
+            found.append(self._stage_decompression(name))
+        for name in names:
+            path = self.root / name
+            if layout.is_workspace_own(name) or name in compressed or path.is_dir():
+                continue
+            if path.is_symlink():
+                self.report.left_alone.append((name, "symbolic link: not moved (move the file itself)"))
+                continue
+            if not path.is_file():
+                continue
+            item = _RootFile(name)
+            found.append(item)
+            if layout.is_fits_name(name):
+                to_read.append(item)
+        reads = fitsio.read_headers([self.root / i.name for i in to_read], self.rules.keywords, self.workers)
+        for item, read in zip(to_read, reads, strict=True):
+            item.header, item.reason = read.header, read.problem
+            item.kind = "fits" if read.header is not None else "rejected"
+        for item in found:
+            if item.header is not None:
+                verdict = classify(item.header, self.rules)
+                item.kind, item.reason = verdict.kind, verdict.reason
+        return found
+
+    def check_instruments(self, found: list[_RootFile]) -> None:
+        """Refuse a folder holding raw frames of more than one instrument (before anything is moved)."""
+        families: dict[str, list[str]] = {}
+        for item in found:
+            if item.kind == "raw" and item.header is not None:
+                families.setdefault(instrument_family(item.header, self.rules), []).append(item.name)
+        for known in self.state.files.values():
+            if known.header is not None and classify(known.header, self.rules).kind == "raw":
+                families.setdefault(instrument_family(known.header, self.rules), []).append(known.path)
+        if len(families) > 1:
+            for item in found:
+                if item.staged is not None:
+                    os.unlink(item.staged)
+            listing = "; ".join(f"{fam}: {len(files)} frames (e.g. {sorted(files)[0]})"
+                                for fam, files in sorted(families.items()))
+            raise UserError(f"frames of {len(families)} instruments in {self.root} ({listing}); "
+                            "keep one instrument per workspace - nothing was moved")
+
+    # -- 4. file the root --------------------------------------------------------------------------
+
+    def _destination(self, item: _RootFile, source: Path) -> tuple[str, str]:
+        night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
+        folder = layout.home_folder(item.kind, night)  # type: ignore[arg-type]
+        target = self.root / folder / item.name
+        collision: layout.Collision = "none"
+        if os.path.lexists(target):
+            collision = "identical" if same_bytes(source, target) else "different"
+        folder = layout.collision_folder(collision, folder)
+        taken = set(os.listdir(self.root / folder)) if (self.root / folder).is_dir() else set()
+        why = {"none": item.kind, "identical": "duplicate", "different": "conflict"}[collision]
+        return f"{folder}/{layout.free_name(item.name, taken)}", why
+
+    def _commit_decompression(self, item: _RootFile) -> str | None:
+        """Put a staged decompressed frame at the root; returns the root name, or None if it was set aside."""
+        assert item.staged is not None and item.compressed is not None
+        target = self.root / item.name
+        try:
+            move_no_overwrite(item.staged, target)
+        except FileExistsError:
+            # A same-named .fits already sits at the root: keep the .Z as duplicate or conflict.
+            identical = same_bytes(item.staged, target)
+            os.unlink(item.staged)
+            folder = layout.collision_folder("identical" if identical else "different", layout.MISC)
+            dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
+            self._move_recorded(item.compressed, dest, "duplicate" if identical else "conflict")
+            return None
+        size = target.stat().st_size
+        self._record([ev.FrameDecompressed(source=item.compressed, target=item.name, size=size)])
+        os.unlink(self.root / item.compressed)
+        self.report.decompressed.append(item.compressed)
+        return item.name
+
+    def _move_recorded(self, source: str, target: str, why: str) -> None:
+        self._record([ev.MoveIntended(source=source, target=target, why=why)])
+        move_no_overwrite(self.root / source, self.root / target)
+        self._record([ev.FileMoved(source=source, target=target)])
+        self._report_move(source, target, why)
+
+    def _report_move(self, source: str, target: str, why: str) -> None:
+        if why == "duplicate":
+            self.report.duplicates.append((source, target))
+        elif why == "conflict":
+            self.report.conflicts.append((source, target))
+        elif why == "raw":
+            self.report.filed_raw += 1
+        else:
+            self.report.moved_misc.append(source)
+
+    def file_root(self, found: list[_RootFile]) -> None:
+        ingests: list[ev.Event] = []
+        intents: list[ev.MoveIntended] = []
+        for item in found:
+            if item.staged is not None and self._commit_decompression(item) is None:
+                continue
+            path = self.root / item.name
+            size, mtime = _stat_key(path)
+            if item.header is not None:
+                ingests.append(ev.FrameIngested(path=item.name, size=size, mtime_ns=mtime, header=item.header))
+            elif layout.is_fits_name(item.name) or item.compressed:
+                ingests.append(ev.FileRejected(path=item.name, size=size, mtime_ns=mtime,
+                                               reason=item.reason or "unreadable"))
+            if item.kind == "rejected":
+                self.report.rejected.append((item.name, item.reason or "unreadable"))
+            target, why = self._destination(item, path)
+            # Two root files may claim one free name in the same batch: keep names unique within it.
+            while any(i.target == target for i in intents):
+                folder, name = target.rsplit("/", 1)
+                target = f"{folder}/{layout.free_name(name, {i.target.rsplit('/', 1)[1] for i in intents})}"
+            intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
+        self.report.ingested += len(ingests)
+        self._record([*ingests, *intents])  # one transaction: the facts and the intents together
+        done: list[ev.Event] = []
+        for i, intent in enumerate(intents):
+            if self.progress:
+                self.progress("filing", i, len(intents))
+            move_no_overwrite(self.root / intent.source, self.root / intent.target)
+            done.append(ev.FileMoved(source=intent.source, target=intent.target))
+            self._report_move(intent.source, intent.target, intent.why)
+        for folder in {Path(i.target).parent for i in intents}:
+            fsync_dir(self.root / folder)
+        self._record(done)
+
+    # -- 5. sync raw/ ------------------------------------------------------------------------------
+
+    def sync_raw(self) -> None:
+        """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested."""
+        raw_root = self.root / layout.RAW
+        on_disk: dict[str, Path] = {}
+        if raw_root.is_dir():
+            for folder, dirs, files in os.walk(raw_root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in files:
+                    if layout.is_fits_name(name) and not name.startswith("."):
+                        path = Path(folder) / name
+                        on_disk[self._rel(path)] = path
+        batch: list[ev.Event] = []
+        for path in sorted(self.state.files):
+            if path.startswith(layout.RAW + "/") and path not in on_disk:
+                batch.append(ev.FrameMissing(path=path))
+                self.report.missing.append(path)
+        new: list[tuple[str, Path, int, int]] = []
+        for rel, path in sorted(on_disk.items()):
+            size, mtime = _stat_key(path)
+            if not self.state.unchanged(rel, size, mtime):
+                new.append((rel, path, size, mtime))
+        reads = fitsio.read_headers([p for _, p, _, _ in new], self.rules.keywords, self.workers)
+        for (rel, _, size, mtime), read in zip(new, reads, strict=True):
+            if read.header is None:
+                batch.append(ev.FileRejected(path=rel, size=size, mtime_ns=mtime, reason=read.problem or ""))
+            else:
+                batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header))
+        self.report.ingested += len(new)
+        self._record(batch)
+        for rel, known in sorted(self.state.files.items()):
+            if not rel.startswith(layout.RAW + "/"):
+                continue
+            reason = known.problem or (classify(known.header, self.rules).reason if known.header else None)
+            if reason or (known.header and classify(known.header, self.rules).kind == "product"):
+                self.report.left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
+
+    # -- projections -------------------------------------------------------------------------------
+
+    def project(self) -> None:
+        rows = project_state(self.state, self.rules)
+        conn = self.log.conn
+        tables.project_raw_frames(conn, rows["raw_frames"])
+        tables.project_rejected_files(conn, rows["rejected_files"])
+        self.report.raw_frames = len(rows["raw_frames"])
+        self.report.nights = len({r["night start date"] for r in rows["raw_frames"]})
+
+    def projections_missing(self) -> bool:
+        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return not {"raw_frames", "rejected_files"} <= have
+
+    def run(self) -> PrepReport:
+        self.reconcile()
+        found = self.scan_root()
+        self.check_instruments(found)
+        self.file_root(found)
+        self.sync_raw()
+        if self.report.events_appended or self.projections_missing():
+            self.project()
+        else:
+            (count,) = self.log.conn.execute("SELECT COUNT(*) FROM raw_frames").fetchone()
+            (nights,) = self.log.conn.execute(
+                'SELECT COUNT(DISTINCT "night start date") FROM raw_frames').fetchone()
+            self.report.raw_frames, self.report.nights = count, nights
+        self.log.close()
+        return self.report
+
+
+def _listdir(folder: Path) -> list[str]:
+    return os.listdir(folder) if folder.is_dir() else []
+
+
+def project_state(state: WorkspaceState, rules: Rules) -> dict[str, list[dict[str, Any]]]:
+    """Every projected table's rows, derived from the folded state (pure, given the rules)."""
+    raw: list[tuple[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for path, known in sorted(state.files.items()):
+        if known.header is None:
+            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": known.problem})
+            continue
+        verdict = classify(known.header, rules)
+        if verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
+            raw.append((path, known.header))
+        elif verdict.kind == "rejected":
+            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": verdict.reason})
+    return {"raw_frames": raw_frame_rows(raw, rules), "rejected_files": rejected}
+
+
+def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,
+         notify: Callable[[str], None] = print) -> PrepReport:
+    """Prepare (or refresh) the workspace at `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give the folder holding your downloaded frames")
+    if not (root / layout.DATABASE).exists() and not (root / layout.RAW).is_dir() and not _has_fits(root):
+        raise UserError(f"no FITS files in {root}; add your data (or run in the right folder) - "
+                        "nothing was prepared or moved")
+    if not os.access(root, os.W_OK):
+        raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
+    with workspace_lock(root, notify=notify):
+        return Prep(root, clock, workers, progress).run()
+
+
+def counts_by(rows: list[dict[str, Any]], *columns: str) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(r[c] for c in columns) for r in rows)
