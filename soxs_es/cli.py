@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
 import attrs
 
 from soxs_es import __version__

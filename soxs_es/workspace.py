@@ -412,14 +412,12 @@ def project_state(state: WorkspaceState, rules: Rules) -> dict[str, list[dict[st
     raw: list[tuple[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for path, known in sorted(state.files.items()):
-        if known.header is None:
-            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": known.problem})
-            continue
-        verdict = classify(known.header, rules)
-        if verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
+        verdict = classify(known.header, rules) if known.header is not None else None
+        if verdict is not None and verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
             raw.append((path, known.header))
-        elif verdict.kind == "rejected":
-            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": verdict.reason})
+        elif verdict is None or verdict.kind == "rejected":
+            reason = known.problem if verdict is None else verdict.reason
+            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
     return {"raw_frames": raw_frame_rows(raw, rules), "rejected_files": rejected}
 
 

@@ -27,7 +27,8 @@ def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
                   rows: Iterable[Mapping[str, Any]], indexes: Sequence[str] = ()) -> int:
     """Drop and recreate `table` with `rows` (one transaction); returns the row count."""
     values = [tuple(row.get(c) for c in columns) for row in rows]
-    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, 'TEXT')}" for c in columns)
+    # Columns without a declared type keep each value's own type (a header may hold text or a number).
+    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, '')}".rstrip() for c in columns)
     cur = conn.cursor()
     cur.execute("BEGIN IMMEDIATE")
     try:

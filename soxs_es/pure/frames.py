@@ -170,7 +170,7 @@ def raw_frame_row(path: str, header: Header, rules: Rules) -> dict[str, Any]:
         "exptime": round(float(exptime_of(header, rules)), 2),
         "binning": f"{int(binx)}x{int(biny)}"
         if arm in binning["arms"] and _is_number(binx) and _is_number(biny) else None,
-        "rospeed": header.get(columns["rospeed"]),
+        "rospeed": None if header.get(columns["rospeed"]) is None else str(header.get(columns["rospeed"])),
         "gain": max(gains) if gains else None,
         "slit": slit if isinstance(slit, str) and slit else None,
         "slitmask": _slitmask(slit if isinstance(slit, str) else None, rules),
@@ -179,17 +179,19 @@ def raw_frame_row(path: str, header: Header, rules: Rules) -> dict[str, Any]:
         if arm == "ACQ" and header.get("ESO DPR TYPE") not in ("BIAS", "DARK") else None,
         "simulation": 1 if header.get(sim_keyword) in (True, "T") else 0,
     })
+    if row["eso obs name"] == columns["maintenance_name"]:
+        row["eso obs name"] = f"{row['eso obs name']}{row['eso dpr type']}"
+    if row["eso dpr type"] in columns["no_optics_types"]:
+        row["lamp"] = row["slit"] = row["slitmask"] = None
     return row
 
 
 def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules) -> None:
     """NIR lamp-off frames have no lamp keyword: give them the first lamp seen in their OB."""
     inherit = rules.section("columns", "lamp_inherit")
-    key_column = next(k for k, v in rules.section("columns", "copied").items() if v == inherit["group_by"])
 
     def ob_key(row: dict[str, Any]) -> str:
-        name = str(row[key_column] or "")
-        return name + str(row["eso dpr type"]) if name == inherit["maintenance_name"] else name
+        return str(row[inherit["group_by"]] or "")
 
     ordered = sorted(
         (r for r in rows if r["eso seq arm"] in inherit["arms"]),

@@ -1,0 +1,5 @@
+import sys
+
+from soxs_es.cli import main
+
+sys.exit(main())

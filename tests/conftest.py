@@ -1,0 +1,67 @@
+"""Shared fixtures: demo downloads built by `soxs-es demo`, and a deterministic clock."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from soxs_es.demo import write_demo
+from soxs_es.fitsio import decompress_z
+
+_CACHE: dict[tuple[int, int], Path] = {}
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], Path]:
+    def build(nights: int, seed: int) -> Path:
+        if (nights, seed) not in _CACHE:
+            folder = tmp_path_factory.mktemp(f"demo{nights}n{seed}")
+            write_demo(folder, nights=nights, seed=seed)
+            _CACHE[(nights, seed)] = folder
+        return _CACHE[(nights, seed)]
+    return build
+
+
+@pytest.fixture
+def download(demo_cache: Callable[[int, int], Path], tmp_path: Path) -> Path:
+    """A fresh copy of a 2-night demo download."""
+    target = tmp_path / "ws"
+    shutil.copytree(demo_cache(2, 7), target)
+    return target
+
+
+class StepClock:
+    """A clock that advances one second per call: deterministic `recorded_at` values."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+def content_digests(folder: Path) -> dict[str, str]:
+    """digest -> one name, of every file's content (a .Z counts by its decompressed content)."""
+    out: dict[str, str] = {}
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.name.startswith(".") or path.name.startswith("soxspipe.db"):
+            continue
+        data = path.read_bytes()
+        if path.name.endswith(".Z"):
+            try:
+                data = decompress_z(path)
+            except ValueError:
+                pass
+        out[hashlib.sha256(data).hexdigest()] = str(path.relative_to(folder))
+    return out

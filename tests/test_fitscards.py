@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from soxs_es.demo import fits_bytes, format_card
+from soxs_es.fitsio import read_header
+from soxs_es.pure.fitscards import parse_card, parse_header
+
+keyword = st.sampled_from(["OBJECT", "EXPTIME", "ESO DPR TYPE", "ESO INS NISE NAME", "HIERARCH"])
+text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.rstrip)
+
+
+@given(keyword, st.one_of(text, st.integers(-10**12, 10**12), st.booleans()))
+def test_card_round_trip(key: str, value: object) -> None:
+    card = format_card(key, value)
+    assert len(card) == 80
+    assert parse_card(card) == (key, value)
+
+
+@given(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False))
+def test_float_cards_keep_ten_significant_digits(value: float) -> None:
+    parsed = parse_card(format_card("MJD-OBS", value))
+    assert parsed is not None
+    assert abs(float(parsed[1]) - value) <= abs(value) * 1e-9 + 1e-9  # type: ignore[arg-type]
+
+
+def test_parse_header_skips_comments_and_stops_at_end() -> None:
+    raw = (format_card("SIMPLE", True) + "COMMENT hello".ljust(80) + format_card("OBJECT", "a 'b'")
+           + "END".ljust(80) + format_card("AFTER", 1)).encode()
+    assert parse_header(raw) == {"SIMPLE": True, "OBJECT": "a 'b'"}
+    assert parse_header(raw, wanted={"OBJECT"}) == {"OBJECT": "a 'b'"}
+
+
+def test_reader_agrees_with_astropy(tmp_path: Path) -> None:
+    from astropy.io import fits
+
+    path = tmp_path / "f.fits"
+    path.write_bytes(fits_bytes([("ESO DPR TYPE", "LAMP,FLAT"), ("MJD-OBS", 60736.123456789),
+                                 ("EXPTIME", 5.0), ("ESO TPL NEXP", 5), ("ESO INS VISE SWSIM", False)]))
+    ours = read_header(path)
+    assert ours.header is not None
+    theirs = fits.getheader(path)
+    for key, value in ours.header.items():
+        assert theirs[key] == value, key
+    assert fits.getdata(path).shape == (8, 8)
+
+
+def test_reader_reports_truncation_and_non_fits(tmp_path: Path) -> None:
+    good = fits_bytes([(f"KEY{i}", i) for i in range(100)])  # a three-block header
+    cases = {
+        "empty.fits": (b"", "empty file"),
+        "text.fits": (b"hello, I am text\n" * 300, "not a FITS file"),
+        "cut-header.fits": (good[:2880 * 2 - 100], "truncated header"),
+        "cut-data.fits": (good[:-100], "truncated"),
+        "no-end.fits": (good[:2880].replace(b"END     ", b"XND     ") * 401, "no END card"),
+    }
+    for name, (data, problem) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        read = read_header(path)
+        assert read.header is None and read.problem is not None and problem in read.problem, name
+    assert "unreadable" in (read_header(tmp_path).problem or "")
