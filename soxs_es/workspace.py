@@ -187,7 +187,8 @@ class Prep:
         try:
             data = fitsio.decompress_z(self.root / name)
         except (ValueError, OSError) as error:
-            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file ({error})"
+            detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
+            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file ({detail})"
             return item
         head = fitsio.split_header(data)
         read = fitsio.header_from_bytes(head or data[:2880], len(data), self.rules.keywords) if head \

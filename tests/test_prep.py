@@ -1,0 +1,215 @@
+"""`soxs-es prep` (ingest half) on demo downloads: layout, safety, incrementality, sanity sync."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import content_digests
+
+from soxs_es import events as ev
+from soxs_es.demo import fits_bytes, write_demo
+from soxs_es.eventlog import EventLog
+from soxs_es.fitsio import compress_z, read_header
+from soxs_es.workspace import UserError, prep
+
+
+def raw_frames(ws: Path) -> list[dict]:
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    conn.row_factory = sqlite3.Row
+    return [dict(r) for r in conn.execute('SELECT * FROM raw_frames ORDER BY "mjd-obs", file')]
+
+
+def event_types(ws: Path) -> list[str]:
+    return [type(r.event).__name__ for r in EventLog(ws / "soxspipe.db", readonly=True).read()]
+
+
+def test_prep_builds_the_layout_and_keeps_every_file(download: Path, clock) -> None:
+    before = content_digests(download)
+    compressed = {p.name for p in download.glob("*.fits.Z")}
+    fits_count = len(list(download.glob("*.fits"))) + len(compressed)
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+
+    assert content_digests(download).keys() >= before.keys()  # every input's content is still there
+    assert not list(download.glob("*.fits*")), "no frame left at the root"
+    assert (download / "download_1234567.sh").exists()  # scripts stay at the root
+    assert sorted(p.name for p in (download / "misc").iterdir()) == [
+        "SOXS.2025-03-01.NL.txt", "archive_request_1234567.txt"]
+    nights = sorted(p.name for p in (download / "raw").iterdir())
+    assert nights == ["2025-03-01", "2025-03-02"]
+    assert not list((download / "raw").rglob("*.Z")), "every .Z was decompressed and removed"
+    assert len(report.decompressed) == len(compressed) and report.filed_raw == fits_count
+
+    rows = raw_frames(download)
+    assert len(rows) == fits_count
+    for row in rows:
+        path = download / row["filepath"]
+        assert path.is_file() and row["filepath"] == f"./raw/{row['mjd-date']}/{row['file']}"
+        assert read_header(path).header is not None
+    arms = {r["eso seq arm"] for r in rows}
+    assert arms == {"VIS", "NIR", "ACQ"}
+    assert {r["binning"] for r in rows if r["eso seq arm"] == "VIS" and r["eso dpr type"] == "BIAS"} == {"1x1", "2x2"}
+    assert all(r["ignore"] == 1 for r in rows if r["eso seq arm"] == "ACQ")
+    off = [r for r in rows if r["eso seq arm"] == "NIR" and r["eso dpr tech"] == "IMAGE"
+           and r["eso dpr type"] != "DARK"]
+    assert off and all(r["lamp"] for r in off), "NIR lamp-off frames inherit the lamp of their OB"
+
+
+def test_second_prep_is_a_no_op(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    events = event_types(download)
+    rows = raw_frames(download)
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.events_appended == 0 and report.ingested == 0
+    assert event_types(download) == events and raw_frames(download) == rows
+
+
+def test_log_replays_to_the_same_projection(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    rows = raw_frames(download)
+    conn = sqlite3.connect(download / "soxspipe.db")
+    conn.execute("DROP TABLE raw_frames")
+    conn.execute("DROP TABLE rejected_files")
+    conn.commit()
+    conn.close()
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.events_appended == 0
+    assert raw_frames(download) == rows
+
+
+def test_parallel_header_reads_give_the_same_workspace(tmp_path: Path, clock) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_demo(a, nights=8, seed=3, compressed_fraction=0.0)  # 576 plain frames: enough for the process pool
+    shutil.copytree(a, b)
+    prep(a, clock, workers=1, notify=lambda m: None)
+    prep(b, clock, workers=2, notify=lambda m: None)
+    assert len(raw_frames(a)) == 576 and raw_frames(a) == raw_frames(b)
+
+
+def test_duplicates_and_conflicts_are_set_aside_never_overwritten(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    filed = sorted((download / "raw").rglob("*.fits"))
+    same, other = filed[0], filed[1]
+    shutil.copy(same, download / same.name)  # identical bytes
+    changed = bytearray(other.read_bytes())
+    changed[-1] ^= 0xFF  # different data, same name
+    (download / other.name).write_bytes(bytes(changed))
+    (download / same.name).with_suffix(".fits.Z")  # not used: plain copies only
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert [Path(t).parent.as_posix() for _, t in report.duplicates] == ["misc/duplicates"]
+    assert [Path(t).parent.as_posix() for _, t in report.conflicts] == ["misc/conflicts"]
+    assert (download / "misc/duplicates" / same.name).read_bytes() == same.read_bytes()
+    assert (download / "misc/conflicts" / other.name).read_bytes() == bytes(changed)
+    assert other.read_bytes() != bytes(changed), "the filed frame was not overwritten"
+    # the same name arriving again gets a new name, never replacing the earlier duplicate
+    shutil.copy(same, download / same.name)
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.duplicates == [(same.name, f"misc/duplicates/{same.name}.1")]
+
+
+def test_compressed_twin_of_a_filed_frame_is_a_duplicate(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    filed = sorted((download / "raw").rglob("*.fits"))[3]
+    (download / f"{filed.name}.Z").write_bytes(compress_z(filed.read_bytes()))
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.duplicates == [(filed.name, f"misc/duplicates/{filed.name}")]
+    assert not (download / f"{filed.name}.Z").exists()
+
+
+def test_sanity_sync_drops_deleted_frames_and_ingests_hand_placed_ones(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    rows = raw_frames(download)
+    victim = download / rows[0]["filepath"]
+    victim.unlink()
+    hand = download / "raw" / "by-hand" / "extra"
+    hand.mkdir(parents=True)
+    moved = download / rows[1]["filepath"]
+    shutil.move(moved, hand / moved.name)
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert sorted(report.missing) == sorted([rows[0]["filepath"][2:], rows[1]["filepath"][2:]])
+    after = {r["file"]: r for r in raw_frames(download)}
+    assert rows[0]["file"] not in after
+    assert after[moved.name]["filepath"] == f"./raw/by-hand/extra/{moved.name}"
+    assert len(after) == len(rows) - 1
+    kinds = event_types(download)
+    assert kinds.count("FrameMissing") == 2
+
+
+def test_incremental_prep_reads_only_changed_files(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    target = sorted((download / "raw").rglob("*.fits"))[5]
+    os.utime(target, ns=(1, 1))
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.ingested == 1
+    last = list(EventLog(download / "soxspipe.db", readonly=True).read())[-1].event
+    assert isinstance(last, ev.FrameIngested) and last.path.endswith(target.name)
+
+
+def write_frame(path: Path, **cards: object) -> None:
+    base: dict[str, object] = {"INSTRUME": "SOXS", "MJD-OBS": 60735.8, "DATE-OBS": "2025-03-01T19:12:00.000",
+                               "ESO DPR CATG": "CALIB", "ESO DPR TYPE": "BIAS", "ESO DPR TECH": "IMAGE",
+                               "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
+    base.update(cards)
+    path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))
+
+
+def test_bad_inputs_are_rejected_to_misc_with_a_reason(tmp_path: Path, clock) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_frame(ws / "good.fits")
+    (ws / "empty.fits").write_bytes(b"")
+    (ws / "text.fits").write_text("I am not a FITS file\n")
+    (ws / "truncated.fits").write_bytes(fits_bytes([("OBJECT", "x")])[:3000])
+    (ws / "corrupt.fits.Z").write_bytes(b"\x1f\x9d\x90" + os.urandom(200))
+    (ws / "notz.fits.Z").write_bytes(b"plain text")
+    write_frame(ws / "nomjd.fits", **{"MJD-OBS": None})
+    write_frame(ws / "product.fits", **{"ESO PRO CATG": "MASTER_BIAS_VIS"})
+    before = content_digests(ws)
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    reasons = dict(report.rejected)
+    assert set(reasons) == {"empty.fits", "text.fits", "truncated.fits", "corrupt.fits.Z", "notz.fits.Z",
+                            "nomjd.fits"}
+    assert "empty" in reasons["empty.fits"] and "not a FITS file" in reasons["text.fits"]
+    assert "truncated" in reasons["truncated.fits"] and "corrupt .Z" in reasons["corrupt.fits.Z"]
+    assert reasons["nomjd.fits"] == "missing required keyword MJD-OBS"
+    for name in reasons:
+        assert (ws / "misc" / name).exists()
+    assert (ws / "misc/product.fits").exists()
+    assert content_digests(ws).keys() >= before.keys()
+    assert [r["file"] for r in raw_frames(ws)] == ["good.fits"]
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    assert {r[0] for r in conn.execute("SELECT file FROM rejected_files")} == set(reasons)
+
+
+def test_folder_without_fits_is_refused_and_untouched(tmp_path: Path, clock) -> None:
+    (tmp_path / "thesis.txt").write_text("precious")
+    with pytest.raises(UserError, match="no FITS files") as caught:
+        prep(tmp_path, clock, notify=lambda m: None)
+    assert caught.value.code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.txt"]
+
+
+def test_two_instruments_are_refused_before_anything_moves(tmp_path: Path, clock) -> None:
+    write_frame(tmp_path / "a.fits")
+    write_frame(tmp_path / "b.fits")
+    write_frame(tmp_path / "x.fits", INSTRUME="SHOOT")
+    (tmp_path / "c.fits.Z").write_bytes(compress_z(fits_bytes([("INSTRUME", "SOXS")])))
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UserError, match=r"2 instruments .*SOXS: 2 frames.*XSH: 1 frames \(e.g. x.fits\)"):
+        prep(tmp_path, clock, notify=lambda m: None)
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name not in (".soxs-es.lock",)
+                   and not p.name.startswith("soxspipe.db"))
+    assert after == listing
+
+
+def test_symlinks_at_the_root_are_left_alone(tmp_path: Path, clock) -> None:
+    write_frame(tmp_path / "a.fits")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.fits"
+    write_frame(elsewhere)
+    (tmp_path / "link.fits").symlink_to(elsewhere)
+    report = prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert (tmp_path / "link.fits").is_symlink() and elsewhere.exists()
+    assert [name for name, _ in report.left_alone] == ["link.fits"]
