@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -59,9 +60,7 @@ def content_digests(folder: Path) -> dict[str, str]:
             continue
         data = path.read_bytes()
         if path.name.endswith(".Z"):
-            try:
+            with contextlib.suppress(ValueError):
                 data = decompress_z(path)
-            except ValueError:
-                pass
         out[hashlib.sha256(data).hexdigest()] = str(path.relative_to(folder))
     return out
