@@ -265,25 +265,37 @@ class Prep:
         why = {"none": item.kind, "identical": "duplicate", "different": "conflict"}[collision]
         return f"{folder}/{layout.free_name(item.name, taken)}", why
 
-    def _commit_decompression(self, item: _RootFile) -> str | None:
-        """Put a staged decompressed frame at the root; returns the root name, or None if it was set aside."""
-        assert item.staged is not None and item.compressed is not None
-        target = self.root / item.name
-        try:
-            move_no_overwrite(item.staged, target)
-        except FileExistsError:
-            # A same-named .fits already sits at the root: keep the .Z as duplicate or conflict.
-            identical = same_bytes(item.staged, target)
-            os.unlink(item.staged)
-            folder = layout.collision_folder("identical" if identical else "different", layout.MISC)
-            dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
-            self._move_recorded(item.compressed, dest, "duplicate" if identical else "conflict")
-            return None
-        size = target.stat().st_size
-        self._record([ev.FrameDecompressed(source=item.compressed, target=item.name, size=size)])
-        os.unlink(self.root / item.compressed)
-        self.report.decompressed.append(item.compressed)
-        return item.name
+    def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
+        """Put staged decompressed frames at the root (one transaction for their events), then drop the .Z.
+
+        Returns the items still to file; a .Z whose name is already taken at the root is set aside instead.
+        """
+        kept: list[_RootFile] = []
+        done: list[ev.Event] = []
+        for item in found:
+            if item.staged is None or item.compressed is None:
+                kept.append(item)
+                continue
+            target = self.root / item.name
+            try:
+                move_no_overwrite(item.staged, target)
+            except FileExistsError:
+                # A same-named .fits already sits at the root: keep the .Z as a duplicate or a conflict.
+                identical = same_bytes(item.staged, target)
+                os.unlink(item.staged)
+                folder = layout.collision_folder("identical" if identical else "different", layout.MISC)
+                dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
+                self._move_recorded(item.compressed, dest, "duplicate" if identical else "conflict")
+                continue
+            done.append(ev.FrameDecompressed(source=item.compressed, target=item.name, size=target.stat().st_size))
+            kept.append(item)
+        self._record(done)
+        # Only now, with the decompressed frame in place and recorded, is the compressed copy removed.
+        for event in done:
+            assert isinstance(event, ev.FrameDecompressed)
+            os.unlink(self.root / event.source)
+            self.report.decompressed.append(event.source)
+        return kept
 
     def _move_recorded(self, source: str, target: str, why: str) -> None:
         self._record([ev.MoveIntended(source=source, target=target, why=why)])
@@ -304,9 +316,7 @@ class Prep:
     def file_root(self, found: list[_RootFile]) -> None:
         ingests: list[ev.Event] = []
         intents: list[ev.MoveIntended] = []
-        for item in found:
-            if item.staged is not None and self._commit_decompression(item) is None:
-                continue
+        for item in self._commit_decompressions(found):
             path = self.root / item.name
             size, mtime = _stat_key(path)
             if item.header is not None:

@@ -213,3 +213,36 @@ def test_symlinks_at_the_root_are_left_alone(tmp_path: Path, clock) -> None:
     report = prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert (tmp_path / "link.fits").is_symlink() and elsewhere.exists()
     assert [name for name, _ in report.left_alone] == ["link.fits"]
+
+
+def test_moves_left_open_by_a_crash_are_completed(tmp_path: Path, clock) -> None:
+    """An intent recorded before a crash: not yet renamed, half-renamed (two names), or done but unrecorded."""
+    write_frame(tmp_path / "keep.fits")
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    night = next((tmp_path / "raw").iterdir()).name
+    for name in ("before.fits", "linked.fits", "after.fits"):
+        write_frame(tmp_path / name, **{"DATE-OBS": name})
+    log = EventLog(tmp_path / "soxspipe.db", clock)
+    intents = [ev.MoveIntended(source=n, target=f"raw/{night}/{n}", why="raw")
+               for n in ("before.fits", "linked.fits", "after.fits")]
+    log.append([ev.FrameIngested(path=i.source, size=(tmp_path / i.source).stat().st_size,
+                                 mtime_ns=(tmp_path / i.source).stat().st_mtime_ns,
+                                 header=read_header(tmp_path / i.source).header or {}) for i in intents] + intents)
+    os.link(tmp_path / "linked.fits", tmp_path / f"raw/{night}/linked.fits")  # crash between link and unlink
+    os.rename(tmp_path / "after.fits", tmp_path / f"raw/{night}/after.fits")  # crash before recording
+    log.close()
+    report = prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert sorted(report.reconciled) == ["after.fits", "before.fits", "linked.fits"]
+    assert not list(tmp_path.glob("*.fits"))
+    assert sorted(r["file"] for r in raw_frames(tmp_path)) == ["after.fits", "before.fits", "keep.fits",
+                                                                "linked.fits"]
+    assert prep(tmp_path, clock, workers=1, notify=lambda m: None).events_appended == 0
+
+
+def test_leftover_decompression_temp_files_are_cleaned(tmp_path: Path, clock) -> None:
+    write_frame(tmp_path / "a.fits")
+    (tmp_path / "b.fits.Z").write_bytes(compress_z(fits_bytes([("INSTRUME", "SOXS")])))
+    (tmp_path / ".soxs-es-b.fits.part").write_bytes(b"half written")
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert not (tmp_path / ".soxs-es-b.fits.part").exists()
+    assert (tmp_path / "misc/b.fits").exists()  # decompressed; rejected (no DPR keywords) so in misc/
