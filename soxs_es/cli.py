@@ -20,6 +20,7 @@ from soxs_es import __version__
 from soxs_es.eventlog import DatabaseError, EventLog
 from soxs_es.projections.log import describe
 from soxs_es.pure import layout
+from soxs_es.pure.report import AssociationSummary
 from soxs_es.workspace import PrepReport, UserError, prep
 
 
@@ -59,8 +60,10 @@ def _print_report(report: PrepReport) -> None:
     print(f"prepared {report.workspace}")
     for label, value in rows:
         print(f"  {label:<{width}}  {value:>7}")
-    if report.events_appended == 0:
+    if report.events_appended == 0 and report.association is None:
         print("  nothing new: the workspace was already up to date")
+    if report.association is not None:
+        _print_association(report.association)
     for title, pairs in (("duplicates (identical bytes, set aside)", report.duplicates),
                          ("conflicts (same name, different bytes, set aside)", report.conflicts)):
         if pairs:
@@ -81,6 +84,21 @@ def _print_report(report: PrepReport) -> None:
             print(f"  {name}: {why}")
     if report.reconciled:
         print(f"finished {len(report.reconciled)} file moves interrupted by an earlier run")
+
+
+def _print_association(summary: AssociationSummary) -> None:
+    print()
+    print(f"  {'recipe':<16} {'sets':>6} {'complete SOFs':>14}")
+    for recipe, sets, complete in summary.sets_per_recipe:
+        print(f"  {recipe:<16} {sets:>6} {complete:>14}")
+    print(f"  SOF files: {len(summary.sofs_written)} written, {summary.sofs_unchanged} unchanged, "
+          f"{len(summary.sofs_removed)} removed (sof/)")
+    for name in summary.sofs_kept_edited:
+        print(f"  kept {name}: changed by hand, not rewritten or removed")
+    if summary.blocked:
+        print("science and standard SOFs that cannot be completed yet:")
+        for sof, lacking in summary.blocked:
+            print(f"  {sof}: {lacking}")
 
 
 def cmd_prep(args: argparse.Namespace) -> int:

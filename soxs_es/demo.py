@@ -145,12 +145,14 @@ def _vis(slit: str, binning: tuple[int, int] = (1, 1), speed: int = SLOW) -> dic
 
 def _nir(slit: str) -> dict[str, Any]:
     return {"ESO INS NISE NAME": slit, "ESO INS NISE SWSIM": False, "ESO DET CHIP RON": 0.0,
+            "ESO DET READ CURID": 1, "ESO DET READ CURNAME": "UpTheRamp",
             "ESO DET OUT1 CONAD": 1.0, "ESO DET OUT1 GAIN": 1.0}
 
 
 ARC_LAMPS = {"ESO INS ARGO NAME": "Ar_Lamp", "ESO INS NEON NAME": "Ne_Lamp", "ESO INS MERC NAME": "Hg_Lamp",
              "ESO INS XENO NAME": "Xe_Lamp"}
 QTH = {"ESO INS QTH NAME": "QTH_Lamp"}
+THAR = {"ESO INS THAR NAME": "ThAr_Lamp"}  # the VIS arm's arc lamp
 
 
 def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[str, Any]]]]:
@@ -166,7 +168,7 @@ def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[s
         out += n.template(3, arm="NIR", dpr_type="DARK", tech="IMAGE", exptime=dit, tpl="SOXS_nir_cal_dark",
                           obj="DARK", extra=_nir("BLANK"), **cal)
     out += n.template(1, arm="VIS", dpr_type="LAMP,WAVE", tech="ECHELLE,PINHOLE", exptime=10.0,
-                      tpl="SOXS_vis_cal_wave", obj="LAMP,WAVE", extra={**_vis("PINHOLE"), **ARC_LAMPS},
+                      tpl="SOXS_vis_cal_wave", obj="LAMP,WAVE", extra={**_vis("PINHOLE"), **THAR},
                       catg="CALIB", ob_name="SOXS_vis_wave_pinhole")
     out += n.template(2, arm="NIR", dpr_type="LAMP,WAVE", tech="ECHELLE,PINHOLE", exptime=5.0,
                       tpl="SOXS_nir_cal_wave", obj="LAMP,WAVE", extra=_nir("PINHOLE"), catg="CALIB",
@@ -189,10 +191,10 @@ def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[s
                           ob_name=f"SOXS_nir_flat_{slit}",
                           per_frame=lambda i: QTH if i < 5 else {"tech": "IMAGE"})
     out += n.template(1, arm="VIS", dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE", exptime=10.0,
-                      tpl="SOXS_vis_cal_mph", obj="LAMP,WAVE", extra={**_vis("MULT_PIN"), **ARC_LAMPS},
+                      tpl="SOXS_vis_cal_mph", obj="LAMP,WAVE", extra={**_vis("MULTPIN"), **THAR},
                       catg="CALIB", ob_name="SOXS_vis_wave_mph")
     out += n.template(2, arm="NIR", dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE", exptime=5.0,
-                      tpl="SOXS_nir_cal_mph", obj="LAMP,WAVE", extra=_nir("MULT_PIN"), catg="CALIB",
+                      tpl="SOXS_nir_cal_mph", obj="LAMP,WAVE", extra=_nir("MULTPIN"), catg="CALIB",
                       ob_name="SOXS_nir_wave_mph",
                       per_frame=lambda i: ARC_LAMPS if i == 0 else {"tech": "IMAGE"})
     # The night itself: acquisition, flux standard, science (UTC after midnight).

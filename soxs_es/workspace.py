@@ -27,11 +27,17 @@ from soxs_es import fitsio
 from soxs_es.eventlog import Clock, EventLog, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes, write_new_file
 from soxs_es.projections import tables
+from soxs_es.projections.sof_files import ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
+from soxs_es.pure.association import associate
+from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.frames import classify, instrument_family, raw_folder, raw_frame_rows
+from soxs_es.pure.report import AssociationSummary, summarise
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.tables import sof_files
 
+SESSIONS, BASE_SESSION = "sessions", "base"
 TEMP_PREFIX = ".soxs-es-"
 TEMP_SUFFIX = ".part"
 LOCK_WAIT_SECONDS = 60.0
@@ -65,6 +71,7 @@ class PrepReport:
     raw_frames: int = 0
     nights: int = 0
     events_appended: int = 0
+    association: AssociationSummary | None = None
 
     @property
     def had_bad_input(self) -> bool:
@@ -388,14 +395,23 @@ class Prep:
     def project(self) -> None:
         rows = project_state(self.state, self.rules)
         conn = self.log.conn
+        association = associate(rows["raw_frames"], cascade_of(self.rules))
+        previous = tables.previous_sof_files(conn)
         tables.project_raw_frames(conn, rows["raw_frames"])
         tables.project_rejected_files(conn, rows["rejected_files"])
+        tables.project_association(conn, association)
+        sof_dir = self.root / SESSIONS / BASE_SESSION / "sof"
+        written = write_sof_folder(sof_dir, sof_files(association), previous)
+        problem = ensure_relative_link(self.root / "sof", sof_dir)
+        if problem:
+            self.report.left_alone.append(("sof", problem))
         self.report.raw_frames = len(rows["raw_frames"])
         self.report.nights = len({r["night start date"] for r in rows["raw_frames"]})
+        self.report.association = summarise(association, written)
 
     def projections_missing(self) -> bool:
         have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return not {"raw_frames", "rejected_files"} <= have
+        return not set(tables.PROJECTED_TABLES) <= have
 
     def run(self) -> PrepReport:
         self.reconcile()

@@ -6,13 +6,26 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from soxs_es.pure.association import Association
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
+from soxs_es.pure.tables import (
+    PRODUCT_COLUMNS,
+    SET_COLUMNS,
+    SOF_MAP_COLUMNS,
+    format_sof,
+    product_rows,
+    set_rows,
+    sof_map_rows,
+)
+
+PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")
 
 #: SQLite types of columns that are not text.
 _TYPES = {
     "mjd-obs": "REAL", "night start mjd": "INTEGER", "exptime": "REAL", "gain": "REAL", "ra": "REAL",
     "dec": "REAL", "absrot": "REAL", "eso tpl nexp": "INTEGER", "eso tpl expno": "INTEGER",
     "eso obs id": "INTEGER", "eso obs tplno": "INTEGER", "eso obs ntpl": "INTEGER", "simulation": "INTEGER",
+    "recipe_order": "INTEGER", "counts": "INTEGER", "complete": "INTEGER", "quality": "INTEGER", "rank": "INTEGER",
     "ignore": "INTEGER", "eso tel az": "REAL", "eso tel alt": "REAL", "size": "INTEGER",
 }
 
@@ -52,3 +65,21 @@ def project_raw_frames(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any
 
 def project_rejected_files(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
     return replace_table(conn, "rejected_files", REJECTED_FILE_COLUMNS, rows)
+
+
+def project_association(conn: sqlite3.Connection, association: Association) -> None:
+    replace_table(conn, "raw_frame_sets", SET_COLUMNS, set_rows(association), indexes=("recipe",))
+    replace_table(conn, "product_frames", PRODUCT_COLUMNS, product_rows(association), indexes=("sof", "filepath"))
+    replace_table(conn, "sof_map", SOF_MAP_COLUMNS, sof_map_rows(association), indexes=("sof", "filepath"))
+
+
+def previous_sof_files(conn: sqlite3.Connection) -> dict[str, str]:
+    """The SOF files the last projection wrote, rebuilt from its `sof_map` rows (empty if there is none)."""
+    try:
+        rows = conn.execute("SELECT sof, filepath, tag FROM sof_map ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    lines: dict[str, list[tuple[str, str]]] = {}
+    for sof, path, tag in rows:
+        lines.setdefault(sof, []).append((path, tag))
+    return {sof: format_sof(sof_lines) for sof, sof_lines in lines.items()}

@@ -1,0 +1,86 @@
+"""SOF files on disk: written only when their content changes (temp file + rename), stale ones removed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import attrs
+
+
+@attrs.define
+class SofWrite:
+    written: list[str] = attrs.Factory(list)
+    unchanged: int = 0
+    removed: list[str] = attrs.Factory(list)
+    kept_edited: list[str] = attrs.Factory(list)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename over the old file: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, str]) -> SofWrite:
+    """Make `folder` hold `wanted`; remove SOFs we wrote before (`previous`) that are no longer complete.
+
+    A previously written SOF whose content was changed by hand is kept and reported, never removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    result = SofWrite()
+    for name in sorted(wanted):
+        path = folder / name
+        if path.is_symlink():
+            result.kept_edited.append(name)  # never write through a link
+            continue
+        if _read(path) == wanted[name]:
+            result.unchanged += 1
+            continue
+        atomic_write_text(path, wanted[name])
+        result.written.append(name)
+    for name in sorted(set(previous) - set(wanted)):
+        path = folder / name
+        if not path.exists() or path.is_symlink():
+            continue
+        if _read(path) == previous[name]:
+            path.unlink()
+            result.removed.append(name)
+        else:
+            result.kept_edited.append(name)
+    return result
+
+
+def ensure_relative_link(link: Path, target: Path) -> str | None:
+    """A relative symlink `link` -> `target`; returns a problem when `link` is taken by something else."""
+    relative = os.path.relpath(target, link.parent)
+    if link.is_symlink():
+        if os.readlink(link) == relative:
+            return None
+        tmp = link.with_name(f".{link.name}.link-tmp")
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(relative)
+        os.replace(tmp, link)  # swap the link atomically
+        return None
+    if link.exists():
+        return f"{link.name} exists and is not a link; left alone (the SOFs are in {relative})"
+    link.symlink_to(relative)
+    return None

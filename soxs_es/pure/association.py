@@ -1,0 +1,493 @@
+"""Raw frames -> raw frame sets -> predicted products -> SOF map, with calibrations chosen nearest in time.
+
+Pure: rows and rules in, immutable values out. The cascade runs in order; a product can calibrate a later
+entry only when its own SOF is complete (every calibration slot filled) and it has not failed.
+
+Matching never compares every SOF with every product: eligible products are bucketed by the rule's hard
+keys, each bucket sorted by MJD, and a SOF looks only at the few products either side of its own MJD.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from pyrsistent import pmap
+from pyrsistent.typing import PMap
+
+from soxs_es.pure.cascade import CalibrationRule, Cascade, Entry
+
+NIR = "NIR"
+Row = Mapping[str, Any]
+
+
+@attrs.frozen
+class FrameSet:
+    """Raw frames that one recipe run reduces together; `sof` is the SOF file name."""
+
+    sof: str
+    entry: str
+    recipe: str
+    recipe_order: int
+    dpr_type: str
+    keys: PMap[str, Any]  # the grouping columns (soxspipe names)
+    frames: tuple[tuple[str, str, float], ...]  # (filepath, tag, mjd-obs), by MJD
+    mjd_obs: float  # mean of the frames'
+    date_obs: str  # compact first DATE-OBS, as in the name
+
+    @property
+    def arm(self) -> str | None:
+        return self.keys.get("eso seq arm")
+
+
+@attrs.frozen
+class Product:
+    """A product a recipe will write for a set (predicted; it may or may not exist on disk yet)."""
+
+    file: str
+    filepath: str
+    tag: str  # PRO CATG + _<ARM>
+    catg: str
+    pro_type: str
+    pro_tech: str
+    sof: str
+    recipe: str
+    recipe_order: int
+    arm: str | None
+    mjd_obs: float
+    night_start_mjd: int | None
+    exptime: float | None
+    binning: str | None
+    gain: float | None
+    rospeed: str | None
+    slit: str | None
+
+
+@attrs.frozen
+class Candidate:
+    """A product considered for a calibration slot, with its rank or the rule that rejected it."""
+
+    product: Product
+    distance: float  # |delta MJD-OBS| in days
+    rank: int | None = None  # 1 = chosen first; None when rejected
+    rejected: str | None = None
+
+
+@attrs.frozen
+class Slot:
+    cal_type: str
+    chosen: tuple[Product, ...]
+
+
+@attrs.frozen
+class Sof:
+    """One SOF: its set, the calibrations chosen per slot, whether every slot is filled."""
+
+    set: FrameSet
+    slots: tuple[Slot, ...]
+    missing: tuple[str, ...]  # calibration types with no eligible product
+    note: str | None = None  # why it cannot be completed beyond missing slots
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and self.note is None
+
+    @property
+    def lines(self) -> tuple[tuple[str, str], ...]:
+        raw = tuple((path, tag) for path, tag, _ in self.set.frames)
+        return raw + tuple((p.filepath, p.tag) for slot in self.slots for p in slot.chosen)
+
+    @property
+    def quality(self) -> int | None:
+        """The largest distance in nights between the SOF's own frames and a calibration it uses (0: same night)."""
+        nights = [int(self.set.keys.get("night start mjd") or 0)]
+        used = [p.night_start_mjd for slot in self.slots for p in slot.chosen if p.night_start_mjd is not None]
+        if not used:
+            return None
+        return max(abs(u - n) for u in used for n in nights)
+
+
+@attrs.frozen
+class Association:
+    sets: tuple[FrameSet, ...]
+    products: tuple[Product, ...]
+    sofs: PMap[str, Sof]  # every set's SOF, complete or not, by name
+
+    def complete_sofs(self) -> list[Sof]:
+        return [s for s in self.sofs.values() if s.complete]
+
+
+# -- frames usable in sets ---------------------------------------------------------------------------------
+
+
+def template_set_sizes(rows: Sequence[Row]) -> list[int]:
+    """Frames per template for every row: a template ends when EXPNO stops rising or the template changes.
+
+    Rows are ordered by (arm, TPL START, TPL EXPNO); `rows` order is kept in the result.
+    """
+    order = sorted(range(len(rows)), key=lambda i: (
+        str(rows[i]["eso seq arm"] or ""), str(rows[i]["eso tpl start"] or ""),
+        rows[i]["eso tpl expno"] if rows[i]["eso tpl expno"] is not None else -1, rows[i]["file"]))
+    group_of = [0] * len(rows)
+    group = -1
+    previous: Row | None = None
+    for i in order:
+        row = rows[i]
+        new = previous is None or row["eso seq arm"] != previous["eso seq arm"]
+        if not new and previous is not None:
+            expno, last = row["eso tpl expno"], previous["eso tpl expno"]
+            new = (expno is not None and last is not None and expno <= last) or (
+                row["eso tpl name"] is not None and previous["eso tpl name"] is not None
+                and row["eso tpl name"] != previous["eso tpl name"])
+        group += 1 if new else 0
+        group_of[i] = group
+        previous = row
+    sizes: dict[int, int] = defaultdict(int)
+    for g in group_of:
+        sizes[g] += 1
+    return [sizes[g] for g in group_of]
+
+
+def _template_complete(row: Row, size: int, sets: Mapping[str, Any]) -> bool:
+    tech, dpr_type, nexp = row["eso dpr tech"] or "", row["eso dpr type"] or "", row["eso tpl nexp"]
+    if any(t in tech for t in sets["always_complete_techs"]):
+        return True
+    if nexp is not None and size == nexp:
+        return True
+    if nexp is not None and not any(t in dpr_type for t in sets["half_template_excluded_types"]) \
+            and size == int(nexp) // 2:
+        return True
+    return any(t in tech for t in sets["even_count_techs"]) and size % 2 == 0
+
+
+def usable_frames(rows: Sequence[Row], cascade: Cascade) -> list[Row]:
+    """Raw frames that may join a set: not ignored, not simulated, from a complete template; by MJD."""
+    sizes = template_set_sizes(rows)
+    usable = [r for r, size in zip(rows, sizes, strict=True)
+              if not r["ignore"] and not r["simulation"] and _template_complete(r, size, cascade.sets)]
+    return sorted(usable, key=lambda r: (r["mjd-obs"], r["file"]))
+
+
+# -- sets and names ----------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return "--" if value is None else str(value)
+
+
+def sof_name(entry: Entry, dpr_type: str, keys: Mapping[str, Any], date_obs: str, cascade: Cascade) -> str:
+    """soxspipe's SOF file name for a set."""
+    recipe = entry.recipe
+    for prefix, pattern in cascade.names["recipe_names"].items():
+        if prefix in dpr_type:
+            recipe = pattern.format(base=recipe.replace("_std", ""))
+    exptime = keys["exptime"] if keys["exptime"] is not None else -99.99
+    parts = [date_obs, keys["eso seq arm"], keys["binning"], keys["rospeed"], recipe, keys["lamp"], keys["slit"],
+             f"{exptime}s", keys["instrume"]]
+    name = "_".join(_text(p) for p in parts).upper()
+    if entry.science:
+        name += "_" + _text(keys["object"])
+    for _ in range(5):
+        name = name.replace("_--_", "_").replace(" ", "").replace(".", "_").replace("__", "_")
+    name += ".sof"
+    for short in cascade.names["short_forms"]:
+        name = re.sub(short["pattern"], short["to"], name)
+    return name
+
+
+def _compact_date(date_obs: Any) -> str:
+    return str(date_obs).split(".")[0].replace("-", "").replace(":", "")
+
+
+def _group(frames: Iterable[Row], keys: Sequence[str]) -> list[list[Row]]:
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for row in frames:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return list(groups.values())
+
+
+def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[FrameSet]:
+    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD)."""
+    sets_cfg = cascade.sets
+    techs = set(entry.techs)
+    chosen = [r for r in frames if r["eso dpr type"] == dpr_type and (not techs or r["eso dpr tech"] in techs)]
+    hidden = sets_cfg["hidden"]
+
+    def is_hidden(r: Row) -> bool:
+        return (r["eso seq arm"] in hidden["arms"] and r["eso dpr tech"] == hidden["tech"]
+                and r["eso dpr type"] not in hidden["except_types"])
+
+    per_exposure = set(sets_cfg["per_exposure_techs"])
+    excluded_lamps = set(sets_cfg["per_exposure_excluded_vis_lamps"])
+    grouped = _group((r for r in chosen if not is_hidden(r) and r["eso dpr tech"] not in per_exposure),
+                     cascade.group_by)
+    grouped += [[r] for r in chosen if r["eso dpr tech"] in per_exposure
+                and (r["eso seq arm"] == NIR or r["lamp"] not in excluded_lamps)]
+    out = []
+    for members in grouped:
+        first = members[0]
+        keys = {k: first[k] for k in cascade.group_by}
+        nexp = first["eso tpl nexp"]
+        if entry.recipe in sets_cfg["full_template_recipes"] and nexp is not None and len(members) < nexp:
+            continue
+        if len(members) < sets_cfg["min_frames"].get(entry.recipe, 0):
+            continue
+        date_obs = _compact_date(min(str(r["date-obs"]) for r in members))
+        mjd = sum(r["mjd-obs"] for r in members) / len(members)
+        frames_out = tuple((r["filepath"], f"{r['eso dpr type']}_{r['eso seq arm']}", r["mjd-obs"]) for r in members)
+        out.append(FrameSet(sof_name(entry, dpr_type, keys, date_obs, cascade), entry.name, entry.recipe,
+                            entry.order, dpr_type, pmap(keys), frames_out, mjd, date_obs))
+    return out
+
+
+def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
+    keys = frame_set.keys
+    arm = frame_set.arm
+    folder = f"./reduced/{keys['night start date']}/soxs-{entry.recipe.replace('_', '-')}"
+    out = []
+    for template in entry.products:
+        file = frame_set.sof.replace(".sof", ".fits")
+        for old, new in template.replace:
+            file = file.replace(old, new)
+        out.append(Product(
+            file=file, filepath=f"{folder}/{file}", tag=f"{template.catg}_{_text(arm).upper()}",
+            catg=template.catg, pro_type=template.pro_type, pro_tech=template.pro_tech, sof=frame_set.sof,
+            recipe=entry.recipe, recipe_order=entry.order, arm=arm, mjd_obs=frame_set.mjd_obs,
+            night_start_mjd=keys.get("night start mjd"), exptime=keys["exptime"], binning=keys["binning"],
+            gain=keys["gain"], rospeed=keys["rospeed"], slit=keys["slit"]))
+    return out
+
+
+# -- calibration matching ----------------------------------------------------------------------------------
+
+
+def upstream_rejection(product: Product, rule: CalibrationRule, failed: frozenset[str]) -> str | None:
+    """Why a product can never fill this rule's slot, whatever the SOF (None: it can)."""
+    if product.recipe not in rule.upstream_recipes:
+        return f"made by {product.recipe}, not {'/'.join(sorted(rule.upstream_recipes))}"
+    if product.filepath in failed:
+        return "failed (recipe failure or QC out of range)"
+    if rule.from_arms is not None and product.arm not in rule.from_arms:
+        return f"arm {product.arm} is not used for {rule.cal_type}"
+    if rule.from_slit is not None and product.slit != rule.from_slit:
+        return f"slit {product.slit}, only {rule.from_slit} serves {rule.cal_type}"
+    if rule.from_catg_prefix is not None and not product.catg.startswith(rule.from_catg_prefix):
+        return f"{product.catg} is not a {rule.from_catg_prefix} product"
+    if rule.rank_by_exptime_first and product.exptime is None:
+        return "no exposure time"
+    return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and a == b
+
+
+def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule) -> str | None:
+    """Why this product cannot fill this SOF's slot under the rule's hard keys (None: it can)."""
+    keys, arm = frame_set.keys, frame_set.arm
+    if not _equal(product.arm, arm):
+        return f"arm {product.arm}, the SOF is {arm}"
+    if product.recipe_order >= frame_set.recipe_order:
+        return "not earlier in the cascade"
+    waived = frame_set.recipe in rule.waived_for
+    if rule.match_rospeed and not waived and not _equal(product.rospeed, keys["rospeed"]):
+        return f"readout speed {product.rospeed}, the SOF has {keys['rospeed']}"
+    if rule.match_binning_gain_unless_nir and arm != NIR:
+        if not _equal(product.binning, keys["binning"]):
+            return f"binning {product.binning}, the SOF has {keys['binning']}"
+        if not _equal(product.gain, keys["gain"]):
+            return f"gain {product.gain}, the SOF has {keys['gain']}"
+    if rule.match_slit and not waived and not _equal(product.slit, keys["slit"]):
+        fallback = rule.nir_slit_fallback
+        if not (fallback and arm == NIR and keys["slit"] == fallback[1] and product.slit == fallback[0]):
+            return f"slit {product.slit}, the SOF has {keys['slit']}"
+    return None
+
+
+def slot_applies(frame_set: FrameSet, rule: CalibrationRule) -> bool:
+    if rule.only_for is not None and frame_set.recipe not in rule.only_for:
+        return False
+    return frame_set.recipe not in rule.never_for
+
+
+def rank_key(product: Product, frame_set: FrameSet, rule: CalibrationRule) -> tuple[float, float, float, str]:
+    """Nearest first: |delta exptime| (when the rule says so), |delta MJD|, then earlier MJD, then path."""
+    exptime = frame_set.keys["exptime"]
+    dexp = abs(product.exptime - exptime) if rule.rank_by_exptime_first and exptime is not None \
+        and product.exptime is not None else 0.0
+    return (dexp, abs(product.mjd_obs - frame_set.mjd_obs), product.mjd_obs, product.filepath)
+
+
+def choose(frame_set: FrameSet, candidates: Iterable[Product], rule: CalibrationRule) -> tuple[Product, ...]:
+    """The products that fill this SOF's slot: the `keep` nearest passing candidates, then the tag filter.
+
+    `candidates` may be every product or any superset of the eligible ones near the SOF's MJD; the
+    answer is the same (the property tests check this).
+    """
+    passing = [p for p in candidates if hard_rejection(p, frame_set, rule) is None]
+    if not passing:
+        return ()
+    ranked = sorted(passing, key=lambda p: rank_key(p, frame_set, rule))
+    if rule.rank_by_exptime_first:
+        best = rank_key(ranked[0], frame_set, rule)[0]
+        ranked = [p for p in ranked if rank_key(p, frame_set, rule)[0] == best]
+    chosen = ranked[:rule.keep]
+    if frame_set.recipe in rule.tags_only_for and rule.tags_only_prefix is not None:
+        chosen = [p for p in chosen if p.catg.startswith(rule.tags_only_prefix)]
+    return tuple(chosen)
+
+
+def explain_slot(frame_set: FrameSet, products: Iterable[Product], rule: CalibrationRule, failed: frozenset[str],
+                 complete_sofs: frozenset[str]) -> tuple[tuple[Candidate, ...], tuple[Product, ...]]:
+    """Every product of the slot's upstream recipes on the SOF's arm, ranked or with its rejection rule."""
+    considered = [p for p in products if p.recipe in rule.upstream_recipes and p.arm == frame_set.arm]
+    usable: list[Product] = []
+    rejected: list[Candidate] = []
+    for p in considered:
+        reason = upstream_rejection(p, rule, failed)
+        if reason is None and p.sof not in complete_sofs:
+            reason = "its own SOF is incomplete"
+        reason = reason or hard_rejection(p, frame_set, rule)
+        if reason:
+            rejected.append(Candidate(p, abs(p.mjd_obs - frame_set.mjd_obs), rejected=reason))
+        else:
+            usable.append(p)
+    chosen = choose(frame_set, usable, rule)
+    ranked = sorted(usable, key=lambda p: rank_key(p, frame_set, rule))
+    out = [Candidate(p, abs(p.mjd_obs - frame_set.mjd_obs), rank=i + 1) for i, p in enumerate(ranked)]
+    rejected.sort(key=lambda c: (c.distance, c.product.filepath))
+    return tuple(out + rejected), chosen
+
+
+class _Index:
+    """Eligible products for one rule, bucketed by hard keys and sorted by MJD."""
+
+    def __init__(self, rule: CalibrationRule) -> None:
+        self.rule = rule
+        self.buckets: dict[tuple[Any, ...], tuple[list[float], list[Product]]] = {}
+
+    def bucket_key(self, arm: Any, rospeed: Any, binning: Any, gain: Any, slit: Any, exptime: Any,
+                   recipe: str | None = None) -> tuple[Any, ...]:
+        rule = self.rule
+        waived = recipe is not None and recipe in rule.waived_for
+        return (arm,
+                rospeed if rule.match_rospeed and not waived else None,
+                (binning, gain) if rule.match_binning_gain_unless_nir and arm != NIR else None,
+                slit if rule.match_slit and not waived else None,
+                exptime if rule.rank_by_exptime_first else None)
+
+    def add(self, products: Iterable[Product]) -> None:
+        """Add products (each once, in any order): every bucket stays sorted by MJD."""
+        touched = set()
+        for p in products:
+            for waived in (False, True):
+                key = self._product_key(p, waived)
+                mjds, items = self.buckets.setdefault(key, ([], []))
+                items.append(p)
+                touched.add(key)
+        for key in touched:
+            mjds, items = self.buckets[key]
+            items.sort(key=lambda p: (p.mjd_obs, p.filepath))
+            mjds[:] = [p.mjd_obs for p in items]
+
+    def _product_key(self, p: Product, waived: bool) -> tuple[Any, ...]:
+        rule = self.rule
+        return (waived, p.arm,
+                p.rospeed if rule.match_rospeed and not waived else None,
+                (p.binning, p.gain) if rule.match_binning_gain_unless_nir and p.arm != NIR else None,
+                p.slit if rule.match_slit and not waived else None,
+                p.exptime if rule.rank_by_exptime_first else None)
+
+    def near(self, frame_set: FrameSet) -> list[Product]:
+        """Candidates near the SOF's MJD from every bucket its hard keys allow (a superset of the answer)."""
+        rule, keys, arm = self.rule, frame_set.keys, frame_set.arm
+        waived = frame_set.recipe in rule.waived_for
+        slits: list[Any] = [keys["slit"]]
+        fallback = rule.nir_slit_fallback
+        if fallback and arm == NIR and keys["slit"] == fallback[1]:
+            slits.append(fallback[0])
+        out: list[Product] = []
+        for key, (mjds, items) in self._matching_buckets(waived, arm, keys, slits):
+            out.extend(_window(mjds, items, frame_set.mjd_obs, rule.keep))
+            del key
+        return out
+
+    def _matching_buckets(self, waived: bool, arm: Any, keys: Mapping[str, Any], slits: list[Any]
+                          ) -> Iterable[tuple[tuple[Any, ...], tuple[list[float], list[Product]]]]:
+        rule = self.rule
+        base = (waived, arm,
+                keys["rospeed"] if rule.match_rospeed and not waived else None,
+                (keys["binning"], keys["gain"]) if rule.match_binning_gain_unless_nir and arm != NIR else None)
+        for slit in slits if rule.match_slit and not waived else [None]:
+            if rule.rank_by_exptime_first:
+                # every exposure time is its own bucket; choose() keeps the closest exposure time
+                for key, bucket in self.buckets.items():
+                    if key[:4] == base and key[4] == slit:
+                        yield key, bucket
+            elif (base + (slit, None)) in self.buckets:
+                yield base + (slit, None), self.buckets[base + (slit, None)]
+
+
+def _window(mjds: list[float], items: list[Product], target: float, keep: int) -> list[Product]:
+    """The `keep` nearest items either side of `target`, widened to include every tie at the edge."""
+    at = bisect.bisect_left(mjds, target)
+    low, high = max(at - keep, 0), min(at + keep, len(items))
+    if low == high:
+        return []
+    distances = sorted(abs(m - target) for m in mjds[low:high])
+    kth = distances[min(keep, len(distances)) - 1]
+    while low > 0 and abs(mjds[low - 1] - target) <= kth:
+        low -= 1
+    while high < len(items) and abs(mjds[high] - target) <= kth:
+        high += 1
+    return items[low:high]
+
+
+# -- the whole association -----------------------------------------------------------------------------------
+
+
+def associate(rows: Sequence[Row], cascade: Cascade, failed: frozenset[str] = frozenset()) -> Association:
+    """Sets, predicted products and SOFs for raw frame rows; products in `failed` (paths) are never chosen."""
+    frames = usable_frames(rows, cascade)
+    indexes = {name: _Index(rule) for name, rule in cascade.rules.items()}
+    all_sets: list[FrameSet] = []
+    all_products: list[Product] = []
+    sofs: dict[str, Sof] = {}
+    for entry in cascade.entries:
+        entry_sofs: list[tuple[Sof, list[Product]]] = []
+        for dpr_type in entry.types:
+            for frame_set in form_sets(frames, entry, dpr_type, cascade):
+                if frame_set.sof in sofs:
+                    continue  # a second set with the same name: the first one keeps it
+                sofs[frame_set.sof] = _fill(frame_set, entry, cascade, indexes)
+                entry_sofs.append((sofs[frame_set.sof], predict_products(frame_set, entry)))
+        # Only now do this entry's products become candidates: a product serves later entries only.
+        for sof, products in entry_sofs:
+            all_sets.append(sof.set)
+            all_products.extend(products)
+            if sof.complete:
+                for name, index in indexes.items():
+                    eligible = [p for p in products if upstream_rejection(p, cascade.rules[name], failed) is None]
+                    if eligible:
+                        index.add(eligible)
+    return Association(tuple(all_sets), tuple(all_products), pmap(sofs))
+
+
+def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[str, _Index]) -> Sof:
+    if entry.calibrations is None:
+        return Sof(frame_set, (), ())
+    arm = frame_set.arm
+    if arm not in entry.calibrations:
+        return Sof(frame_set, (), (), note=f"{entry.recipe} has no calibration rules for the {arm} arm")
+    slots, missing = [], []
+    for cal_type in entry.calibrations[arm]:
+        rule = cascade.rules[cal_type]
+        chosen = choose(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) else ()
+        slots.append(Slot(cal_type, chosen))
+        if not chosen:
+            missing.append(cal_type)
+    return Sof(frame_set, tuple(slots), tuple(missing))

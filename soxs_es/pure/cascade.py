@@ -1,0 +1,114 @@
+"""The reduction cascade as values: entries, product templates and calibration-matching rules from the YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from soxs_es.pure.rules import Rules
+
+
+@attrs.frozen
+class ProductTemplate:
+    catg: str
+    pro_type: str
+    pro_tech: str
+    replace: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class Entry:
+    """One cascade entry: which raw frames feed `recipe`, what it writes, and what it needs per arm."""
+
+    order: int
+    name: str
+    recipe: str
+    types: tuple[str, ...]
+    techs: tuple[str, ...]  # empty: any tech
+    calibrations: Mapping[str, tuple[str, ...]] | None  # None: needs no calibration
+    products: tuple[ProductTemplate, ...]
+    science: bool
+
+
+@attrs.frozen
+class CalibrationRule:
+    """How one calibration slot is filled (see the `calibrations:` section of the rules YAML)."""
+
+    cal_type: str
+    upstream_recipes: frozenset[str]
+    keep: int = 1
+    match_rospeed: bool = False
+    match_binning_gain_unless_nir: bool = False
+    match_slit: bool = False
+    waived_for: frozenset[str] = frozenset()
+    nir_slit_fallback: tuple[str, str] | None = None  # (product slit, SOF slit it also serves)
+    from_arms: frozenset[str] | None = None
+    from_slit: str | None = None
+    from_catg_prefix: str | None = None
+    only_for: frozenset[str] | None = None
+    never_for: frozenset[str] = frozenset()
+    rank_by_exptime_first: bool = False
+    tags_only_for: frozenset[str] = frozenset()
+    tags_only_prefix: str | None = None
+
+
+@attrs.frozen
+class Cascade:
+    entries: tuple[Entry, ...]
+    rules: Mapping[str, CalibrationRule]
+    group_by: tuple[str, ...]
+    sets: Mapping[str, Any]
+    names: Mapping[str, Any]
+
+
+def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
+    fallback = spec.get("nir_slit_fallback")
+    tags_only = spec.get("tags_only")
+    return CalibrationRule(
+        cal_type=cal_type,
+        upstream_recipes=frozenset(spec["from"]),
+        keep=int(spec.get("keep", 1)),
+        match_rospeed=bool(spec.get("match_rospeed", False)),
+        match_binning_gain_unless_nir=bool(spec.get("match_binning_gain_unless_nir", False)),
+        match_slit=bool(spec.get("match_slit", False)),
+        waived_for=frozenset(spec.get("waived_for", ())),
+        nir_slit_fallback=(fallback["product"], fallback["serves"]) if fallback else None,
+        from_arms=frozenset(spec["from_arms"]) if "from_arms" in spec else None,
+        from_slit=spec.get("from_slit"),
+        from_catg_prefix=spec.get("from_catg_prefix"),
+        only_for=frozenset(spec["only_for"]) if "only_for" in spec else None,
+        never_for=frozenset(spec.get("never_for", ())),
+        rank_by_exptime_first=bool(spec.get("rank_by_exptime_first", False)),
+        tags_only_for=frozenset(tags_only["for"]) if tags_only else frozenset(),
+        tags_only_prefix=tags_only["catg_prefix"] if tags_only else None,
+    )
+
+
+def cascade_of(rules: Rules) -> Cascade:
+    """Build the cascade from the rules document (KeyError names a missing section)."""
+    science = set(rules.section("sof_names", "science_entries"))
+    entries = []
+    for order, spec in enumerate(rules.section("cascade")):
+        cals = spec.get("calibrations")
+        entries.append(Entry(
+            order=order,
+            name=spec["name"],
+            recipe=spec["recipe"],
+            types=tuple(spec["types"]),
+            techs=tuple(spec.get("techs", ())),
+            calibrations={arm: tuple(types) for arm, types in cals.items()} if cals else None,
+            products=tuple(ProductTemplate(p["catg"], p["type"], p["tech"],
+                                           tuple((a, b) for a, b in p.get("replace", ())))
+                           for p in spec["products"]),
+            science=spec["name"] in science,
+        ))
+    cal_rules = {name: _rule(name, spec) for name, spec in rules.section("calibrations").items()}
+    for entry in entries:
+        for types in (entry.calibrations or {}).values():
+            missing = [t for t in types if t not in cal_rules]
+            if missing:
+                raise KeyError(f"cascade entry {entry.name} needs calibration rules for {', '.join(missing)}")
+    return Cascade(tuple(entries), cal_rules, tuple(rules.section("sets", "group_by")),
+                   rules.section("sets"), rules.section("sof_names"))

@@ -1,0 +1,41 @@
+"""What `prep` tells the astronomer about the association: sets per recipe, SOFs, what blocks the science."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+
+from soxs_es.pure.association import Association
+
+#: Recipes whose incomplete SOFs are worth a line each in the report (what the astronomer came for).
+TARGET_RECIPES = ("stare_std", "nod_std", "offset_std", "stare_obj", "nod_obj", "offset_obj")
+
+
+@attrs.frozen
+class AssociationSummary:
+    sets_per_recipe: tuple[tuple[str, int, int], ...]  # (recipe, sets, complete SOFs), cascade order
+    sofs_written: tuple[str, ...]
+    sofs_unchanged: int
+    sofs_removed: tuple[str, ...]
+    sofs_kept_edited: tuple[str, ...]
+    blocked: tuple[tuple[str, str], ...]  # (science/standard SOF, what it lacks)
+
+
+def summarise(association: Association, written: Any) -> AssociationSummary:
+    order: dict[str, int] = {}
+    sets: Counter[str] = Counter()
+    complete: Counter[str] = Counter()
+    blocked = []
+    for frame_set in association.sets:
+        order.setdefault(frame_set.recipe, frame_set.recipe_order)
+        sets[frame_set.recipe] += 1
+        sof = association.sofs[frame_set.sof]
+        if sof.complete:
+            complete[frame_set.recipe] += 1
+        elif frame_set.recipe in TARGET_RECIPES:
+            blocked.append((frame_set.sof, sof.note or "no eligible " + ", ".join(sof.missing)))
+    per_recipe = tuple((r, sets[r], complete[r]) for r in sorted(sets, key=lambda r: order[r]))
+    return AssociationSummary(per_recipe, tuple(written.written), written.unchanged, tuple(written.removed),
+                              tuple(written.kept_edited), tuple(sorted(blocked)))

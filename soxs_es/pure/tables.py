@@ -1,0 +1,76 @@
+"""Rows of the projected association tables (`raw_frame_sets`, `product_frames`, `sof_map`) and SOF text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from soxs_es.pure.association import Association, Sof
+
+SET_COLUMNS: tuple[str, ...] = (
+    "sof", "recipe", "recipe_order", "eso seq arm", "eso dpr catg", "eso dpr tech", "eso dpr type", "mjd-obs",
+    "date-obs", "night start date", "night start mjd", "exptime", "binning", "rospeed", "gain", "slit", "slitmask",
+    "lamp", "filter", "object", "template", "eso obs id", "eso obs name", "eso tpl name", "eso tpl nexp",
+    "instrume", "counts", "set_first_file", "complete", "quality", "missing",
+)
+PRODUCT_COLUMNS: tuple[str, ...] = (
+    "file", "filepath", "sof", "recipe", "recipe_order", "eso seq arm", "eso pro catg", "eso pro type",
+    "eso pro tech", "tag", "mjd-obs", "night start mjd", "exptime", "binning", "rospeed", "gain", "slit",
+    "complete",
+)
+SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete")
+
+
+def set_rows(association: Association) -> list[dict[str, Any]]:
+    rows = []
+    for frame_set in association.sets:
+        sof = association.sofs[frame_set.sof]
+        row = dict(frame_set.keys)
+        row.update({
+            "sof": frame_set.sof, "recipe": frame_set.recipe, "recipe_order": frame_set.recipe_order,
+            "eso dpr type": frame_set.dpr_type, "mjd-obs": frame_set.mjd_obs, "date-obs": frame_set.date_obs,
+            "counts": len(frame_set.frames), "set_first_file": frame_set.frames[0][0].rsplit("/", 1)[-1],
+            "complete": int(sof.complete), "quality": sof.quality,
+            "missing": ", ".join(sof.missing) or sof.note,
+        })
+        rows.append(row)
+    return rows
+
+
+def product_rows(association: Association) -> list[dict[str, Any]]:
+    return [{
+        "file": p.file, "filepath": p.filepath, "sof": p.sof, "recipe": p.recipe, "recipe_order": p.recipe_order,
+        "eso seq arm": p.arm, "eso pro catg": p.tag, "eso pro type": p.pro_type, "eso pro tech": p.pro_tech,
+        "tag": p.tag, "mjd-obs": p.mjd_obs, "night start mjd": p.night_start_mjd, "exptime": p.exptime,
+        "binning": p.binning, "rospeed": p.rospeed, "gain": p.gain, "slit": p.slit,
+        "complete": int(association.sofs[p.sof].complete),
+    } for p in association.products]
+
+
+def sof_map_rows(association: Association) -> list[dict[str, Any]]:
+    """One row per line of every complete SOF (raw frames: slot 'raw')."""
+    rows = []
+    for sof in association.complete_sofs():
+        for path, tag, _ in sof.set.frames:
+            rows.append({"sof": sof.set.sof, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag,
+                         "slot": "raw", "rank": None, "complete": 1})
+        for slot in sof.slots:
+            for rank, product in enumerate(slot.chosen, start=1):
+                rows.append({"sof": sof.set.sof, "file": product.file, "filepath": product.filepath,
+                             "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1})
+    return rows
+
+
+def format_sof(lines: Sequence[tuple[str, str]]) -> str:
+    """A SOF file: one `<path>  <tag>` line per frame or product, paths padded to one column."""
+    width = max(len(path) for path, _ in lines)
+    return "".join(f"{path.ljust(width)}  {tag}\n" for path, tag in lines)
+
+
+def sof_text(sof: Sof) -> str:
+    return format_sof(sof.lines)
+
+
+def sof_files(association: Association) -> dict[str, str]:
+    """File name -> content of every complete SOF."""
+    return {sof.set.sof: sof_text(sof) for sof in association.complete_sofs()}

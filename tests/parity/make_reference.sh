@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates the expected SOF sets in tests/parity/ by running soxspipe 0.19.0 on demo downloads.
+# Needs a Python 3.12 venv with `pip install soxspipe==0.19.0 six`; give its path as $1.
+# The demo frames are written uncompressed: soxspipe keeps `.fits.Z` names where soxs-es decompresses.
+set -euo pipefail
+venv=${1:?path to a venv with soxspipe 0.19.0}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+for nights in 1 2 3; do
+  work=$(mktemp -d)
+  "$repo/.venv/bin/python" -c "from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path('$work'), nights=$nights, seed=11, compressed_fraction=0.0)"
+  (cd "$work" && "$venv/bin/soxspipe" prep . > /dev/null)
+  "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/soxspipe-0.19.0-${nights}n-seed11.json"
+  rm -rf "$work"
+done
