@@ -155,16 +155,36 @@ QTH = {"ESO INS QTH NAME": "QTH_Lamp"}
 THAR = {"ESO INS THAR NAME": "ThAr_Lamp"}  # the VIS arm's arc lamp
 
 
-def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[str, Any]]]]:
-    """All raw frames of one night."""
+def sparse_gaps(night: int) -> frozenset[str]:
+    """Templates a `--sparse` demo leaves out on this night, so calibrations must come from other nights."""
+    gaps = set()
+    if night % 3 == 1:
+        gaps.add("vis_bias_1x1")
+    if night % 2 == 0:
+        gaps.add("nir_flat_SLIT5.0")  # NIR SLIT5.0 standards then use a SLIT1.5 flat
+    if night % 3 == 2:
+        gaps.add("nir_dark_60.0")
+    if night % 3 == 0:
+        gaps.add("vis_mph")
+    if night % 2 == 1:
+        gaps.add("vis_std")
+    return frozenset(gaps)
+
+
+def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """All raw frames of one night (`sparse`: some calibrations missing, and extra science set-ups)."""
     n = _Night(night, rng)
     out: list[tuple[str, list[tuple[str, Any]]]] = []
+    gaps = sparse_gaps(night) if sparse else frozenset()
     cal = {"catg": "CALIB", "ob_name": "Maintenance"}
-    out += n.template(5, arm="VIS", dpr_type="BIAS", tech="IMAGE", exptime=0.0, tpl="SOXS_vis_cal_bias",
-                      obj="BIAS", extra=_vis("SLIT1.0"), **cal)
+    if "vis_bias_1x1" not in gaps:
+        out += n.template(5, arm="VIS", dpr_type="BIAS", tech="IMAGE", exptime=0.0, tpl="SOXS_vis_cal_bias",
+                          obj="BIAS", extra=_vis("SLIT1.0"), **cal)
     out += n.template(5, arm="VIS", dpr_type="BIAS", tech="IMAGE", exptime=0.0, tpl="SOXS_vis_cal_bias",
                       obj="BIAS", extra=_vis("SLIT1.0", (2, 2), FAST), **cal)
     for dit in (5.0, 60.0):
+        if f"nir_dark_{dit}" in gaps:
+            continue
         out += n.template(3, arm="NIR", dpr_type="DARK", tech="IMAGE", exptime=dit, tpl="SOXS_nir_cal_dark",
                           obj="DARK", extra=_nir("BLANK"), **cal)
     out += n.template(1, arm="VIS", dpr_type="LAMP,WAVE", tech="ECHELLE,PINHOLE", exptime=10.0,
@@ -186,13 +206,16 @@ def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[s
                           tpl="SOXS_vis_cal_flat", obj="LAMP,FLAT", extra={**_vis(slit), **QTH}, catg="CALIB",
                           ob_name=f"SOXS_vis_flat_{slit}")
     for slit in NIR_FLAT_SLITS:
+        if f"nir_flat_{slit}" in gaps:
+            continue
         out += n.template(10, arm="NIR", dpr_type="LAMP,FLAT", tech="ECHELLE,SLIT", exptime=5.0,
                           tpl="SOXS_nir_cal_flat", obj="LAMP,FLAT", extra=_nir(slit), catg="CALIB",
                           ob_name=f"SOXS_nir_flat_{slit}",
                           per_frame=lambda i: QTH if i < 5 else {"tech": "IMAGE"})
-    out += n.template(1, arm="VIS", dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE", exptime=10.0,
-                      tpl="SOXS_vis_cal_mph", obj="LAMP,WAVE", extra={**_vis("MULTPIN"), **THAR},
-                      catg="CALIB", ob_name="SOXS_vis_wave_mph")
+    if "vis_mph" not in gaps:
+        out += n.template(1, arm="VIS", dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE", exptime=10.0,
+                          tpl="SOXS_vis_cal_mph", obj="LAMP,WAVE", extra={**_vis("MULTPIN"), **THAR},
+                          catg="CALIB", ob_name="SOXS_vis_wave_mph")
     out += n.template(2, arm="NIR", dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE", exptime=5.0,
                       tpl="SOXS_nir_cal_mph", obj="LAMP,WAVE", extra=_nir("MULTPIN"), catg="CALIB",
                       ob_name="SOXS_nir_wave_mph",
@@ -202,8 +225,9 @@ def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[s
     std = rng.choice(["GD71", "LTT3218", "EG274", "FEIGE110"])
     out += n.template(1, arm="ACQ", catg="ACQUISITION", dpr_type="OBJECT", tech="IMAGE", exptime=3.0,
                       tpl="SOXS_acq", obj=std, ob_name=std, extra={})
-    out += n.template(1, arm="VIS", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,STARE", exptime=120.0,
-                      tpl="SOXS_vis_std_stare", obj=std, ob_name=std, extra=_vis("SLIT5.0"))
+    if "vis_std" not in gaps:
+        out += n.template(1, arm="VIS", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,STARE",
+                          exptime=120.0, tpl="SOXS_vis_std_stare", obj=std, ob_name=std, extra=_vis("SLIT5.0"))
     out += n.template(2, arm="NIR", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,NODDING", exptime=60.0,
                       tpl="SOXS_nir_std_nod", obj=std, ob_name=std, extra=_nir("SLIT5.0"))
     target = f"SN2025{chr(ord('a') + night % 26)}{chr(ord('a') + night // 26 % 26)}"
@@ -214,16 +238,24 @@ def night_frames(night: int, rng: random.Random) -> list[tuple[str, list[tuple[s
                       tpl="SOXS_vis_obs_stare", obj=target, ob_name=f"OB_{target}", extra=_vis("SLIT1.0"))
     out += n.template(4, arm="NIR", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,NODDING", exptime=300.0,
                       tpl="SOXS_nir_obs_nod", obj=target, ob_name=f"OB_{target}", extra=_nir("SLIT1.5"))
+    if sparse:
+        # a NIR stare (its dark is chosen by exposure time first) and a VIS 2x2 fast set-up with no flats
+        out += n.template(1, arm="NIR", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,STARE", exptime=30.0,
+                          tpl="SOXS_nir_obs_stare", obj=target, ob_name=f"OB_{target}_stare", extra=_nir("SLIT1.5"))
+        out += n.template(1, arm="VIS", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,STARE", exptime=300.0,
+                          tpl="SOXS_vis_obs_stare", obj=target, ob_name=f"OB_{target}_fast",
+                          extra=_vis("SLIT1.0", (2, 2), FAST))
     return out
 
 
-def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction: float = 0.8) -> int:
+def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction: float = 0.8,
+               sparse: bool = False) -> int:
     """Write the demo download into `folder` (created if needed); returns the number of files written."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     written = 0
     for night in range(nights):
-        for name, cards in night_frames(night, rng):
+        for name, cards in night_frames(night, rng, sparse):
             data = fits_bytes(cards)
             if rng.random() < compressed_fraction:
                 (folder / f"{name}.Z").write_bytes(compress_z(data))

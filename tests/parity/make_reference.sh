@@ -13,3 +13,11 @@ for nights in 1 2 3; do
   "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/soxspipe-0.19.0-${nights}n-seed11.json"
   rm -rf "$work"
 done
+# Sparse nights: calibrations taken from other nights, the NIR slit fallback, darks ranked by exposure time.
+for nights in 3 4; do
+  work=$(mktemp -d)
+  "$repo/.venv/bin/python" -c "from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path('$work'), nights=$nights, seed=5, compressed_fraction=0.0, sparse=True)"
+  (cd "$work" && "$venv/bin/soxspipe" prep . > /dev/null)
+  "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/soxspipe-0.19.0-${nights}n-seed5-sparse.json"
+  rm -rf "$work"
+done

@@ -1,0 +1,164 @@
+"""Association: parity with soxspipe 0.19.0, and properties of calibration matching."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyrsistent import pmap
+
+from soxs_es.demo import write_demo
+from soxs_es.pure.association import FrameSet, Product, _Index, choose, explain_slot, rank_key, upstream_rejection
+from soxs_es.pure.cascade import cascade_of
+from soxs_es.pure.rules import parse_rules
+from soxs_es.workspace import prep
+
+PARITY = Path(__file__).parent / "parity"
+RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
+CASCADE = cascade_of(RULES)
+
+
+def collect(folder: Path) -> dict[str, list[list[str]]]:
+    out = {}
+    for path in sorted(folder.glob("*.sof")):
+        out[path.name] = sorted([p, t] for p, t in (line.split() for line in path.read_text().splitlines()))
+    return out
+
+
+def _cases() -> list[tuple[str, dict]]:
+    cases = []
+    for path in sorted(PARITY.glob("soxspipe-0.19.0-*.json")):
+        parts = path.stem.split("-")  # soxspipe, 0.19.0, <n>n, seed<s>[, sparse]
+        cases.append((path.name, {"nights": int(parts[2][:-1]), "seed": int(parts[3][4:]),
+                                  "sparse": parts[-1] == "sparse"}))
+    return cases
+
+
+@pytest.mark.parametrize(("reference", "demo"), _cases(), ids=[c[0] for c in _cases()])
+def test_sof_files_match_soxspipe(reference: str, demo: dict, tmp_path: Path, clock) -> None:
+    write_demo(tmp_path, compressed_fraction=0.0, **demo)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    expected = json.loads((PARITY / reference).read_text())
+    ours = collect(tmp_path / "sof")
+    assert sorted(ours) == sorted(expected), "same SOF names"
+    assert ours == expected, "same (path, tag) lines in every SOF"
+
+
+def test_sof_link_is_relative_and_files_rewritten_only_on_change(download: Path, clock) -> None:
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    link = download / "sof"
+    assert link.is_symlink() and str(link.readlink()) == "sessions/base/sof"
+    assert report.association is not None and len(report.association.sofs_written) == 38
+    before = {p.name: p.stat().st_mtime_ns for p in link.iterdir()}
+    # a frame disappears: only the SOFs that contained it (and those downstream) change
+    bias = sorted((download / "raw").rglob("*.fits"))[0]
+    bias.unlink()
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    summary = report.association
+    assert summary is not None
+    assert summary.sofs_removed, "the bias SOF lost a frame of its template: it is no longer complete"
+    after = {p.name: p.stat().st_mtime_ns for p in link.iterdir()}
+    unchanged = [n for n in after if n in before and after[n] == before[n] and n not in summary.sofs_written]
+    assert len(unchanged) == summary.sofs_unchanged > 20
+    for name in summary.sofs_removed:
+        assert not (link / name).exists()
+    moved = download.parent / "moved"
+    shutil.move(download, moved)
+    assert (moved / "sof").resolve() == (moved / "sessions/base/sof").resolve()
+
+
+# -- properties of calibration matching --------------------------------------------------------------------
+
+ARMS = ["VIS", "NIR"]
+SLITS = ["SLIT1.0", "SLIT1.5", "SLIT5.0"]
+
+
+@st.composite
+def products(draw: st.DrawFn, recipe: str, catgs: tuple[str, ...]) -> list[Product]:
+    out = []
+    for i in range(draw(st.integers(0, 25))):
+        arm = draw(st.sampled_from(ARMS))
+        mjd = draw(st.sampled_from([60735.2, 60735.7, 60736.2, 60736.9, 60737.5, 60738.1]))
+        sof = f"s{i}.sof"
+        for catg in catgs:
+            out.append(Product(
+                file=f"{sof}-{catg}.fits", filepath=f"./reduced/x/{sof}-{catg}.fits", tag=f"{catg}_{arm}",
+                catg=catg, pro_type="REDUCED", pro_tech="IMAGE", sof=sof, recipe=recipe, recipe_order=2,
+                arm=arm, mjd_obs=mjd, night_start_mjd=int(mjd), exptime=draw(st.sampled_from([5.0, 60.0, 30.0])),
+                binning=draw(st.sampled_from(["1x1", "2x2"])), gain=draw(st.sampled_from([0.6, 1.4])),
+                rospeed=draw(st.sampled_from(["1", "2"])), slit=draw(st.sampled_from(SLITS))))
+    return out
+
+
+@st.composite
+def frame_sets(draw: st.DrawFn) -> FrameSet:
+    recipe = draw(st.sampled_from(["stare_obj", "spat_solution", "mflat", "nod_obj"]))
+    keys = pmap({"eso seq arm": draw(st.sampled_from(ARMS)), "rospeed": draw(st.sampled_from(["1", "2"])),
+                 "binning": draw(st.sampled_from(["1x1", "2x2"])), "gain": draw(st.sampled_from([0.6, 1.4])),
+                 "slit": draw(st.sampled_from(SLITS)), "exptime": draw(st.sampled_from([5.0, 30.0, 100.0])),
+                 "night start mjd": 60736})
+    return FrameSet(sof="target.sof", entry="e", recipe=recipe, recipe_order=9, dpr_type="OBJECT", keys=keys,
+                    frames=(), mjd_obs=draw(st.sampled_from([60735.7, 60736.45, 60736.9])), date_obs="x")
+
+
+RULE_CASES = {
+    "mbias": ("mbias", ("MASTER_BIAS",)),
+    "mdark": ("mdark", ("MASTER_DARK",)),
+    "mflat": ("mflat", ("MASTER_FLAT", "ORDER_TAB")),
+    "spat_solution": ("spat_solution", ("DISP_TAB", "DISP_IMAGE")),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(RULE_CASES)), st.data(), frame_sets())
+def test_indexed_choice_equals_choice_over_everything(cal_type: str, data: st.DataObject, target: FrameSet) -> None:
+    recipe, catgs = RULE_CASES[cal_type]
+    pool = data.draw(products(recipe, catgs))
+    failed = frozenset(data.draw(st.sets(st.sampled_from([p.filepath for p in pool]))) if pool else set())
+    rule = CASCADE.rules[cal_type]
+    eligible = [p for p in pool if upstream_rejection(p, rule, failed) is None]
+    index = _Index(rule)
+    index.add(eligible)
+    fast = choose(target, index.near(target), rule)
+    assert fast == choose(target, eligible, rule)
+    # explain() is built on the same choice and agrees with it
+    _, explained = explain_slot(target, pool, rule, failed, frozenset(p.sof for p in pool))
+    assert explained == fast
+    # never a failed product; nothing passing is strictly nearer than what was chosen
+    assert not {p.filepath for p in fast} & failed
+    if fast:
+        worst = max(rank_key(p, target, rule) for p in fast)
+        nearer = [p for p in eligible if p not in fast and rank_key(p, target, rule) < worst
+                  and choose(target, [p], rule)]
+        if target.recipe not in rule.tags_only_for:
+            assert not nearer
+    # ties break the same way whatever order the candidates come in
+    assert choose(target, list(reversed(eligible)), rule) == fast
+
+
+def test_nir_slit_fallback_and_dark_exposure_ranking() -> None:
+    def product(recipe: str, catg: str, slit: str, mjd: float, exptime: float = 5.0) -> Product:
+        return Product(file=f"{slit}{mjd}", filepath=f"./{catg}{slit}{mjd}{exptime}", tag=f"{catg}_NIR", catg=catg,
+                       pro_type="R", pro_tech="I", sof=f"{slit}{mjd}", recipe=recipe, recipe_order=1, arm="NIR",
+                       mjd_obs=mjd, night_start_mjd=int(mjd), exptime=exptime, binning=None, gain=1.0,
+                       rospeed="1", slit=slit)
+
+    target = FrameSet(sof="std.sof", entry="e", recipe="nod_std", recipe_order=8, dpr_type="STD,FLUX",
+                      keys=pmap({"eso seq arm": "NIR", "rospeed": "1", "binning": None, "gain": 1.0,
+                                 "slit": "SLIT5.0", "exptime": 30.0, "night start mjd": 60736}),
+                      frames=(), mjd_obs=60736.5, date_obs="x")
+    flats = [product("mflat", "MASTER_FLAT", "SLIT1.5", 60736.4), product("mflat", "MASTER_FLAT", "SLIT5.0", 60738.0),
+             product("mflat", "MASTER_FLAT", "SLIT1.0", 60736.5)]
+    chosen = choose(target, flats, CASCADE.rules["mflat"])
+    assert [p.slit for p in chosen] == ["SLIT1.5", "SLIT5.0"]  # SLIT1.5 serves SLIT5.0 on NIR; SLIT1.0 never
+    darks = [product("mdark", "MASTER_DARK", "BLANK", mjd, exptime)
+             for mjd, exptime in ((60736.5, 5.0), (60740.0, 60.0), (60730.0, 60.0))]
+    target_stare = FrameSet(sof="s.sof", entry="e", recipe="stare_obj", recipe_order=12, dpr_type="OBJECT",
+                            keys=target.keys.set("exptime", 50.0), frames=(), mjd_obs=60736.5, date_obs="x")
+    chosen = choose(target_stare, darks, CASCADE.rules["mdark"])
+    assert [(p.exptime, p.mjd_obs) for p in chosen] == [(60.0, 60740.0)]  # nearest exposure time beats nearest night
