@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -146,6 +147,57 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derived_readonly(workspace: str) -> tuple[Any, Any]:
+    """Fold the log and derive the association without writing anything (readers never take the lock)."""
+    from soxs_es.pure.derive import derive
+    from soxs_es.pure.state import fold
+    from soxs_es.workspace import load_rules
+
+    log = _open_log(workspace)
+    try:
+        state = fold(log.read())
+    finally:
+        log.close()
+    rules = load_rules(Path(workspace))
+    return derive(state, rules), rules
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from soxs_es.pure.cascade import cascade_of
+    from soxs_es.pure.explain import explain
+
+    derived, rules = _derived_readonly(args.workspace)
+    name = Path(args.sof).name
+    result = explain(derived.association, name, cascade_of(rules))
+    if result is None:
+        raise UserError(f"no SOF named {name} in {args.workspace}; `soxs-es list sof` shows them", code=2)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    status = "complete" if result.complete else "INCOMPLETE: " + (result.note or "no " + ", ".join(result.missing))
+    quality = "-" if result.quality is None else f"{result.quality} night(s) to its furthest calibration"
+    print(f"{result.sof}\n  recipe {result.recipe}, arm {result.arm}, {status}; quality: {quality}")
+    print(f"  raw frames ({len(result.frames)}):")
+    for path, tag in result.frames:
+        print(f"    {path}  {tag}")
+    for slot in result.slots:
+        print(f"  {slot.cal_type}:" + ("" if slot.applies else " (this rule never serves this recipe)"))
+        chosen = {p.filepath for p in slot.chosen}
+        if not slot.candidates:
+            print("    no product of this kind on this arm")
+        ranked = [c for c in slot.candidates if c.rank is not None]
+        rejected = [c for c in slot.candidates if c.rank is None]
+        shown = slot.candidates if args.all else ranked[:5] + rejected[:5]
+        for c in shown:
+            mark = "*" if c.product.filepath in chosen else " "
+            where = f"#{c.rank}" if c.rank is not None else "  x"
+            why = f"  rejected: {c.rejected}" if c.rejected else ""
+            print(f"   {mark}{where:>4}  {c.distance:9.4f} d  {c.product.filepath}{why}")
+        if len(shown) < len(slot.candidates):
+            print(f"    ... {len(slot.candidates) - len(shown)} more candidates (--all lists them)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soxs-es", description="Data organiser for SOXS reductions.")
     parser.add_argument("--version", action="version", version=f"soxs-es {__version__}")
@@ -167,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave some calibrations out on some nights and add set-ups that cannot be completed")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("explain", help="why a SOF holds the calibrations it holds")
+    p.add_argument("sof", help="SOF file name or path")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--all", action="store_true", help="list every candidate, not the nearest few")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("log", help="list the workspace's events")
     p.add_argument("workspace", nargs="?", default=".")

@@ -79,6 +79,13 @@ class FrameMissing(Event, frozen=True):
     path: str
 
 
+class RulesInForce(Event, frozen=True):
+    """The instrument rules used from now on (their sha256 and where they came from)."""
+
+    digest: str
+    source: str
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FrameIngested,
     FileRejected,
@@ -87,6 +94,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FileMoved,
     MoveAbandoned,
     FrameMissing,
+    RulesInForce,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENT_TYPES}
 

@@ -29,12 +29,11 @@ from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes, write_new_fi
 from soxs_es.projections import tables
 from soxs_es.projections.sof_files import ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
-from soxs_es.pure.association import associate
-from soxs_es.pure.cascade import cascade_of
-from soxs_es.pure.frames import classify, instrument_family, raw_folder, raw_frame_rows
+from soxs_es.pure.derive import derive
+from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.report import AssociationSummary, summarise
 from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.state import fold
 from soxs_es.pure.tables import sof_files
 
 SESSIONS, BASE_SESSION = "sessions", "base"
@@ -393,28 +392,36 @@ class Prep:
     # -- projections -------------------------------------------------------------------------------
 
     def project(self) -> None:
-        rows = project_state(self.state, self.rules)
+        derived = derive(self.state, self.rules)
         conn = self.log.conn
-        association = associate(rows["raw_frames"], cascade_of(self.rules))
+        association = derived.association
         previous = tables.previous_sof_files(conn)
-        tables.project_raw_frames(conn, rows["raw_frames"])
-        tables.project_rejected_files(conn, rows["rejected_files"])
+        tables.project_raw_frames(conn, derived.raw_frames)
+        tables.project_rejected_files(conn, derived.rejected_files)
         tables.project_association(conn, association)
         sof_dir = self.root / SESSIONS / BASE_SESSION / "sof"
         written = write_sof_folder(sof_dir, sof_files(association), previous)
         problem = ensure_relative_link(self.root / "sof", sof_dir)
         if problem:
             self.report.left_alone.append(("sof", problem))
-        self.report.raw_frames = len(rows["raw_frames"])
-        self.report.nights = len({r["night start date"] for r in rows["raw_frames"]})
+        self.report.raw_frames = len(derived.raw_frames)
+        self.report.nights = len({r["night start date"] for r in derived.raw_frames})
         self.report.association = summarise(association, written)
 
     def projections_missing(self) -> bool:
         have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return not set(tables.PROJECTED_TABLES) <= have
 
+    def record_rules(self) -> None:
+        """A changed rules file is a fact: recording it makes the projections rebuild with the new rules."""
+        if self.state.rules_digest != self.rules.digest:
+            own = (self.root / layout.RULES_FILE).is_file()
+            self._record([ev.RulesInForce(digest=self.rules.digest,
+                                          source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml")])
+
     def run(self) -> PrepReport:
         self.reconcile()
+        self.record_rules()
         found = self.scan_root()
         self.check_instruments(found)
         self.file_root(found)
@@ -432,20 +439,6 @@ class Prep:
 
 def _listdir(folder: Path) -> list[str]:
     return os.listdir(folder) if folder.is_dir() else []
-
-
-def project_state(state: WorkspaceState, rules: Rules) -> dict[str, list[dict[str, Any]]]:
-    """Every projected table's rows, derived from the folded state (pure, given the rules)."""
-    raw: list[tuple[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    for path, known in sorted(state.files.items()):
-        verdict = classify(known.header, rules) if known.header is not None else None
-        if verdict is not None and verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
-            raw.append((path, known.header))
-        elif verdict is None or verdict.kind == "rejected":
-            reason = known.problem if verdict is None else verdict.reason
-            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
-    return {"raw_frames": raw_frame_rows(raw, rules), "rejected_files": rejected}
 
 
 def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,

@@ -162,3 +162,42 @@ def test_nir_slit_fallback_and_dark_exposure_ranking() -> None:
                             keys=target.keys.set("exptime", 50.0), frames=(), mjd_obs=60736.5, date_obs="x")
     chosen = choose(target_stare, darks, CASCADE.rules["mdark"])
     assert [(p.exptime, p.mjd_obs) for p in chosen] == [(60.0, 60740.0)]  # nearest exposure time beats nearest night
+
+
+def test_explain_lists_ranked_and_rejected_candidates_as_json(tmp_path: Path, capsys, clock) -> None:
+    from soxs_es.cli import main
+
+    write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.0)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    blocked = next(p.name for p in [Path(n) for n in _set_names(tmp_path)] if "2X2_2_STARE_OBJ" in p.name)
+    assert main(["explain", blocked, "-w", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["complete"] is False and result["missing"] == ["mflat"]
+    slots = {s["calibration"]: s for s in result["slots"]}
+    mbias = slots["mbias"]
+    ranked = [c for c in mbias["candidates"] if c["rank"]]
+    assert mbias["chosen"] == [ranked[0]["filepath"]] and "2X2_2_MBIAS" in ranked[0]["filepath"]
+    assert [c["delta_mjd"] for c in ranked] == sorted(c["delta_mjd"] for c in ranked)
+    assert all("readout speed" in c["rejected"] for c in mbias["candidates"] if not c["rank"])
+    assert slots["mflat"]["chosen"] == [] and all(c["rejected"] for c in slots["mflat"]["candidates"])
+    assert main(["explain", "nope.sof", "-w", str(tmp_path)]) == 2
+
+
+def _set_names(workspace: Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(workspace / "soxspipe.db")
+    return [r[0] for r in conn.execute("SELECT sof FROM raw_frame_sets")]
+
+
+def test_a_workspace_rules_file_replaces_the_shipped_one(download: Path, clock) -> None:
+    prep(download, clock, workers=1, notify=lambda m: None)
+    flats = sorted(p.name for p in (download / "sof").glob("*MFLAT*"))
+    assert len(flats) == 10
+    shipped = (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    (download / "soxs-es-rules.yaml").write_text(shipped.replace("min_frames: {mflat: 5}", "min_frames: {mflat: 6}"))
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.association is not None
+    assert sorted(n for n in report.association.sofs_removed if "MFLAT" in n) == flats
+    assert not list((download / "sof").glob("*MFLAT*"))
+    assert not list((download / "sof").glob("*STARE_OBJ*")), "science loses its flats, so its SOF goes too"

@@ -22,4 +22,6 @@ def describe(event: ev.Event) -> str:
             return f"{source}: {reason}"
         case ev.FrameMissing(path=path):
             return path
+        case ev.RulesInForce(digest=digest, source=source):
+            return f"{source} (sha256 {digest[:12]})"
     return repr(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import attrs
@@ -19,6 +20,7 @@ class Rules:
     required: tuple[str, ...]
     numeric: frozenset[str]
     keywords: frozenset[str]  # every header keyword an ingest event keeps
+    digest: str = ""  # sha256 of the YAML text: a changed rules file is a new fact in the log
     raw: PMap[str, Any] = attrs.field(factory=pmap)
 
     def section(self, *path: str) -> Any:
@@ -53,5 +55,6 @@ def parse_rules(text: str) -> Rules:
         required=tuple(ingest["required"]),
         numeric=frozenset(ingest["numeric"]),
         keywords=_keywords_of(doc),
+        digest=hashlib.sha256(text.encode()).hexdigest(),
         raw=freeze(doc),
     )

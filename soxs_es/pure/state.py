@@ -33,6 +33,7 @@ class WorkspaceState:
     files: PMap[str, KnownFile] = attrs.field(factory=pmap)
     #: Moves recorded as intended but not (yet) recorded as done, keyed by source path.
     pending_moves: PMap[str, ev.MoveIntended] = attrs.field(factory=pmap)
+    rules_digest: str = ""
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -55,6 +56,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
     last = state.last_seq
+    rules_digest = state.rules_digest
     for item in recorded:
         last = item.seq
         event = item.event
@@ -75,6 +77,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameMissing(path=path):
                 if path in files:
                     del files[path]
+            case ev.RulesInForce(digest=digest):
+                rules_digest = digest
             case ev.FrameDecompressed():
                 pass  # the decompressed file is ingested by its own FrameIngested event
-    return WorkspaceState(last, files.persistent(), pending.persistent())
+    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest)

@@ -1,0 +1,36 @@
+"""Folded state + rules -> everything the projections show. One pure path for prep, explain and replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from soxs_es.pure import layout
+from soxs_es.pure.association import Association, associate
+from soxs_es.pure.cascade import cascade_of
+from soxs_es.pure.frames import classify, raw_frame_rows
+from soxs_es.pure.rules import Rules
+from soxs_es.pure.state import WorkspaceState
+
+
+@attrs.frozen
+class Derived:
+    raw_frames: list[dict[str, Any]]
+    rejected_files: list[dict[str, Any]]
+    association: Association
+
+
+def derive(state: WorkspaceState, rules: Rules, failed: frozenset[str] = frozenset()) -> Derived:
+    """The raw frames under raw/, the files that could not be used, and the association of the raw frames."""
+    raw: list[tuple[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for path, known in sorted(state.files.items()):
+        verdict = classify(known.header, rules) if known.header is not None else None
+        if verdict is not None and verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
+            raw.append((path, known.header))
+        elif verdict is None or verdict.kind == "rejected":
+            reason = known.problem if verdict is None else verdict.reason
+            rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
+    rows = raw_frame_rows(raw, rules)
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failed))
