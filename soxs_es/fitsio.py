@@ -11,6 +11,7 @@ from pathlib import Path
 import attrs
 import ncompress
 
+from soxs_es.fsops import write_new_file
 from soxs_es.pure.fitscards import BLOCK, HeaderError, block_has_end, data_size, parse_header
 
 #: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
@@ -30,7 +31,7 @@ def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None
     if not raw:
         return HeaderRead(None, "empty file (0 bytes)")
     try:
-        header = parse_header(raw)
+        header = parse_header(raw, None if wanted is None else wanted | _STRUCTURE)
         expected = len(raw) + data_size(header)
     except HeaderError as error:
         return HeaderRead(None, str(error))
@@ -39,6 +40,10 @@ def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None
     if wanted is not None:
         header = {k: v for k, v in header.items() if k in wanted}
     return HeaderRead(header)
+
+
+#: Cards needed to size the data unit (for the truncation check), whatever the rules want.
+_STRUCTURE = frozenset({"BITPIX", "NAXIS", *(f"NAXIS{i}" for i in range(1, 10))})
 
 
 def split_header(data: bytes) -> bytes | None:
@@ -85,6 +90,45 @@ def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1) ->
     chunk = max(50, len(paths) // (workers * 8))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk))
+
+
+@attrs.frozen
+class Staged:
+    """A `.Z` decompressed next to itself into a hidden temp file (or why it could not be)."""
+
+    name: str
+    header: dict[str, str | int | float | bool] | None
+    problem: str | None
+    temp: Path | None
+
+
+def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
+    """Decompress `folder/name` into `folder/temp_name` after checking it is complete FITS (not synced)."""
+    try:
+        data = decompress_z(folder / name)
+    except (ValueError, OSError) as error:
+        detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
+        return Staged(name, None, f"corrupt .Z file ({detail})", None)
+    head = split_header(data)
+    read = header_from_bytes(head, len(data), wanted) if head else HeaderRead(None, "no END card")
+    if read.header is None:
+        return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
+    temp = folder / temp_name
+    write_new_file(temp, data, sync=False)
+    return Staged(name, read.header, None, temp)
+
+
+def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], wanted: frozenset[str],
+                         workers: int = 1) -> list[Staged]:
+    """Decompress many `.Z` files, spread over processes for large batches."""
+    if workers <= 1 or len(names) < 100:
+        return [stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(20, len(names) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
+                             [wanted] * len(names), chunksize=chunk))
 
 
 def decompress_z(source: Path) -> bytes:

@@ -46,14 +46,15 @@ def move_no_overwrite(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write `data` to a file that must not exist yet, flushed to disk."""
+def write_new_file(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write `data` to a file that must not exist yet (flushed to disk unless `sync` is False)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)

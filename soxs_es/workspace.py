@@ -25,7 +25,7 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import fitsio
 from soxs_es.eventlog import Clock, EventLog, utc_now
-from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes, write_new_file
+from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.projections import tables
 from soxs_es.projections.sof_files import ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
@@ -188,34 +188,21 @@ class Prep:
 
     # -- 2./3. scan the root -------------------------------------------------------------------------
 
-    def _stage_decompression(self, name: str) -> _RootFile:
-        item = _RootFile(layout.decompressed_name(name), compressed=name)
-        try:
-            data = fitsio.decompress_z(self.root / name)
-        except (ValueError, OSError) as error:
-            detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
-            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file ({detail})"
-            return item
-        head = fitsio.split_header(data)
-        read = fitsio.header_from_bytes(head or data[:2880], len(data), self.rules.keywords) if head \
-            else fitsio.HeaderRead(None, "decompressed data is not FITS (no END card)")
-        if read.header is None:
-            item.name, item.kind, item.reason = name, "rejected", f"corrupt .Z file: {read.problem}"
-            return item
-        staged = self.root / f"{TEMP_PREFIX}{item.name}{TEMP_SUFFIX}"
-        write_new_file(staged, data)
-        item.staged, item.header = staged, read.header
-        return item
-
     def scan_root(self) -> list[_RootFile]:
         found: list[_RootFile] = []
         to_read: list[_RootFile] = []
         names = sorted(os.listdir(self.root))
         compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
-        for i, name in enumerate(compressed):
-            if self.progress:
-                self.progress("decompressing", i, len(compressed))
-            found.append(self._stage_decompression(name))
+        if self.progress and compressed:
+            self.progress("decompressing", 0, len(compressed))
+        temp_names = [f"{TEMP_PREFIX}{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
+        for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, self.rules.keywords,
+                                                  self.workers):
+            if staged.temp is None:
+                found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
+            else:
+                found.append(_RootFile(layout.decompressed_name(staged.name), header=staged.header,
+                                       staged=staged.temp, compressed=staged.name))
         for name in names:
             path = self.root / name
             if layout.is_workspace_own(name) or name in compressed or path.is_dir():
@@ -296,6 +283,8 @@ class Prep:
             done.append(ev.FrameDecompressed(source=item.compressed, target=item.name, size=target.stat().st_size))
             kept.append(item)
         self._record(done)
+        if done:
+            os.sync()  # the decompressed frames reach the disk before any compressed original is removed
         # Only now, with the decompressed frame in place and recorded, is the compressed copy removed.
         for event in done:
             assert isinstance(event, ev.FrameDecompressed)
@@ -322,6 +311,7 @@ class Prep:
     def file_root(self, found: list[_RootFile]) -> None:
         ingests: list[ev.Event] = []
         intents: list[ev.MoveIntended] = []
+        claimed: set[str] = set()
         for item in self._commit_decompressions(found):
             path = self.root / item.name
             size, mtime = _stat_key(path)
@@ -334,9 +324,11 @@ class Prep:
                 self.report.rejected.append((item.name, item.reason or "unreadable"))
             target, why = self._destination(item, path)
             # Two root files may claim one free name in the same batch: keep names unique within it.
-            while any(i.target == target for i in intents):
+            if target in claimed:
                 folder, name = target.rsplit("/", 1)
-                target = f"{folder}/{layout.free_name(name, {i.target.rsplit('/', 1)[1] for i in intents})}"
+                taken = {t.rsplit("/", 1)[1] for t in claimed if t.startswith(folder + "/")}
+                target = f"{folder}/{layout.free_name(name, taken | set(_listdir(self.root / folder)))}"
+            claimed.add(target)
             intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
         self.report.ingested += len(ingests)
         self._record([*ingests, *intents])  # one transaction: the facts and the intents together

@@ -29,17 +29,19 @@ def _parse_value(text: str) -> str | int | float | bool | None:
         return None
     if text[0] == "'":
         # A string runs to the next lone quote; '' inside is an escaped quote.
-        out, i = [], 1
-        while i < len(text):
-            if text[i] == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
+        parts, i = [], 1
+        while True:
+            j = text.find("'", i)
+            if j < 0:
+                parts.append(text[i:])
                 break
-            out.append(text[i])
-            i += 1
-        return "".join(out).rstrip()
+            if text[j + 1:j + 2] == "'":
+                parts.append(text[i:j + 1])
+                i = j + 2
+                continue
+            parts.append(text[i:j])
+            break
+        return "".join(parts).rstrip()
     value = text.split("/", 1)[0].strip()
     if value == "T":
         return True
@@ -55,17 +57,21 @@ def _parse_value(text: str) -> str | int | float | bool | None:
         return value or None
 
 
-def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
-    """One 80-character card -> (keyword, value); None for comments, blanks and cards without a value."""
+def _split_card(card: str) -> tuple[str, str] | None:
+    """(keyword, value text) of a card with a value; None for comments and blanks."""
     if card.startswith("HIERARCH "):
         key, sep, rest = card[9:].partition("=")
-        if not sep:
-            return None
-        return key.strip(), _parse_value(rest)
-    key = card[:8].strip()
-    if not key or card[8:10] != "= ":
+        return (key.strip(), rest) if sep else None
+    if card[8:10] != "= ":
         return None
-    return key, _parse_value(card[10:])
+    key = card[:8].strip()
+    return (key, card[10:]) if key else None
+
+
+def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
+    """One 80-character card -> (keyword, value); None for comments, blanks and cards without a value."""
+    split = _split_card(card)
+    return None if split is None else (split[0], _parse_value(split[1]))
 
 
 def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
@@ -82,13 +88,13 @@ def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, s
         card = text[start:start + CARD]
         if card.startswith("END") and card[3:].strip() == "":
             break
-        parsed = parse_card(card)
-        if parsed is None:
+        split = _split_card(card)
+        # only the wanted cards' values are parsed: most of a SOXS header is never looked at
+        if split is None or (want is not None and split[0] not in want) or split[0] in values:
             continue
-        key, value = parsed
-        if value is None or (want is not None and key not in want):
-            continue
-        values.setdefault(key, value)
+        value = _parse_value(split[1])
+        if value is not None:
+            values[split[0]] = value
     return values
 
 
