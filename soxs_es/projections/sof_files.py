@@ -17,14 +17,15 @@ class SofWrite:
     kept_edited: list[str] = attrs.Factory(list)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     """Write via a temp file in the same folder and rename over the old file: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -54,8 +55,11 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
         if _read(path) == wanted[name]:
             result.unchanged += 1
             continue
-        atomic_write_text(path, wanted[name])
+        # SOFs are derived (rebuildable from the log): one sync for the batch instead of one per file
+        atomic_write_text(path, wanted[name], sync=False)
         result.written.append(name)
+    if result.written:
+        os.sync()
     for name in sorted(set(previous) - set(wanted)):
         path = folder / name
         if not path.exists() or path.is_symlink():
