@@ -86,6 +86,66 @@ class RulesInForce(Event, frozen=True):
     source: str
 
 
+class SessionCreated(Event, frozen=True):
+    """A reduction session was created (its folders and settings file made)."""
+
+    session: str
+
+
+class SessionSwitched(Event, frozen=True):
+    """The current session is now `session`; outcomes are recorded against the current session."""
+
+    session: str
+
+
+class RecipeFailed(Event, frozen=True):
+    """The recipe run on `sof` failed in `session`: its products must not calibrate anything there."""
+
+    session: str
+    sof: str
+    reason: str = ""
+
+
+class RecipePassed(Event, frozen=True):
+    """The recipe run on `sof` succeeded in `session` and wrote its products (clears an earlier failure)."""
+
+    session: str
+    sof: str
+
+
+class QcMeasured(Event, frozen=True):
+    """A quality-control value measured by the recipe run on `sof` in `session`."""
+
+    session: str
+    sof: str
+    name: str
+    value: float
+    unit: str = ""
+
+
+class QcRangesInForce(Event, frozen=True):
+    """The acceptable QC ranges of `session` from now on: {recipe: {arm or "*": {qc name: [min, max]}}}."""
+
+    session: str
+    ranges: dict[str, dict[str, dict[str, tuple[float, float]]]]
+
+
+class ProductFound(Event, frozen=True):
+    """A predicted product exists on disk in `session` (so its SOF need not be reduced again)."""
+
+    session: str
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class ProductLost(Event, frozen=True):
+    """A product recorded as found is no longer on disk."""
+
+    session: str
+    path: str
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FrameIngested,
     FileRejected,
@@ -95,6 +155,14 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     MoveAbandoned,
     FrameMissing,
     RulesInForce,
+    SessionCreated,
+    SessionSwitched,
+    RecipeFailed,
+    RecipePassed,
+    QcMeasured,
+    QcRangesInForce,
+    ProductFound,
+    ProductLost,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENT_TYPES}
 

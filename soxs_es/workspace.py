@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +23,20 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es import fitsio
-from soxs_es.eventlog import Clock, EventLog, utc_now
+from soxs_es.eventlog import Clock, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
-from soxs_es.projections import tables
-from soxs_es.projections.sof_files import ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
-from soxs_es.pure.derive import derive
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
-from soxs_es.pure.report import AssociationSummary, summarise
-from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.state import fold
-from soxs_es.pure.tables import sof_files
+from soxs_es.pure.report import AssociationSummary
+from soxs_es.shell import UserError, Workspace, load_rules
 
-SESSIONS, BASE_SESSION = "sessions", "base"
+__all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_lock"]
+
 TEMP_PREFIX = ".soxs-es-"
 TEMP_SUFFIX = ".part"
 LOCK_WAIT_SECONDS = 60.0
 
 Progress = Callable[[str, int, int], None]
-
-
-class UserError(Exception):
-    """A problem the user can fix: printed as one line, with exit code `code`."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @attrs.define
@@ -70,21 +57,12 @@ class PrepReport:
     raw_frames: int = 0
     nights: int = 0
     events_appended: int = 0
+    session: str | None = None
     association: AssociationSummary | None = None
 
     @property
     def had_bad_input(self) -> bool:
         return bool(self.rejected or self.conflicts)
-
-
-def load_rules(root: Path) -> Rules:
-    """The workspace's own rules file if it has one, else the rules shipped for SOXS."""
-    own = root / layout.RULES_FILE
-    text = own.read_text() if own.is_file() else (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
-    try:
-        return parse_rules(text)
-    except (KeyError, ValueError, TypeError) as error:
-        raise UserError(f"rules file {own} is incomplete or malformed ({error}); fix or remove it") from None
 
 
 @contextmanager
@@ -135,28 +113,21 @@ class _RootFile:
     compressed: str | None = None  # the .Z name it came from
 
 
-class Prep:
+class Prep(Workspace):
     """One `prep` run on one workspace (hold the lock while it runs)."""
 
     def __init__(self, root: Path, clock: Clock = utc_now, workers: int | None = None,
                  progress: Progress | None = None) -> None:
-        self.root = root
-        self.rules = load_rules(root)
-        self.log = EventLog(root / layout.DATABASE, clock)
+        super().__init__(root, clock)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
-        self.state = fold(self.log.read())
-
-    # -- recording -----------------------------------------------------------------------------------
 
     def _record(self, batch: list[ev.Event]) -> None:
-        recorded = self.log.append(batch)
-        self.report.events_appended += len(recorded)
-        self.state = fold(recorded, self.state)
+        self.record(batch)
 
     def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        return self.rel(path)
 
     # -- 1. reconcile ------------------------------------------------------------------------------
 
@@ -383,33 +354,13 @@ class Prep:
 
     # -- projections -------------------------------------------------------------------------------
 
-    def project(self) -> None:
-        derived = derive(self.state, self.rules)
-        conn = self.log.conn
-        association = derived.association
-        previous = tables.previous_sof_files(conn)
-        tables.project_raw_frames(conn, derived.raw_frames)
-        tables.project_rejected_files(conn, derived.rejected_files)
-        tables.project_association(conn, association)
-        sof_dir = self.root / SESSIONS / BASE_SESSION / "sof"
-        written = write_sof_folder(sof_dir, sof_files(association), previous)
-        problem = ensure_relative_link(self.root / "sof", sof_dir)
-        if problem:
-            self.report.left_alone.append(("sof", problem))
-        self.report.raw_frames = len(derived.raw_frames)
-        self.report.nights = len({r["night start date"] for r in derived.raw_frames})
-        self.report.association = summarise(association, written)
-
-    def projections_missing(self) -> bool:
-        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return not set(tables.PROJECTED_TABLES) <= have
-
-    def record_rules(self) -> None:
-        """A changed rules file is a fact: recording it makes the projections rebuild with the new rules."""
-        if self.state.rules_digest != self.rules.digest:
-            own = (self.root / layout.RULES_FILE).is_file()
-            self._record([ev.RulesInForce(digest=self.rules.digest,
-                                          source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml")])
+    def project_all(self) -> None:
+        projection = self.project()
+        self.report.left_alone.extend(projection.link_problems)
+        self.report.raw_frames = len(projection.derived.raw_frames)
+        self.report.nights = len({r["night start date"] for r in projection.derived.raw_frames})
+        self.report.association = projection.summary
+        self.report.session = projection.session
 
     def run(self) -> PrepReport:
         self.reconcile()
@@ -418,8 +369,12 @@ class Prep:
         self.check_instruments(found)
         self.file_root(found)
         self.sync_raw()
-        if self.report.events_appended or self.projections_missing():
-            self.project()
+        self.ensure_session()
+        self.record_qc_ranges(self.session)
+        self.report.events_appended = self.appended
+        if self.appended or self.projections_missing() or self.product_changes(self.session):
+            self.project_all()
+            self.report.events_appended = self.appended
         else:
             (count,) = self.log.conn.execute("SELECT COUNT(*) FROM raw_frames").fetchone()
             (nights,) = self.log.conn.execute(

@@ -119,7 +119,7 @@ RULE_CASES = {
 def test_indexed_choice_equals_choice_over_everything(cal_type: str, data: st.DataObject, target: FrameSet) -> None:
     recipe, catgs = RULE_CASES[cal_type]
     pool = data.draw(products(recipe, catgs))
-    failed = frozenset(data.draw(st.sets(st.sampled_from([p.filepath for p in pool]))) if pool else set())
+    failed = frozenset(data.draw(st.sets(st.sampled_from([p.sof for p in pool]))) if pool else set())
     rule = CASCADE.rules[cal_type]
     eligible = [p for p in pool if upstream_rejection(p, rule, failed) is None]
     index = _Index(rule)
@@ -130,7 +130,7 @@ def test_indexed_choice_equals_choice_over_everything(cal_type: str, data: st.Da
     _, explained = explain_slot(target, pool, rule, failed, frozenset(p.sof for p in pool))
     assert explained == fast
     # never a failed product; nothing passing is strictly nearer than what was chosen
-    assert not {p.filepath for p in fast} & failed
+    assert not {p.sof for p in fast} & failed
     if fast:
         worst = max(rank_key(p, target, rule) for p in fast)
         nearer = [p for p in eligible if p not in fast and rank_key(p, target, rule) < worst

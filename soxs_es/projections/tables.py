@@ -67,16 +67,20 @@ def project_rejected_files(conn: sqlite3.Connection, rows: Iterable[Mapping[str,
     return replace_table(conn, "rejected_files", REJECTED_FILE_COLUMNS, rows)
 
 
-def project_association(conn: sqlite3.Connection, association: Association) -> None:
-    replace_table(conn, "raw_frame_sets", SET_COLUMNS, set_rows(association), indexes=("recipe",))
-    replace_table(conn, "product_frames", PRODUCT_COLUMNS, product_rows(association), indexes=("sof", "filepath"))
-    replace_table(conn, "sof_map", SOF_MAP_COLUMNS, sof_map_rows(association), indexes=("sof", "filepath"))
+def project_association(conn: sqlite3.Connection, association: Association, session: str,
+                        found: frozenset[str]) -> None:
+    """The association as seen from one session (its failures applied, its products found on disk)."""
+    replace_table(conn, "raw_frame_sets", SET_COLUMNS, set_rows(association, session), indexes=("recipe",))
+    replace_table(conn, "product_frames", PRODUCT_COLUMNS, product_rows(association, session, found),
+                  indexes=("sof", "filepath"))
+    replace_table(conn, "sof_map", SOF_MAP_COLUMNS, sof_map_rows(association, session), indexes=("sof", "filepath"))
 
 
-def previous_sof_files(conn: sqlite3.Connection) -> dict[str, str]:
-    """The SOF files the last projection wrote, rebuilt from its `sof_map` rows (empty if there is none)."""
+def previous_sof_files(conn: sqlite3.Connection, session: str) -> dict[str, str]:
+    """The SOF files the last projection wrote for `session`, rebuilt from `sof_map` (empty if there is none)."""
     try:
-        rows = conn.execute("SELECT sof, filepath, tag FROM sof_map ORDER BY rowid").fetchall()
+        rows = conn.execute("SELECT sof, filepath, tag FROM sof_map WHERE session = ? ORDER BY rowid",
+                            (session,)).fetchall()
     except sqlite3.OperationalError:
         return {}
     lines: dict[str, list[tuple[str, str]]] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -91,6 +91,7 @@ class Sof:
     slots: tuple[Slot, ...]
     missing: tuple[str, ...]  # calibration types with no eligible product
     note: str | None = None  # why it cannot be completed beyond missing slots
+    failed: str | None = None  # why its products may not be used (recipe failure, QC out of range)
 
     @property
     def complete(self) -> bool:
@@ -119,6 +120,9 @@ class Association:
 
     def complete_sofs(self) -> list[Sof]:
         return [s for s in self.sofs.values() if s.complete]
+
+    def failed_sofs(self) -> frozenset[str]:
+        return frozenset(name for name, s in self.sofs.items() if s.failed)
 
 
 # -- frames usable in sets ---------------------------------------------------------------------------------
@@ -269,8 +273,8 @@ def upstream_rejection(product: Product, rule: CalibrationRule, failed: frozense
     """Why a product can never fill this rule's slot, whatever the SOF (None: it can)."""
     if product.recipe not in rule.upstream_recipes:
         return f"made by {product.recipe}, not {'/'.join(sorted(rule.upstream_recipes))}"
-    if product.filepath in failed:
-        return "failed (recipe failure or QC out of range)"
+    if product.sof in failed:
+        return "its SOF failed (recipe failure or QC out of range)"
     if rule.from_arms is not None and product.arm not in rule.from_arms:
         return f"arm {product.arm} is not used for {rule.cal_type}"
     if rule.from_slit is not None and product.slit != rule.from_slit:
@@ -450,8 +454,17 @@ def _window(mjds: list[float], items: list[Product], target: float, keep: int) -
 # -- the whole association -----------------------------------------------------------------------------------
 
 
-def associate(rows: Sequence[Row], cascade: Cascade, failed: frozenset[str] = frozenset()) -> Association:
-    """Sets, predicted products and SOFs for raw frame rows; products in `failed` (paths) are never chosen."""
+def _never_failed(frame_set: FrameSet) -> str | None:
+    return None
+
+
+def associate(rows: Sequence[Row], cascade: Cascade,
+              failure: Callable[[FrameSet], str | None] = _never_failed) -> Association:
+    """Sets, predicted products and SOFs for raw frame rows.
+
+    `failure(set)` says why a set's products must not be used (None: they may); the products of a failed
+    SOF are never chosen, so every SOF that would have used them gets the next-best eligible product.
+    """
     frames = usable_frames(rows, cascade)
     indexes = {name: _Index(rule) for name, rule in cascade.rules.items()}
     all_sets: list[FrameSet] = []
@@ -463,15 +476,16 @@ def associate(rows: Sequence[Row], cascade: Cascade, failed: frozenset[str] = fr
             for frame_set in form_sets(frames, entry, dpr_type, cascade):
                 if frame_set.sof in sofs:
                     continue  # a second set with the same name: the first one keeps it
-                sofs[frame_set.sof] = _fill(frame_set, entry, cascade, indexes)
+                sofs[frame_set.sof] = attrs.evolve(_fill(frame_set, entry, cascade, indexes),
+                                                   failed=failure(frame_set))
                 entry_sofs.append((sofs[frame_set.sof], predict_products(frame_set, entry)))
         # Only now do this entry's products become candidates: a product serves later entries only.
         for sof, products in entry_sofs:
             all_sets.append(sof.set)
             all_products.extend(products)
-            if sof.complete:
+            if sof.complete and not sof.failed:
                 for name, index in indexes.items():
-                    eligible = [p for p in products if upstream_rejection(p, cascade.rules[name], failed) is None]
+                    eligible = [p for p in products if upstream_rejection(p, cascade.rules[name], frozenset()) is None]
                     if eligible:
                         index.add(eligible)
     return Association(tuple(all_sets), tuple(all_products), pmap(sofs))

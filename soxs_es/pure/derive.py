@@ -11,6 +11,7 @@ from soxs_es.pure.association import Association, associate
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.frames import classify, raw_frame_rows
 from soxs_es.pure.rules import Rules
+from soxs_es.pure.sessions import failure_of
 from soxs_es.pure.state import WorkspaceState
 
 
@@ -21,8 +22,9 @@ class Derived:
     association: Association
 
 
-def derive(state: WorkspaceState, rules: Rules, failed: frozenset[str] = frozenset()) -> Derived:
-    """The raw frames under raw/, the files that could not be used, and the association of the raw frames."""
+def derive(state: WorkspaceState, rules: Rules, session: str | None = None) -> Derived:
+    """The raw frames under raw/, the files that could not be used, and the association of the raw frames
+    with the failures recorded in `session` (default: the current session) applied."""
     raw: list[tuple[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for path, known in sorted(state.files.items()):
@@ -33,4 +35,5 @@ def derive(state: WorkspaceState, rules: Rules, failed: frozenset[str] = frozens
             reason = known.problem if verdict is None else verdict.reason
             rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
     rows = raw_frame_rows(raw, rules)
-    return Derived(rows, rejected, associate(rows, cascade_of(rules), failed))
+    session = session if session is not None else state.current_session
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session)))

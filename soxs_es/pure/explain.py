@@ -25,6 +25,7 @@ class Explanation:
     arm: str | None
     complete: bool
     quality: int | None
+    failed: str | None
     missing: tuple[str, ...]
     note: str | None
     frames: tuple[tuple[str, str], ...]
@@ -36,7 +37,7 @@ class Explanation:
                     "delta_mjd": round(c.distance, 6), "rank": c.rank, "rejected": c.rejected}
         return {
             "sof": self.sof, "recipe": self.recipe, "arm": self.arm, "complete": self.complete,
-            "quality_nights": self.quality, "missing": list(self.missing), "note": self.note,
+            "quality_nights": self.quality, "failed": self.failed, "missing": list(self.missing), "note": self.note,
             "frames": [{"filepath": p, "tag": t} for p, t in self.frames],
             "slots": [{"calibration": s.cal_type, "applies": s.applies,
                        "chosen": [p.filepath for p in s.chosen],
@@ -44,8 +45,7 @@ class Explanation:
         }
 
 
-def explain(association: Association, sof_name: str, cascade: Cascade,
-            failed: frozenset[str] = frozenset()) -> Explanation | None:
+def explain(association: Association, sof_name: str, cascade: Cascade) -> Explanation | None:
     """The explanation of one SOF (None when no set has that name)."""
     sof = association.sofs.get(sof_name)
     if sof is None:
@@ -53,10 +53,12 @@ def explain(association: Association, sof_name: str, cascade: Cascade,
     frame_set = sof.set
     entry = cascade.entries[frame_set.recipe_order]
     complete = frozenset(name for name, s in association.sofs.items() if s.complete)
+    failed = association.failed_sofs()
     slots = []
     for cal_type in (entry.calibrations or {}).get(frame_set.arm or "", ()):
         rule = cascade.rules[cal_type]
         candidates, chosen = explain_slot(frame_set, association.products, rule, failed, complete)
         slots.append(SlotExplanation(cal_type, slot_applies(frame_set, rule), candidates, chosen))
-    return Explanation(frame_set.sof, frame_set.recipe, frame_set.arm, sof.complete, sof.quality, sof.missing,
+    return Explanation(frame_set.sof, frame_set.recipe, frame_set.arm, sof.complete, sof.quality, sof.failed,
+                       sof.missing,
                        sof.note, tuple((p, t) for p, t, _ in frame_set.frames), tuple(slots))

@@ -28,12 +28,39 @@ class KnownFile:
 
 
 @attrs.frozen
+class Outcome:
+    """The latest recipe outcome of one SOF in one session."""
+
+    status: str  # "failed" | "passed"
+    reason: str = ""
+    seq: int = 0
+
+
+@attrs.frozen
+class QcValue:
+    name: str
+    value: float
+    unit: str
+    seq: int
+
+
+@attrs.frozen
 class WorkspaceState:
     last_seq: int = 0
     files: PMap[str, KnownFile] = attrs.field(factory=pmap)
     #: Moves recorded as intended but not (yet) recorded as done, keyed by source path.
     pending_moves: PMap[str, ev.MoveIntended] = attrs.field(factory=pmap)
     rules_digest: str = ""
+    sessions: tuple[str, ...] = ()
+    current_session: str | None = None
+    #: session -> SOF -> latest outcome
+    outcomes: PMap[str, PMap[str, Outcome]] = attrs.field(factory=pmap)
+    #: session -> SOF -> normalised QC name -> latest value
+    qc: PMap[str, PMap[str, PMap[str, QcValue]]] = attrs.field(factory=pmap)
+    #: session -> ranges in force ({recipe: {arm or "*": {qc name: (min, max)}}})
+    qc_ranges: PMap[str, Any] = attrs.field(factory=pmap)
+    #: session -> product path -> (size, mtime_ns) of products found on disk
+    products: PMap[str, PMap[str, tuple[int, int]]] = attrs.field(factory=pmap)
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -51,12 +78,23 @@ def _moved(files: Any, source: str, target: str) -> None:
         files[target] = attrs.evolve(known, path=target)
 
 
+def qc_key(name: str) -> str:
+    """QC names compare case-blind with '-' as ' ' (settings say `master-ron`, recipes `MASTER RON`)."""
+    return name.strip().upper().replace("-", " ")
+
+
+def _nested_set(outer: PMap[str, Any], session: str, key: str, value: Any) -> PMap[str, Any]:
+    return outer.set(session, outer.get(session, pmap()).set(key, value))
+
+
 def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceState:
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
     last = state.last_seq
     rules_digest = state.rules_digest
+    sessions, current = state.sessions, state.current_session
+    outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
     for item in recorded:
         last = item.seq
         event = item.event
@@ -79,6 +117,26 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                     del files[path]
             case ev.RulesInForce(digest=digest):
                 rules_digest = digest
+            case ev.SessionCreated(session=session):
+                if session not in sessions:
+                    sessions = (*sessions, session)
+            case ev.SessionSwitched(session=session):
+                current = session
+            case ev.RecipeFailed(session=session, sof=sof, reason=reason):
+                outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
+            case ev.RecipePassed(session=session, sof=sof):
+                outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
+            case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
+                measured = QcValue(name, value, unit, item.seq)
+                qc = _nested_set(qc, session, sof, qc.get(session, pmap()).get(sof, pmap()).set(qc_key(name), measured))
+            case ev.QcRangesInForce(session=session, ranges=ranges):
+                qc_ranges = qc_ranges.set(session, ranges)
+            case ev.ProductFound(session=session, path=path, size=size, mtime_ns=mtime):
+                products = _nested_set(products, session, path, (size, mtime))
+            case ev.ProductLost(session=session, path=path):
+                if path in products.get(session, pmap()):
+                    products = products.set(session, products[session].remove(path))
             case ev.FrameDecompressed():
                 pass  # the decompressed file is ingested by its own FrameIngested event
-    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest)
+    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest, sessions, current,
+                          outcomes, qc, qc_ranges, products)

@@ -5,23 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from soxs_es.pure.association import Association, Sof
+from soxs_es.pure.association import Association, Product, Sof
 
 SET_COLUMNS: tuple[str, ...] = (
     "sof", "recipe", "recipe_order", "eso seq arm", "eso dpr catg", "eso dpr tech", "eso dpr type", "mjd-obs",
     "date-obs", "night start date", "night start mjd", "exptime", "binning", "rospeed", "gain", "slit", "slitmask",
     "lamp", "filter", "object", "template", "eso obs id", "eso obs name", "eso tpl name", "eso tpl nexp",
-    "instrume", "counts", "set_first_file", "complete", "quality", "missing",
+    "instrume", "counts", "set_first_file", "complete", "quality", "missing", "failed", "session",
 )
 PRODUCT_COLUMNS: tuple[str, ...] = (
     "file", "filepath", "sof", "recipe", "recipe_order", "eso seq arm", "eso pro catg", "eso pro type",
     "eso pro tech", "tag", "mjd-obs", "night start mjd", "exptime", "binning", "rospeed", "gain", "slit",
-    "complete",
+    "complete", "status", "session",
 )
-SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete")
+SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete", "session")
 
 
-def set_rows(association: Association) -> list[dict[str, Any]]:
+def set_rows(association: Association, session: str) -> list[dict[str, Any]]:
     rows = []
     for frame_set in association.sets:
         sof = association.sofs[frame_set.sof]
@@ -31,33 +31,45 @@ def set_rows(association: Association) -> list[dict[str, Any]]:
             "eso dpr type": frame_set.dpr_type, "mjd-obs": frame_set.mjd_obs, "date-obs": frame_set.date_obs,
             "counts": len(frame_set.frames), "set_first_file": frame_set.frames[0][0].rsplit("/", 1)[-1],
             "complete": int(sof.complete), "quality": sof.quality,
-            "missing": ", ".join(sof.missing) or sof.note,
+            "missing": ", ".join(sof.missing) or sof.note, "failed": sof.failed, "session": session,
         })
         rows.append(row)
     return rows
 
 
-def product_rows(association: Association) -> list[dict[str, Any]]:
+def product_status(association: Association, product: Product, found: frozenset[str]) -> str:
+    """fail (its SOF failed), pass (found on disk), to do (its SOF is complete) or incomplete."""
+    sof = association.sofs[product.sof]
+    if sof.failed:
+        return "fail"
+    if product.filepath in found:
+        return "pass"
+    return "to do" if sof.complete else "incomplete"
+
+
+def product_rows(association: Association, session: str, found: frozenset[str]) -> list[dict[str, Any]]:
     return [{
         "file": p.file, "filepath": p.filepath, "sof": p.sof, "recipe": p.recipe, "recipe_order": p.recipe_order,
         "eso seq arm": p.arm, "eso pro catg": p.tag, "eso pro type": p.pro_type, "eso pro tech": p.pro_tech,
         "tag": p.tag, "mjd-obs": p.mjd_obs, "night start mjd": p.night_start_mjd, "exptime": p.exptime,
         "binning": p.binning, "rospeed": p.rospeed, "gain": p.gain, "slit": p.slit,
         "complete": int(association.sofs[p.sof].complete),
+        "status": product_status(association, p, found), "session": session,
     } for p in association.products]
 
 
-def sof_map_rows(association: Association) -> list[dict[str, Any]]:
+def sof_map_rows(association: Association, session: str) -> list[dict[str, Any]]:
     """One row per line of every complete SOF (raw frames: slot 'raw')."""
     rows = []
     for sof in association.complete_sofs():
         for path, tag, _ in sof.set.frames:
             rows.append({"sof": sof.set.sof, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag,
-                         "slot": "raw", "rank": None, "complete": 1})
+                         "slot": "raw", "rank": None, "complete": 1, "session": session})
         for slot in sof.slots:
             for rank, product in enumerate(slot.chosen, start=1):
                 rows.append({"sof": sof.set.sof, "file": product.file, "filepath": product.filepath,
-                             "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1})
+                             "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1,
+                             "session": session})
     return rows
 
 

@@ -1,0 +1,95 @@
+"""Reduction sessions: valid names, QC guardrails from settings, and which SOFs have failed in a session."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import yaml
+
+from soxs_es.pure.association import FrameSet
+from soxs_es.pure.state import WorkspaceState, qc_key
+
+BASE = "base"
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+#: {recipe: {arm ("VIS", "NIR", or "*" for any): {normalised QC name: (min, max)}}}
+QcRanges = Mapping[str, Mapping[str, Mapping[str, tuple[float, float]]]]
+
+
+def session_id_problem(session: str) -> str | None:
+    """Why `session` is not a valid session ID (None when it is)."""
+    if _SESSION_ID.fullmatch(session):
+        return None
+    return (f"session ID {session!r} is not valid: use 1 to 16 characters from A-Z a-z 0-9 _ -")
+
+
+def qc_ranges_from_settings(text: str) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """The QC ranges of a session settings file (soxspipe's shape).
+
+    `soxs-<recipe>: {qc-acceptable-ranges: {name: [min, max]}}` for every arm, and
+    `soxs-<recipe>: {vis|nir: {qc-acceptable-ranges: {...}}}` for one arm (which wins over the general one).
+    Raises ValueError naming the first malformed entry.
+    """
+    doc = yaml.safe_load(text) or {}
+    if not isinstance(doc, dict):
+        raise ValueError("the settings file is not a YAML mapping")
+    out: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+    for key, block in doc.items():
+        if not (isinstance(key, str) and key.startswith("soxs-") and isinstance(block, dict)):
+            continue
+        recipe = key[5:].replace("-", "_")
+        scopes: list[tuple[str, Any]] = [("*", block.get("qc-acceptable-ranges"))]
+        scopes += [(arm.upper(), sub.get("qc-acceptable-ranges")) for arm, sub in block.items()
+                   if arm in ("vis", "nir", "acq") and isinstance(sub, dict)]
+        for arm, ranges in scopes:
+            if ranges is None:
+                continue
+            if not isinstance(ranges, dict):
+                raise ValueError(f"{key}: qc-acceptable-ranges must be a mapping of name: [min, max]")
+            for name, bounds in ranges.items():
+                if not (isinstance(bounds, list | tuple) and len(bounds) == 2
+                        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
+                    raise ValueError(f"{key}: {name} must be [min, max] numbers, not {bounds!r}")
+                low, high = float(bounds[0]), float(bounds[1])
+                out.setdefault(recipe, {}).setdefault(arm, {})[qc_key(str(name))] = (low, high)
+    return out
+
+
+@attrs.frozen
+class QcFailure:
+    sof: str
+    name: str
+    value: float
+    low: float
+    high: float
+
+
+def qc_failures(state: WorkspaceState, session: str, sof: str, recipe: str, arm: str | None) -> list[QcFailure]:
+    """Recorded QC values of one SOF in `session` outside the ranges in force (ranges are inclusive)."""
+    scopes = state.qc_ranges.get(session, {}).get(recipe, {})
+    out = []
+    for key, measured in state.qc.get(session, {}).get(sof, {}).items():
+        bounds = scopes.get(arm or "", {}).get(key) or scopes.get("*", {}).get(key)
+        if bounds is not None and not bounds[0] <= measured.value <= bounds[1]:
+            out.append(QcFailure(sof, measured.name, measured.value, bounds[0], bounds[1]))
+    return sorted(out, key=lambda f: f.name)
+
+
+def failure_of(state: WorkspaceState, session: str | None) -> Callable[[FrameSet], str | None]:
+    """For a set: why its products must not be used in `session` (latest outcome failed, or QC out of range)."""
+    if session is None:
+        return lambda frame_set: None
+    outcomes = state.outcomes.get(session, {})
+
+    def failure(frame_set: FrameSet) -> str | None:
+        outcome = outcomes.get(frame_set.sof)
+        if outcome is not None and outcome.status == "failed":
+            return "recipe failed" + (f": {outcome.reason}" if outcome.reason else "")
+        for f in qc_failures(state, session, frame_set.sof, frame_set.recipe, frame_set.arm):
+            return f"QC {f.name} = {f.value:g} outside [{f.low:g}, {f.high:g}]"
+        return None
+
+    return failure

@@ -1,0 +1,206 @@
+"""The workspace as the shell sees it: the log, the folded state, the rules, and the projections of a session.
+
+`prep`, `record`, `session` all go through one `Workspace` (holding the writer lock); readers fold the log
+without it. Projection is always the same pure derivation of the log for one session.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import attrs
+
+from soxs_es import events as ev
+from soxs_es.eventlog import Clock, EventLog, utc_now
+from soxs_es.projections import tables
+from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
+from soxs_es.pure import layout
+from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.report import AssociationSummary, summarise
+from soxs_es.pure.rules import Rules, parse_rules
+from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
+from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.tables import sof_files
+
+SESSIONS = "sessions"
+SESSION_FOLDERS = ("sof", "reduced", "qc")
+SETTINGS = "soxspipe.yaml"
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, with exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_rules(root: Path) -> Rules:
+    """The workspace's own rules file if it has one, else the rules shipped for SOXS."""
+    own = root / layout.RULES_FILE
+    text = own.read_text() if own.is_file() else (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    try:
+        return parse_rules(text)
+    except (KeyError, ValueError, TypeError) as error:
+        raise UserError(f"rules file {own} is incomplete or malformed ({error}); fix or remove it") from None
+
+
+def default_settings() -> str:
+    return (resources.files("soxs_es") / "rules/session_settings.yaml").read_text()
+
+
+@attrs.define
+class Projection:
+    """What one projection did."""
+
+    session: str
+    derived: Derived
+    summary: AssociationSummary
+    link_problems: list[tuple[str, str]]
+
+
+class Workspace:
+    """A workspace opened for writing (the caller holds the workspace lock)."""
+
+    def __init__(self, root: Path, clock: Clock = utc_now) -> None:
+        self.root = root
+        self.rules = load_rules(root)
+        self.log = EventLog(root / layout.DATABASE, clock)
+        self.clock = clock
+        self.state: WorkspaceState = fold(self.log.read())
+        self.appended = 0
+
+    def close(self) -> None:
+        self.log.close()
+
+    def record(self, batch: list[ev.Event]) -> None:
+        """Append facts (one transaction) and fold them into the state."""
+        recorded = self.log.append(batch)
+        self.appended += len(recorded)
+        self.state = fold(recorded, self.state)
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    def session_dir(self, session: str) -> Path:
+        return self.root / SESSIONS / session
+
+    @property
+    def session(self) -> str:
+        return self.state.current_session or BASE
+
+    def create_session(self, session: str) -> None:
+        """Folders and a default settings file (never replacing one that exists), then the events."""
+        problem = session_id_problem(session)
+        if problem:
+            raise UserError(problem)
+        if session in self.state.sessions:
+            raise UserError(f"session {session} already exists; `soxs-es session use {session}` switches to it")
+        folder = self.session_dir(session)
+        for name in SESSION_FOLDERS:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        settings = folder / SETTINGS
+        if not settings.exists():
+            atomic_write_text(settings, default_settings())
+        self.record([ev.SessionCreated(session=session), ev.SessionSwitched(session=session)])
+
+    def use_session(self, session: str) -> None:
+        if session not in self.state.sessions:
+            known = ", ".join(self.state.sessions) or "none"
+            raise UserError(f"no session {session!r} in {self.root} (sessions: {known}); "
+                            "`soxs-es session new ID` creates one")
+        if session != self.state.current_session:
+            self.record([ev.SessionSwitched(session=session)])
+
+    def ensure_session(self) -> None:
+        if not self.state.sessions:
+            self.create_session(BASE)
+
+    def link_session(self, session: str) -> list[tuple[str, str]]:
+        """Root links `sof`, `reduced`, `qc`, `soxspipe.yaml` -> the session's, relative (a copy stays whole)."""
+        problems = []
+        for name in (*SESSION_FOLDERS, SETTINGS):
+            problem = ensure_relative_link(self.root / name, self.session_dir(session) / name)
+            if problem:
+                problems.append((name, problem))
+        return problems
+
+    # -- facts read from disk before projecting -------------------------------------------------------
+
+    def record_rules(self) -> None:
+        """A changed rules file is a fact: recording it makes the projections rebuild with the new rules."""
+        if self.state.rules_digest != self.rules.digest:
+            own = (self.root / layout.RULES_FILE).is_file()
+            self.record([ev.RulesInForce(digest=self.rules.digest,
+                                         source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml")])
+
+    def record_qc_ranges(self, session: str) -> None:
+        """The session settings' QC ranges, recorded when they differ from those last in force."""
+        settings = self.session_dir(session) / SETTINGS
+        try:
+            text = settings.read_text() if settings.is_file() else ""
+            ranges = qc_ranges_from_settings(text)
+        except (ValueError, OSError) as error:
+            raise UserError(f"cannot read QC ranges from {settings}: {error}; fix the file and run again") from None
+        except Exception as error:  # YAML syntax errors
+            raise UserError(f"{settings} is not valid YAML ({type(error).__name__}); fix it and run again") from None
+        frozen = {recipe: {arm: {k: (lo, hi) for k, (lo, hi) in qcs.items()} for arm, qcs in arms.items()}
+                  for recipe, arms in ranges.items()}
+        if _thaw(self.state.qc_ranges.get(session)) != frozen:
+            self.record([ev.QcRangesInForce(session=session, ranges=frozen)])
+
+    def product_changes(self, session: str) -> list[ev.Event]:
+        """FITS files that appeared in, changed in or vanished from the session's reduced/ folder."""
+        known = self.state.products.get(session, {})
+        folder = self.session_dir(session)
+        on_disk: dict[str, tuple[int, int]] = {}
+        for base, dirs, files in os.walk(folder / "reduced"):
+            dirs.sort()
+            for name in files:
+                if layout.is_fits_name(name) and not name.startswith("."):
+                    path = Path(base) / name
+                    st = path.stat()
+                    on_disk["./" + path.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
+        batch: list[ev.Event] = [ev.ProductFound(session=session, path=p, size=size, mtime_ns=mtime)
+                                 for p, (size, mtime) in sorted(on_disk.items()) if known.get(p) != (size, mtime)]
+        batch += [ev.ProductLost(session=session, path=p) for p in sorted(known) if p not in on_disk]
+        return batch
+
+    # -- projection --------------------------------------------------------------------------------
+
+    def projections_missing(self) -> bool:
+        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return not set(tables.PROJECTED_TABLES) <= have
+
+    def project(self) -> Projection:
+        """Rebuild every projected table and the current session's SOF files from the log."""
+        session = self.session
+        self.record(self.product_changes(session))
+        derived = derive(self.state, self.rules, session)
+        conn = self.log.conn
+        previous = tables.previous_sof_files(conn, session)
+        found = frozenset(self.state.products.get(session, {}))
+        tables.project_raw_frames(conn, derived.raw_frames)
+        tables.project_rejected_files(conn, derived.rejected_files)
+        tables.project_association(conn, derived.association, session, found)
+        written = write_sof_folder(self.session_dir(session) / "sof", sof_files(derived.association), previous)
+        return Projection(session, derived, summarise(derived.association, written), self.link_session(session))
+
+
+def _thaw(value: object) -> object:
+    """Plain dicts/tuples from pyrsistent or msgspec-decoded values, for comparison."""
+    if value is None:
+        return None
+    if hasattr(value, "items"):
+        return {k: _thaw(v) for k, v in value.items()}  # type: ignore[union-attr]
+    if isinstance(value, list | tuple) or type(value).__name__ == "PVector":
+        return tuple(_thaw(v) for v in value)  # type: ignore[union-attr]
+    return value
+
+
+def listdir(folder: Path) -> list[str]:
+    return os.listdir(folder) if folder.is_dir() else []
