@@ -198,6 +198,122 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _print_projection(projection: Any) -> None:
+    summary = projection.summary
+    print(f"session {projection.session}: {len(summary.sofs_written)} SOF files written, "
+          f"{summary.sofs_unchanged} unchanged, {len(summary.sofs_removed)} removed")
+    for name in summary.sofs_written:
+        print(f"  rewritten  {name}")
+    for name in summary.sofs_removed:
+        print(f"  removed    {name} (no longer complete)")
+    for sof, lacking in summary.blocked:
+        print(f"  incomplete {sof}: {lacking}")
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+
+    root = Path(args.workspace)
+    if args.action == "ls":
+        rows = ops.session_list(root)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                row["current"] = "*" if row["current"] else ""
+            _print_table(rows, ["current", "session", "failed", "passed", "qc_values", "products_found"])
+        return 0
+    if args.action == "new":
+        projection = ops.session_new(root, args.id)
+    else:
+        if not args.id:
+            raise UserError("`soxs-es session use` needs a session ID (`soxs-es session ls` lists them)")
+        projection = ops.session_use(root, args.id)
+    if args.json:
+        print(json.dumps({"session": projection.session, "summary": attrs.asdict(projection.summary)}, indent=2))
+    else:
+        print(f"current session: {projection.session}")
+        _print_projection(projection)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from soxs_es import events as ev
+    from soxs_es import operations as ops
+
+    make: Any
+    if args.outcome == "failed":
+        def make(session: str, sof: str) -> ev.Event:
+            return ev.RecipeFailed(session=session, sof=sof, reason=args.reason or "")
+    elif args.outcome == "passed":
+        def make(session: str, sof: str) -> ev.Event:
+            return ev.RecipePassed(session=session, sof=sof)
+    else:
+        if args.name is None or args.value is None:
+            raise UserError("`soxs-es record qc SOF NAME VALUE` needs a QC name and a numeric value")
+
+        def make(session: str, sof: str) -> ev.Event:
+            return ev.QcMeasured(session=session, sof=sof, name=args.name, value=args.value, unit=args.unit or "")
+    result = ops.record_outcome(Path(args.workspace), args.sof, make)
+    if args.json:
+        print(json.dumps({"event": type(result.event).__name__, "session": result.projection.session,
+                          "failed_before": result.failed_before, "failed_after": result.failed_after,
+                          "summary": attrs.asdict(result.projection.summary)}, indent=2))
+        return 0
+    from soxs_es.projections.log import describe
+
+    print(f"recorded {type(result.event).__name__}: {describe(result.event)}")
+    if result.failed_after and not result.failed_before:
+        print(f"  its products are no longer used in session {result.projection.session}: {result.failed_after}")
+    elif result.failed_before and not result.failed_after:
+        print(f"  its products are used again in session {result.projection.session}")
+    _print_projection(result.projection)
+    return 0
+
+
+def cmd_todo(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+
+    rows = ops.todo(Path(args.workspace), overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps([{"recipe": r, "sof": p} for r, p in rows], indent=2))
+    else:
+        for recipe, path in rows:
+            print(f"{recipe} {path}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+
+    result = ops.replay(Path(args.workspace), args.until, Path(args.into) if args.into else None)
+    if args.json:
+        print(json.dumps(attrs.asdict(result, value_serializer=lambda i, a, v: str(v) if isinstance(v, Path) else v),
+                         indent=2))
+        return 0
+    print(f"replayed {result.events} events (up to #{result.last_seq}, {result.last_time or 'the start'}) "
+          f"into {result.folder}")
+    print(f"  then: session {result.session}, {result.frames} raw frames, {result.sets} sets, "
+          f"{result.sofs} complete SOFs (in {result.folder}/sof)")
+    print(f"  since then: {len(result.added)} SOFs added, {len(result.removed)} removed, "
+          f"{len(result.changed)} changed")
+    for title, names in (("added", result.added), ("removed", result.removed), ("changed", result.changed)):
+        for name in names:
+            print(f"    {title:<8} {name}")
+    if result.since:
+        print("  events since then that explain it:")
+        for seq, at, kind, summary in result.since:
+            print(f"    {'#' + str(seq) if seq else '':>7} {at}  {kind:<16} {summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soxs-es", description="Data organiser for SOXS reductions.")
     parser.add_argument("--version", action="version", version=f"soxs-es {__version__}")
@@ -226,6 +342,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every candidate, not the nearest few")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("session", help="reduction sessions: ls, new [ID], use ID")
+    p.add_argument("action", choices=["ls", "new", "use"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_session)
+
+    p = sub.add_parser("record", help="record a recipe outcome or QC value for a SOF (current session)")
+    p.add_argument("outcome", choices=["failed", "passed", "qc"])
+    p.add_argument("sof", help="SOF file name or path")
+    p.add_argument("name", nargs="?", help="QC name (record qc)")
+    p.add_argument("value", nargs="?", type=float, help="QC value (record qc)")
+    p.add_argument("--reason", help="why the recipe failed (record failed)")
+    p.add_argument("--unit", help="unit of the QC value (record qc)")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("todo", help="the SOFs still to reduce, in cascade order: <recipe> <sof path>")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--overwrite", action="store_true", help="list every complete SOF, reduced or not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_todo)
+
+    p = sub.add_parser("replay", help="rebuild the workspace as it stood at a time, into another folder")
+    p.add_argument("--until", required=True, help="ISO-8601 UTC time, or #N for an event number")
+    p.add_argument("--into", help="folder for the replayed database and sof/ (default: a new temp folder)")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("log", help="list the workspace's events")
     p.add_argument("workspace", nargs="?", default=".")

@@ -80,10 +80,12 @@ class FrameMissing(Event, frozen=True):
 
 
 class RulesInForce(Event, frozen=True):
-    """The instrument rules used from now on (their sha256 and where they came from)."""
+    """The instrument rules used from now on (their sha256, where they came from, and the YAML itself,
+    so a replay derives with the rules that were in force then)."""
 
     digest: str
     source: str
+    text: str = ""
 
 
 class SessionCreated(Event, frozen=True):

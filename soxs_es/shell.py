@@ -136,7 +136,8 @@ class Workspace:
         if self.state.rules_digest != self.rules.digest:
             own = (self.root / layout.RULES_FILE).is_file()
             self.record([ev.RulesInForce(digest=self.rules.digest,
-                                         source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml")])
+                                         source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml",
+                                         text=self.rules.text)])
 
     def record_qc_ranges(self, session: str) -> None:
         """The session settings' QC ranges, recorded when they differ from those last in force."""

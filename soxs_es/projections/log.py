@@ -24,4 +24,17 @@ def describe(event: ev.Event) -> str:
             return path
         case ev.RulesInForce(digest=digest, source=source):
             return f"{source} (sha256 {digest[:12]})"
+        case ev.SessionCreated(session=session) | ev.SessionSwitched(session=session):
+            return session
+        case ev.RecipeFailed(session=session, sof=sof, reason=reason):
+            return f"[{session}] {sof}" + (f": {reason}" if reason else "")
+        case ev.RecipePassed(session=session, sof=sof):
+            return f"[{session}] {sof}"
+        case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
+            return f"[{session}] {sof} {name} = {value:g}{' ' + unit if unit else ''}"
+        case ev.QcRangesInForce(session=session, ranges=ranges):
+            count = sum(len(names) for arms in ranges.values() for names in arms.values())
+            return f"[{session}] {count} QC ranges for {len(ranges)} recipes"
+        case ev.ProductFound(session=session, path=path) | ev.ProductLost(session=session, path=path):
+            return f"[{session}] {path}"
     return repr(event)

@@ -21,6 +21,7 @@ class Rules:
     numeric: frozenset[str]
     keywords: frozenset[str]  # every header keyword an ingest event keeps
     digest: str = ""  # sha256 of the YAML text: a changed rules file is a new fact in the log
+    text: str = ""
     raw: PMap[str, Any] = attrs.field(factory=pmap)
 
     def section(self, *path: str) -> Any:
@@ -56,5 +57,6 @@ def parse_rules(text: str) -> Rules:
         numeric=frozenset(ingest["numeric"]),
         keywords=_keywords_of(doc),
         digest=hashlib.sha256(text.encode()).hexdigest(),
+        text=text,
         raw=freeze(doc),
     )

@@ -51,6 +51,7 @@ class WorkspaceState:
     #: Moves recorded as intended but not (yet) recorded as done, keyed by source path.
     pending_moves: PMap[str, ev.MoveIntended] = attrs.field(factory=pmap)
     rules_digest: str = ""
+    rules_text: str = ""
     sessions: tuple[str, ...] = ()
     current_session: str | None = None
     #: session -> SOF -> latest outcome
@@ -92,7 +93,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
     last = state.last_seq
-    rules_digest = state.rules_digest
+    rules_digest, rules_text = state.rules_digest, state.rules_text
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
     for item in recorded:
@@ -115,8 +116,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameMissing(path=path):
                 if path in files:
                     del files[path]
-            case ev.RulesInForce(digest=digest):
-                rules_digest = digest
+            case ev.RulesInForce(digest=digest, text=text):
+                rules_digest, rules_text = digest, text
             case ev.SessionCreated(session=session):
                 if session not in sessions:
                     sessions = (*sessions, session)
@@ -138,5 +139,5 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                     products = products.set(session, products[session].remove(path))
             case ev.FrameDecompressed():
                 pass  # the decompressed file is ingested by its own FrameIngested event
-    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest, sessions, current,
+    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest, rules_text, sessions, current,
                           outcomes, qc, qc_ranges, products)

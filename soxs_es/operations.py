@@ -1,0 +1,256 @@
+"""What the commands do besides `prep`: sessions, outcomes, the to-do list and replay.
+
+Writers take the workspace lock and go through `shell.Workspace`; readers fold the log read-only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from soxs_es import events as ev
+from soxs_es.eventlog import Clock, EventLog, RecordedEvent, format_time, utc_now
+from soxs_es.projections import tables
+from soxs_es.projections.log import describe
+from soxs_es.projections.sof_files import write_sof_folder
+from soxs_es.pure import layout
+from soxs_es.pure.association import Association
+from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.rules import Rules, parse_rules
+from soxs_es.pure.sessions import BASE
+from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.tables import sof_files
+from soxs_es.shell import Projection, UserError, Workspace, load_rules
+from soxs_es.workspace import workspace_lock
+
+
+def _require_workspace(root: Path) -> None:
+    if not (root / layout.DATABASE).is_file():
+        raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
+
+
+@contextmanager
+def writing(root: Path, clock: Clock = utc_now, notify: Callable[[str], None] = print) -> Iterator[Workspace]:
+    """The workspace opened for writing, under the lock."""
+    _require_workspace(root)
+    with workspace_lock(root, notify=notify):
+        workspace = Workspace(root, clock)
+        try:
+            yield workspace
+        finally:
+            workspace.close()
+
+
+def read_state(root: Path, until_seq: int | None = None, until_time: str | None = None
+               ) -> tuple[WorkspaceState, list[RecordedEvent]]:
+    """The log folded read-only (optionally a prefix of it), and the events read."""
+    _require_workspace(root)
+    log = EventLog(root / layout.DATABASE, readonly=True)
+    try:
+        recorded = list(log.read(until_seq=until_seq, until_time=until_time))
+    finally:
+        log.close()
+    return fold(recorded), recorded
+
+
+def rules_of(state: WorkspaceState, root: Path) -> Rules:
+    """The rules in force in `state` (recorded in the log), else the workspace's current ones."""
+    return parse_rules(state.rules_text) if state.rules_text else load_rules(root)
+
+
+# -- sessions --------------------------------------------------------------------------------------------
+
+
+def new_session_id(clock: Clock) -> str:
+    return clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S")  # 15 characters, sorts by time
+
+
+def session_new(root: Path, session: str | None, clock: Clock = utc_now) -> Projection:
+    with writing(root, clock) as ws:
+        ws.ensure_session()
+        ws.create_session(session or new_session_id(clock))
+        ws.record_qc_ranges(ws.session)
+        return ws.project()
+
+
+def session_use(root: Path, session: str, clock: Clock = utc_now) -> Projection:
+    with writing(root, clock) as ws:
+        ws.use_session(session)
+        ws.record_qc_ranges(ws.session)
+        return ws.project()
+
+
+def session_list(root: Path) -> list[dict[str, Any]]:
+    state, _ = read_state(root)
+    rows = []
+    for session in state.sessions or (BASE,):
+        outcomes = state.outcomes.get(session, {})
+        rows.append({"session": session, "current": session == (state.current_session or BASE),
+                     "failed": sum(1 for o in outcomes.values() if o.status == "failed"),
+                     "passed": sum(1 for o in outcomes.values() if o.status == "passed"),
+                     "qc_values": sum(len(v) for v in state.qc.get(session, {}).values()),
+                     "products_found": len(state.products.get(session, {}))})
+    return rows
+
+
+# -- outcomes --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Recorded:
+    event: ev.Event
+    projection: Projection
+    failed_before: str | None
+    failed_after: str | None
+
+
+def resolve_sof(association: Association, sof: str, root: Path) -> str:
+    name = Path(sof).name
+    if name not in association.sofs:
+        raise UserError(f"no SOF named {name} in {root}; the SOF files are in {root}/sof/ "
+                        "(an incomplete SOF has no file but can still be named)")
+    return name
+
+
+def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
+                   clock: Clock = utc_now) -> Recorded:
+    """Record one outcome for `sof` in the current session, then re-project (this is the fallback)."""
+    with writing(root, clock) as ws:
+        ws.ensure_session()
+        ws.record_qc_ranges(ws.session)
+        before = derive(ws.state, ws.rules, ws.session).association
+        name = resolve_sof(before, sof, root)
+        event = make(ws.session, name)
+        ws.record([event])
+        projection = ws.project()
+        return Recorded(event, projection, before.sofs[name].failed,
+                        projection.derived.association.sofs[name].failed)
+
+
+# -- what is left to reduce ----------------------------------------------------------------------------
+
+
+def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
+    """(recipe, SOF path) of the complete SOFs still to reduce in the current session, in cascade order.
+
+    A SOF is done when every product it predicts exists in the session's reduced/ folder; failed SOFs are
+    left out (reducing them again would fail again) unless `overwrite`, which lists every complete SOF.
+    """
+    state, _ = read_state(root)
+    session = state.current_session or BASE
+    association = derive(state, rules_of(state, root), session).association
+    folder = root / "sessions" / session
+    products: dict[str, list[str]] = {}
+    for p in association.products:
+        products.setdefault(p.sof, []).append(p.filepath)
+    out = []
+    for sof in sorted(association.complete_sofs(), key=lambda s: (s.set.recipe_order, s.set.sof)):
+        done = all((folder / path).exists() for path in products.get(sof.set.sof, []))
+        if overwrite or not (done or sof.failed):
+            out.append((sof.set.recipe, f"sof/{sof.set.sof}"))
+    return out
+
+
+# -- replay ----------------------------------------------------------------------------------------------
+
+
+def parse_until(text: str) -> tuple[int | None, str | None]:
+    """`#N` (a sequence number) or an ISO-8601 time (UTC unless it says otherwise)."""
+    text = text.strip()
+    if text.startswith("#"):
+        try:
+            return int(text[1:]), None
+        except ValueError:
+            raise UserError(f"{text!r} is not an event number; give #N, e.g. #120") from None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{text!r} is not an ISO-8601 time (e.g. 2026-03-01T12:00:00Z) or #N") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return None, format_time(moment)
+
+
+@attrs.frozen
+class Replay:
+    folder: Path
+    events: int
+    last_seq: int
+    last_time: str | None
+    session: str
+    frames: int
+    sets: int
+    sofs: int
+    added: tuple[str, ...]  # in the workspace now, not then
+    removed: tuple[str, ...]  # then, not now
+    changed: tuple[str, ...]
+    since: tuple[tuple[int, str, str, str], ...]  # (seq, time, type, summary) of explaining events after then
+
+
+def write_projection(folder: Path, recorded: list[RecordedEvent], derived: Derived, session: str) -> None:
+    """A database holding the events replayed and every projection, and the session's SOF files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = EventLog(folder / layout.DATABASE)
+    try:
+        log.conn.execute("BEGIN IMMEDIATE")
+        log.conn.executemany(
+            "INSERT INTO events (seq, recorded_at, type, payload, schema_version) VALUES (?, ?, ?, ?, ?)",
+            [(r.seq, r.recorded_at, type(r.event).__name__, ev.encode(r.event).decode(), type(r.event).VERSION)
+             for r in recorded])
+        log.conn.execute("COMMIT")
+        tables.project_raw_frames(log.conn, derived.raw_frames)
+        tables.project_rejected_files(log.conn, derived.rejected_files)
+        tables.project_association(log.conn, derived.association, session, frozenset())
+    finally:
+        log.close()
+    write_sof_folder(folder / "sof", sof_files(derived.association), {})
+
+
+_EXPLAINING = (ev.RecipeFailed, ev.RecipePassed, ev.QcMeasured, ev.QcRangesInForce, ev.SessionSwitched,
+               ev.SessionCreated, ev.RulesInForce, ev.FrameMissing, ev.ProductFound, ev.ProductLost)
+
+
+def replay(root: Path, until: str, into: Path | None = None) -> Replay:
+    """Rebuild the projections and SOF files as they stood at `until` into a new folder; diff with now."""
+    until_seq, until_time = parse_until(until)
+    now_state, all_events = read_state(root)
+    then_events = [r for r in all_events if (until_seq is None or r.seq <= until_seq)
+                   and (until_time is None or r.recorded_at <= until_time)]
+    then_state = fold(then_events)
+    if into is None:
+        into = Path(tempfile.mkdtemp(prefix="soxs-es-replay-"))
+    else:
+        live, target = root.resolve(), into.resolve()
+        protected = [live] + [live / d for d in ("raw", "misc", "sessions", "sof", "reduced", "qc")]
+        if target == live or any(p in target.parents or p == target for p in protected[1:]):
+            raise UserError(f"{into} is the workspace or inside its data; give a folder of its own for the replay")
+        if into.exists() and any(into.iterdir()):
+            raise UserError(f"{into} is not empty; give a new or empty folder for the replay")
+    then_session = then_state.current_session or BASE
+    then = derive(then_state, rules_of(then_state, root), then_session)
+    now = derive(now_state, rules_of(now_state, root), now_state.current_session or BASE)
+    try:
+        write_projection(into, then_events, then, then_session)
+    except BaseException:
+        shutil.rmtree(into, ignore_errors=True)
+        raise
+    then_files, now_files = sof_files(then.association), sof_files(now.association)
+    added = tuple(sorted(set(now_files) - set(then_files)))
+    removed = tuple(sorted(set(then_files) - set(now_files)))
+    changed = tuple(sorted(n for n in set(then_files) & set(now_files) if then_files[n] != now_files[n]))
+    cut = then_events[-1].seq if then_events else 0
+    since = tuple((r.seq, r.recorded_at, type(r.event).__name__, describe(r.event))
+                  for r in all_events if r.seq > cut and isinstance(r.event, _EXPLAINING))
+    ingested = sum(1 for r in all_events if r.seq > cut and isinstance(r.event, ev.FrameIngested))
+    if ingested:
+        since += ((0, "", "FrameIngested", f"{ingested} frames ingested since"),)
+    return Replay(into, len(then_events), cut, then_events[-1].recorded_at if then_events else None,
+                  then_session, len(then.raw_frames), len(then.association.sets), len(then_files),
+                  added, removed, changed, since)
