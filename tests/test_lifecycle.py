@@ -1,0 +1,270 @@
+"""Sessions, outcomes, QC guardrails, fallback, todo and replay (issue: reduction lifecycle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from soxs_es import events as ev
+from soxs_es import operations as ops
+from soxs_es.cli import main
+from soxs_es.demo import write_demo
+from soxs_es.eventlog import EventLog, RecordedEvent
+from soxs_es.pure.derive import derive
+from soxs_es.pure.rules import parse_rules
+from soxs_es.pure.state import fold
+from soxs_es.pure.tables import sof_files
+from soxs_es.shell import UserError
+from soxs_es.workspace import prep
+
+PARITY = Path(__file__).parent / "parity"
+RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
+
+
+def sofs(ws: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((ws / "sof").glob("*.sof"))}
+
+
+def collect(ws: Path) -> dict[str, list[list[str]]]:
+    return {name: sorted(line.split() for line in data.decode().splitlines()) for name, data in sofs(ws).items()}
+
+
+@pytest.fixture
+def three_nights(tmp_path: Path, clock) -> Path:
+    write_demo(tmp_path, nights=3, seed=11, compressed_fraction=0.0)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    return tmp_path
+
+
+def fail(ws: Path, sof: str, clock, reason: str = "") -> ops.Recorded:
+    return ops.record_outcome(ws, sof, lambda s, n: ev.RecipeFailed(session=s, sof=n, reason=reason), clock)
+
+
+def passed(ws: Path, sof: str, clock) -> ops.Recorded:
+    return ops.record_outcome(ws, sof, lambda s, n: ev.RecipePassed(session=s, sof=n), clock)
+
+
+def test_prep_creates_base_with_relative_links(three_nights: Path) -> None:
+    for name in ("sof", "reduced", "qc", "soxspipe.yaml"):
+        link = three_nights / name
+        assert link.is_symlink() and not os.readlink(link).startswith("/")
+        assert os.readlink(link) == f"sessions/base/{name}"
+    assert "qc-acceptable-ranges" in (three_nights / "soxspipe.yaml").read_text()
+
+
+def test_fallback_matches_soxspipe_after_failing_a_bias_then_a_flat(three_nights: Path, clock) -> None:
+    bias, flat = (PARITY / "fallback-3n-seed11.failed").read_text().split()
+    fail(three_nights, bias, clock, "hot columns")
+    assert collect(three_nights) == json.loads((PARITY / "fallback-3n-seed11-1-mbias.json").read_text())
+    fail(three_nights, f"sof/{flat}", clock)  # a path works as well as a name
+    assert collect(three_nights) == json.loads((PARITY / "fallback-3n-seed11-2-mflat.json").read_text())
+    failed_products = {line.split()[0] for name in (bias, flat)
+                       for line in (three_nights / "sof" / name).read_text().splitlines()}
+    assert failed_products  # the failed SOFs themselves stay (they can be reduced again)
+    for name, data in sofs(three_nights).items():
+        used = {line.split()[0] for line in data.decode().splitlines()}
+        assert not any(bias[:-4] in p or flat[:-4] in p for p in used if p.startswith("./reduced")), name
+
+
+def test_passed_after_failed_restores_identical_sofs(three_nights: Path, clock) -> None:
+    before = sofs(three_nights)
+    bias = next(n for n in before if "20250302" in n and "1X1_1_MBIAS" in n)
+    result = fail(three_nights, bias, clock)
+    assert result.failed_after and sofs(three_nights) != before
+    result = passed(three_nights, bias, clock)
+    assert result.failed_before and result.failed_after is None
+    assert sofs(three_nights) == before
+
+
+def test_unknown_sof_and_bad_session_ids_are_refused(three_nights: Path, clock) -> None:
+    with pytest.raises(UserError, match="no SOF named nope.sof"):
+        fail(three_nights, "nope.sof", clock)
+    for bad in ("has space", "x" * 17, "semi;colon", ""):
+        with pytest.raises(UserError, match="not valid"):
+            ops.session_new(three_nights, bad or " ", clock)
+    with pytest.raises(UserError, match="no session 'ghost'"):
+        ops.session_use(three_nights, "ghost", clock)
+    assert main(["session", "new", "bad/id", "-w", str(three_nights)]) == 2
+
+
+def test_outcomes_belong_to_their_session(three_nights: Path, clock) -> None:
+    base_sofs = sofs(three_nights)
+    bias = next(n for n in base_sofs if "20250302" in n and "1X1_1_MBIAS" in n)
+    fail(three_nights, bias, clock)
+    failed_view = sofs(three_nights)
+    projection = ops.session_new(three_nights, "retry_1", clock)
+    assert projection.session == "retry_1"
+    assert os.readlink(three_nights / "sof") == "sessions/retry_1/sof"
+    assert sofs(three_nights) == base_sofs, "the new session sees none of base's failures"
+    assert (three_nights / "sessions/retry_1/soxspipe.yaml").is_file()
+    ops.session_use(three_nights, "base", clock)
+    assert sofs(three_nights) == failed_view
+    rows = {r["session"]: r for r in ops.session_list(three_nights)}
+    assert rows["base"]["current"] and rows["base"]["failed"] == 1 and rows["retry_1"]["failed"] == 0
+
+
+def test_qc_out_of_range_fails_like_a_recipe_and_ranges_are_re_evaluated(three_nights: Path, clock) -> None:
+    before = sofs(three_nights)
+    bias = next(n for n in before if "20250302" in n and "1X1_1_MBIAS" in n)
+    qc = ops.record_outcome(three_nights, bias, lambda s, n: ev.QcMeasured(session=s, sof=n, name="MASTER RON",
+                                                                          value=4.2, unit="e-"), clock)
+    assert qc.failed_after is None and sofs(three_nights) == before  # within [0, 10]
+    qc = ops.record_outcome(three_nights, bias, lambda s, n: ev.QcMeasured(session=s, sof=n, name="master-ron",
+                                                                          value=12.5, unit="e-"), clock)
+    assert qc.failed_after == "QC master-ron = 12.5 outside [0, 10]"
+    after_qc = sofs(three_nights)
+    assert after_qc != before
+    fail(three_nights, bias, clock)
+    passed(three_nights, bias, clock)
+    assert sofs(three_nights) == after_qc, "passing the recipe does not clear a QC value out of range"
+    # widen the range for the VIS arm only: prep re-evaluates every recorded value
+    settings_file = three_nights / "soxspipe.yaml"
+    settings_file.write_text(settings_file.read_text().replace(
+        "soxs-mbias:\n", "soxs-mbias:\n    vis:\n        qc-acceptable-ranges:\n            master-ron: [0, 20]\n"))
+    prep(three_nights, clock, workers=1, notify=lambda m: None)
+    assert sofs(three_nights) == before
+    kinds = [type(r.event).__name__ for r in EventLog(three_nights / "soxspipe.db", readonly=True).read()]
+    assert kinds.count("QcRangesInForce") == 2
+
+
+def test_malformed_settings_are_refused_clearly(three_nights: Path, clock) -> None:
+    (three_nights / "soxspipe.yaml").write_text("soxs-mbias:\n  qc-acceptable-ranges:\n    master-ron: [0]\n")
+    with pytest.raises(UserError, match="master-ron must be \\[min, max\\]"):
+        prep(three_nights, clock, workers=1, notify=lambda m: None)
+
+
+def test_todo_lists_what_is_left_in_cascade_order(three_nights: Path, clock, capsys) -> None:
+    rows = ops.todo(three_nights)
+    recipes = [r for r, _ in rows]
+    order = ["mbias", "mdark", "disp_solution", "order_centres", "mflat", "spat_solution", "stare_std", "nod_std",
+             "stare_obj", "nod_obj"]
+    assert recipes == sorted(recipes, key=order.index) and len(rows) == 57
+    first_recipe, first_sof = rows[0]
+    product = (three_nights / "sof" / Path(first_sof).name).name.replace(".sof", ".fits")
+    night = next(p for p in (three_nights / "raw").iterdir()).name
+    target = three_nights / "reduced" / night / "soxs-mbias" / product
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"reduced")
+    assert (first_recipe, first_sof) not in ops.todo(three_nights)
+    assert (first_recipe, first_sof) in ops.todo(three_nights, overwrite=True)
+    report = prep(three_nights, clock, workers=1, notify=lambda m: None)
+    assert report.events_appended == 1  # ProductFound
+    conn = sqlite3.connect(three_nights / "soxspipe.db")
+    assert conn.execute("SELECT status FROM product_frames WHERE file = ?", (product,)).fetchone() == ("pass",)
+    assert main(["todo", "-w", str(three_nights), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed) == 56 and listed[0] == {"recipe": rows[1][0], "sof": rows[1][1]}
+
+
+def test_replay_before_the_failures_reproduces_the_original_sofs(three_nights: Path, clock, tmp_path_factory) -> None:
+    original = sofs(three_nights)
+    last_before = EventLog(three_nights / "soxspipe.db", readonly=True).last_seq()
+    bias = next(n for n in original if "20250302" in n and "1X1_1_MBIAS" in n)
+    fail(three_nights, bias, clock, "bad")
+    live_events = EventLog(three_nights / "soxspipe.db", readonly=True).last_seq()
+    live_files = sofs(three_nights)
+    into = tmp_path_factory.mktemp("replay") / "then"
+    result = ops.replay(three_nights, f"#{last_before}", into)
+    assert {p.name: p.read_bytes() for p in (into / "sof").glob("*.sof")} == original
+    assert result.changed and all(n in live_files for n in result.changed) and not result.added
+    assert any(kind == "RecipeFailed" and bias in summary for _, _, kind, summary in result.since)
+    assert EventLog(three_nights / "soxspipe.db", readonly=True).last_seq() == live_events
+    assert sofs(three_nights) == live_files, "the live workspace is untouched"
+    replayed = EventLog(into / "soxspipe.db", readonly=True)
+    assert replayed.last_seq() == last_before
+    # a time works too: the recorded_at of the last event before the failure
+    stamp = [r.recorded_at for r in EventLog(three_nights / "soxspipe.db", readonly=True).read()][last_before - 1]
+    again = ops.replay(three_nights, stamp, tmp_path_factory.mktemp("replay2") / "t")
+    assert {p.name: p.read_bytes() for p in (again.folder / "sof").glob("*.sof")} == original
+    with pytest.raises(UserError, match="not empty"):
+        ops.replay(three_nights, "#3", into)
+    with pytest.raises(UserError, match="inside its data"):
+        ops.replay(three_nights, "#3", three_nights / "raw" / "x")
+    with pytest.raises(UserError, match="not an ISO-8601 time"):
+        ops.replay(three_nights, "yesterday", None)
+
+
+def test_replay_is_deterministic_byte_for_byte(three_nights: Path, clock, tmp_path_factory) -> None:
+    bias = next(n for n in sofs(three_nights) if "1X1_1_MBIAS" in n)
+    fail(three_nights, bias, clock)
+    a = ops.replay(three_nights, "#99999", tmp_path_factory.mktemp("a") / "r").folder
+    b = ops.replay(three_nights, "#99999", tmp_path_factory.mktemp("b") / "r").folder
+
+    def dump(folder: Path) -> list[tuple]:
+        conn = sqlite3.connect(folder / "soxspipe.db")
+        out = []
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+            out += [(table, *row) for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid')]
+        return out
+
+    assert dump(a) == dump(b)
+    assert {p.name: p.read_bytes() for p in (a / "sof").iterdir()} == \
+        {p.name: p.read_bytes() for p in (b / "sof").iterdir()} == sofs(three_nights)
+
+
+# -- properties over generated outcome sequences ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_log(tmp_path_factory) -> tuple[list[RecordedEvent], list[str]]:
+    ws = tmp_path_factory.mktemp("prop")
+    write_demo(ws, nights=2, seed=3, compressed_fraction=0.0)
+    prep(ws, workers=1, notify=lambda m: None)
+    recorded = list(EventLog(ws / "soxspipe.db", readonly=True).read())
+    names = sorted(p.name for p in (ws / "sof").glob("*.sof"))
+    return recorded, names
+
+
+outcome = st.tuples(st.sampled_from(["failed", "passed", "qc"]), st.integers(0, 10_000),
+                    st.sampled_from(["base", "other"]), st.floats(0, 30))
+
+
+def _events(spec: list[tuple[str, int, str, float]], names: list[str], start: int) -> list[RecordedEvent]:
+    out = []
+    for i, (kind, pick, session, value) in enumerate(spec):
+        sof = names[pick % len(names)]
+        event: ev.Event
+        if kind == "failed":
+            event = ev.RecipeFailed(session=session, sof=sof)
+        elif kind == "passed":
+            event = ev.RecipePassed(session=session, sof=sof)
+        else:
+            event = ev.QcMeasured(session=session, sof=sof, name="MASTER RON", value=value)
+        out.append(RecordedEvent(start + i + 1, f"2030-01-01T00:00:{i:02d}.000000Z", event))
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(outcome, max_size=8))
+def test_outcome_sequences(base_log, spec) -> None:
+    recorded, names = base_log
+    extra = _events(spec, names, recorded[-1].seq)
+    state = fold(recorded + extra)
+    derived = derive(state, RULES, "base")
+    association = derived.association
+    failed = association.failed_sofs()
+    # a failed or QC-failed product is never selected
+    for sof in association.complete_sofs():
+        assert not {p.sof for slot in sof.slots for p in slot.chosen} & failed
+    # outcomes of another session never leak into this one
+    only_base = fold(recorded + [r for r in extra if getattr(r.event, "session", "") == "base"])
+    assert sof_files(derive(only_base, RULES, "base").association) == sof_files(association)
+    # folding a prefix and folding on from it give the same state (replay is the same fold)
+    cut = len(recorded) + len(extra) // 2
+    everything = recorded + extra
+    assert fold(everything[cut:], fold(everything[:cut])) == state
+    # the same log always gives the same SOF files
+    assert sof_files(derive(fold(everything), RULES, "base").association) == sof_files(association)
+    # a failure followed by a success of the same SOF restores what was there before it (without QC values)
+    target = names[0]
+    latest = state.outcomes.get("base", {}).get(target)
+    if not any(kind == "qc" for kind, *_ in spec) and (latest is None or latest.status == "passed"):
+        undo = _events([("failed", 0, "base", 0.0), ("passed", 0, "base", 0.0)], [target], everything[-1].seq)
+        assert sof_files(derive(fold(undo, state), RULES, "base").association) == sof_files(association)
