@@ -211,8 +211,8 @@ def _print_projection(projection: Any) -> None:
           f"{summary.sofs_unchanged} unchanged, {len(summary.sofs_removed)} removed")
     for name in summary.sofs_written:
         print(f"  rewritten  {name}")
-    for name in summary.sofs_removed:
-        print(f"  removed    {name} (no longer complete)")
+    for name, why in summary.removed_why:
+        print(f"  removed    {name}: incomplete, {why}")
     for sof, lacking in summary.blocked:
         print(f"  incomplete {sof}: {lacking}")
 

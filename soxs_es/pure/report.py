@@ -21,6 +21,7 @@ class AssociationSummary:
     sofs_removed: tuple[str, ...]
     sofs_kept_edited: tuple[str, ...]
     blocked: tuple[tuple[str, str], ...]  # (science/standard SOF, what it lacks)
+    removed_why: tuple[tuple[str, str], ...] = ()  # (removed SOF, why it is no longer complete)
 
 
 def summarise(association: Association, written: Any) -> AssociationSummary:
@@ -35,7 +36,15 @@ def summarise(association: Association, written: Any) -> AssociationSummary:
         if sof.complete:
             complete[frame_set.recipe] += 1
         elif frame_set.recipe in TARGET_RECIPES:
-            blocked.append((frame_set.sof, sof.note or "no eligible " + ", ".join(sof.missing)))
+            blocked.append((frame_set.sof, why_incomplete(association, frame_set.sof)))
     per_recipe = tuple((r, sets[r], complete[r]) for r in sorted(sets, key=lambda r: order[r]))
+    removed_why = tuple((name, why_incomplete(association, name)) for name in written.removed)
     return AssociationSummary(per_recipe, tuple(written.written), written.unchanged, tuple(written.removed),
-                              tuple(written.kept_edited), tuple(sorted(blocked)))
+                              tuple(written.kept_edited), tuple(sorted(blocked)), removed_why)
+
+
+def why_incomplete(association: Association, name: str) -> str:
+    sof = association.sofs.get(name)
+    if sof is None:
+        return "its set no longer exists (frames gone or regrouped)"
+    return sof.note or "no eligible " + ", ".join(sof.missing)
