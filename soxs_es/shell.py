@@ -14,7 +14,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, utc_now
-from soxs_es.projections import tables
+from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.derive import Derived, derive
@@ -69,7 +69,12 @@ class Workspace:
         self.rules = load_rules(root)
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
-        self.state: WorkspaceState = fold(self.log.read())
+        # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
+        snapshot = fingerprint.read_state(self.log.conn)
+        if snapshot is not None and snapshot.last_seq <= self.log.last_seq():
+            self.state: WorkspaceState = fold(self.log.read(after=snapshot.last_seq), snapshot)
+        else:
+            self.state = fold(self.log.read())
         self.appended = 0
 
     def close(self) -> None:
@@ -157,15 +162,7 @@ class Workspace:
     def product_changes(self, session: str) -> list[ev.Event]:
         """FITS files that appeared in, changed in or vanished from the session's reduced/ folder."""
         known = self.state.products.get(session, {})
-        folder = self.session_dir(session)
-        on_disk: dict[str, tuple[int, int]] = {}
-        for base, dirs, files in os.walk(folder / "reduced"):
-            dirs.sort()
-            for name in files:
-                if layout.is_fits_name(name) and not name.startswith("."):
-                    path = Path(base) / name
-                    st = path.stat()
-                    on_disk["./" + path.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
+        on_disk = fingerprint.products_listing(self.session_dir(session))
         batch: list[ev.Event] = [ev.ProductFound(session=session, path=p, size=size, mtime_ns=mtime)
                                  for p, (size, mtime) in sorted(on_disk.items()) if known.get(p) != (size, mtime)]
         batch += [ev.ProductLost(session=session, path=p) for p in sorted(known) if p not in on_disk]
@@ -189,7 +186,21 @@ class Workspace:
         tables.project_rejected_files(conn, derived.rejected_files)
         tables.project_association(conn, derived.association, session, found)
         written = write_sof_folder(self.session_dir(session) / "sof", sof_files(derived.association), previous)
-        return Projection(session, derived, summarise(derived.association, written), self.link_session(session))
+        projection = Projection(session, derived, summarise(derived.association, written),
+                                self.link_session(session))
+        self.write_fingerprint(session, derived)
+        return projection
+
+    def write_fingerprint(self, session: str, derived: Derived) -> None:
+        """What this projection saw, so that a later `prep` with nothing new stops after a listing."""
+        meta = {
+            "last_seq": self.state.last_seq, "rules_digest": self.rules.digest, "session": session,
+            "settings": fingerprint.fingerprint_settings(self.session_dir(session)),
+            "products": fingerprint.listing_digest(fingerprint.products_listing(self.session_dir(session))),
+            "raw_frames": len(derived.raw_frames),
+            "nights": len({r["night start date"] for r in derived.raw_frames}),
+        }
+        fingerprint.write(self.log.conn, self.state, meta, self.root)
 
 
 def _thaw(value: object) -> object:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,10 +26,14 @@ from soxs_es import events as ev
 from soxs_es import fitsio
 from soxs_es.eventlog import Clock, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.projections import fingerprint
+from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.report import AssociationSummary
-from soxs_es.shell import UserError, Workspace, load_rules
+from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, load_rules
+
+LINKS = (*SESSION_FOLDERS, SETTINGS)
 
 __all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_lock"]
 
@@ -318,25 +323,15 @@ class Prep(Workspace):
 
     def sync_raw(self) -> None:
         """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested."""
-        raw_root = self.root / layout.RAW
-        on_disk: dict[str, Path] = {}
-        if raw_root.is_dir():
-            for folder, dirs, files in os.walk(raw_root):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in files:
-                    if layout.is_fits_name(name) and not name.startswith("."):
-                        path = Path(folder) / name
-                        on_disk[self._rel(path)] = path
+        on_disk = fingerprint.raw_listing(self.root)
         batch: list[ev.Event] = []
         for path in sorted(self.state.files):
             if path.startswith(layout.RAW + "/") and path not in on_disk:
                 batch.append(ev.FrameMissing(path=path))
                 self.report.missing.append(path)
-        new: list[tuple[str, Path, int, int]] = []
-        for rel, path in sorted(on_disk.items()):
-            size, mtime = _stat_key(path)
-            if not self.state.unchanged(rel, size, mtime):
-                new.append((rel, path, size, mtime))
+        new: list[tuple[str, Path, int, int]] = [
+            (rel, self.root / rel, size, mtime) for rel, (size, mtime) in sorted(on_disk.items())
+            if not self.state.unchanged(rel, size, mtime)]
         reads = fitsio.read_headers([p for _, p, _, _ in new], self.rules.keywords, self.workers)
         for (rel, _, size, mtime), read in zip(new, reads, strict=True):
             if read.header is None:
@@ -400,7 +395,32 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
     if not os.access(root, os.W_OK):
         raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
     with workspace_lock(root, notify=notify):
-        return Prep(root, clock, workers, progress).run()
+        quick = _nothing_to_do(root)
+        return quick if quick is not None else Prep(root, clock, workers, progress).run()
+
+
+def _nothing_to_do(root: Path) -> PrepReport | None:
+    """The report of a `prep` with nothing new, decided from a listing and stats alone (None: do the work)."""
+    db = root / layout.DATABASE
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        meta = fingerprint.unchanged(root, conn, load_rules(root).digest, root / "sessions", PROJECTED_TABLES)
+    except (sqlite3.Error, OSError, KeyError):
+        meta = None
+    finally:
+        conn.close()
+    if meta is None:
+        return None
+    report = PrepReport(workspace=str(root), raw_frames=int(meta["raw_frames"]), nights=int(meta["nights"]),
+                        session=meta["session"])
+    report.left_alone = [(e.name, "symbolic link: not moved (move the file itself)") for e in os.scandir(root)
+                         if e.is_symlink() and not e.is_dir() and e.name not in LINKS]
+    return report
 
 
 def counts_by(rows: list[dict[str, Any]], *columns: str) -> Counter[tuple[Any, ...]]:

@@ -17,9 +17,11 @@ class HeaderError(ValueError):
 
 def block_has_end(block: bytes) -> int:
     """Offset just past the END card in a 2880-byte block, or -1 when the block has none."""
-    for start in range(0, len(block), CARD):
-        if block[start:start + 8] == b"END     " or block[start:start + CARD].rstrip() == b"END":
-            return start + CARD
+    at = block.find(b"END")
+    while at >= 0:
+        if at % CARD == 0 and not block[at + 3:at + CARD].strip():
+            return at + CARD
+        at = block.find(b"END", at + 1)
     return -1
 
 
@@ -81,7 +83,8 @@ def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, s
     """
     if not raw.startswith(b"SIMPLE  ="):
         raise HeaderError("not a FITS file (no SIMPLE card at the start)")
-    want = None if wanted is None else set(wanted)
+    if wanted is not None:
+        return _parse_wanted(raw, wanted)
     text = raw.decode("ascii", errors="replace")
     values: dict[str, str | int | float | bool] = {}
     for start in range(0, len(text), CARD):
@@ -89,8 +92,7 @@ def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, s
         if card.startswith("END") and card[3:].strip() == "":
             break
         split = _split_card(card)
-        # only the wanted cards' values are parsed: most of a SOXS header is never looked at
-        if split is None or (want is not None and split[0] not in want) or split[0] in values:
+        if split is None or split[0] in values:
             continue
         value = _parse_value(split[1])
         if value is not None:
@@ -112,3 +114,28 @@ def data_size(header: dict[str, str | int | float | bool]) -> int:
         count *= length
     raw = abs(bitpix) // 8 * count
     return -(-raw // BLOCK) * BLOCK
+
+
+def _parse_wanted(raw: bytes, wanted: Iterable[str]) -> dict[str, str | int | float | bool]:
+    """Only the wanted cards: keywords are compared as bytes; only wanted values are decoded and parsed."""
+    want = {k.encode("ascii", errors="replace"): k for k in wanted}
+    values: dict[str, str | int | float | bool] = {}
+    for at in range(0, len(raw), CARD):
+        if raw[at:at + 9] == b"HIERARCH ":
+            eq = raw.find(b"=", at + 9, at + CARD)
+            if eq < 0:
+                continue
+            key, value_at = raw[at + 9:eq].strip(), eq + 1
+        elif raw[at + 8:at + 10] == b"= ":
+            key, value_at = raw[at:at + 8].strip(), at + 10
+        else:
+            if raw[at:at + 3] == b"END" and not raw[at + 3:at + CARD].strip():
+                break
+            continue
+        name = want.get(key)
+        if name is None or name in values:
+            continue
+        value = _parse_value(raw[value_at:at + CARD].decode("ascii", errors="replace"))
+        if value is not None:
+            values[name] = value
+    return values
