@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import filecmp
 import os
 from pathlib import Path
+from typing import Any
 
 
 def same_bytes(a: Path, b: Path) -> bool:
@@ -24,13 +27,37 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _renameat2() -> Any:
+    """Linux renameat2(2), which renames without ever replacing (RENAME_NOREPLACE); None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
 def move_no_overwrite(source: Path, target: Path) -> None:
     """Atomically give `source` the name `target`; FileExistsError if `target` exists (never replaced).
 
-    A hard link claims the target name atomically (link(2) fails on an existing name), then the old
-    name is removed. A crash in between leaves one file under two names, which reconciliation completes.
+    On Linux one renameat2(RENAME_NOREPLACE) call does it. Elsewhere a hard link claims the target name
+    atomically (link(2) fails on an existing name), then the old name is removed; a crash in between
+    leaves one file under two names, which reconciliation completes.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, "target exists", str(target))
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(source))
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:

@@ -17,7 +17,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, RecordedEvent, format_time, utc_now
-from soxs_es.projections import tables
+from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import write_sof_folder
 from soxs_es.pure import layout
@@ -125,13 +125,28 @@ def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
     with writing(root, clock) as ws:
         ws.ensure_session()
         ws.record_qc_ranges(ws.session)
-        before = derive(ws.state, ws.rules, ws.session).association
-        name = resolve_sof(before, sof, root)
+        name = Path(sof).name
+        failed_before = _projected_failure(ws, name)
+        if failed_before is None:  # the projection is stale or gone: derive to know the SOF
+            before = derive(ws.state, ws.rules, ws.session).association
+            name = resolve_sof(before, sof, root)
+            failed_before = before.sofs[name].failed or ""
         event = make(ws.session, name)
         ws.record([event])
         projection = ws.project()
-        return Recorded(event, projection, before.sofs[name].failed,
-                        projection.derived.association.sofs[name].failed)
+        return Recorded(event, projection, failed_before or None, projection.derived.association.sofs[name].failed)
+
+
+def _projected_failure(ws: Workspace, name: str) -> str | None:
+    """The SOF's failure as the current projection shows it ("" if none); None when the projection cannot say.
+
+    The projection is used only when it was made from the whole log as it is, for the current session.
+    """
+    meta = fingerprint.read_meta(ws.log.conn)
+    if meta.get("last_seq") != str(ws.state.last_seq) or meta.get("session") != ws.session:
+        return None
+    row = ws.log.conn.execute("SELECT failed FROM raw_frame_sets WHERE sof = ?", (name,)).fetchone()
+    return None if row is None else (row[0] or "")
 
 
 # -- what is left to reduce ----------------------------------------------------------------------------

@@ -246,3 +246,15 @@ def test_leftover_decompression_temp_files_are_cleaned(tmp_path: Path, clock) ->
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert not (tmp_path / ".soxs-es-b.fits.part").exists()
     assert (tmp_path / "misc/b.fits").exists()  # decompressed; rejected (no DPR keywords) so in misc/
+
+
+def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
+    from soxs_es.fsops import move_no_overwrite
+
+    (tmp_path / "a").write_text("mine")
+    (tmp_path / "b").write_text("theirs")
+    with pytest.raises(FileExistsError):
+        move_no_overwrite(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "a").read_text() == "mine" and (tmp_path / "b").read_text() == "theirs"
+    move_no_overwrite(tmp_path / "a", tmp_path / "sub" / "c")
+    assert not (tmp_path / "a").exists() and (tmp_path / "sub" / "c").read_text() == "mine"
