@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-workspace
 DEMO_NIGHTS ?= 3
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test lint install bench
 
 $(BIN)/soxs-es: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check soxs_es tests
+
+# Benchmarks (not run by CI). SOXSPIPE_VENV=/path/to/venv compares with soxspipe 0.19.0; BENCH_ARGS=--big adds 1,000 nights.
+bench: install
+	$(BIN)/python bench/run.py $(if $(SOXSPIPE_VENV),--soxspipe $(SOXSPIPE_VENV)) $(BENCH_ARGS)

@@ -48,16 +48,17 @@ def writing(root: Path, clock: Clock = utc_now, notify: Callable[[str], None] = 
             workspace.close()
 
 
-def read_state(root: Path, until_seq: int | None = None, until_time: str | None = None
-               ) -> tuple[WorkspaceState, list[RecordedEvent]]:
-    """The log folded read-only (optionally a prefix of it), and the events read."""
+def read_state(root: Path) -> WorkspaceState:
+    """The whole log folded read-only (from the state snapshot when there is one)."""
     _require_workspace(root)
     log = EventLog(root / layout.DATABASE, readonly=True)
     try:
-        recorded = list(log.read(until_seq=until_seq, until_time=until_time))
+        snapshot = fingerprint.read_state(log.conn)
+        if snapshot is not None and snapshot.last_seq <= log.last_seq():
+            return fold(log.read(after=snapshot.last_seq), snapshot)
+        return fold(log.read())
     finally:
         log.close()
-    return fold(recorded), recorded
 
 
 def rules_of(state: WorkspaceState, root: Path) -> Rules:
@@ -88,7 +89,7 @@ def session_use(root: Path, session: str, clock: Clock = utc_now) -> Projection:
 
 
 def session_list(root: Path) -> list[dict[str, Any]]:
-    state, _ = read_state(root)
+    state = read_state(root)
     rows = []
     for session in state.sessions or (BASE,):
         outcomes = state.outcomes.get(session, {})
@@ -158,7 +159,7 @@ def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
     A SOF is done when every product it predicts exists in the session's reduced/ folder; failed SOFs are
     left out (reducing them again would fail again) unless `overwrite`, which lists every complete SOF.
     """
-    state, _ = read_state(root)
+    state = read_state(root)
     session = state.current_session or BASE
     association = derive(state, rules_of(state, root), session).association
     folder = root / "sessions" / session
@@ -235,10 +236,22 @@ _EXPLAINING = (ev.RecipeFailed, ev.RecipePassed, ev.QcMeasured, ev.QcRangesInFor
 def replay(root: Path, until: str, into: Path | None = None) -> Replay:
     """Rebuild the projections and SOF files as they stood at `until` into a new folder; diff with now."""
     until_seq, until_time = parse_until(until)
-    now_state, all_events = read_state(root)
+    _require_workspace(root)
+    log = EventLog(root / layout.DATABASE, readonly=True)
+    try:
+        all_events = list(log.read())
+        snapshot = fingerprint.read_state(log.conn)
+    finally:
+        log.close()
     then_events = [r for r in all_events if (until_seq is None or r.seq <= until_seq)
                    and (until_time is None or r.recorded_at <= until_time)]
-    then_state = fold(then_events)
+    cut = then_events[-1].seq if then_events else 0
+    # the fold of a prefix is the fold of the snapshot's prefix plus the rest: same function, less work
+    if snapshot is not None and snapshot.last_seq <= cut:
+        then_state = fold((r for r in then_events if r.seq > snapshot.last_seq), snapshot)
+    else:
+        then_state = fold(then_events)
+    now_state = fold((r for r in all_events if r.seq > cut), then_state)
     if into is None:
         into = Path(tempfile.mkdtemp(prefix="soxs-es-replay-"))
     else:
@@ -250,7 +263,9 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
             raise UserError(f"{into} is not empty; give a new or empty folder for the replay")
     then_session = then_state.current_session or BASE
     then = derive(then_state, rules_of(then_state, root), then_session)
-    now = derive(now_state, rules_of(now_state, root), now_state.current_session or BASE)
+    now_session = now_state.current_session or BASE
+    now = then if now_state == then_state and now_session == then_session else \
+        derive(now_state, rules_of(now_state, root), now_session)
     try:
         write_projection(into, then_events, then, then_session)
     except BaseException:
@@ -260,7 +275,6 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
     added = tuple(sorted(set(now_files) - set(then_files)))
     removed = tuple(sorted(set(then_files) - set(now_files)))
     changed = tuple(sorted(n for n in set(then_files) & set(now_files) if then_files[n] != now_files[n]))
-    cut = then_events[-1].seq if then_events else 0
     since = tuple((r.seq, r.recorded_at, type(r.event).__name__, describe(r.event))
                   for r in all_events if r.seq > cut and isinstance(r.event, _EXPLAINING))
     ingested = sum(1 for r in all_events if r.seq > cut and isinstance(r.event, ev.FrameIngested))

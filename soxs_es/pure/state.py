@@ -96,6 +96,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     rules_digest, rules_text = state.rules_digest, state.rules_text
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
+    qc_touched: dict[tuple[str, str], dict[str, QcValue]] = {}
     for item in recorded:
         last = item.seq
         event = item.event
@@ -128,8 +129,11 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
             case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
-                measured = QcValue(name, value, unit, item.seq)
-                qc = _nested_set(qc, session, sof, qc.get(session, pmap()).get(sof, pmap()).set(qc_key(name), measured))
+                # QC values can number 100k: collect them in a local dict, made persistent once at the end
+                key = (session, sof)
+                if key not in qc_touched:
+                    qc_touched[key] = dict(qc.get(session, {}).get(sof, {}))
+                qc_touched[key][qc_key(name)] = QcValue(name, value, unit, item.seq)
             case ev.QcRangesInForce(session=session, ranges=ranges):
                 qc_ranges = qc_ranges.set(session, ranges)
             case ev.ProductFound(session=session, path=path, size=size, mtime_ns=mtime):
@@ -139,5 +143,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                     products = products.set(session, products[session].remove(path))
             case ev.FrameDecompressed():
                 pass  # the decompressed file is ingested by its own FrameIngested event
+    for (session, sof), values in qc_touched.items():
+        qc = _nested_set(qc, session, sof, pmap(values))
     return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest, rules_text, sessions, current,
                           outcomes, qc, qc_ranges, products)

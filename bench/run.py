@@ -1,0 +1,199 @@
+"""`make bench`: time soxs-es (and, given its venv, soxspipe 0.19.0) on demo workspaces; print a table.
+
+Each measurement runs in a fresh subprocess on its own copy of the workspace; the median of --runs is
+reported with the peak RSS of that process (wait4). Demo downloads are built once under bench/workspaces/.
+Not a test: CI does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = HERE / "workspaces"
+SOXS_ES = [sys.executable, "-m", "soxs_es"]
+FAIL_SCRIPT = REPO / "tests" / "parity" / "soxspipe_fail.py"
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of one command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 3):
+        detail = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{detail}")
+    return elapsed, usage.ru_maxrss
+
+
+def download(nights: int, plain: bool = False) -> Path:
+    """A demo download of `nights` nights, built once (plain: uncompressed, as soxspipe keeps .Z anyway)."""
+    folder = CACHE / f"download-{nights}n{'-plain' if plain else ''}"
+    if not folder.is_dir():
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        from soxs_es.demo import write_demo
+
+        write_demo(tmp, nights=nights, seed=1, compressed_fraction=0.0 if plain else 0.8)
+        tmp.rename(folder)
+    return folder
+
+
+def prepared(nights: int, prep: Callable[[Path], None], tag: str) -> Path:
+    folder = CACHE / f"prepared-{tag}-{nights}n"
+    done = folder / ".bench-complete"
+    if not done.exists():
+        # prepared in place: soxspipe's root links are absolute, a renamed folder would break them
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(download(nights, plain=tag == "soxspipe"), folder, symlinks=True)
+        prep(folder)
+        done.touch()
+    return folder
+
+
+def measure(label: str, runs: int, setup: Callable[[Path], list[str]], cwd_in_copy: bool = False
+            ) -> tuple[str, float, int]:
+    times, rss = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
+            cmd = setup(Path(scratch))
+            t, r = run(cmd, cwd=Path(scratch) / "ws" if cwd_in_copy else None)
+            times.append(t)
+            rss.append(r)
+    return label, statistics.median(times), max(rss)
+
+
+def copy_to(source: Path, scratch: Path) -> Path:
+    """A copy of a workspace; absolute root links (soxspipe's) are pointed into the copy, not the original."""
+    target = scratch / "ws"
+    shutil.copytree(source, target, symlinks=True)
+    for entry in target.iterdir():
+        if entry.is_symlink() and os.path.isabs(os.readlink(entry)):
+            inside = Path(os.readlink(entry)).relative_to(source.resolve())
+            entry.unlink()
+            entry.symlink_to(target / inside)
+    return target
+
+
+def first_bias(workspace: Path) -> str:
+    sofs = sorted(p.name for p in (workspace / "sessions" / "base" / "sof").glob("*_VIS_1X1_1_MBIAS_*.sof"))
+    return sofs[len(sofs) // 2]
+
+
+def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
+    out: dict[str, tuple[float, int]] = {}
+
+    def prep_cmd(ws: Path) -> None:
+        subprocess.run([*SOXS_ES, "prep", str(ws), "-q"], check=False, stdout=subprocess.DEVNULL)
+
+    done = prepared(nights, prep_cmd, "soxs-es")
+    out["cold prep"] = measure("cold", runs, lambda s: [*SOXS_ES, "prep", str(copy_to(download(nights), s)), "-q"])[1:]
+    out["no-op prep"] = measure("noop", runs, lambda s: [*SOXS_ES, "prep", str(copy_to(done, s)), "-q"])[1:]
+
+    def one_more_night(scratch: Path) -> list[str]:
+        ws = copy_to(done, scratch)
+        extra = scratch / "extra"
+        from soxs_es.demo import write_demo
+
+        write_demo(extra, nights=nights + 1, seed=1)
+        last_night = sorted(extra.glob("SOXS.*"))[-72:]  # the new night's frames (72 per night)
+        for path in last_night:
+            if not (ws / path.name).exists():
+                shutil.copy2(path, ws / path.name)
+        return [*SOXS_ES, "prep", str(ws), "-q"]
+
+    out["prep + 1 night"] = measure("night", runs, one_more_night)[1:]
+    out["fallback (record failed)"] = measure(
+        "fail", runs, lambda s: [*SOXS_ES, "record", "failed", first_bias(copy_to(done, s)), "-w",
+                                 str(s / "ws"), "--json"])[1:]
+    return out
+
+
+def bench_replay(runs: int, events: int) -> tuple[float, int, int]:
+    """replay --until the end of a log grown to `events` events (QC values recorded on a 20-night workspace)."""
+    folder = CACHE / f"replay-{events}"
+    if not folder.is_dir():
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(download(20), tmp)
+        subprocess.run([*SOXS_ES, "prep", str(tmp), "-q"], check=False)
+        sys.path.insert(0, str(REPO))
+        from soxs_es import events as ev
+        from soxs_es.eventlog import EventLog
+
+        log = EventLog(tmp / "soxspipe.db")
+        sofs = sorted(p.name for p in (tmp / "sessions/base/sof").glob("*.sof"))
+        missing = events - log.last_seq()
+        batch = [ev.QcMeasured(session="base", sof=sofs[i % len(sofs)], name="MASTER RON", value=float(i % 9))
+                 for i in range(max(missing, 0))]
+        for start in range(0, len(batch), 10_000):
+            log.append(batch[start:start + 10_000])
+        total = log.last_seq()
+        log.close()
+        tmp.rename(folder)
+    from soxs_es.eventlog import EventLog
+
+    log = EventLog(folder / "soxspipe.db", readonly=True)
+    total = log.last_seq()
+    log.close()
+    _, t, r = measure("replay", runs, lambda s: [*SOXS_ES, "replay", "--until", f"#{total}", "-w", str(folder),
+                                                 "--into", str(s / "out"), "--json"])
+    return t, r, total
+
+
+def bench_soxspipe(venv: Path, nights: int, runs: int) -> dict[str, tuple[float, int]]:
+    soxspipe = [str(venv / "bin" / "soxspipe"), "prep", "."]
+    out: dict[str, tuple[float, int]] = {}
+
+    def prep_in(ws: Path) -> None:
+        subprocess.run(soxspipe, cwd=ws, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    done = prepared(nights, prep_in, "soxspipe")
+    out["cold prep"] = measure("cold", runs, lambda s: (copy_to(download(nights, plain=True), s), soxspipe)[1],
+                               cwd_in_copy=True)[1:]
+    out["no-op prep"] = measure("noop", runs, lambda s: (copy_to(done, s), soxspipe)[1], cwd_in_copy=True)[1:]
+    out["fallback (record failed)"] = measure(
+        "fail", runs, lambda s: [str(venv / "bin" / "python"), str(FAIL_SCRIPT), str(copy_to(done, s)),
+                                 first_bias(s / "ws")])[1:]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nights", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--big", action="store_true", help="also 1,000 nights (~72k frames)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--soxspipe", type=Path, help="a venv with soxspipe 0.19.0, to measure it too")
+    parser.add_argument("--replay-events", type=int, default=100_000)
+    args = parser.parse_args()
+    CACHE.mkdir(exist_ok=True)
+    nights = args.nights + ([1000] if args.big else [])
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; median of {args.runs} runs")
+    print(f"{'nights':>6}  {'measurement':<26} {'soxs-es':>10} {'RSS MB':>7}"
+          + (f" {'soxspipe':>10} {'RSS MB':>7} {'speed-up':>8} {'RSS':>6}" if args.soxspipe else ""))
+    for n in nights:
+        ours = bench_soxs_es(n, args.runs if n < 1000 else 1)
+        theirs = bench_soxspipe(args.soxspipe, n, args.runs) if args.soxspipe and n <= 100 else {}
+        for label, (t, rss) in ours.items():
+            line = f"{n:>6}  {label:<26} {t:>9.2f}s {rss / 1024:>7.0f}"
+            if label in theirs:
+                tt, trss = theirs[label]
+                line += f" {tt:>9.2f}s {trss / 1024:>7.0f} {tt / t:>7.1f}x {rss / trss:>6.2f}"
+            print(line, flush=True)
+    t, rss, total = bench_replay(args.runs, args.replay_events)
+    print(f"{'':>6}  {f'replay --until ({total} events)':<26} {t:>9.2f}s {rss / 1024:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
