@@ -48,6 +48,8 @@ class FrameDecompressed(Event, frozen=True):
     source: str
     target: str
     size: int
+    source_size: int = 0  # the .Z as it was (to tell an interrupted removal from a later re-download)
+    source_mtime_ns: int = 0
 
 
 class MoveIntended(Event, frozen=True):

@@ -170,9 +170,15 @@ class Workspace:
 
     # -- projection --------------------------------------------------------------------------------
 
-    def projections_missing(self) -> bool:
+    def projection_current(self) -> bool:
+        """The projections were completed from the whole log as it is, for the current session and rules.
+
+        The fingerprint is written last, so a projection cut short by a crash is never taken as current.
+        """
+        meta = fingerprint.read_meta(self.log.conn)
         have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return not set(tables.PROJECTED_TABLES) <= have
+        return (set(tables.PROJECTED_TABLES) <= have and meta.get("last_seq") == str(self.state.last_seq)
+                and meta.get("session") == self.session and meta.get("rules_digest") == self.rules.digest)
 
     def project(self) -> Projection:
         """Rebuild every projected table and the current session's SOF files from the log."""

@@ -245,18 +245,24 @@ class Prep(Workspace):
             if item.staged is None or item.compressed is None:
                 kept.append(item)
                 continue
+            if self._already_decompressed(item):
+                continue
             target = self.root / item.name
             try:
                 move_no_overwrite(item.staged, target)
             except FileExistsError:
-                # A same-named .fits already sits at the root: keep the .Z as a duplicate or a conflict.
                 identical = same_bytes(item.staged, target)
                 os.unlink(item.staged)
-                folder = layout.collision_folder("identical" if identical else "different", layout.MISC)
+                if identical:
+                    # X.fits beside X.fits.Z with the same frame (e.g. a decompression cut short): it is done
+                    done.append(self._decompressed(item, target))
+                    continue
+                # A different frame with that name already sits at the root: keep the .Z as a conflict.
+                folder = layout.collision_folder("different", layout.MISC)
                 dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
-                self._move_recorded(item.compressed, dest, "duplicate" if identical else "conflict")
+                self._move_recorded(item.compressed, dest, "conflict")
                 continue
-            done.append(ev.FrameDecompressed(source=item.compressed, target=item.name, size=target.stat().st_size))
+            done.append(self._decompressed(item, target))
             kept.append(item)
         self._record(done)
         if done:
@@ -267,6 +273,28 @@ class Prep(Workspace):
             os.unlink(self.root / event.source)
             self.report.decompressed.append(event.source)
         return kept
+
+    def _decompressed(self, item: _RootFile, target: Path) -> ev.FrameDecompressed:
+        assert item.compressed is not None
+        size, mtime = _stat_key(self.root / item.compressed)
+        return ev.FrameDecompressed(source=item.compressed, target=item.name, size=target.stat().st_size,
+                                    source_size=size, source_mtime_ns=mtime)
+
+    def _already_decompressed(self, item: _RootFile) -> bool:
+        """A .Z the log says was decompressed, whose frame is still in the workspace byte for byte: an earlier
+        run stopped before removing it. Finish that (the frame is safe) instead of filing a duplicate."""
+        assert item.staged is not None and item.compressed is not None
+        earlier = self.state.decompressed.get(item.compressed)
+        if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != _stat_key(self.root / item.compressed):
+            return False  # never decompressed, or a new copy of that file: handled as any other file
+        target = earlier.target
+        for path in self.state.files:
+            if (path == target or path.endswith("/" + target)) and same_bytes(item.staged, self.root / path):
+                os.unlink(item.staged)
+                os.unlink(self.root / item.compressed)
+                self.report.reconciled.append(item.compressed)
+                return True
+        return False
 
     def _move_recorded(self, source: str, target: str, why: str) -> None:
         self._record([ev.MoveIntended(source=source, target=target, why=why)])
@@ -367,7 +395,7 @@ class Prep(Workspace):
         self.ensure_session()
         self.record_qc_ranges(self.session)
         self.report.events_appended = self.appended
-        if self.appended or self.projections_missing() or self.product_changes(self.session):
+        if self.appended or not self.projection_current() or self.product_changes(self.session):
             self.project_all()
             self.report.events_appended = self.appended
         else:

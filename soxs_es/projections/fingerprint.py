@@ -18,7 +18,7 @@ from soxs_es.pure import layout
 from soxs_es.pure.state import WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 def _read_only(values: dict[str, Any]) -> MappingProxyType[str, Any]:
     return MappingProxyType(values)

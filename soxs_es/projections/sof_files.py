@@ -46,6 +46,8 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
     A previously written SOF whose content was changed by hand is kept and reported, never removed.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink()  # a temp file of a write cut short; the SOF it was for is rewritten below
     result = SofWrite()
     for name in sorted(wanted):
         path = folder / name

@@ -50,6 +50,8 @@ class WorkspaceState:
     files: PMap[str, KnownFile] = attrs.field(factory=pmap)
     #: Moves recorded as intended but not (yet) recorded as done, keyed by source path.
     pending_moves: PMap[str, ev.MoveIntended] = attrs.field(factory=pmap)
+    #: compressed name -> its decompression (so an interrupted removal of that very .Z is finished)
+    decompressed: PMap[str, ev.FrameDecompressed] = attrs.field(factory=pmap)
     rules_digest: str = ""
     rules_text: str = ""
     sessions: tuple[str, ...] = ()
@@ -92,6 +94,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
+    decompressed = state.decompressed.evolver()
     last = state.last_seq
     rules_digest, rules_text = state.rules_digest, state.rules_text
     sessions, current = state.sessions, state.current_session
@@ -141,9 +144,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.ProductLost(session=session, path=path):
                 if path in products.get(session, pmap()):
                     products = products.set(session, products[session].remove(path))
-            case ev.FrameDecompressed():
-                pass  # the decompressed file is ingested by its own FrameIngested event
+            case ev.FrameDecompressed(source=source):
+                decompressed[source] = event  # the frame itself is ingested by its own FrameIngested event
     for (session, sof), values in qc_touched.items():
         qc = _nested_set(qc, session, sof, pmap(values))
-    return WorkspaceState(last, files.persistent(), pending.persistent(), rules_digest, rules_text, sessions, current,
-                          outcomes, qc, qc_ranges, products)
+    return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
+                          rules_text, sessions, current, outcomes, qc, qc_ranges, products)
