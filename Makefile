@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-workspace
 DEMO_NIGHTS ?= 3
 
-.PHONY: demo test lint install bench
+.PHONY: demo test lint install bench soak
 
 $(BIN)/soxs-es: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ lint: install
 # Benchmarks (not run by CI). SOXSPIPE_VENV=/path/to/venv compares with soxspipe 0.19.0; BENCH_ARGS=--big adds 1,000 nights.
 bench: install
 	$(BIN)/python bench/run.py $(if $(SOXSPIPE_VENV),--soxspipe $(SOXSPIPE_VENV)) $(BENCH_ARGS)
+
+# A longer fault-injection run: prep killed (SIGKILL) at 100 random moments, each re-run must converge.
+soak: install
+	SOXS_ES_SOAK=100 $(BIN)/python -m pytest -q tests/test_reliability.py -k killed

@@ -2,12 +2,14 @@
 
 Exit codes: 0 done; 1 internal error; 2 refused, nothing changed (bad arguments, no FITS, mixed
 instruments, unusable database); 3 done, but some inputs were rejected or conflicted (see the report);
-4 another soxs-es holds the workspace lock; 130 interrupted.
+4 another soxs-es holds the workspace lock; 5 the file system refused (disk full, no permission):
+nothing was lost, run again once fixed; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -105,7 +107,7 @@ def _print_association(summary: AssociationSummary) -> None:
 def cmd_prep(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.json)
     report = prep(Path(args.workspace), workers=args.workers, progress=bar,
-                  notify=lambda m: print(m, file=sys.stderr))
+                  notify=lambda m: print(m, file=sys.stderr), wait=args.wait)
     if args.json:
         print(json.dumps(attrs.asdict(report), indent=2))
     elif not args.quiet:
@@ -314,6 +316,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for another soxs-es writing to the workspace (default 60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soxs-es", description="Data organiser for SOXS reductions.")
     parser.add_argument("--version", action="version", version=f"soxs-es {__version__}")
@@ -325,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes for header reads (default: cores)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true")
+    _wait_option(p)
     p.set_defaults(func=cmd_prep)
 
     p = sub.add_parser("demo", help="write a synthetic SOXS download into a new folder")
@@ -348,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("-w", "--workspace", default=".")
     p.add_argument("--json", action="store_true")
+    _wait_option(p)
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("record", help="record a recipe outcome or QC value for a SOF (current session)")
@@ -359,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", help="unit of the QC value (record qc)")
     p.add_argument("-w", "--workspace", default=".")
     p.add_argument("--json", action="store_true")
+    _wait_option(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("todo", help="the SOFs still to reduce, in cascade order: <recipe> <sof path>")
@@ -384,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "wait"):
+        from soxs_es import operations
+
+        operations.LOCK_WAIT[0] = args.wait
     try:
         return int(args.func(args))
     except UserError as error:
@@ -392,6 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseError as error:
         print(f"soxs-es: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        if error.errno == errno.ENOSPC:
+            advice = "free some space and run the same command again; nothing was lost"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            advice = "give soxs-es write access there (or move the file) and run again; nothing was lost"
+        else:
+            advice = "run the same command again once the cause is fixed; nothing was lost"
+        print(f"soxs-es: {error.strerror or error}{where}: {advice}", file=sys.stderr)
+        return 5
     except KeyboardInterrupt:
         print("soxs-es: interrupted; run the same command again to finish safely", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import attrs
 import ncompress
@@ -81,14 +82,21 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
     return header_from_bytes(b"".join(blocks), size, wanted)
 
 
+def _pool(workers: int) -> Any:
+    """Worker processes that do not inherit the parent's open files (above all the workspace lock: a forked
+    worker outliving a killed `prep` would hold it)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
 def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1) -> list[HeaderRead]:
     """Read many headers, spreading large batches over processes (header parsing is CPU-bound)."""
     if workers <= 1 or len(paths) < 400:
         return [read_header(p, wanted) for p in paths]
-    from concurrent.futures import ProcessPoolExecutor
-
     chunk = max(50, len(paths) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with _pool(workers) as pool:
         return list(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk))
 
 
@@ -123,10 +131,8 @@ def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], 
     """Decompress many `.Z` files, spread over processes for large batches."""
     if workers <= 1 or len(names) < 100:
         return [stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)]
-    from concurrent.futures import ProcessPoolExecutor
-
     chunk = max(20, len(names) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with _pool(workers) as pool:
         return list(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
                              [wanted] * len(names), chunksize=chunk))
 

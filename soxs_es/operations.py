@@ -6,6 +6,7 @@ Writers take the workspace lock and go through `shell.Workspace`; readers fold t
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,16 +37,24 @@ def _require_workspace(root: Path) -> None:
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
 
 
+#: How long writers wait for the workspace lock (`--wait` sets it for one command).
+LOCK_WAIT = [60.0]
+
+
 @contextmanager
-def writing(root: Path, clock: Clock = utc_now, notify: Callable[[str], None] = print) -> Iterator[Workspace]:
+def writing(root: Path, clock: Clock = utc_now, notify: Callable[[str], None] | None = None) -> Iterator[Workspace]:
     """The workspace opened for writing, under the lock."""
     _require_workspace(root)
-    with workspace_lock(root, notify=notify):
+    with workspace_lock(root, wait=LOCK_WAIT[0], notify=notify or _stderr):
         workspace = Workspace(root, clock)
         try:
             yield workspace
         finally:
             workspace.close()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def read_state(root: Path) -> WorkspaceState:

@@ -171,7 +171,8 @@ class Prep(Workspace):
         compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
         if self.progress and compressed:
             self.progress("decompressing", 0, len(compressed))
-        temp_names = [f"{TEMP_PREFIX}{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
+        # the pid keeps this run's temp names apart from any left by a killed run's workers
+        temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
         for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, self.rules.keywords,
                                                   self.workers):
             if staged.temp is None:
@@ -412,7 +413,7 @@ def _listdir(folder: Path) -> list[str]:
 
 
 def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,
-         notify: Callable[[str], None] = print) -> PrepReport:
+         notify: Callable[[str], None] = print, wait: float = LOCK_WAIT_SECONDS) -> PrepReport:
     """Prepare (or refresh) the workspace at `root`."""
     root = Path(root)
     if not root.is_dir():
@@ -422,7 +423,7 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
                         "nothing was prepared or moved")
     if not os.access(root, os.W_OK):
         raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
-    with workspace_lock(root, notify=notify):
+    with workspace_lock(root, wait=wait, notify=notify):
         quick = _nothing_to_do(root)
         return quick if quick is not None else Prep(root, clock, workers, progress).run()
 

@@ -1,0 +1,187 @@
+"""Crash safety (SIGKILL at random moments), locking, relocation, rebuilding from the log, bad input."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import content_digests
+
+from soxs_es.cli import main
+from soxs_es.demo import fits_bytes, write_demo
+from soxs_es.workspace import UserError, prep
+
+PYTHON = [sys.executable, "-m", "soxs_es"]
+#: kills in CI; `make soak` raises it
+KILLS = int(os.environ.get("SOXS_ES_SOAK", "6"))
+
+
+def snapshot(ws: Path) -> tuple[list[tuple], dict[str, bytes]]:
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    tables = []
+    for table in ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map"):
+        tables += [(table, *row) for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2, 3')]
+    conn.close()
+    sofs = {p.name: p.read_bytes() for p in sorted((ws / "sessions/base/sof").glob("*.sof"))}
+    return tables, sofs
+
+
+@pytest.fixture(scope="module")
+def download(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("crash-download")
+    write_demo(folder, nights=2, seed=4)  # 80% .fits.Z, as the archive delivers
+    return folder
+
+
+def test_prep_killed_at_any_moment_converges(download: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(download, reference)
+    start = time.monotonic()
+    subprocess.run([*PYTHON, "prep", str(reference), "-q", "--workers", "2"], check=True)
+    duration = time.monotonic() - start
+    expected = snapshot(reference)
+    inventory = content_digests(download)
+    rng = random.Random(20261125)
+    deadline = time.monotonic() + 240
+    for attempt in range(KILLS):
+        if time.monotonic() > deadline:
+            break
+        ws = tmp_path / f"run{attempt}"
+        shutil.copytree(download, ws)
+        for _ in range(rng.randint(1, 3)):
+            proc = subprocess.Popen([*PYTHON, "prep", str(ws), "-q", "--workers", "2"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.05, duration))
+            proc.kill()
+            proc.wait()
+        finish = subprocess.run([*PYTHON, "prep", str(ws), "-q", "--workers", "2"], capture_output=True, text=True)
+        assert finish.returncode == 0, finish.stderr
+        assert snapshot(ws) == expected, f"attempt {attempt}: the re-run did not converge"
+        assert content_digests(ws).keys() >= inventory.keys(), f"attempt {attempt}: a frame's content was lost"
+        assert not list(ws.glob(".soxs-es-*.part")), "no temp file left behind"
+        shutil.rmtree(ws)
+
+
+def test_a_second_writer_waits_then_refuses_while_readers_work(download: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(download, ws)
+    prep(ws, workers=1, notify=lambda m: None)
+    with open(ws / ".soxs-es.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another writer holds the workspace
+        blocked = subprocess.run([*PYTHON, "prep", str(ws), "--wait", "1"], capture_output=True, text=True)
+        assert blocked.returncode == 4
+        assert "waiting for another soxs-es" in blocked.stderr and "still writing" in blocked.stderr
+        record = subprocess.run([*PYTHON, "record", "passed", next((ws / "sof").iterdir()).name, "-w", str(ws),
+                                 "--wait", "0.5"], capture_output=True, text=True)
+        assert record.returncode == 4
+        reader = subprocess.run([*PYTHON, "log", str(ws), "--json"], capture_output=True, text=True)
+        assert reader.returncode == 0 and reader.stdout.startswith("[")
+        todo = subprocess.run([*PYTHON, "todo", "-w", str(ws)], capture_output=True, text=True)
+        assert todo.returncode == 0 and todo.stdout.count("\n") > 30
+
+
+def test_a_copied_or_moved_workspace_keeps_working_and_never_writes_into_the_original(
+        download: Path, tmp_path: Path) -> None:
+    original = tmp_path / "original"
+    shutil.copytree(download, original)
+    prep(original, workers=1, notify=lambda m: None)
+    before = snapshot(original)
+    mtimes = {p: p.stat().st_mtime_ns for p in original.rglob("*") if p.is_file()}
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy, symlinks=True)
+    assert prep(copy, workers=1, notify=lambda m: None).events_appended == 0
+    bias = sorted(p.name for p in (copy / "sof").glob("*1X1_1_MBIAS*"))[-1]
+    assert main(["record", "failed", bias, "-w", str(copy)]) == 0
+    assert snapshot(copy) != before
+    assert snapshot(original) == before
+    assert {p: p.stat().st_mtime_ns for p in original.rglob("*") if p.is_file()} == mtimes
+    for link in ("sof", "reduced", "qc", "soxspipe.yaml"):
+        assert (copy / link).resolve().is_relative_to(copy.resolve())
+
+
+def test_a_database_with_only_events_is_a_complete_workspace(download: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(download, ws)
+    prep(ws, workers=1, notify=lambda m: None)
+    assert main(["record", "failed", sorted(p.name for p in (ws / "sof").glob("*MBIAS*"))[0], "-w", str(ws)]) == 0
+    expected = snapshot(ws)
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    query = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    names = [r[0] for r in conn.execute(query)]
+    for name in names:
+        if name != "events":
+            conn.execute(f'DROP TABLE "{name}"')
+    conn.commit()
+    conn.close()
+    shutil.rmtree(ws / "sessions/base/sof")
+    report = prep(ws, workers=1, notify=lambda m: None)
+    assert report.events_appended == 0
+    assert snapshot(ws) == expected
+
+
+def write_frame(path: Path, **cards: object) -> None:
+    base: dict[str, object] = {"INSTRUME": "SOXS", "MJD-OBS": 60735.8, "DATE-OBS": "2025-03-01T19:12:00.000",
+                               "ESO DPR CATG": "CALIB", "ESO DPR TYPE": "BIAS", "ESO DPR TECH": "IMAGE",
+                               "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
+    base.update(cards)
+    path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))
+
+
+def test_names_with_spaces_and_non_ascii_characters(tmp_path: Path) -> None:
+    write_frame(tmp_path / "my frame é.fits")
+    (tmp_path / "notes für später.txt").write_text("x")
+    report = prep(tmp_path, workers=1, notify=lambda m: None)
+    assert report.filed_raw == 1 and (tmp_path / "raw/2025-03-01/my frame é.fits").exists()
+    assert (tmp_path / "misc/notes für später.txt").exists()
+
+
+def test_more_than_a_thousand_frames_without_acquisition_images(tmp_path: Path) -> None:
+    for i in range(1100):
+        write_frame(tmp_path / f"SOXS.bias{i:04d}.fits", **{"MJD-OBS": 60735.7 + i * 1e-4,
+                                                            "ESO TPL NEXP": 1100, "ESO TPL EXPNO": i + 1,
+                                                            "ESO TPL START": "2025-03-01T17:00:00"})
+    report = prep(tmp_path, workers=2, notify=lambda m: None)
+    assert report.raw_frames == 1100 and report.association is not None
+
+
+def test_disk_full_while_filing_is_one_clear_line_and_loses_nothing(download: Path, tmp_path: Path,
+                                                                     monkeypatch, capsys) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(download, ws)
+    inventory = content_digests(ws)
+    import soxs_es.fsops as fsops
+
+    calls = {"n": 0}
+    real = fsops.write_new_file
+
+    def full_disk(path, data, sync=True):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data, sync)
+
+    monkeypatch.setattr("soxs_es.fitsio.write_new_file", full_disk)
+    assert main(["prep", str(ws), "--workers", "1"]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "free some space" in err
+    assert content_digests(ws).keys() >= inventory.keys()
+    monkeypatch.setattr("soxs_es.fitsio.write_new_file", real)
+    assert main(["prep", str(ws), "--workers", "1", "-q"]) == 0
+    assert content_digests(ws).keys() >= inventory.keys()
+
+
+def test_unwritable_folder_is_refused(tmp_path: Path, monkeypatch) -> None:
+    write_frame(tmp_path / "a.fits")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(UserError, match="not writable"):
+        prep(tmp_path, workers=1, notify=lambda m: None)
+    assert (tmp_path / "a.fits").exists()
