@@ -24,7 +24,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es import fitsio
-from soxs_es.eventlog import Clock, utc_now
+from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
@@ -438,6 +438,9 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
     except sqlite3.Error:
         return None
     try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != DATABASE_FORMAT:
+            return None  # the full path explains (or upgrades) the database format
         meta = fingerprint.unchanged(root, conn, load_rules(root).digest, root / "sessions", PROJECTED_TABLES)
     except (sqlite3.Error, OSError, KeyError):
         meta = None

@@ -185,3 +185,24 @@ def test_unwritable_folder_is_refused(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(UserError, match="not writable"):
         prep(tmp_path, workers=1, notify=lambda m: None)
     assert (tmp_path / "a.fits").exists()
+
+
+def test_read_only_files_are_filed_and_stay_read_only(tmp_path: Path) -> None:
+    write_frame(tmp_path / "ro.fits")
+    os.chmod(tmp_path / "ro.fits", 0o444)
+    prep(tmp_path, workers=1, notify=lambda m: None)
+    filed = tmp_path / "raw/2025-03-01/ro.fits"
+    assert filed.exists() and (filed.stat().st_mode & 0o777) == 0o444
+
+
+def test_a_database_from_a_newer_soxs_es_is_refused_by_every_command(tmp_path: Path, capsys) -> None:
+    write_frame(tmp_path / "a.fits")
+    prep(tmp_path, workers=1, notify=lambda m: None)
+    conn = sqlite3.connect(tmp_path / "soxspipe.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    for argv in (["prep", str(tmp_path)], ["log", str(tmp_path)], ["todo", "-w", str(tmp_path)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "newer soxs-es" in err and err.count("\n") == 1
