@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -200,11 +201,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+        print("  ".join(_cell(row.get(c)).ljust(widths[c]) for c in columns).rstrip())
 
 
 def _print_projection(projection: Any) -> None:
@@ -321,6 +326,113 @@ def _wait_option(p: argparse.ArgumentParser) -> None:
                    help="how long to wait for another soxs-es writing to the workspace (default 60)")
 
 
+def _emit(rows: list[dict[str, Any]], columns: list[str], as_json: bool, empty: str) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif rows:
+        _print_table(rows, columns)
+    else:
+        print(empty)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+    from soxs_es.pure.listings import ob_rows, sof_rows
+
+    view = ops.current_view(Path(args.workspace))
+    association = view.derived.association
+    if args.what == "ob":
+        rows = ob_rows(association)
+        shown = [dict(r, complete="yes" if r["complete"] else "no", missing=", ".join(r["missing"])) for r in rows]
+        _emit(rows if args.json else shown, ["arm", "night", "ob name", "ob id", "object", "sofs", "complete",
+                                             "missing"], args.json, "no science observation blocks")
+        return 0
+    rows = sof_rows(association, view.found, args.recipe, args.incomplete)
+    _emit(rows, ["sof", "recipe", "arm", "night", "quality", "status", "why"], args.json, "no SOFs")
+    return 0
+
+
+def cmd_raw(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+    from soxs_es.pure.listings import raw_rows
+
+    root = Path(args.workspace)
+    if args.export:
+        frames, sofs = ops.export_raw(root, args.sof, Path(args.export))
+        result = {"export": args.export, "frames": frames, "sofs": sofs}
+        print(json.dumps(result) if args.json else
+              f"exported {frames} raw frames and {sofs} SOF files into {args.export} (reduce there from its root)")
+        return 0
+    view = ops.current_view(root)
+    name = ops.resolve_sof(view.derived.association, args.sof, root)
+    rows = raw_rows(view.derived.association, name)
+    _emit(rows, ["filepath", "tag", "recipe", "sof"], args.json, "no raw frames")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+    from soxs_es.eventlog import EventLog
+    from soxs_es.projections.log import describe
+    from soxs_es.pure.listings import frame_counts, recipe_counts, sof_rows
+
+    root = Path(args.workspace)
+    view = ops.current_view(root)
+    derived = view.derived
+    rows = sof_rows(derived.association, view.found)
+    log = EventLog(root / layout.DATABASE, readonly=True)
+    try:
+        last = next(iter(log.read(after=max(log.last_seq() - 1, 0))), None)
+    finally:
+        log.close()
+    failures = [{"sof": r["sof"], "why": r["why"]} for r in rows if r["status"] == "failed"]
+    blocked = [{"sof": r["sof"], "why": r["why"]} for r in rows
+               if r["status"] == "incomplete" and r["recipe"] in ("stare_obj", "nod_obj", "offset_obj")]
+    status = {
+        "workspace": str(root), "session": view.session, "sessions": list(view.state.sessions),
+        "frames": frame_counts(derived.raw_frames), "raw_frames": len(derived.raw_frames),
+        "nights": len({r["night start date"] for r in derived.raw_frames}),
+        "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
+        "failures": failures, "incomplete_science": blocked,
+        "last_event": None if last is None else {"seq": last.seq, "recorded_at": last.recorded_at,
+                                                 "type": type(last.event).__name__, "summary": describe(last.event)},
+    }
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"workspace {root}  session {view.session} (of {', '.join(view.state.sessions) or 'none'})")
+    print(f"{status['raw_frames']} raw frames over {status['nights']} nights, "
+          f"{status['rejected_files']} files rejected to misc/")
+    print()
+    _print_table(status["frames"], ["arm", "type", "tech", "frames"])
+    print()
+    _print_table(status["recipes"], ["recipe", "sets", "done", "to do", "failed", "incomplete"])
+    for title, items in (("failed (recipe or QC)", failures), ("science that cannot be completed", blocked)):
+        if items:
+            print(f"\n{title}:")
+            for item in items:
+                print(f"  {item['sof']}: {item['why']}")
+    if last is not None:
+        print(f"\nlast event #{last.seq} {last.recorded_at} {type(last.event).__name__}: {describe(last.event)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
+    from soxs_es.projections.report import write_report
+    from soxs_es.pure.derive import derive
+
+    root = Path(args.workspace)
+    view = ops.current_view(root)
+    # the same derivation without the session's failures: the edges that differ are the fallbacks
+    baseline = derive(view.state, ops.rules_of(view.state, root), view.session, failures=False).association
+    out = Path(args.out) if args.out else root / "report"
+    page = write_report(out, f"soxs-es report: {root.resolve().name}", view.session, view.derived.raw_frames,
+                        view.derived.association, baseline, view.found)
+    print(json.dumps({"report": str(page)}) if args.json else f"wrote {page} (and timeline.png, cascade.png)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soxs-es", description="Data organiser for SOXS reductions.")
     parser.add_argument("--version", action="version", version=f"soxs-es {__version__}")
@@ -384,6 +496,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("list", help="science observation blocks (ob) or SOFs (sof) with their status")
+    p.add_argument("what", choices=["ob", "sof"])
+    p.add_argument("--recipe", help="only SOFs of this recipe (list sof)")
+    p.add_argument("--incomplete", action="store_true", help="only SOFs that cannot be completed (list sof)")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("raw", help="every raw frame a SOF needs through the cascade; --export copies them")
+    p.add_argument("sof", help="SOF file name or path")
+    p.add_argument("--export", metavar="DIR", help="hard-link or copy the frames and SOF files into DIR")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_raw)
+
+    p = sub.add_parser("status", help="the workspace on one screen")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="an HTML page with pictures of the nights and of the cascade")
+    p.add_argument("--out", metavar="DIR", help="where to write it (default: <workspace>/report)")
+    p.add_argument("-w", "--workspace", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("log", help="list the workspace's events")
     p.add_argument("workspace", nargs="?", default=".")
     p.add_argument("--json", action="store_true")
@@ -406,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseError as error:
         print(f"soxs-es: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader (e.g. `| head`) stopped listening: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
         if error.errno == errno.ENOSPC:
@@ -419,8 +560,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soxs-es: interrupted; run the same command again to finish safely", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as error:  # one line, never a traceback, unless asked for
         if args.debug:
             raise

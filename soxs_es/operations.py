@@ -5,6 +5,7 @@ Writers take the workspace lock and go through `shell.Workspace`; readers fold t
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -18,16 +19,18 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, RecordedEvent, format_time, utc_now
+from soxs_es.fsops import same_bytes
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.log import describe
-from soxs_es.projections.sof_files import write_sof_folder
+from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
-from soxs_es.pure.tables import sof_files
+from soxs_es.pure.tables import sof_files, sof_text
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
 from soxs_es.workspace import workspace_lock
 
@@ -162,25 +165,77 @@ def _projected_failure(ws: Workspace, name: str) -> str | None:
 # -- what is left to reduce ----------------------------------------------------------------------------
 
 
+@attrs.frozen
+class View:
+    """The current session as readers see it: derived from the log, products checked on disk."""
+
+    state: WorkspaceState
+    session: str
+    derived: Derived
+    found: frozenset[str]  # predicted product paths that exist in the session's reduced/ folder
+
+
+def current_view(root: Path) -> View:
+    state = read_state(root)
+    session = state.current_session or BASE
+    derived = derive(state, rules_of(state, root), session)
+    folder = root / "sessions" / session
+    found = frozenset(p.filepath for p in derived.association.products if (folder / p.filepath).exists())
+    return View(state, session, derived, found)
+
+
 def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
     """(recipe, SOF path) of the complete SOFs still to reduce in the current session, in cascade order.
 
     A SOF is done when every product it predicts exists in the session's reduced/ folder; failed SOFs are
     left out (reducing them again would fail again) unless `overwrite`, which lists every complete SOF.
     """
-    state = read_state(root)
-    session = state.current_session or BASE
-    association = derive(state, rules_of(state, root), session).association
-    folder = root / "sessions" / session
-    products: dict[str, list[str]] = {}
-    for p in association.products:
-        products.setdefault(p.sof, []).append(p.filepath)
+    view = current_view(root)
+    association = view.derived.association
+    products = products_by_sof(association)
     out = []
     for sof in sorted(association.complete_sofs(), key=lambda s: (s.set.recipe_order, s.set.sof)):
-        done = all((folder / path).exists() for path in products.get(sof.set.sof, []))
+        done = all(path in view.found for path in products.get(sof.set.sof, []))
         if overwrite or not (done or sof.failed):
             out.append((sof.set.recipe, f"sof/{sof.set.sof}"))
     return out
+
+
+def export_raw(root: Path, sof: str, into: Path) -> tuple[int, int]:
+    """Hard-link (or copy) every raw frame a SOF needs through the cascade into `into`, with its SOF files.
+
+    The layout under `into` mirrors the workspace (raw/<date>/, sof/), so the SOF files' relative paths hold
+    there too; `reduced/` is where the recipes will write. Returns (frames, SOF files) written.
+    """
+    view = current_view(root)
+    association = view.derived.association
+    name = resolve_sof(association, sof, root)
+    live, target = root.resolve(), into.resolve()
+    if target == live or live in target.parents:
+        raise UserError(f"{into} is inside the workspace; export to a folder of its own")
+    chain = cascade_of_sof(association, name)
+    incomplete = [s.set.sof for s in chain if not s.complete]
+    if incomplete:
+        raise UserError(f"{name} is not complete ({', '.join(incomplete)} lacks calibrations); "
+                        "`soxs-es explain` says what is missing")
+    frames = 0
+    for row in raw_rows(association, name):
+        source, destination = root / row["filepath"], into / row["filepath"]
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if destination.exists():
+            if same_bytes(source, destination):
+                continue
+            raise UserError(f"{destination} exists with other content; export into an empty folder")
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+        frames += 1
+    (into / "sof").mkdir(parents=True, exist_ok=True)
+    (into / "reduced").mkdir(exist_ok=True)
+    for sof_obj in chain:
+        atomic_write_text(into / "sof" / sof_obj.set.sof, sof_text(sof_obj))
+    return frames, len(chain)
 
 
 # -- replay ----------------------------------------------------------------------------------------------

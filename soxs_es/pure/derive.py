@@ -22,7 +22,7 @@ class Derived:
     association: Association
 
 
-def derive(state: WorkspaceState, rules: Rules, session: str | None = None) -> Derived:
+def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, failures: bool = True) -> Derived:
     """The raw frames under raw/, the files that could not be used, and the association of the raw frames
     with the failures recorded in `session` (default: the current session) applied."""
     raw: list[tuple[str, Any]] = []
@@ -36,4 +36,4 @@ def derive(state: WorkspaceState, rules: Rules, session: str | None = None) -> D
             rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
     rows = raw_frame_rows(raw, rules)
     session = session if session is not None else state.current_session
-    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session)))
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session if failures else None)))

@@ -1,0 +1,109 @@
+"""What the listing commands show (`list ob`, `list sof`, `raw`, `status`): rows derived from the association."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from soxs_es.pure.association import Association, Sof
+
+SCIENCE_RECIPES = ("stare_obj", "nod_obj", "offset_obj")
+
+
+def sof_status(sof: Sof, products_done: bool) -> str:
+    """failed / done (every product on disk) / to do (complete) / incomplete."""
+    if sof.failed:
+        return "failed"
+    if not sof.complete:
+        return "incomplete"
+    return "done" if products_done else "to do"
+
+
+def products_by_sof(association: Association) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in association.products:
+        out.setdefault(p.sof, []).append(p.filepath)
+    return out
+
+
+def sof_rows(association: Association, found: frozenset[str], recipe: str | None = None,
+             incomplete_only: bool = False) -> list[dict[str, Any]]:
+    """One row per SOF in cascade order; `found` holds the product paths present on disk."""
+    products = products_by_sof(association)
+    rows = []
+    for frame_set in sorted(association.sets, key=lambda s: (s.recipe_order, s.sof)):
+        sof = association.sofs[frame_set.sof]
+        if recipe is not None and frame_set.recipe != recipe:
+            continue
+        if incomplete_only and sof.complete:
+            continue
+        done = all(p in found for p in products.get(frame_set.sof, [])) and bool(products.get(frame_set.sof))
+        rows.append({
+            "sof": frame_set.sof, "recipe": frame_set.recipe, "arm": frame_set.arm,
+            "night": frame_set.keys.get("night start date"), "quality": sof.quality,
+            "status": sof_status(sof, done),
+            "why": sof.failed or (None if sof.complete else (sof.note or "no eligible " + ", ".join(sof.missing))),
+        })
+    return rows
+
+
+def ob_rows(association: Association) -> list[dict[str, Any]]:
+    """Science observation blocks: arm, night, OB name and id, and whether all their SOFs are complete."""
+    obs: dict[tuple[Any, ...], list[Sof]] = {}
+    for frame_set in association.sets:
+        if frame_set.recipe not in SCIENCE_RECIPES:
+            continue
+        k = frame_set.keys
+        key = (k.get("eso seq arm"), k.get("night start date"), k.get("eso obs name"), k.get("eso obs id"),
+               k.get("object"))
+        obs.setdefault(key, []).append(association.sofs[frame_set.sof])
+    rows = []
+    for (arm, night, name, ob_id, target), sofs in sorted(obs.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        complete = all(s.complete and not s.failed for s in sofs)
+        rows.append({"arm": arm, "night": night, "ob name": name, "ob id": ob_id, "object": target,
+                     "sofs": len(sofs), "complete": complete,
+                     "missing": sorted({m for s in sofs for m in s.missing} | {s.failed for s in sofs if s.failed})})
+    return rows
+
+
+def cascade_of_sof(association: Association, name: str) -> list[Sof]:
+    """The SOF and every SOF whose products it uses, recursively (upstream first, each once)."""
+    seen: dict[str, Sof] = {}
+
+    def visit(sof_name: str) -> None:
+        if sof_name in seen or sof_name not in association.sofs:
+            return
+        sof = association.sofs[sof_name]
+        for slot in sof.slots:
+            for product in slot.chosen:
+                visit(product.sof)
+        seen[sof_name] = sof
+
+    visit(name)
+    return list(seen.values())
+
+
+def raw_rows(association: Association, name: str) -> list[dict[str, Any]]:
+    """Every raw frame a SOF needs through the whole cascade, with the SOF that uses it."""
+    rows = []
+    for sof in cascade_of_sof(association, name):
+        for path, tag, mjd in sof.set.frames:
+            rows.append({"filepath": path, "tag": tag, "mjd-obs": mjd, "sof": sof.set.sof, "recipe": sof.set.recipe})
+    return rows
+
+
+def frame_counts(raw_frames: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    counts = Counter((r["eso seq arm"], r["eso dpr type"], r["eso dpr tech"]) for r in raw_frames)
+    return [{"arm": arm, "type": t, "tech": tech, "frames": n}
+            for (arm, t, tech), n in sorted(counts.items(), key=lambda kv: tuple(map(str, kv[0])))]
+
+
+def recipe_counts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    order: dict[str, int] = {}
+    counts: dict[str, Counter[str]] = {}
+    for i, row in enumerate(rows):
+        order.setdefault(row["recipe"], i)
+        counts.setdefault(row["recipe"], Counter())[row["status"]] += 1
+    return [{"recipe": r, "sets": sum(c.values()), "done": c["done"], "to do": c["to do"], "failed": c["failed"],
+             "incomplete": c["incomplete"]} for r, c in sorted(counts.items(), key=lambda kv: order[kv[0]])]
