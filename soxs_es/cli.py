@@ -34,19 +34,24 @@ class ProgressBar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.started: dict[str, float] = {}
+        self.last = 0.0
 
     def __call__(self, what: str, done: int, total: int) -> None:
-        if not self.enabled or total < 50:
-            return
-        start = self.started.setdefault(what, time.monotonic())
-        elapsed = max(time.monotonic() - start, 1e-6)
+        if not self.enabled or total < 200:
+            return  # short steps finish before a bar would help
+        now = time.monotonic()
+        start = self.started.setdefault(what, now)
+        if done < total and now - self.last < 0.1:
+            return  # redraw at most ten times a second
+        self.last = now
+        elapsed = max(now - start, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0.0
         filled = int(30 * done / total)
-        sys.stderr.write(f"\r{what:<14} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
+        sys.stderr.write(f"\r{what:<16} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
                          f"{rate:6.0f}/s ETA {eta:4.0f}s")
-        if done + 1 >= total:
-            sys.stderr.write("\r" + " " * 79 + "\r")
+        if done >= total:
+            sys.stderr.write("\r" + " " * 90 + "\r")
         sys.stderr.flush()
 
 

@@ -6,6 +6,7 @@ Only the header blocks are read (the reader stops at the END card); data units a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,27 @@ def _pool(workers: int) -> Any:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
-def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1) -> list[HeaderRead]:
+Tick = Callable[[int, int], None]
+
+
+def _collect(results: Iterable[Any], total: int, tick: Tick | None) -> list[Any]:
+    """Gather results in order, telling `tick(done, total)` as they arrive (for a progress bar)."""
+    out = []
+    for item in results:
+        out.append(item)
+        if tick is not None:
+            tick(len(out), total)
+    return out
+
+
+def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1, tick: Tick | None = None
+                 ) -> list[HeaderRead]:
     """Read many headers, spreading large batches over processes (header parsing is CPU-bound)."""
     if workers <= 1 or len(paths) < 400:
-        return [read_header(p, wanted) for p in paths]
+        return _collect((read_header(p, wanted) for p in paths), len(paths), tick)
     chunk = max(50, len(paths) // (workers * 8))
     with _pool(workers) as pool:
-        return list(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk))
+        return _collect(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk), len(paths), tick)
 
 
 @attrs.frozen
@@ -127,14 +142,15 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
 
 
 def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], wanted: frozenset[str],
-                         workers: int = 1) -> list[Staged]:
+                         workers: int = 1, tick: Tick | None = None) -> list[Staged]:
     """Decompress many `.Z` files, spread over processes for large batches."""
     if workers <= 1 or len(names) < 100:
-        return [stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)]
-    chunk = max(20, len(names) // (workers * 8))
+        return _collect((stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)),
+                        len(names), tick)
+    chunk = max(20, len(names) // (workers * 16))
     with _pool(workers) as pool:
-        return list(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
-                             [wanted] * len(names), chunksize=chunk))
+        return _collect(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
+                                 [wanted] * len(names), chunksize=chunk), len(names), tick)
 
 
 def decompress_z(source: Path) -> bytes:

@@ -131,6 +131,12 @@ class Prep(Workspace):
     def _record(self, batch: list[ev.Event]) -> None:
         self.record(batch)
 
+    def _tick(self, what: str) -> fitsio.Tick | None:
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda done, total: progress(what, done, total)
+
     def _rel(self, path: Path) -> str:
         return self.rel(path)
 
@@ -169,12 +175,10 @@ class Prep(Workspace):
         to_read: list[_RootFile] = []
         names = sorted(os.listdir(self.root))
         compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
-        if self.progress and compressed:
-            self.progress("decompressing", 0, len(compressed))
         # the pid keeps this run's temp names apart from any left by a killed run's workers
         temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
         for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, self.rules.keywords,
-                                                  self.workers):
+                                                  self.workers, self._tick("decompressing")):
             if staged.temp is None:
                 found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
             else:
@@ -193,7 +197,8 @@ class Prep(Workspace):
             found.append(item)
             if layout.is_fits_name(name):
                 to_read.append(item)
-        reads = fitsio.read_headers([self.root / i.name for i in to_read], self.rules.keywords, self.workers)
+        reads = fitsio.read_headers([self.root / i.name for i in to_read], self.rules.keywords, self.workers,
+                                    self._tick("reading headers"))
         for item, read in zip(to_read, reads, strict=True):
             item.header, item.reason = read.header, read.problem
             item.kind = "fits" if read.header is not None else "rejected"
@@ -340,7 +345,7 @@ class Prep(Workspace):
         done: list[ev.Event] = []
         for i, intent in enumerate(intents):
             if self.progress:
-                self.progress("filing", i, len(intents))
+                self.progress("filing", i + 1, len(intents))
             move_no_overwrite(self.root / intent.source, self.root / intent.target)
             done.append(ev.FileMoved(source=intent.source, target=intent.target))
             self._report_move(intent.source, intent.target, intent.why)
@@ -361,7 +366,8 @@ class Prep(Workspace):
         new: list[tuple[str, Path, int, int]] = [
             (rel, self.root / rel, size, mtime) for rel, (size, mtime) in sorted(on_disk.items())
             if not self.state.unchanged(rel, size, mtime)]
-        reads = fitsio.read_headers([p for _, p, _, _ in new], self.rules.keywords, self.workers)
+        reads = fitsio.read_headers([p for _, p, _, _ in new], self.rules.keywords, self.workers,
+                                    self._tick("reading raw/"))
         for (rel, _, size, mtime), read in zip(new, reads, strict=True):
             if read.header is None:
                 batch.append(ev.FileRejected(path=rel, size=size, mtime_ns=mtime, reason=read.problem or ""))
