@@ -5,6 +5,7 @@ Only the header blocks are read (the reader stops at the END card); data units a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -83,13 +84,32 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
     return header_from_bytes(b"".join(blocks), size, wanted)
 
 
+def _worker_start(inherited_locks: tuple[int, ...]) -> None:
+    """In each forked worker: let go of the workspace lock (a worker must never keep it) and die with the
+    parent (a killed `prep` must not leave workers behind)."""
+    for fd in inherited_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+        if os.getppid() == 1:
+            os._exit(1)  # the parent died before prctl took effect
+    except (OSError, AttributeError):
+        pass
+
+
 def _pool(workers: int) -> Any:
-    """Worker processes that do not inherit the parent's open files (above all the workspace lock: a forked
-    worker outliving a killed `prep` would hold it)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    from soxs_es.fsops import HELD_LOCKS
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_start, initargs=(tuple(HELD_LOCKS),))
 
 
 Tick = Callable[[int, int], None]

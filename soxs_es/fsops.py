@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: File descriptors of workspace locks this process holds (closed in forked workers).
+HELD_LOCKS: set[int] = set()
+
 
 def same_bytes(a: Path, b: Path) -> bool:
     """True when both files hold exactly the same bytes."""

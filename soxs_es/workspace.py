@@ -25,7 +25,7 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import fitsio
 from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
-from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.fsops import HELD_LOCKS, fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
@@ -91,8 +91,10 @@ def workspace_lock(root: Path, wait: float = LOCK_WAIT_SECONDS, notify: Callable
                     notify(f"waiting for another soxs-es writing to {root} ...")
                     told = True
                 time.sleep(0.2)
+        HELD_LOCKS.add(handle.fileno())
         yield
     finally:
+        HELD_LOCKS.discard(handle.fileno())
         handle.close()
 
 

@@ -63,12 +63,23 @@ def test_prep_killed_at_any_moment_converges(download: Path, tmp_path: Path) -> 
             time.sleep(rng.uniform(0.05, duration))
             proc.kill()
             proc.wait()
+            assert _no_process_left(ws), "a worker outlived the killed prep"
         finish = subprocess.run([*PYTHON, "prep", str(ws), "-q", "--workers", "2"], capture_output=True, text=True)
         assert finish.returncode == 0, finish.stderr
         assert snapshot(ws) == expected, f"attempt {attempt}: the re-run did not converge"
         assert content_digests(ws).keys() >= inventory.keys(), f"attempt {attempt}: a frame's content was lost"
         assert not list(ws.glob(".soxs-es-*.part")), "no temp file left behind"
         shutil.rmtree(ws)
+
+
+def _no_process_left(ws: Path) -> bool:
+    """No process (a forked worker has its parent's command line) still works on `ws`, after at most 2 s."""
+    for _ in range(40):
+        found = subprocess.run(["pgrep", "-f", f"prep {ws} "], capture_output=True, text=True).stdout.split()
+        if not found:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_second_writer_waits_then_refuses_while_readers_work(download: Path, tmp_path: Path) -> None:
