@@ -234,13 +234,12 @@ class Prep(Workspace):
         night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
         folder = layout.home_folder(item.kind, night)  # type: ignore[arg-type]
         target = self.root / folder / item.name
-        collision: layout.Collision = "none"
-        if os.path.lexists(target):
-            collision = "identical" if same_bytes(source, target) else "different"
+        if not os.path.lexists(target):
+            return f"{folder}/{item.name}", item.kind
+        collision: layout.Collision = "identical" if same_bytes(source, target) else "different"
         folder = layout.collision_folder(collision, folder)
-        taken = set(os.listdir(self.root / folder)) if (self.root / folder).is_dir() else set()
-        why = {"none": item.kind, "identical": "duplicate", "different": "conflict"}[collision]
-        return f"{folder}/{layout.free_name(item.name, taken)}", why
+        why = {"identical": "duplicate", "different": "conflict"}[collision]
+        return f"{folder}/{layout.free_name(item.name, set(_listdir(self.root / folder)))}", why
 
     def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
         """Put staged decompressed frames at the root (one transaction for their events), then drop the .Z.
