@@ -7,8 +7,10 @@ without it. Projection is always the same pure derivation of the log for one ses
 from __future__ import annotations
 
 import os
+import sqlite3
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -18,6 +20,7 @@ from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.report import AssociationSummary, summarise
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
@@ -184,12 +187,14 @@ class Workspace:
         """Rebuild every projected table and the current session's SOF files from the log."""
         session = self.session
         self.record(self.product_changes(session))
-        derived = derive(self.state, self.rules, session)
         conn = self.log.conn
+        frames = self.projected_frames()
+        derived = derive(self.state, self.rules, session, frames=frames)
         previous = tables.previous_sof_files(conn, session)
         found = frozenset(self.state.products.get(session, {}))
-        tables.project_raw_frames(conn, derived.raw_frames)
-        tables.project_rejected_files(conn, derived.rejected_files)
+        if frames is None:  # the frames changed: their tables are rewritten, otherwise they stand
+            tables.project_raw_frames(conn, derived.raw_frames)
+            tables.project_rejected_files(conn, derived.rejected_files)
         tables.project_association(conn, derived.association, session, found)
         written = write_sof_folder(self.session_dir(session) / "sof", sof_files(derived.association), previous)
         projection = Projection(session, derived, summarise(derived.association, written),
@@ -197,13 +202,25 @@ class Workspace:
         self.write_fingerprint(session, derived)
         return projection
 
+    def projected_frames(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        """The raw_frames and rejected_files rows as last projected, when no event since changed the frames
+        (an outcome or a session switch does not): reading them back is cheaper than deriving them."""
+        meta = fingerprint.read_meta(self.log.conn)
+        if meta.get("frames_seq") != str(self.state.frames_seq) or meta.get("rules_digest") != self.rules.digest:
+            return None
+        try:
+            return (tables.read_rows(self.log.conn, "raw_frames", RAW_FRAME_COLUMNS),
+                    tables.read_rows(self.log.conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
+        except sqlite3.OperationalError:
+            return None
+
     def write_fingerprint(self, session: str, derived: Derived) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing."""
         meta = {
             "last_seq": self.state.last_seq, "rules_digest": self.rules.digest, "session": session,
             "settings": fingerprint.fingerprint_settings(self.session_dir(session)),
             "products": fingerprint.listing_digest(fingerprint.products_listing(self.session_dir(session))),
-            "raw_frames": len(derived.raw_frames),
+            "raw_frames": len(derived.raw_frames), "frames_seq": self.state.frames_seq,
             "nights": len({r["night start date"] for r in derived.raw_frames}),
         }
         fingerprint.write(self.log.conn, self.state, meta, self.root)

@@ -201,3 +201,27 @@ def test_a_workspace_rules_file_replaces_the_shipped_one(download: Path, clock) 
     assert sorted(n for n in report.association.sofs_removed if "MFLAT" in n) == flats
     assert not list((download / "sof").glob("*MFLAT*"))
     assert not list((download / "sof").glob("*STARE_OBJ*")), "science loses its flats, so its SOF goes too"
+
+
+def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Path, clock) -> None:
+    """`record` reuses the projected raw_frames rows when no frame changed: they must give the same SOFs."""
+    import sqlite3
+
+    from soxs_es.eventlog import EventLog
+    from soxs_es.projections import tables
+    from soxs_es.pure.derive import derive, frame_rows
+    from soxs_es.pure.frames import RAW_FRAME_COLUMNS
+    from soxs_es.pure.state import fold
+    from soxs_es.pure.tables import sof_files
+
+    write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.5)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    state = fold(EventLog(tmp_path / "soxspipe.db", readonly=True).read())
+    computed = frame_rows(state, RULES)
+    conn = sqlite3.connect(tmp_path / "soxspipe.db")
+    read_back = (tables.read_rows(conn, "raw_frames", RAW_FRAME_COLUMNS),
+                 tables.read_rows(conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
+    assert read_back == computed
+    a = derive(state, RULES, frames=read_back).association
+    b = derive(state, RULES).association
+    assert sof_files(a) == sof_files(b) and a.sets == b.sets and a.products == b.products

@@ -18,7 +18,9 @@ from soxs_es.pure import layout
 from soxs_es.pure.state import WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 3
+STATE_FORMAT = 4
+#: A new snapshot of the folded state is written once this many events have been added since the last one.
+SNAPSHOT_EVERY = 500
 
 def _read_only(values: dict[str, Any]) -> MappingProxyType[str, Any]:
     return MappingProxyType(values)
@@ -108,10 +110,13 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
         cur.execute("DROP TABLE IF EXISTS cache_meta")
         cur.execute("CREATE TABLE cache_meta (key TEXT PRIMARY KEY, value)")
         cur.executemany("INSERT INTO cache_meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
-        cur.execute("DROP TABLE IF EXISTS cache_state")
-        cur.execute("CREATE TABLE cache_state (format INTEGER, seq INTEGER, blob BLOB)")
-        cur.execute("INSERT INTO cache_state VALUES (?, ?, ?)",
-                    (STATE_FORMAT, state.last_seq, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
+        cur.execute("CREATE TABLE IF NOT EXISTS cache_state (format INTEGER, seq INTEGER, blob BLOB)")
+        row = cur.execute("SELECT format, seq FROM cache_state").fetchone()
+        if row is None or row[0] != STATE_FORMAT or state.last_seq - row[1] >= SNAPSHOT_EVERY:
+            # a snapshot costs a pickle of the whole state: refreshed only after enough new events
+            cur.execute("DELETE FROM cache_state")
+            cur.execute("INSERT INTO cache_state VALUES (?, ?, ?)",
+                        (STATE_FORMAT, state.last_seq, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")
@@ -136,7 +141,7 @@ def read_state(conn: sqlite3.Connection) -> WorkspaceState | None:
     except sqlite3.OperationalError:
         return None
     if row is None or row[0] != STATE_FORMAT:
-        return None
+        return None  # none yet, or written by another version of soxs-es
     try:
         state = pickle.loads(row[2])  # noqa: S301 - our own cache, in the user's own database
     except Exception:

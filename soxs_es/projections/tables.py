@@ -87,3 +87,10 @@ def previous_sof_files(conn: sqlite3.Connection, session: str) -> dict[str, str]
     for sof, path, tag in rows:
         lines.setdefault(sof, []).append((path, tag))
     return {sof: format_sof(sof_lines) for sof, sof_lines in lines.items()}
+
+
+def read_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """A projected table's rows back as dicts, in the order they were written."""
+    cols = ", ".join(_quote(c) for c in columns)
+    query = f"SELECT {cols} FROM {_quote(table)} ORDER BY rowid"
+    return [dict(zip(columns, row, strict=True)) for row in conn.execute(query)]

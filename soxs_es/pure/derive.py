@@ -22,9 +22,19 @@ class Derived:
     association: Association
 
 
-def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, failures: bool = True) -> Derived:
+def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, failures: bool = True,
+           frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> Derived:
     """The raw frames under raw/, the files that could not be used, and the association of the raw frames
-    with the failures recorded in `session` (default: the current session) applied."""
+    with the failures recorded in `session` (default: the current session) applied.
+
+    `frames` may pass `frame_rows(state, rules)` computed earlier (they depend on the frames only)."""
+    rows, rejected = frames if frames is not None else frame_rows(state, rules)
+    session = session if session is not None else state.current_session
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session if failures else None)))
+
+
+def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`raw_frames` rows of the raw frames under raw/, and `rejected_files` rows of the unusable files."""
     raw: list[tuple[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for path, known in sorted(state.files.items()):
@@ -34,6 +44,4 @@ def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, f
         elif verdict is None or verdict.kind == "rejected":
             reason = known.problem if verdict is None else verdict.reason
             rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
-    rows = raw_frame_rows(raw, rules)
-    session = session if session is not None else state.current_session
-    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session if failures else None)))
+    return raw_frame_rows(raw, rules), rejected

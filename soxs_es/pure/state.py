@@ -54,6 +54,8 @@ class WorkspaceState:
     decompressed: PMap[str, ev.FrameDecompressed] = attrs.field(factory=pmap)
     rules_digest: str = ""
     rules_text: str = ""
+    #: sequence number of the last event that changed which frames there are or what they mean
+    frames_seq: int = 0
     sessions: tuple[str, ...] = ()
     current_session: str | None = None
     #: session -> SOF -> latest outcome
@@ -81,6 +83,9 @@ def _moved(files: Any, source: str, target: str) -> None:
         files[target] = attrs.evolve(known, path=target)
 
 
+_FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
+
+
 def qc_key(name: str) -> str:
     """QC names compare case-blind with '-' as ' ' (settings say `master-ron`, recipes `MASTER RON`)."""
     return name.strip().upper().replace("-", " ")
@@ -96,13 +101,15 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     pending = state.pending_moves.evolver()
     decompressed = state.decompressed.evolver()
     last = state.last_seq
-    rules_digest, rules_text = state.rules_digest, state.rules_text
+    rules_digest, rules_text, frames_seq = state.rules_digest, state.rules_text, state.frames_seq
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
     qc_touched: dict[tuple[str, str], dict[str, QcValue]] = {}
     for item in recorded:
         last = item.seq
         event = item.event
+        if isinstance(event, _FRAME_EVENTS):
+            frames_seq = item.seq
         match event:
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header):
                 files[path] = KnownFile(path, size, mtime, MappingProxyType(header))
@@ -149,4 +156,4 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     for (session, sof), values in qc_touched.items():
         qc = _nested_set(qc, session, sof, pmap(values))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
-                          rules_text, sessions, current, outcomes, qc, qc_ranges, products)
+                          rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products)
