@@ -43,7 +43,8 @@ class FileRejected(Event, frozen=True):
 
 
 class FrameDecompressed(Event, frozen=True):
-    """A Unix-compressed `source` (``*.fits.Z``) was decompressed to `target`, verified, and removed."""
+    """A Unix-compressed `source` (``*.fits.Z``) was decompressed to workspace path `target` (its home, or the
+    root when its home name was taken), verified, and then removed."""
 
     source: str
     target: str

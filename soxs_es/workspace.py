@@ -231,20 +231,27 @@ class Prep(Workspace):
     # -- 4. file the root --------------------------------------------------------------------------
 
     def _destination(self, item: _RootFile, source: Path) -> tuple[str, str]:
-        night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
-        folder = layout.home_folder(item.kind, night)  # type: ignore[arg-type]
-        target = self.root / folder / item.name
+        home = self._home(item)
+        folder, target = home.rsplit("/", 1)[0], self.root / home
         if not os.path.lexists(target):
-            return f"{folder}/{item.name}", item.kind
+            return home, item.kind
         collision: layout.Collision = "identical" if same_bytes(source, target) else "different"
         folder = layout.collision_folder(collision, folder)
         why = {"identical": "duplicate", "different": "conflict"}[collision]
         return f"{folder}/{layout.free_name(item.name, set(_listdir(self.root / folder)))}", why
 
-    def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
-        """Put staged decompressed frames at the root (one transaction for their events), then drop the .Z.
+    def _home(self, item: _RootFile) -> str:
+        """Where a file belongs when nothing is in the way: its night folder, or misc/."""
+        night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
+        return f"{layout.home_folder(item.kind, night)}/{item.name}"  # type: ignore[arg-type]
 
-        Returns the items still to file; a .Z whose name is already taken at the root is set aside instead.
+    def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
+        """Put staged decompressed frames where they belong (one transaction for their events), then drop the .Z.
+
+        A frame goes straight to its home (raw/<night>/ or misc/) when the name is free there; a frame found
+        there byte for byte but unknown to the log (an earlier run cut short) is adopted. Otherwise it is
+        put at the root and filed like any other file (duplicates and conflicts set aside). Returns the items
+        still to file.
         """
         kept: list[_RootFile] = []
         done: list[ev.Event] = []
@@ -254,6 +261,19 @@ class Prep(Workspace):
                 continue
             if self._already_decompressed(item):
                 continue
+            home = self._home(item)
+            if not os.path.lexists(self.root / home):
+                try:
+                    move_no_overwrite(item.staged, self.root / home)
+                except FileExistsError:
+                    pass  # taken meanwhile: filed through the root below
+                else:
+                    done += self._decompressed_home(item, home)
+                    continue
+            elif home not in self.state.files and same_bytes(item.staged, self.root / home):
+                os.unlink(item.staged)
+                done += self._decompressed_home(item, home)
+                continue
             target = self.root / item.name
             try:
                 move_no_overwrite(item.staged, target)
@@ -262,29 +282,43 @@ class Prep(Workspace):
                 os.unlink(item.staged)
                 if identical:
                     # X.fits beside X.fits.Z with the same frame (e.g. a decompression cut short): it is done
-                    done.append(self._decompressed(item, target))
+                    done.append(self._decompressed(item, item.name))
                     continue
                 # A different frame with that name already sits at the root: keep the .Z as a conflict.
                 folder = layout.collision_folder("different", layout.MISC)
                 dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
                 self._move_recorded(item.compressed, dest, "conflict")
                 continue
-            done.append(self._decompressed(item, target))
+            done.append(self._decompressed(item, item.name))
             kept.append(item)
         self._record(done)
         if done:
             os.sync()  # the decompressed frames reach the disk before any compressed original is removed
         # Only now, with the decompressed frame in place and recorded, is the compressed copy removed.
         for event in done:
-            assert isinstance(event, ev.FrameDecompressed)
-            os.unlink(self.root / event.source)
-            self.report.decompressed.append(event.source)
+            if isinstance(event, ev.FrameDecompressed):
+                os.unlink(self.root / event.source)
+                self.report.decompressed.append(event.source)
         return kept
 
-    def _decompressed(self, item: _RootFile, target: Path) -> ev.FrameDecompressed:
+    def _decompressed_home(self, item: _RootFile, home: str) -> list[ev.Event]:
+        """The facts of a frame decompressed straight into its home: decompressed, and ingested there."""
+        assert item.header is not None
+        size, mtime = _stat_key(self.root / home)
+        self.report.ingested += 1
+        if item.kind == "raw":
+            self.report.filed_raw += 1
+        else:
+            self.report.moved_misc.append(item.name)
+            if item.kind == "rejected":
+                self.report.rejected.append((item.name, item.reason or "unreadable"))
+        return [self._decompressed(item, home),
+                ev.FrameIngested(path=home, size=size, mtime_ns=mtime, header=item.header)]
+
+    def _decompressed(self, item: _RootFile, target: str) -> ev.FrameDecompressed:
         assert item.compressed is not None
         size, mtime = _stat_key(self.root / item.compressed)
-        return ev.FrameDecompressed(source=item.compressed, target=item.name, size=target.stat().st_size,
+        return ev.FrameDecompressed(source=item.compressed, target=target, size=(self.root / target).stat().st_size,
                                     source_size=size, source_mtime_ns=mtime)
 
     def _already_decompressed(self, item: _RootFile) -> bool:

@@ -19,6 +19,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_prep_then_log_through_the_real_command(download: Path) -> None:
+    compressed = len(list(download.glob("*.fits.Z")))
+    plain = len(list(download.glob("*.fits")))
     first = run("prep", str(download), "--json")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
@@ -29,7 +31,10 @@ def test_prep_then_log_through_the_real_command(download: Path) -> None:
     entries = json.loads(log.stdout)
     assert len(entries) == report["events_appended"]
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
-    assert Counter(e["type"] for e in entries)["FileMoved"] == 146  # 144 frames + 2 notes to misc/
+    kinds = Counter(e["type"] for e in entries)
+    # a .Z is decompressed straight into its night folder; plain frames and the 2 notes are moved there
+    assert kinds["FrameDecompressed"] == compressed and kinds["FileMoved"] == plain + 2
+    assert kinds["FrameIngested"] == compressed + plain == 144
     text = run("log", str(download)).stdout.splitlines()
     assert len(text) == len(entries) and "FrameDecompressed" in "".join(text)
 
