@@ -62,7 +62,9 @@ def format_time(moment: datetime) -> str:
 class EventLog:
     """Append and read events in one SQLite database."""
 
-    def __init__(self, db_path: Path, clock: Clock = utc_now, *, readonly: bool = False) -> None:
+    def __init__(self, db_path: Path, clock: Clock = utc_now, *, readonly: bool = False,
+                 scratch: bool = False) -> None:
+        """`scratch`: a derived database (a replay) that need not survive a crash: no journal, no syncs."""
         self.db_path = Path(db_path)
         self.clock = clock
         try:
@@ -71,8 +73,8 @@ class EventLog:
                 self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             else:
                 self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA journal_mode=OFF" if scratch else "PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=OFF" if scratch else "PRAGMA synchronous=NORMAL")
             self._check_format(readonly)
         except sqlite3.DatabaseError as error:
             raise DatabaseError(

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es.eventlog import Clock, EventLog, RecordedEvent, format_time, utc_now
+from soxs_es.eventlog import Clock, EventLog, format_time, utc_now
 from soxs_es.fsops import same_bytes
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.log import describe
@@ -274,23 +274,25 @@ class Replay:
     since: tuple[tuple[int, str, str, str], ...]  # (seq, time, type, summary) of explaining events after then
 
 
-def write_projection(folder: Path, recorded: list[RecordedEvent], derived: Derived, session: str) -> None:
-    """A database holding the events replayed and every projection, and the session's SOF files."""
+def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, session: str) -> None:
+    """A database holding the events up to `cut` (copied row for row) and every projection, and the SOFs."""
     folder.mkdir(parents=True, exist_ok=True)
-    log = EventLog(folder / layout.DATABASE)
+    log = EventLog(folder / layout.DATABASE, scratch=True)
     try:
+        # copied inside SQLite: a 100k-event log is never decoded and re-encoded in Python
+        log.conn.execute("ATTACH DATABASE ? AS live", (f"{live_db.resolve().as_uri()}?mode=ro",))
         log.conn.execute("BEGIN IMMEDIATE")
-        log.conn.executemany(
-            "INSERT INTO events (seq, recorded_at, type, payload, schema_version) VALUES (?, ?, ?, ?, ?)",
-            [(r.seq, r.recorded_at, type(r.event).__name__, ev.encode(r.event).decode(), type(r.event).VERSION)
-             for r in recorded])
+        log.conn.execute("INSERT INTO events (seq, recorded_at, type, payload, schema_version) "
+                         "SELECT seq, recorded_at, type, payload, schema_version FROM live.events WHERE seq <= ?",
+                         (cut,))
         log.conn.execute("COMMIT")
+        log.conn.execute("DETACH DATABASE live")
         tables.project_raw_frames(log.conn, derived.raw_frames)
         tables.project_rejected_files(log.conn, derived.rejected_files)
         tables.project_association(log.conn, derived.association, session, frozenset())
     finally:
         log.close()
-    write_sof_folder(folder / "sof", sof_files(derived.association), {})
+    write_sof_folder(folder / "sof", sof_files(derived.association), {}, sync=False)  # a rebuildable copy
 
 
 _EXPLAINING = (ev.RecipeFailed, ev.RecipePassed, ev.QcMeasured, ev.QcRangesInForce, ev.SessionSwitched,
@@ -301,21 +303,22 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
     """Rebuild the projections and SOF files as they stood at `until` into a new folder; diff with now."""
     until_seq, until_time = parse_until(until)
     _require_workspace(root)
-    log = EventLog(root / layout.DATABASE, readonly=True)
+    live_db = root / layout.DATABASE
+    log = EventLog(live_db, readonly=True)
     try:
-        all_events = list(log.read())
+        (cut, count, cut_time) = log.conn.execute(
+            "SELECT COALESCE(MAX(seq), 0), COUNT(*), MAX(recorded_at) FROM events WHERE seq <= ? AND recorded_at <= ?",
+            (until_seq if until_seq is not None else 2**62, until_time or "9999")).fetchone()
         snapshot = fingerprint.read_state(log.conn)
+        # the fold of a prefix is the fold of the snapshot's prefix plus the rest: same function, less work
+        if snapshot is not None and snapshot.last_seq <= cut:
+            then_state = fold(log.read(after=snapshot.last_seq, until_seq=cut), snapshot)
+        else:
+            then_state = fold(log.read(until_seq=cut))
+        later = list(log.read(after=cut))
     finally:
         log.close()
-    then_events = [r for r in all_events if (until_seq is None or r.seq <= until_seq)
-                   and (until_time is None or r.recorded_at <= until_time)]
-    cut = then_events[-1].seq if then_events else 0
-    # the fold of a prefix is the fold of the snapshot's prefix plus the rest: same function, less work
-    if snapshot is not None and snapshot.last_seq <= cut:
-        then_state = fold((r for r in then_events if r.seq > snapshot.last_seq), snapshot)
-    else:
-        then_state = fold(then_events)
-    now_state = fold((r for r in all_events if r.seq > cut), then_state)
+    now_state = fold(later, then_state)
     if into is None:
         into = Path(tempfile.mkdtemp(prefix="soxs-es-replay-"))
     else:
@@ -328,10 +331,10 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
     then_session = then_state.current_session or BASE
     then = derive(then_state, rules_of(then_state, root), then_session)
     now_session = now_state.current_session or BASE
-    now = then if now_state == then_state and now_session == then_session else \
+    now = then if not later and now_session == then_session else \
         derive(now_state, rules_of(now_state, root), now_session)
     try:
-        write_projection(into, then_events, then, then_session)
+        write_projection(into, live_db, cut, then, then_session)
     except BaseException:
         shutil.rmtree(into, ignore_errors=True)
         raise
@@ -340,10 +343,10 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
     removed = tuple(sorted(set(then_files) - set(now_files)))
     changed = tuple(sorted(n for n in set(then_files) & set(now_files) if then_files[n] != now_files[n]))
     since = tuple((r.seq, r.recorded_at, type(r.event).__name__, describe(r.event))
-                  for r in all_events if r.seq > cut and isinstance(r.event, _EXPLAINING))
-    ingested = sum(1 for r in all_events if r.seq > cut and isinstance(r.event, ev.FrameIngested))
+                  for r in later if isinstance(r.event, _EXPLAINING))
+    ingested = sum(1 for r in later if isinstance(r.event, ev.FrameIngested))
     if ingested:
         since += ((0, "", "FrameIngested", f"{ingested} frames ingested since"),)
-    return Replay(into, len(then_events), cut, then_events[-1].recorded_at if then_events else None,
+    return Replay(into, count, cut, cut_time,
                   then_session, len(then.raw_frames), len(then.association.sets), len(then_files),
                   added, removed, changed, since)

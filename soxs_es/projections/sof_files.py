@@ -40,7 +40,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, str]) -> SofWrite:
+def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, str], sync: bool = True) -> SofWrite:
     """Make `folder` hold `wanted`; remove SOFs we wrote before (`previous`) that are no longer complete.
 
     A previously written SOF whose content was changed by hand is kept and reported, never removed.
@@ -60,7 +60,7 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
         # SOFs are derived (rebuildable from the log): one sync for the batch instead of one per file
         atomic_write_text(path, wanted[name], sync=False)
         result.written.append(name)
-    if result.written:
+    if result.written and sync:
         os.sync()
     for name in sorted(set(previous) - set(wanted)):
         path = folder / name

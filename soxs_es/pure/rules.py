@@ -56,7 +56,18 @@ def _keywords_of(doc: dict[str, Any]) -> frozenset[str]:
     return frozenset(wanted)
 
 
+_PARSED: dict[str, Rules] = {}
+
+
 def parse_rules(text: str) -> Rules:
+    """Rules from YAML text (memoised per text: readers parse the same rules more than once)."""
+    key = hashlib.sha256(text.encode()).hexdigest()
+    if key not in _PARSED:
+        _PARSED[key] = _parse_rules(text)
+    return _PARSED[key]
+
+
+def _parse_rules(text: str) -> Rules:
     """Rules from YAML text; KeyError/ValueError name what is missing when the document is incomplete."""
     doc = yaml.safe_load(text)
     if not isinstance(doc, dict):

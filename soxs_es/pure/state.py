@@ -110,7 +110,13 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         event = item.event
         if isinstance(event, _FRAME_EVENTS):
             frames_seq = item.seq
-        match event:
+        match event:  # the most frequent kinds first: each case is a type check
+            case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
+                # QC values can number 100k: collect them in a local dict, made persistent once at the end
+                key = (session, sof)
+                if key not in qc_touched:
+                    qc_touched[key] = dict(qc.get(session, {}).get(sof, {}))
+                qc_touched[key][qc_key(name)] = QcValue(name, value, unit, item.seq)
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header):
                 files[path] = KnownFile(path, size, mtime, MappingProxyType(header))
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
@@ -138,12 +144,6 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
-            case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
-                # QC values can number 100k: collect them in a local dict, made persistent once at the end
-                key = (session, sof)
-                if key not in qc_touched:
-                    qc_touched[key] = dict(qc.get(session, {}).get(sof, {}))
-                qc_touched[key][qc_key(name)] = QcValue(name, value, unit, item.seq)
             case ev.QcRangesInForce(session=session, ranges=ranges):
                 qc_ranges = qc_ranges.set(session, ranges)
             case ev.ProductFound(session=session, path=path, size=size, mtime_ns=mtime):
