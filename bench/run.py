@@ -68,6 +68,7 @@ def measure(label: str, runs: int, setup: Callable[[Path], list[str]], cwd_in_co
     for _ in range(runs):
         with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
             cmd = setup(Path(scratch))
+            os.sync()  # the copy reaches the disk first, as a real download would have; not timed
             t, r = run(cmd, cwd=Path(scratch) / "ws" if cwd_in_copy else None)
             times.append(t)
             rss.append(r)
