@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from soxs_es.demo import write_demo
+from soxs_es.demo import fits_bytes, write_demo
 from soxs_es.fitsio import decompress_z
 
 _CACHE: dict[tuple[int, int], Path] = {}
@@ -64,3 +64,11 @@ def content_digests(folder: Path) -> dict[str, str]:
                 data = decompress_z(path)
         out[hashlib.sha256(data).hexdigest()] = str(path.relative_to(folder))
     return out
+
+
+def write_frame(path: Path, **cards: object) -> None:
+    base: dict[str, object] = {"INSTRUME": "SOXS", "MJD-OBS": 60735.8, "DATE-OBS": "2025-03-01T19:12:00.000",
+                               "ESO DPR CATG": "CALIB", "ESO DPR TYPE": "BIAS", "ESO DPR TECH": "IMAGE",
+                               "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
+    base.update(cards)
+    path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))

@@ -62,7 +62,7 @@ def test_corrupt_database_gives_a_clear_line(download: Path) -> None:
 
 
 def test_rejected_inputs_exit_3_after_finishing(tmp_path: Path, capsys) -> None:
-    from test_prep import write_frame
+    from conftest import write_frame
 
     write_frame(tmp_path / "good.fits")
     (tmp_path / "bad.fits").write_text("not fits")

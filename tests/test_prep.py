@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import content_digests
+from conftest import content_digests, write_frame
 
 from soxs_es import events as ev
 from soxs_es.demo import fits_bytes, write_demo
@@ -146,14 +146,6 @@ def test_incremental_prep_reads_only_changed_files(download: Path, clock) -> Non
     assert report.ingested == 1
     last = list(EventLog(download / "soxspipe.db", readonly=True).read())[-1].event
     assert isinstance(last, ev.FrameIngested) and last.path.endswith(target.name)
-
-
-def write_frame(path: Path, **cards: object) -> None:
-    base: dict[str, object] = {"INSTRUME": "SOXS", "MJD-OBS": 60735.8, "DATE-OBS": "2025-03-01T19:12:00.000",
-                               "ESO DPR CATG": "CALIB", "ESO DPR TYPE": "BIAS", "ESO DPR TECH": "IMAGE",
-                               "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
-    base.update(cards)
-    path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))
 
 
 def test_bad_inputs_are_rejected_to_misc_with_a_reason(tmp_path: Path, clock) -> None:

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import content_digests
+from conftest import content_digests, write_frame
 
 from soxs_es.cli import main
-from soxs_es.demo import fits_bytes, write_demo
+from soxs_es.demo import write_demo
 from soxs_es.workspace import UserError, prep
 
 PYTHON = [sys.executable, "-m", "soxs_es"]
@@ -137,14 +137,6 @@ def test_a_database_with_only_events_is_a_complete_workspace(download: Path, tmp
     report = prep(ws, workers=1, notify=lambda m: None)
     assert report.events_appended == 0
     assert snapshot(ws) == expected
-
-
-def write_frame(path: Path, **cards: object) -> None:
-    base: dict[str, object] = {"INSTRUME": "SOXS", "MJD-OBS": 60735.8, "DATE-OBS": "2025-03-01T19:12:00.000",
-                               "ESO DPR CATG": "CALIB", "ESO DPR TYPE": "BIAS", "ESO DPR TECH": "IMAGE",
-                               "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
-    base.update(cards)
-    path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))
 
 
 def test_names_with_spaces_and_non_ascii_characters(tmp_path: Path) -> None:

@@ -6,18 +6,20 @@ set -euo pipefail
 venv=${1:?path to a venv with soxspipe 0.19.0}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-for nights in 1 2 3; do
+
+reference() {  # nights seed sparse(True|False) output-name
+  local work
   work=$(mktemp -d)
-  "$repo/.venv/bin/python" -c "from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path('$work'), nights=$nights, seed=11, compressed_fraction=0.0)"
+  "$repo/.venv/bin/python" -c "from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path('$work'), nights=$1, seed=$2, compressed_fraction=0.0, sparse=$3)"
   (cd "$work" && "$venv/bin/soxspipe" prep . > /dev/null)
-  "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/soxspipe-0.19.0-${nights}n-seed11.json"
+  "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/$4"
   rm -rf "$work"
+}
+
+for nights in 1 2 3; do
+  reference "$nights" 11 False "soxspipe-0.19.0-${nights}n-seed11.json"
 done
 # Sparse nights: calibrations taken from other nights, the NIR slit fallback, darks ranked by exposure time.
 for nights in 3 4; do
-  work=$(mktemp -d)
-  "$repo/.venv/bin/python" -c "from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path('$work'), nights=$nights, seed=5, compressed_fraction=0.0, sparse=True)"
-  (cd "$work" && "$venv/bin/soxspipe" prep . > /dev/null)
-  "$repo/.venv/bin/python" "$here/collect_sofs.py" "$work/sessions/base/sof" > "$here/soxspipe-0.19.0-${nights}n-seed5-sparse.json"
-  rm -rf "$work"
+  reference "$nights" 5 True "soxspipe-0.19.0-${nights}n-seed5-sparse.json"
 done
