@@ -14,7 +14,6 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.report import AssociationSummary
-from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, load_rules
+from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, listdir, load_rules
 
 LINKS = (*SESSION_FOLDERS, SETTINGS)
 
@@ -238,7 +237,7 @@ class Prep(Workspace):
         collision: layout.Collision = "identical" if same_bytes(source, target) else "different"
         folder = layout.collision_folder(collision, folder)
         why = {"identical": "duplicate", "different": "conflict"}[collision]
-        return f"{folder}/{layout.free_name(item.name, set(_listdir(self.root / folder)))}", why
+        return f"{folder}/{layout.free_name(item.name, set(listdir(self.root / folder)))}", why
 
     def _home(self, item: _RootFile) -> str:
         """Where a file belongs when nothing is in the way: its night folder, or misc/."""
@@ -286,7 +285,7 @@ class Prep(Workspace):
                     continue
                 # A different frame with that name already sits at the root: keep the .Z as a conflict.
                 folder = layout.collision_folder("different", layout.MISC)
-                dest = f"{folder}/{layout.free_name(item.compressed, set(_listdir(self.root / folder)))}"
+                dest = f"{folder}/{layout.free_name(item.compressed, set(listdir(self.root / folder)))}"
                 self._move_recorded(item.compressed, dest, "conflict")
                 continue
             done.append(self._decompressed(item, item.name))
@@ -372,7 +371,7 @@ class Prep(Workspace):
             if target in claimed:
                 folder, name = target.rsplit("/", 1)
                 taken = {t.rsplit("/", 1)[1] for t in claimed if t.startswith(folder + "/")}
-                target = f"{folder}/{layout.free_name(name, taken | set(_listdir(self.root / folder)))}"
+                target = f"{folder}/{layout.free_name(name, taken | set(listdir(self.root / folder)))}"
             claimed.add(target)
             intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
         self.report.ingested += len(ingests)
@@ -449,10 +448,6 @@ class Prep(Workspace):
         return self.report
 
 
-def _listdir(folder: Path) -> list[str]:
-    return os.listdir(folder) if folder.is_dir() else []
-
-
 def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,
          notify: Callable[[str], None] = print, wait: float = LOCK_WAIT_SECONDS) -> PrepReport:
     """Prepare (or refresh) the workspace at `root`."""
@@ -494,7 +489,3 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
     report.left_alone = [(e.name, "symbolic link: not moved (move the file itself)") for e in os.scandir(root)
                          if e.is_symlink() and not e.is_dir() and e.name not in LINKS]
     return report
-
-
-def counts_by(rows: list[dict[str, Any]], *columns: str) -> Counter[tuple[Any, ...]]:
-    return Counter(tuple(r[c] for c in columns) for r in rows)
