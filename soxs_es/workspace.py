@@ -185,9 +185,10 @@ class Prep(Workspace):
             else:
                 found.append(_RootFile(layout.decompressed_name(staged.name), header=staged.header,
                                        staged=staged.temp, compressed=staged.name))
+        compressed_names = set(compressed)
         for name in names:
             path = self.root / name
-            if layout.is_workspace_own(name) or name in compressed or path.is_dir():
+            if layout.is_workspace_own(name) or name in compressed_names or path.is_dir():
                 continue
             if path.is_symlink():
                 self.report.left_alone.append((name, "symbolic link: not moved (move the file itself)"))
