@@ -159,7 +159,7 @@ def test_nir_slit_fallback_and_dark_exposure_ranking() -> None:
     darks = [product("mdark", "MASTER_DARK", "BLANK", mjd, exptime)
              for mjd, exptime in ((60736.5, 5.0), (60740.0, 60.0), (60730.0, 60.0))]
     target_stare = FrameSet(sof="s.sof", entry="e", recipe="stare_obj", recipe_order=12, dpr_type="OBJECT",
-                            keys=target.keys.set("exptime", 50.0), frames=(), mjd_obs=60736.5, date_obs="x")
+                            keys={**target.keys, "exptime": 50.0}, frames=(), mjd_obs=60736.5, date_obs="x")
     chosen = choose(target_stare, darks, CASCADE.rules["mdark"])
     assert [(p.exptime, p.mjd_obs) for p in chosen] == [(60.0, 60740.0)]  # nearest exposure time beats nearest night
 

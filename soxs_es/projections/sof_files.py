@@ -8,6 +8,8 @@ from pathlib import Path
 
 import attrs
 
+from soxs_es.fsops import fsync_dir
+
 
 @attrs.define
 class SofWrite:
@@ -31,6 +33,20 @@ def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _sync_written(folder: Path, names: list[str]) -> None:
+    """Make new SOF files durable: each file and the folder when they are few, one os.sync() when many."""
+    if len(names) > 100:
+        os.sync()
+        return
+    for name in names:
+        fd = os.open(folder / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(folder)
 
 
 def _read(path: Path) -> str | None:
@@ -61,7 +77,7 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
         atomic_write_text(path, wanted[name], sync=False)
         result.written.append(name)
     if result.written and sync:
-        os.sync()
+        _sync_written(folder, result.written)
     for name in sorted(set(previous) - set(wanted)):
         path = folder / name
         if not path.exists() or path.is_symlink():

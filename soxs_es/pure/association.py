@@ -13,6 +13,7 @@ import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -34,7 +35,7 @@ class FrameSet:
     recipe: str
     recipe_order: int
     dpr_type: str
-    keys: PMap[str, Any]  # the grouping columns (soxspipe names)
+    keys: Mapping[str, Any]  # the grouping columns (soxspipe names), a read-only view
     frames: tuple[tuple[str, str, float], ...]  # (filepath, tag, mjd-obs), by MJD
     mjd_obs: float  # mean of the frames'
     date_obs: str  # compact first DATE-OBS, as in the name
@@ -244,7 +245,7 @@ def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Casca
         mjd = sum(r["mjd-obs"] for r in members) / len(members)
         frames_out = tuple((r["filepath"], f"{r['eso dpr type']}_{r['eso seq arm']}", r["mjd-obs"]) for r in members)
         out.append(FrameSet(sof_name(entry, dpr_type, keys, date_obs, cascade), entry.name, entry.recipe,
-                            entry.order, dpr_type, pmap(keys), frames_out, mjd, date_obs))
+                            entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs))
     return out
 
 

@@ -32,6 +32,9 @@ class Rules:
         return node
 
 
+#: libyaml's safe loader parses ~10x faster than the pure-Python one; both build plain values only.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _PLAIN: dict[str, Any] = {}
 
 
@@ -69,7 +72,7 @@ def parse_rules(text: str) -> Rules:
 
 def _parse_rules(text: str) -> Rules:
     """Rules from YAML text; KeyError/ValueError name what is missing when the document is incomplete."""
-    doc = yaml.safe_load(text)
+    doc = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader (libyaml's when present)
     if not isinstance(doc, dict):
         raise ValueError("rules file is not a YAML mapping")
     ingest = doc["ingest"]

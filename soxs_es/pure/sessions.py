@@ -10,6 +10,7 @@ import attrs
 import yaml
 
 from soxs_es.pure.association import FrameSet
+from soxs_es.pure.rules import SAFE_LOADER
 from soxs_es.pure.state import WorkspaceState, qc_key
 
 BASE = "base"
@@ -33,7 +34,7 @@ def qc_ranges_from_settings(text: str) -> dict[str, dict[str, dict[str, tuple[fl
     `soxs-<recipe>: {vis|nir: {qc-acceptable-ranges: {...}}}` for one arm (which wins over the general one).
     Raises ValueError naming the first malformed entry.
     """
-    doc = yaml.safe_load(text) or {}
+    doc = yaml.load(text, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
     if not isinstance(doc, dict):
         raise ValueError("the settings file is not a YAML mapping")
     out: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
