@@ -1,11 +1,12 @@
 """The imperative shell of `soxs-es prep`: discovers facts on disk, records them, applies pure decisions.
 
 Order of work, chosen so that a crash at any point loses nothing and a re-run heals:
-1. reconcile move intents left by an interrupted run;
-2. decompress `*.fits.Z` into hidden temp files (nothing user-visible changes yet);
-3. read every new header and refuse the whole run (moving nothing) on mixed instruments;
-4. record ingests and move intents in one transaction, then rename, then record the moves;
-5. sync `raw/` (frames deleted or added by hand) and rebuild the projections from the log.
+1. reconcile move intents left by an interrupted run, and drop our own half-written temp files;
+2. decompress `*.fits.Z` into hidden temp files and read every new header (nothing user-visible changes yet);
+3. refuse the whole run (moving nothing) on mixed instruments;
+4. rename decompressed frames into their night folder, record them, sync, and only then remove the `.Z`;
+5. record the other files' facts and move intents in one transaction, rename, then record the moves;
+6. sync `raw/` (frames deleted or added by hand) and rebuild the projections from the log.
 """
 
 from __future__ import annotations
@@ -129,17 +130,11 @@ class Prep(Workspace):
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
 
-    def _record(self, batch: list[ev.Event]) -> None:
-        self.record(batch)
-
     def _tick(self, what: str) -> fitsio.Tick | None:
         progress = self.progress
         if progress is None:
             return None
         return lambda done, total: progress(what, done, total)
-
-    def _rel(self, path: Path) -> str:
-        return self.rel(path)
 
     # -- 1. reconcile ------------------------------------------------------------------------------
 
@@ -167,7 +162,7 @@ class Prep(Workspace):
         for entry in os.scandir(self.root):
             if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
                 os.unlink(entry.path)  # our own half-written decompression; its .Z is still there
-        self._record(batch)
+        self.record(batch)
 
     # -- 2./3. scan the root -------------------------------------------------------------------------
 
@@ -291,7 +286,7 @@ class Prep(Workspace):
                 continue
             done.append(self._decompressed(item, item.name))
             kept.append(item)
-        self._record(done)
+        self.record(done)
         if done:
             os.sync()  # the decompressed frames reach the disk before any compressed original is removed
         # Only now, with the decompressed frame in place and recorded, is the compressed copy removed.
@@ -338,9 +333,9 @@ class Prep(Workspace):
         return False
 
     def _move_recorded(self, source: str, target: str, why: str) -> None:
-        self._record([ev.MoveIntended(source=source, target=target, why=why)])
+        self.record([ev.MoveIntended(source=source, target=target, why=why)])
         move_no_overwrite(self.root / source, self.root / target)
-        self._record([ev.FileMoved(source=source, target=target)])
+        self.record([ev.FileMoved(source=source, target=target)])
         self._report_move(source, target, why)
 
     def _report_move(self, source: str, target: str, why: str) -> None:
@@ -376,7 +371,7 @@ class Prep(Workspace):
             claimed.add(target)
             intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
         self.report.ingested += len(ingests)
-        self._record([*ingests, *intents])  # one transaction: the facts and the intents together
+        self.record([*ingests, *intents])  # one transaction: the facts and the intents together
         done: list[ev.Event] = []
         for i, intent in enumerate(intents):
             if self.progress:
@@ -386,7 +381,7 @@ class Prep(Workspace):
             self._report_move(intent.source, intent.target, intent.why)
         for folder in {Path(i.target).parent for i in intents}:
             fsync_dir(self.root / folder)
-        self._record(done)
+        self.record(done)
 
     # -- 5. sync raw/ ------------------------------------------------------------------------------
 
@@ -409,7 +404,7 @@ class Prep(Workspace):
             else:
                 batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header))
         self.report.ingested += len(new)
-        self._record(batch)
+        self.record(batch)
         for rel, known in sorted(self.state.files.items()):
             if not rel.startswith(layout.RAW + "/"):
                 continue
