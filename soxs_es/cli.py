@@ -243,11 +243,11 @@ def cmd_session(args: argparse.Namespace) -> int:
             _print_table(rows, ["current", "session", "failed", "passed", "qc_values", "products_found"])
         return 0
     if args.action == "new":
-        projection = ops.session_new(root, args.id)
+        projection = ops.session_new(root, args.id, wait=args.wait)
     else:
         if not args.id:
             raise UserError("`soxs-es session use` needs a session ID (`soxs-es session ls` lists them)")
-        projection = ops.session_use(root, args.id)
+        projection = ops.session_use(root, args.id, wait=args.wait)
     if args.json:
         print(json.dumps({"session": projection.session, "summary": attrs.asdict(projection.summary)}, indent=2))
     else:
@@ -273,7 +273,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
         def make(session: str, sof: str) -> ev.Event:
             return ev.QcMeasured(session=session, sof=sof, name=args.name, value=args.value, unit=args.unit or "")
-    result = ops.record_outcome(Path(args.workspace), args.sof, make)
+    result = ops.record_outcome(Path(args.workspace), args.sof, make, wait=args.wait)
     if args.json:
         print(json.dumps({"event": type(result.event).__name__, "session": result.projection.session,
                           "failed_before": result.failed_before, "failed_after": result.failed_after,
@@ -537,10 +537,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(args, "wait"):
-        from soxs_es import operations
-
-        operations.LOCK_WAIT[0] = args.wait
     try:
         return int(args.func(args))
     except UserError as error:

@@ -32,7 +32,7 @@ from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
 from soxs_es.pure.tables import sof_files, sof_text
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
-from soxs_es.workspace import workspace_lock
+from soxs_es.workspace import LOCK_WAIT_SECONDS, workspace_lock
 
 
 def _require_workspace(root: Path) -> None:
@@ -40,15 +40,11 @@ def _require_workspace(root: Path) -> None:
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
 
 
-#: How long writers wait for the workspace lock (`--wait` sets it for one command).
-LOCK_WAIT = [60.0]
-
-
 @contextmanager
-def writing(root: Path, clock: Clock = utc_now, notify: Callable[[str], None] | None = None) -> Iterator[Workspace]:
-    """The workspace opened for writing, under the lock."""
+def writing(root: Path, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Iterator[Workspace]:
+    """The workspace opened for writing, under the lock (waited for up to `wait` seconds)."""
     _require_workspace(root)
-    with workspace_lock(root, wait=LOCK_WAIT[0], notify=notify or _stderr):
+    with workspace_lock(root, wait=wait, notify=_stderr):
         workspace = Workspace(root, clock)
         try:
             yield workspace
@@ -65,10 +61,7 @@ def read_state(root: Path) -> WorkspaceState:
     _require_workspace(root)
     log = EventLog(root / layout.DATABASE, readonly=True)
     try:
-        snapshot = fingerprint.read_state(log.conn)
-        if snapshot is not None and snapshot.last_seq <= log.last_seq():
-            return fold(log.read(after=snapshot.last_seq), snapshot)
-        return fold(log.read())
+        return fingerprint.fold_log(log)
     finally:
         log.close()
 
@@ -85,16 +78,17 @@ def new_session_id(clock: Clock) -> str:
     return clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S")  # 15 characters, sorts by time
 
 
-def session_new(root: Path, session: str | None, clock: Clock = utc_now) -> Projection:
-    with writing(root, clock) as ws:
+def session_new(root: Path, session: str | None, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS
+                ) -> Projection:
+    with writing(root, clock, wait) as ws:
         ws.ensure_session()
         ws.create_session(session or new_session_id(clock))
         ws.record_qc_ranges(ws.session)
         return ws.project()
 
 
-def session_use(root: Path, session: str, clock: Clock = utc_now) -> Projection:
-    with writing(root, clock) as ws:
+def session_use(root: Path, session: str, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Projection:
+    with writing(root, clock, wait) as ws:
         ws.use_session(session)
         ws.record_qc_ranges(ws.session)
         return ws.project()
@@ -133,9 +127,9 @@ def resolve_sof(association: Association, sof: str, root: Path) -> str:
 
 
 def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
-                   clock: Clock = utc_now) -> Recorded:
+                   clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Recorded:
     """Record one outcome for `sof` in the current session, then re-project (this is the fallback)."""
-    with writing(root, clock) as ws:
+    with writing(root, clock, wait) as ws:
         ws.ensure_session()
         ws.record_qc_ranges(ws.session)
         name = Path(sof).name
@@ -309,12 +303,7 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
         (cut, count, cut_time) = log.conn.execute(
             "SELECT COALESCE(MAX(seq), 0), COUNT(*), MAX(recorded_at) FROM events WHERE seq <= ? AND recorded_at <= ?",
             (until_seq if until_seq is not None else 2**62, until_time or "9999")).fetchone()
-        snapshot = fingerprint.read_state(log.conn)
-        # the fold of a prefix is the fold of the snapshot's prefix plus the rest: same function, less work
-        if snapshot is not None and snapshot.last_seq <= cut:
-            then_state = fold(log.read(after=snapshot.last_seq, until_seq=cut), snapshot)
-        else:
-            then_state = fold(log.read(until_seq=cut))
+        then_state = fingerprint.fold_log(log, until_seq=cut)
         later = list(log.read(after=cut))
     finally:
         log.close()

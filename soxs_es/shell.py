@@ -73,11 +73,7 @@ class Workspace:
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
         # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
-        snapshot = fingerprint.read_state(self.log.conn)
-        if snapshot is not None and snapshot.last_seq <= self.log.last_seq():
-            self.state: WorkspaceState = fold(self.log.read(after=snapshot.last_seq), snapshot)
-        else:
-            self.state = fold(self.log.read())
+        self.state: WorkspaceState = fingerprint.fold_log(self.log)
         self.appended = 0
 
     def close(self) -> None:

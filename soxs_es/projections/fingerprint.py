@@ -147,3 +147,17 @@ def read_state(conn: sqlite3.Connection) -> WorkspaceState | None:
     except Exception:
         return None
     return state if isinstance(state, WorkspaceState) and state.last_seq == row[1] else None
+
+
+def fold_log(log: Any, until_seq: int | None = None) -> WorkspaceState:
+    """The log (up to `until_seq`) folded, starting from the state snapshot when it covers a prefix of that.
+
+    The same fold either way: a snapshot only spares re-folding events it already includes.
+    """
+    from soxs_es.pure.state import fold
+
+    last = log.last_seq() if until_seq is None else until_seq
+    snapshot = read_state(log.conn)
+    if snapshot is not None and snapshot.last_seq <= last:
+        return fold(log.read(after=snapshot.last_seq, until_seq=until_seq), snapshot)
+    return fold(log.read(until_seq=until_seq))
