@@ -169,6 +169,9 @@ class Workspace:
 
     # -- projection --------------------------------------------------------------------------------
 
+    def outputs_stamp(self, session: str) -> str:
+        return fingerprint.outputs_stamp(self.root, self.session_dir(session), (*SESSION_FOLDERS, SETTINGS))
+
     def projection_current(self) -> bool:
         """The projections were completed from the whole log as it is, for the current session and rules.
 
@@ -177,7 +180,8 @@ class Workspace:
         meta = fingerprint.read_meta(self.log.conn)
         have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return (set(tables.PROJECTED_TABLES) <= have and meta.get("last_seq") == str(self.state.last_seq)
-                and meta.get("session") == self.session and meta.get("rules_digest") == self.rules.digest)
+                and meta.get("session") == self.session and meta.get("rules_digest") == self.rules.digest
+                and meta.get("outputs") == self.outputs_stamp(self.session))
 
     def project(self) -> Projection:
         """Rebuild every projected table and the current session's SOF files from the log."""
@@ -218,6 +222,7 @@ class Workspace:
             "products": fingerprint.listing_digest(fingerprint.products_listing(self.session_dir(session))),
             "raw_frames": len(derived.raw_frames), "frames_seq": self.state.frames_seq,
             "nights": len({r["night start date"] for r in derived.raw_frames}),
+            "outputs": self.outputs_stamp(session),
         }
         fingerprint.write(self.log.conn, self.state, meta, self.root)
 

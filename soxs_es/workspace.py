@@ -473,7 +473,7 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version != DATABASE_FORMAT:
             return None  # the full path explains (or upgrades) the database format
-        meta = fingerprint.unchanged(root, conn, load_rules(root).digest, root / "sessions", PROJECTED_TABLES)
+        meta = fingerprint.unchanged(root, conn, load_rules(root).digest, root / "sessions", PROJECTED_TABLES, LINKS)
     except (sqlite3.Error, OSError, KeyError):
         meta = None
     finally:

@@ -209,3 +209,17 @@ def test_a_database_from_a_newer_soxs_es_is_refused_by_every_command(tmp_path: P
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "newer soxs-es" in err and err.count("\n") == 1
+
+
+def test_prep_restores_deleted_sof_files_and_links(download: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(download, ws)
+    prep(ws, workers=1, notify=lambda m: None)
+    expected = snapshot(ws)
+    victim = sorted((ws / "sof").iterdir())[3]
+    victim.unlink()
+    (ws / "sof").unlink()  # the root link too
+    report = prep(ws, workers=1, notify=lambda m: None)
+    assert report.events_appended == 0 and report.association is not None
+    assert snapshot(ws) == expected and os.readlink(ws / "sof") == "sessions/base/sof"
+    assert prep(ws, workers=1, notify=lambda m: None).association is None, "then a plain no-op again"

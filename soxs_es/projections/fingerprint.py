@@ -68,7 +68,7 @@ def settings_stamp(path: Path) -> str:
 
 
 def unchanged(root: Path, conn: sqlite3.Connection, rules_digest: str, settings_dir: Path,
-              tables: tuple[str, ...]) -> dict[str, str] | None:
+              tables: tuple[str, ...], links: tuple[str, ...]) -> dict[str, str] | None:
     """The recorded meta when the workspace is exactly as last projected (nothing for `prep` to do), else None.
 
     Costs one query of the log, a listing of the root, and a stat of every file under raw/ and reduced/.
@@ -90,7 +90,21 @@ def unchanged(root: Path, conn: sqlite3.Connection, rules_digest: str, settings_
         return None
     if listing_digest(products_listing(session_dir)) != meta.get("products"):
         return None
+    if outputs_stamp(root, session_dir, links) != meta.get("outputs"):
+        return None  # a SOF file or a root link was removed or changed: write them again
     return meta if raw_listing(root) == read_files(conn) else None
+
+
+def outputs_stamp(root: Path, session_dir: Path, links: tuple[str, ...]) -> str:
+    """The derived files as they stand: the session's SOF files (name, size, mtime) and the root links."""
+    sofs = []
+    if (session_dir / "sof").is_dir():
+        for entry in os.scandir(session_dir / "sof"):
+            if entry.name.endswith(".sof"):
+                st = entry.stat(follow_symlinks=False)
+                sofs.append((entry.name, st.st_size, st.st_mtime_ns))
+    targets = [(name, os.readlink(root / name) if (root / name).is_symlink() else None) for name in links]
+    return hashlib.sha256(repr((sorted(sofs), targets)).encode()).hexdigest()
 
 
 def fingerprint_settings(session_dir: Path) -> str:
