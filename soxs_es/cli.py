@@ -352,6 +352,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         _emit(rows if args.json else shown, ["arm", "night", "ob name", "ob id", "object", "sofs", "complete",
                                              "missing"], args.json, "no science observation blocks")
         return 0
+    known = sorted({s.recipe for s in association.sets})
+    if args.recipe is not None and args.recipe not in known:
+        raise UserError(f"no recipe {args.recipe!r} in this workspace; recipes with sets: {', '.join(known)}")
     rows = sof_rows(association, view.found, args.recipe, args.incomplete)
     _emit(rows, ["sof", "recipe", "arm", "night", "quality", "status", "why"], args.json, "no SOFs")
     return 0
