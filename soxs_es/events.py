@@ -189,11 +189,12 @@ _decoders: dict[str, msgspec.json.Decoder] = {
 
 def decode(type_name: str, version: int, payload: bytes | str) -> Event:
     """Read a stored payload back into its event, upcasting older versions first."""
+    decoder = _decoders.get(type_name)
+    if decoder is not None and version == EVENT_TYPES[type_name].VERSION:
+        return decoder.decode(payload)  # the common case, first
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise UnknownEventError(f"unknown event type {type_name!r} (version {version})")
-    if version == cls.VERSION:
-        return _decoders[type_name].decode(payload)
     if version > cls.VERSION:
         raise UnknownEventError(f"event {type_name} v{version} is newer than this soxs-es understands")
     data = msgspec.json.decode(payload)
