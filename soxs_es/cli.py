@@ -24,7 +24,7 @@ from soxs_es import __version__
 from soxs_es.eventlog import DatabaseError, EventLog
 from soxs_es.projections.log import describe
 from soxs_es.pure import layout
-from soxs_es.pure.report import AssociationSummary
+from soxs_es.pure.summary import AssociationSummary
 from soxs_es.workspace import PrepReport, UserError, prep
 
 

@@ -21,10 +21,10 @@ from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_lin
 from soxs_es.pure import layout
 from soxs_es.pure.derive import Derived, derive
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
-from soxs_es.pure.report import AssociationSummary, summarise
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.summary import AssociationSummary, summarise
 from soxs_es.pure.tables import sof_files
 
 SESSIONS = "sessions"

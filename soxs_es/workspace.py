@@ -30,7 +30,7 @@ from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
-from soxs_es.pure.report import AssociationSummary
+from soxs_es.pure.summary import AssociationSummary
 from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, listdir, load_rules
 
 LINKS = (*SESSION_FOLDERS, SETTINGS)
