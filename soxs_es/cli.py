@@ -326,6 +326,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace_options(p: argparse.ArgumentParser) -> None:
+    """-w WORKSPACE and --json: every command that reads a prepared workspace takes both."""
+    p.add_argument("-w", "--workspace", default=".", help="the workspace folder (default: .)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+
+
 def _wait_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for another soxs-es writing to the workspace (default 60)")
@@ -466,16 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="why a SOF holds the calibrations it holds")
     p.add_argument("sof", help="SOF file name or path")
-    p.add_argument("-w", "--workspace", default=".")
     p.add_argument("--all", action="store_true", help="list every candidate, not the nearest few")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("session", help="reduction sessions: ls, new [ID], use ID")
     p.add_argument("action", choices=["ls", "new", "use"])
     p.add_argument("id", nargs="?")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     _wait_option(p)
     p.set_defaults(func=cmd_session)
 
@@ -486,48 +490,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value", nargs="?", type=float, help="QC value (record qc)")
     p.add_argument("--reason", help="why the recipe failed (record failed)")
     p.add_argument("--unit", help="unit of the QC value (record qc)")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     _wait_option(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("todo", help="the SOFs still to reduce, in cascade order: <recipe> <sof path>")
-    p.add_argument("-w", "--workspace", default=".")
     p.add_argument("--overwrite", action="store_true", help="list every complete SOF, reduced or not")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_todo)
 
     p = sub.add_parser("replay", help="rebuild the workspace as it stood at a time, into another folder")
     p.add_argument("--until", required=True, help="ISO-8601 UTC time, or #N for an event number")
     p.add_argument("--into", help="folder for the replayed database and sof/ (default: a new temp folder)")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("list", help="science observation blocks (ob) or SOFs (sof) with their status")
     p.add_argument("what", choices=["ob", "sof"])
     p.add_argument("--recipe", help="only SOFs of this recipe (list sof)")
     p.add_argument("--incomplete", action="store_true", help="only SOFs that cannot be completed (list sof)")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("raw", help="every raw frame a SOF needs through the cascade; --export copies them")
     p.add_argument("sof", help="SOF file name or path")
     p.add_argument("--export", metavar="DIR", help="hard-link or copy the frames and SOF files into DIR")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_raw)
 
     p = sub.add_parser("status", help="the workspace on one screen")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="an HTML page with pictures of the nights and of the cascade")
     p.add_argument("--out", metavar="DIR", help="where to write it (default: <workspace>/report)")
-    p.add_argument("-w", "--workspace", default=".")
-    p.add_argument("--json", action="store_true")
+    _workspace_options(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("log", help="list the workspace's events")
