@@ -408,8 +408,9 @@ class Prep(Workspace):
         for rel, known in sorted(self.state.files.items()):
             if not rel.startswith(layout.RAW + "/"):
                 continue
-            reason = known.problem or (classify(known.header, self.rules).reason if known.header else None)
-            if reason or (known.header and classify(known.header, self.rules).kind == "product"):
+            verdict = classify(known.header, self.rules) if known.header is not None else None
+            if verdict is None or verdict.kind != "raw":
+                reason = known.problem if verdict is None else verdict.reason
                 self.report.left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
 
     # -- projections -------------------------------------------------------------------------------
