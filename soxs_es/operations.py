@@ -42,10 +42,11 @@ def _require_workspace(root: Path) -> None:
 
 @contextmanager
 def writing(root: Path, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Iterator[Workspace]:
-    """The workspace opened for writing, under the lock (waited for up to `wait` seconds)."""
+    """The workspace opened for writing, under the lock (waited for up to `wait` seconds), its state read
+    without the files (these commands record outcomes and sessions; projecting reads the frames if needed)."""
     _require_workspace(root)
     with workspace_lock(root, wait=wait, notify=_stderr):
-        workspace = Workspace(root, clock)
+        workspace = Workspace(root, clock, with_files=False)
         try:
             yield workspace
         finally:
@@ -135,13 +136,14 @@ def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
         name = Path(sof).name
         failed_before = _projected_failure(ws, name)
         if failed_before is None:  # the projection is stale or gone: derive to know the SOF
+            ws.load_files()
             before = derive(ws.state, ws.rules, ws.session).association
             name = resolve_sof(before, sof, root)
             failed_before = before.sofs[name].failed or ""
         event = make(ws.session, name)
         ws.record([event])
         projection = ws.project()
-        return Recorded(event, projection, failed_before or None, projection.derived.association.sofs[name].failed)
+        return Recorded(event, projection, failed_before or None, projection.association.sofs[name].failed)
 
 
 def _projected_failure(ws: Workspace, name: str) -> str | None:
@@ -268,7 +270,8 @@ class Replay:
     since: tuple[tuple[int, str, str, str], ...]  # (seq, time, type, summary) of explaining events after then
 
 
-def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, session: str) -> None:
+def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, session: str,
+                     state: WorkspaceState, rules: Rules) -> None:
     """A database holding the events up to `cut` (copied row for row) and every projection, and the SOFs."""
     folder.mkdir(parents=True, exist_ok=True)
     log = EventLog(folder / layout.DATABASE, scratch=True)
@@ -283,7 +286,8 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
         log.conn.execute("DETACH DATABASE live")
         tables.project_raw_frames(log.conn, derived.raw_frames)
         tables.project_rejected_files(log.conn, derived.rejected_files)
-        tables.project_association(log.conn, derived.association, session, frozenset())
+        tables.project_association(log.conn, tables.ProjectedAssociation(
+            derived.association, session, frozenset(), state.frames_seq, rules.digest, cut))
     finally:
         log.close()
     write_sof_folder(folder / "sof", sof_files(derived.association), {}, sync=False)  # a rebuildable copy
@@ -318,12 +322,20 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
         if into.exists() and any(into.iterdir()):
             raise UserError(f"{into} is not empty; give a new or empty folder for the replay")
     then_session = then_state.current_session or BASE
-    then = derive(then_state, rules_of(then_state, root), then_session)
+    then_rules = rules_of(then_state, root)
+    then = derive(then_state, then_rules, then_session)
     now_session = now_state.current_session or BASE
-    now = then if not later and now_session == then_session else \
-        derive(now_state, rules_of(now_state, root), now_session)
+    now_rules = rules_of(now_state, root)
+    if not later and now_session == then_session:
+        now = then
+    elif now_state.frames_seq == then_state.frames_seq and now_rules.digest == then_rules.digest:
+        # the same frames and rules: only outcomes differ, so the association then is matched again
+        now = derive(now_state, now_rules, now_session, frames=(then.raw_frames, then.rejected_files),
+                     previous=then.association)
+    else:
+        now = derive(now_state, now_rules, now_session)
     try:
-        write_projection(into, live_db, cut, then, then_session)
+        write_projection(into, live_db, cut, then, then_session, then_state, then_rules)
     except BaseException:
         shutil.rmtree(into, ignore_errors=True)
         raise

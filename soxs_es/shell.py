@@ -19,7 +19,8 @@ from soxs_es.eventlog import Clock, EventLog, utc_now
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
-from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.association import Association
+from soxs_es.pure.derive import derive
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
@@ -59,7 +60,9 @@ class Projection:
     """What one projection did."""
 
     session: str
-    derived: Derived
+    association: Association
+    raw_frames: int
+    nights: int
     summary: AssociationSummary
     link_problems: list[tuple[str, str]]
 
@@ -67,14 +70,20 @@ class Projection:
 class Workspace:
     """A workspace opened for writing (the caller holds the workspace lock)."""
 
-    def __init__(self, root: Path, clock: Clock = utc_now) -> None:
+    def __init__(self, root: Path, clock: Clock = utc_now, with_files: bool = True) -> None:
         self.root = root
         self.rules = load_rules(root)
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
         # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
-        self.state: WorkspaceState = fingerprint.fold_log(self.log)
+        # Commands about outcomes and sessions read it without the files (the frames are read when needed).
+        self.state: WorkspaceState = fingerprint.fold_log(self.log, with_files=with_files)
         self.appended = 0
+
+    def load_files(self) -> None:
+        """Read the state's files too, when it was opened without them."""
+        if not self.state.files_loaded:
+            self.state = fingerprint.fold_log(self.log)
 
     def close(self) -> None:
         self.log.close()
@@ -184,28 +193,65 @@ class Workspace:
                 and meta.get("outputs") == self.outputs_stamp(self.session))
 
     def project(self) -> Projection:
-        """Rebuild every projected table and the current session's SOF files from the log."""
+        """Make the projected tables and the current session's SOF files show the log as it is.
+
+        When only outcomes, QC values, products on disk or the session changed since the last complete
+        projection (the frames and rules did not), the association it left is matched again where the
+        change reaches (`refail`) and only the changed rows and SOF files are rewritten: the fallback
+        after a recipe failure. Otherwise everything is derived from the frames and rebuilt.
+        """
         session = self.session
         self.record(self.product_changes(session))
         conn = self.log.conn
-        frames = self.projected_frames()
-        derived = derive(self.state, self.rules, session, frames=frames)
-        previous = tables.previous_sof_files(conn, session)
+        folder = self.session_dir(session) / "sof"
         found = frozenset(self.state.products.get(session, {}))
-        if frames is None:  # the frames changed: their tables are rewritten, otherwise they stand
-            tables.project_raw_frames(conn, derived.raw_frames)
-            tables.project_rejected_files(conn, derived.rejected_files)
-        tables.project_association(conn, derived.association, session, found)
-        written = write_sof_folder(self.session_dir(session) / "sof", sof_files(derived.association), previous)
-        projection = Projection(session, derived, summarise(derived.association, written),
+        meta = fingerprint.read_meta(conn)
+        old = self._complete_projection(meta)
+        if old is not None:
+            derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
+            counts = int(meta["raw_frames"]), int(meta["nights"])
+        else:
+            self.load_files()
+            frames = self._projected_frames(meta)
+            derived = derive(self.state, self.rules, session, frames=frames)
+            if frames is None:  # the frames changed: their tables are rewritten, otherwise they stand
+                tables.project_raw_frames(conn, derived.raw_frames)
+                tables.project_rejected_files(conn, derived.rejected_files)
+            counts = len(derived.raw_frames), len({r["night start date"] for r in derived.raw_frames})
+        association = derived.association
+        new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq, self.rules.digest,
+                                          self.state.last_seq)
+        # the SOF files the last projection wrote, read before the tables are replaced
+        previous = {} if old is not None and old.same_sets(new) else tables.previous_sof_files(conn, session)
+        changed = tables.project_association(conn, new, old)
+        if changed is None:
+            written = write_sof_folder(folder, sof_files(association), previous)
+        else:
+            assert old is not None
+            written = write_sof_folder(folder, sof_files(association, changed), sof_files(old.association, changed))
+            written.unchanged += len(association.complete_sofs()) - len(sof_files(association, changed))
+        projection = Projection(session, association, *counts, summarise(association, written),
                                 self.link_session(session))
-        self.write_fingerprint(session, derived)
+        self.write_fingerprint(session, *counts)
         return projection
 
-    def projected_frames(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    def _complete_projection(self, meta: dict[str, str]) -> tables.ProjectedAssociation | None:
+        """The association the tables show, when the last projection ran to its end (its fingerprint is
+        written last), its frames and rules are still those of the log and its SOF files are as it left
+        them; None otherwise (then everything is rebuilt)."""
+        if meta.get("frames_seq") != str(self.state.frames_seq) or meta.get("rules_digest") != self.rules.digest:
+            return None
+        old = tables.projected_association(self.log.conn)
+        if old is None or meta.get("last_seq") != str(old.seq) or old.frames_seq != self.state.frames_seq:
+            return None
+        if meta.get("session") != old.session or meta.get("outputs") != self.outputs_stamp(old.session):
+            return None
+        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return old if set(tables.PROJECTED_TABLES) <= have else None
+
+    def _projected_frames(self, meta: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
         """The raw_frames and rejected_files rows as last projected, when no event since changed the frames
         (an outcome or a session switch does not): reading them back is cheaper than deriving them."""
-        meta = fingerprint.read_meta(self.log.conn)
         if meta.get("frames_seq") != str(self.state.frames_seq) or meta.get("rules_digest") != self.rules.digest:
             return None
         try:
@@ -214,14 +260,13 @@ class Workspace:
         except sqlite3.OperationalError:
             return None
 
-    def write_fingerprint(self, session: str, derived: Derived) -> None:
+    def write_fingerprint(self, session: str, raw_frames: int, nights: int) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing."""
         meta = {
             "last_seq": self.state.last_seq, "rules_digest": self.rules.digest, "session": session,
             "settings": fingerprint.fingerprint_settings(self.session_dir(session)),
             "products": fingerprint.listing_digest(fingerprint.products_listing(self.session_dir(session))),
-            "raw_frames": len(derived.raw_frames), "frames_seq": self.state.frames_seq,
-            "nights": len({r["night start date"] for r in derived.raw_frames}),
+            "raw_frames": raw_frames, "frames_seq": self.state.frames_seq, "nights": nights,
             "outputs": self.outputs_stamp(session),
         }
         fingerprint.write(self.log.conn, self.state, meta, self.root)

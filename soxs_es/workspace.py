@@ -418,8 +418,7 @@ class Prep(Workspace):
     def project_all(self) -> None:
         projection = self.project()
         self.report.left_alone.extend(projection.link_problems)
-        self.report.raw_frames = len(projection.derived.raw_frames)
-        self.report.nights = len({r["night start date"] for r in projection.derived.raw_frames})
+        self.report.raw_frames, self.report.nights = projection.raw_frames, projection.nights
         self.report.association = projection.summary
         self.report.session = projection.session
 

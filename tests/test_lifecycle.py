@@ -17,6 +17,8 @@ from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog, RecordedEvent
+from soxs_es.pure.association import associate, refail
+from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.state import fold
@@ -268,3 +270,31 @@ def test_outcome_sequences(base_log, spec) -> None:
     if not any(kind == "qc" for kind, *_ in spec) and (latest is None or latest.status == "passed"):
         undo = _events([("failed", 0, "base", 0.0), ("passed", 0, "base", 0.0)], [target], everything[-1].seq)
         assert sof_files(derive(fold(undo, state), RULES, "base").association) == sof_files(association)
+
+
+@pytest.fixture(scope="module")
+def base_rows(base_log) -> list[dict]:
+    recorded, _ = base_log
+    return derive(fold(recorded), RULES, "base").raw_frames
+
+
+failures = st.lists(st.integers(0, 10_000), max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(failures, failures)
+def test_matching_again_after_failures_equals_associating_afresh(base_rows, before, after) -> None:
+    """The fallback's shortcut (re-match only where the failures can change a choice) is exact: whatever
+    failed before and whatever fails now, it gives the association made from scratch with today's failures."""
+    cascade = cascade_of(RULES)
+    names = [s.sof for s in associate(base_rows, cascade).sets]
+
+    def failing(picks: list[int]):
+        chosen = {names[i % len(names)] for i in picks}
+        return lambda frame_set: "recipe failed" if frame_set.sof in chosen else None
+
+    previous = associate(base_rows, cascade, failing(before))
+    fresh = associate(base_rows, cascade, failing(after))
+    again = refail(previous, cascade, failing(after))
+    assert again == fresh
+    assert sof_files(again) == sof_files(fresh)

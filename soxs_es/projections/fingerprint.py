@@ -5,28 +5,23 @@ A cache beside the projections: dropped or stale, it only costs a full run; the 
 
 from __future__ import annotations
 
-import copyreg
 import hashlib
 import os
 import pickle
 import sqlite3
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
+
+import attrs
+from pyrsistent import pmap
 
 from soxs_es.pure import layout
 from soxs_es.pure.state import WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 4
+STATE_FORMAT = 5
 #: A new snapshot of the folded state is written once this many events have been added since the last one.
 SNAPSHOT_EVERY = 500
-
-def _read_only(values: dict[str, Any]) -> MappingProxyType[str, Any]:
-    return MappingProxyType(values)
-
-
-copyreg.pickle(MappingProxyType, lambda proxy: (_read_only, (dict(proxy),)))
 
 
 def raw_listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -112,29 +107,56 @@ def fingerprint_settings(session_dir: Path) -> str:
 
 
 def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any], root: Path) -> None:
-    """Record the disk as just projected, and a snapshot of the folded state (one transaction)."""
-    files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
-             if path.startswith(layout.RAW + "/")]
+    """Record the disk as just projected, and a snapshot of the folded state (one transaction).
+
+    The snapshot is two pickles: the state without its files (small, refreshed every SNAPSHOT_EVERY
+    events) and the files (large, refreshed only when they changed), so that a command that needs no
+    frame (an outcome, a session switch) reads the small one only.
+    """
+    previous = read_meta(conn)
+    frames_changed = previous.get("frames_seq") != str(state.frames_seq)
     cur = conn.cursor()
     cur.execute("BEGIN IMMEDIATE")
     try:
-        cur.execute("DROP TABLE IF EXISTS cache_files")
-        cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
-        cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", files)
+        if frames_changed or not _has_rows(cur, "cache_files"):
+            if not state.files_loaded:
+                raise ValueError("a state read without its files cannot record changed frames")
+            files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
+                     if path.startswith(layout.RAW + "/")]
+            cur.execute("DROP TABLE IF EXISTS cache_files")
+            cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+            cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", files)
         cur.execute("DROP TABLE IF EXISTS cache_meta")
         cur.execute("CREATE TABLE cache_meta (key TEXT PRIMARY KEY, value)")
         cur.executemany("INSERT INTO cache_meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
-        cur.execute("CREATE TABLE IF NOT EXISTS cache_state (format INTEGER, seq INTEGER, blob BLOB)")
-        row = cur.execute("SELECT format, seq FROM cache_state").fetchone()
-        if row is None or row[0] != STATE_FORMAT or state.last_seq - row[1] >= SNAPSHOT_EVERY:
-            # a snapshot costs a pickle of the whole state: refreshed only after enough new events
-            cur.execute("DELETE FROM cache_state")
-            cur.execute("INSERT INTO cache_state VALUES (?, ?, ?)",
-                        (STATE_FORMAT, state.last_seq, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
+        _write_snapshot(cur, state)
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")
         raise
+
+
+def _has_rows(cur: sqlite3.Cursor, table: str) -> bool:
+    return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
+def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState) -> None:
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_state "
+                "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER, files BLOB)")
+    row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_state").fetchone()
+    files_stale = row is None or row[0] != STATE_FORMAT or row[2] != state.frames_seq
+    if not files_stale and state.last_seq - row[1] < SNAPSHOT_EVERY:
+        return  # a snapshot costs a pickle: refreshed only after enough new events
+    if files_stale and not state.files_loaded:
+        return  # cannot happen (the frames did not change), but never write a snapshot without its files
+    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_loaded=False), protocol=pickle.HIGHEST_PROTOCOL)
+    if files_stale:
+        files = pickle.dumps(state.files, protocol=pickle.HIGHEST_PROTOCOL)
+        cur.execute("DELETE FROM cache_state")
+        cur.execute("INSERT INTO cache_state VALUES (?, ?, ?, ?, ?)",
+                    (STATE_FORMAT, state.last_seq, rest, state.frames_seq, files))
+    else:
+        cur.execute("UPDATE cache_state SET seq = ?, blob = ?", (state.last_seq, rest))
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
@@ -148,30 +170,43 @@ def read_files(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
 
 
-def read_state(conn: sqlite3.Connection) -> WorkspaceState | None:
-    """The snapshot of the folded state, or None when there is none usable."""
+def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceState | None:
+    """The snapshot of the folded state (without its files unless `with_files`), or None when there is
+    none usable."""
     try:
-        row = conn.execute("SELECT format, seq, blob FROM cache_state").fetchone()
+        row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_state").fetchone()
     except sqlite3.OperationalError:
         return None
     if row is None or row[0] != STATE_FORMAT:
         return None  # none yet, or written by another version of soxs-es
     try:
         state = pickle.loads(row[2])  # noqa: S301 - our own cache, in the user's own database
+        if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
+            return None
+        if with_files:
+            (blob,) = conn.execute("SELECT files FROM cache_state").fetchone()
+            state = attrs.evolve(state, files=pickle.loads(blob), files_loaded=True)  # noqa: S301
     except Exception:
         return None
-    return state if isinstance(state, WorkspaceState) and state.last_seq == row[1] else None
+    return state
 
 
-def fold_log(log: Any, until_seq: int | None = None) -> WorkspaceState:
+def fold_log(log: Any, until_seq: int | None = None, with_files: bool = True) -> WorkspaceState:
     """The log (up to `until_seq`) folded, starting from the state snapshot when it covers a prefix of that.
 
-    The same fold either way: a snapshot only spares re-folding events it already includes.
+    The same fold either way: a snapshot only spares re-folding events it already includes. Without
+    `with_files` the state's files are left out (`files_loaded` False) when no event after the snapshot
+    touches them; otherwise they are read too.
     """
-    from soxs_es.pure.state import fold
+    from soxs_es.pure.state import FRAME_EVENTS, fold
 
     last = log.last_seq() if until_seq is None else until_seq
-    snapshot = read_state(log.conn)
-    if snapshot is not None and snapshot.last_seq <= last:
-        return fold(log.read(after=snapshot.last_seq, until_seq=until_seq), snapshot)
-    return fold(log.read(until_seq=until_seq))
+    snapshot = read_state(log.conn, with_files)
+    if snapshot is None or snapshot.last_seq > last:
+        return fold(log.read(until_seq=until_seq))
+    tail = list(log.read(after=snapshot.last_seq, until_seq=until_seq))
+    if not snapshot.files_loaded and any(isinstance(r.event, FRAME_EVENTS) for r in tail):
+        snapshot = read_state(log.conn, with_files=True)
+        if snapshot is None:
+            return fold(log.read(until_seq=until_seq))
+    return fold(tail, snapshot)

@@ -1,10 +1,19 @@
-"""Projected SQLite tables: dropped and rebuilt from derived rows in one transaction."""
+"""Projected SQLite tables: rebuilt from derived rows in one transaction, or, after an outcome, only the rows
+of the SOFs it changed.
+
+Beside the association tables lies the association they show (pickled, `cache_association`), written in the
+same transaction: the tables and it can never disagree, so the next outcome can update just the difference.
+"""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+import attrs
 
 from soxs_es.pure.association import Association
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
@@ -16,7 +25,11 @@ from soxs_es.pure.tables import (
     product_rows,
     set_rows,
     sof_map_rows,
+    sofs_changed,
 )
+
+#: Bump when Association changes shape: an older cached association is then ignored.
+ASSOCIATION_FORMAT = 1
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")
 
@@ -36,26 +49,45 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
-                  rows: Iterable[Mapping[str, Any]], indexes: Sequence[str] = ()) -> int:
-    """Drop and recreate `table` with `rows` (one transaction); returns the row count."""
-    values = [tuple(row.get(c) for c in columns) for row in rows]
-    # Columns without a declared type keep each value's own type (a header may hold text or a number).
-    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, '')}".rstrip() for c in columns)
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
     cur = conn.cursor()
     cur.execute("BEGIN IMMEDIATE")
     try:
-        cur.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-        cur.execute(f"CREATE TABLE {_quote(table)} ({cols})")
-        marks = ", ".join("?" for _ in columns)
-        cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values)
-        for column in indexes:
-            cur.execute(f"CREATE INDEX {_quote(f'{table}_{column}')} ON {_quote(table)} ({_quote(column)})")
+        yield cur
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")
         raise
+
+
+def _values(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(row.get(c) for c in columns) for row in rows]
+
+
+def _insert(cur: sqlite3.Cursor, table: str, columns: Sequence[str], values: list[tuple[Any, ...]]) -> None:
+    marks = ", ".join("?" for _ in columns)
+    cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values)
+
+
+def _recreate(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
+              indexes: Sequence[str] = ()) -> int:
+    values = _values(columns, rows)
+    # Columns without a declared type keep each value's own type (a header may hold text or a number).
+    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, '')}".rstrip() for c in columns)
+    cur.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+    cur.execute(f"CREATE TABLE {_quote(table)} ({cols})")
+    _insert(cur, table, columns, values)
+    for column in indexes:
+        cur.execute(f"CREATE INDEX {_quote(f'{table}_{column}')} ON {_quote(table)} ({_quote(column)})")
     return len(values)
+
+
+def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
+                  rows: Iterable[Mapping[str, Any]], indexes: Sequence[str] = ()) -> int:
+    """Drop and recreate `table` with `rows` (one transaction); returns the row count."""
+    with _transaction(conn) as cur:
+        return _recreate(cur, table, columns, rows, indexes)
 
 
 def project_raw_frames(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -67,13 +99,69 @@ def project_rejected_files(conn: sqlite3.Connection, rows: Iterable[Mapping[str,
     return replace_table(conn, "rejected_files", REJECTED_FILE_COLUMNS, rows)
 
 
-def project_association(conn: sqlite3.Connection, association: Association, session: str,
-                        found: frozenset[str]) -> None:
-    """The association as seen from one session (its failures applied, its products found on disk)."""
-    replace_table(conn, "raw_frame_sets", SET_COLUMNS, set_rows(association, session), indexes=("recipe",))
-    replace_table(conn, "product_frames", PRODUCT_COLUMNS, product_rows(association, session, found),
-                  indexes=("sof", "filepath"))
-    replace_table(conn, "sof_map", SOF_MAP_COLUMNS, sof_map_rows(association, session), indexes=("sof", "filepath"))
+@attrs.frozen
+class ProjectedAssociation:
+    """What the association tables show: one session's association, with the products found on disk.
+
+    `frames_seq` and `rules_digest` say which frames and rules made its sets (an outcome changes neither)."""
+
+    association: Association
+    session: str
+    found: frozenset[str]
+    frames_seq: int
+    rules_digest: str
+    seq: int  # the log's last event when it was projected
+
+    def same_sets(self, other: ProjectedAssociation) -> bool:
+        return (self.session, self.frames_seq, self.rules_digest) == \
+            (other.session, other.frames_seq, other.rules_digest)
+
+
+#: (table, columns, rows of the SOFs in `only` (all when None), indexes)
+_ASSOCIATION_TABLES = (
+    ("raw_frame_sets", SET_COLUMNS, lambda p, only: set_rows(p.association, p.session, only), ("sof", "recipe")),
+    ("product_frames", PRODUCT_COLUMNS, lambda p, only: product_rows(p.association, p.session, p.found, only),
+     ("sof", "filepath")),
+    ("sof_map", SOF_MAP_COLUMNS, lambda p, only: sof_map_rows(p.association, p.session, only), ("sof", "filepath")),
+)
+
+
+def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
+                        old: ProjectedAssociation | None = None) -> frozenset[str] | None:
+    """Make the association tables show `new` (one transaction, with the cached association).
+
+    When `old` is what they show now and has the same sets, only the rows of the SOFs that differ are
+    replaced and those SOF names are returned; otherwise every table is rebuilt and None is returned.
+    """
+    changed = sofs_changed(old.association, new.association, old.found, new.found) \
+        if old is not None and old.same_sets(new) else None
+    with _transaction(conn) as cur:
+        for table, columns, rows, indexes in _ASSOCIATION_TABLES:
+            if changed is None:
+                _recreate(cur, table, columns, rows(new, None), indexes)
+            elif changed:
+                cur.executemany(f"DELETE FROM {_quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
+                _insert(cur, table, columns, _values(columns, rows(new, changed)))
+        cur.execute("CREATE TABLE IF NOT EXISTS cache_association (format INTEGER, blob BLOB)")
+        cur.execute("DELETE FROM cache_association")
+        cur.execute("INSERT INTO cache_association VALUES (?, ?)",
+                    (ASSOCIATION_FORMAT, pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)))
+    return changed
+
+
+def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
+    """The association the tables show now (None when there is no usable cache of it)."""
+    try:
+        row = conn.execute("SELECT format, blob FROM cache_association").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[0] != ASSOCIATION_FORMAT:
+        return None
+    try:
+        cached = pickle.loads(row[1])  # noqa: S301 - our own cache, in the user's own database
+    except Exception:
+        return None
+    return cached if isinstance(cached, ProjectedAssociation) else None
 
 
 def previous_sof_files(conn: sqlite3.Connection, session: str) -> dict[str, str]:

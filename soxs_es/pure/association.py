@@ -506,3 +506,95 @@ def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[
         if not chosen:
             missing.append(cal_type)
     return Sof(frame_set, tuple(slots), tuple(missing))
+
+
+# -- the same association with other failures, matched again only where it can change ------------------------
+
+
+class _CatchingUpIndex:
+    """One rule's index holding the eligible products of every entry before the one being matched.
+
+    Built only when a re-matched SOF needs the rule, then topped up entry by entry, exactly as `associate`
+    fills its indexes; a product enters with its SOF's status as it stands after re-matching."""
+
+    def __init__(self, rule: CalibrationRule, entries: Sequence[list[Product]], usable: Mapping[str, bool]) -> None:
+        self.index = _Index(rule)
+        self.entries, self.usable, self.covered = entries, usable, 0
+
+    def up_to(self, position: int) -> _Index:
+        rule = self.index.rule
+        while self.covered < position:
+            self.index.add(p for p in self.entries[self.covered]
+                           if self.usable[p.sof] and upstream_rejection(p, rule, frozenset()) is None)
+            self.covered += 1
+        return self.index
+
+
+def _could_change(old: Sof, entry: Entry, cascade: Cascade, products: Iterable[Product]) -> bool:
+    """Whether a change in the eligibility of `products` can change what this SOF chose.
+
+    A slot's choice depends only on its `keep` nearest passing candidates: a product that passes the
+    slot's hard rules matters only when it ranks no worse than the worst one chosen. When a slot holds
+    fewer than `keep` (too few candidates, or some filtered out), any passing product may matter.
+    """
+    frame_set = old.set
+    if entry.calibrations is None or frame_set.arm not in entry.calibrations:
+        return False
+    chosen = {slot.cal_type: slot.chosen for slot in old.slots}
+    for cal_type in entry.calibrations[frame_set.arm]:
+        rule = cascade.rules[cal_type]
+        if not slot_applies(frame_set, rule):
+            continue
+        passing = [p for p in products
+                   if upstream_rejection(p, rule, frozenset()) is None and hard_rejection(p, frame_set, rule) is None]
+        if not passing:
+            continue
+        held = chosen.get(cal_type, ())
+        if len(held) < rule.keep:
+            return True
+        worst = max(rank_key(p, frame_set, rule) for p in held)
+        if any(rank_key(p, frame_set, rule) <= worst for p in passing):
+            return True
+    return False
+
+
+def refail(previous: Association, cascade: Cascade,
+           failure: Callable[[FrameSet], str | None] = _never_failed) -> Association:
+    """`associate(rows, cascade, failure)`, given `previous = associate(rows, cascade, <other failures>)`.
+
+    Sets and predicted products do not depend on failures, so they are kept. In cascade order, a SOF is
+    matched again only when a product whose eligibility changed (its SOF failed, recovered, became complete
+    or incomplete) could enter or leave the nearest candidates of one of its slots; everything else stands.
+    This is the fallback after one recipe failure: it touches the SOFs downstream of the failed product only.
+    """
+    entries = {e.name: e for e in cascade.entries}
+    position = {e.name: i for i, e in enumerate(cascade.entries)}
+    per_entry: list[list[Product]] = [[] for _ in cascade.entries]
+    for product in previous.products:
+        per_entry[position[previous.sofs[product.sof].set.entry]].append(product)
+    by_sof: dict[str, list[Product]] = defaultdict(list)
+    for product in previous.products:
+        by_sof[product.sof].append(product)
+    usable = {name: sof.complete and not sof.failed for name, sof in previous.sofs.items()}
+    indexes: dict[str, _CatchingUpIndex] = {}
+    # products whose eligibility flipped, by arm: a SOF only ever takes products of its own arm
+    changed: dict[str | None, list[Product]] = defaultdict(list)
+    sofs = dict(previous.sofs)
+    for frame_set in previous.sets:
+        old = previous.sofs[frame_set.sof]
+        entry = entries[frame_set.entry]
+        sof = old
+        if changed.get(frame_set.arm) and _could_change(old, entry, cascade, changed[frame_set.arm]):
+            here = position[entry.name]
+            for cal_type in entry.calibrations.get(frame_set.arm, ()) if entry.calibrations else ():
+                indexes.setdefault(cal_type, _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable))
+            sof = _fill(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()})
+        failed = failure(frame_set)
+        if sof.failed != failed or sof is not old:
+            sof = attrs.evolve(sof, failed=failed)
+        sofs[frame_set.sof] = sof
+        now = sof.complete and not sof.failed
+        if now != usable[frame_set.sof]:
+            changed[frame_set.arm].extend(by_sof[frame_set.sof])
+        usable[frame_set.sof] = now
+    return Association(previous.sets, previous.products, pmap(sofs))

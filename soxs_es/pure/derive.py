@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association, associate
+from soxs_es.pure.association import Association, associate, refail
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.frames import classify, raw_frame_rows
 from soxs_es.pure.rules import Rules
@@ -23,18 +23,26 @@ class Derived:
 
 
 def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, failures: bool = True,
-           frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> Derived:
+           frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+           previous: Association | None = None) -> Derived:
     """The raw frames under raw/, the files that could not be used, and the association of the raw frames
     with the failures recorded in `session` (default: the current session) applied.
 
-    `frames` may pass `frame_rows(state, rules)` computed earlier (they depend on the frames only)."""
+    `frames` may pass `frame_rows(state, rules)` computed earlier (they depend on the frames only), and
+    `previous` an association of those same rows under the same rules with any failures: only what the
+    failures change is then matched again (`refail`); the result is the same."""
     rows, rejected = frames if frames is not None else frame_rows(state, rules)
     session = session if session is not None else state.current_session
-    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure_of(state, session if failures else None)))
+    failure = failure_of(state, session if failures else None)
+    if previous is not None:
+        return Derived(rows, rejected, refail(previous, cascade_of(rules), failure))
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure))
 
 
 def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """`raw_frames` rows of the raw frames under raw/, and `rejected_files` rows of the unusable files."""
+    if not state.files_loaded:
+        raise ValueError("frame rows asked of a state read without its files")
     raw: list[tuple[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for path, known in sorted(state.files.items()):

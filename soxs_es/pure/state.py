@@ -66,6 +66,8 @@ class WorkspaceState:
     qc_ranges: PMap[str, Any] = attrs.field(factory=pmap)
     #: session -> product path -> (size, mtime_ns) of products found on disk
     products: PMap[str, PMap[str, tuple[int, int]]] = attrs.field(factory=pmap)
+    #: False in a state read without its files (by a command that needs no frame): `files` is then empty
+    files_loaded: bool = True
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -83,7 +85,7 @@ def _moved(files: Any, source: str, target: str) -> None:
         files[target] = attrs.evolve(known, path=target)
 
 
-_FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
+FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
 
 
 def qc_key(name: str) -> str:
@@ -97,6 +99,9 @@ def _nested_set(outer: PMap[str, Any], session: str, key: str, value: Any) -> PM
 
 def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceState:
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
+    recorded = list(recorded) if not state.files_loaded else recorded
+    if not state.files_loaded and any(isinstance(r.event, FRAME_EVENTS) for r in recorded):
+        raise ValueError("frame events folded into a state read without its files")
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
     decompressed = state.decompressed.evolver()
@@ -108,7 +113,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     for item in recorded:
         last = item.seq
         event = item.event
-        if isinstance(event, _FRAME_EVENTS):
+        if isinstance(event, FRAME_EVENTS):
             frames_seq = item.seq
         match event:  # the most frequent kinds first: each case is a type check
             case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
@@ -156,4 +161,5 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     for (session, sof), values in qc_touched.items():
         qc = _nested_set(qc, session, sof, pmap(values))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
-                          rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products)
+                          rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
+                          state.files_loaded)

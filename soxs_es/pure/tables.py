@@ -21,9 +21,12 @@ PRODUCT_COLUMNS: tuple[str, ...] = (
 SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete", "session")
 
 
-def set_rows(association: Association, session: str) -> list[dict[str, Any]]:
+def set_rows(association: Association, session: str, only: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """`raw_frame_sets` rows (of the SOFs in `only`, when given)."""
     rows = []
     for frame_set in association.sets:
+        if only is not None and frame_set.sof not in only:
+            continue
         sof = association.sofs[frame_set.sof]
         row = dict(frame_set.keys)
         row.update({
@@ -47,7 +50,9 @@ def product_status(association: Association, product: Product, found: frozenset[
     return "to do" if sof.complete else "incomplete"
 
 
-def product_rows(association: Association, session: str, found: frozenset[str]) -> list[dict[str, Any]]:
+def product_rows(association: Association, session: str, found: frozenset[str],
+                 only: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """`product_frames` rows (of the products of the SOFs in `only`, when given)."""
     return [{
         "file": p.file, "filepath": p.filepath, "sof": p.sof, "recipe": p.recipe, "recipe_order": p.recipe_order,
         "eso seq arm": p.arm, "eso pro catg": p.tag, "eso pro type": p.pro_type, "eso pro tech": p.pro_tech,
@@ -55,13 +60,16 @@ def product_rows(association: Association, session: str, found: frozenset[str]) 
         "binning": p.binning, "rospeed": p.rospeed, "gain": p.gain, "slit": p.slit,
         "complete": int(association.sofs[p.sof].complete),
         "status": product_status(association, p, found), "session": session,
-    } for p in association.products]
+    } for p in association.products if only is None or p.sof in only]
 
 
-def sof_map_rows(association: Association, session: str) -> list[dict[str, Any]]:
-    """One row per line of every complete SOF (raw frames: slot 'raw')."""
+def sof_map_rows(association: Association, session: str, only: frozenset[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """One row per line of every complete SOF (of those in `only`, when given; raw frames: slot 'raw')."""
     rows = []
     for sof in association.complete_sofs():
+        if only is not None and sof.set.sof not in only:
+            continue
         for path, tag, _ in sof.set.frames:
             rows.append({"sof": sof.set.sof, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag,
                          "slot": "raw", "rank": None, "complete": 1, "session": session})
@@ -83,6 +91,16 @@ def sof_text(sof: Sof) -> str:
     return format_sof(sof.lines)
 
 
-def sof_files(association: Association) -> dict[str, str]:
-    """File name -> content of every complete SOF."""
-    return {sof.set.sof: sof_text(sof) for sof in association.complete_sofs()}
+def sof_files(association: Association, only: frozenset[str] | None = None) -> dict[str, str]:
+    """File name -> content of every complete SOF (of those in `only`, when given)."""
+    return {sof.set.sof: sof_text(sof) for sof in association.complete_sofs() if only is None or sof.set.sof in only}
+
+
+def sofs_changed(before: Association, after: Association, found_before: frozenset[str],
+                 found_after: frozenset[str]) -> frozenset[str]:
+    """SOFs whose rows differ between two associations of the same sets: their SOF changed (calibrations,
+    completeness, failure) or one of their products appeared on or vanished from disk."""
+    changed = {name for name, sof in after.sofs.items() if before.sofs.get(name) != sof}
+    flipped = found_before ^ found_after
+    changed.update(p.sof for p in after.products if p.filepath in flipped)
+    return frozenset(changed)
