@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -25,7 +25,10 @@ from soxs_es.eventlog import DatabaseError, EventLog
 from soxs_es.projections.log import describe
 from soxs_es.pure import layout
 from soxs_es.pure.summary import AssociationSummary
-from soxs_es.workspace import PrepReport, UserError, prep
+from soxs_es.shell import UserError
+
+if TYPE_CHECKING:
+    from soxs_es.workspace import PrepReport
 
 
 class ProgressBar:
@@ -111,6 +114,8 @@ def _print_association(summary: AssociationSummary) -> None:
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
+    from soxs_es.workspace import prep  # only prep needs the FITS readers and decompression
+
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.json)
     report = prep(Path(args.workspace), workers=args.workers, progress=bar,
                   notify=lambda m: print(m, file=sys.stderr), wait=args.wait)
@@ -159,7 +164,7 @@ def _derived_readonly(workspace: str) -> tuple[Any, Any]:
     """Fold the log and derive the association without writing anything (readers never take the lock)."""
     from soxs_es.pure.derive import derive
     from soxs_es.pure.state import fold
-    from soxs_es.workspace import load_rules
+    from soxs_es.shell import load_rules
 
     log = _open_log(workspace)
     try:

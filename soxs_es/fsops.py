@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import filecmp
 import os
@@ -33,7 +32,7 @@ def fsync_dir(folder: Path) -> None:
 def _renameat2() -> Any:
     """Linux renameat2(2), which renames without ever replacing (RENAME_NOREPLACE); None elsewhere."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter runs on
         function = libc.renameat2
     except (OSError, AttributeError):
         return None

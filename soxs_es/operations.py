@@ -20,6 +20,7 @@ import attrs
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, format_time, utc_now
 from soxs_es.fsops import same_bytes
+from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
@@ -32,7 +33,6 @@ from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
 from soxs_es.pure.tables import sof_files, sof_text
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
-from soxs_es.workspace import LOCK_WAIT_SECONDS, workspace_lock
 
 
 def _require_workspace(root: Path) -> None:

@@ -11,12 +11,9 @@ Order of work, chosen so that a crash at any point loses nothing and a re-run he
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,8 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import fitsio
 from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
-from soxs_es.fsops import HELD_LOCKS, fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
@@ -39,7 +37,6 @@ __all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_l
 
 TEMP_PREFIX = ".soxs-es-"
 TEMP_SUFFIX = ".part"
-LOCK_WAIT_SECONDS = 60.0
 
 Progress = Callable[[str, int, int], None]
 
@@ -68,34 +65,6 @@ class PrepReport:
     @property
     def had_bad_input(self) -> bool:
         return bool(self.rejected or self.conflicts)
-
-
-@contextmanager
-def workspace_lock(root: Path, wait: float = LOCK_WAIT_SECONDS, notify: Callable[[str], None] = print
-                   ) -> Iterator[None]:
-    """One writer at a time: an exclusive lock on `<root>/.soxs-es.lock`, waited for up to `wait` seconds."""
-    handle = open(root / layout.LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole block
-    try:
-        deadline = time.monotonic() + wait
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise UserError(
-                        f"another soxs-es is still writing to {root} after {wait:.0f} s; "
-                        "wait for it to finish and run again", code=4) from None
-                if not told:
-                    notify(f"waiting for another soxs-es writing to {root} ...")
-                    told = True
-                time.sleep(0.2)
-        HELD_LOCKS.add(handle.fileno())
-        yield
-    finally:
-        HELD_LOCKS.discard(handle.fileno())
-        handle.close()
 
 
 def _stat_key(path: Path) -> tuple[int, int]:
