@@ -1,8 +1,9 @@
 """Projected SQLite tables: rebuilt from derived rows in one transaction, or, after an outcome, only the rows
 of the SOFs it changed.
 
-Beside the association tables lies the association they show (pickled, `cache_association`), written in the
-same transaction: the tables and it can never disagree, so the next outcome can update just the difference.
+Beside the association tables lies the association they show (pickled: `cache_association`, and the SOFs
+changed since in `cache_association_sofs`), written in the same transaction: the tables and it can never
+disagree, so the next outcome can update just the difference.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from soxs_es.pure.tables import (
 )
 
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 1
+ASSOCIATION_FORMAT = 2
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")
 
@@ -132,9 +133,11 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
 
     When `old` is what they show now and has the same sets, only the rows of the SOFs that differ are
     replaced and those SOF names are returned; otherwise every table is rebuilt and None is returned.
+    The cache follows suit: the whole association after a rebuild, only the changed SOFs otherwise.
     """
     changed = sofs_changed(old.association, new.association, old.found, new.found) \
         if old is not None and old.same_sets(new) else None
+    header = pickle.dumps((new.session, new.found, new.frames_seq, new.rules_digest, new.seq))
     with _transaction(conn) as cur:
         for table, columns, rows, indexes in _ASSOCIATION_TABLES:
             if changed is None:
@@ -142,26 +145,42 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
             elif changed:
                 cur.executemany(f"DELETE FROM {_quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
                 _insert(cur, table, columns, _values(columns, rows(new, changed)))
-        cur.execute("CREATE TABLE IF NOT EXISTS cache_association (format INTEGER, blob BLOB)")
-        cur.execute("DELETE FROM cache_association")
-        cur.execute("INSERT INTO cache_association VALUES (?, ?)",
-                    (ASSOCIATION_FORMAT, pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)))
+        if changed is None:
+            cur.execute("DROP TABLE IF EXISTS cache_association")
+            cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
+            cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
+            cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
+            cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
+                ASSOCIATION_FORMAT, header, pickle.dumps(new.association, protocol=pickle.HIGHEST_PROTOCOL)))
+        else:
+            cur.execute("UPDATE cache_association SET header = ?", (header,))
+            cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)",
+                            [(n, pickle.dumps(new.association.sofs[n], protocol=pickle.HIGHEST_PROTOCOL))
+                             for n in sorted(changed)])
     return changed
 
 
 def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
     """The association the tables show now (None when there is no usable cache of it)."""
     try:
-        row = conn.execute("SELECT format, blob FROM cache_association").fetchone()
+        row = conn.execute("SELECT format, header, association FROM cache_association").fetchone()
+        changed = conn.execute("SELECT sof, blob FROM cache_association_sofs").fetchall()
     except sqlite3.OperationalError:
         return None
     if row is None or row[0] != ASSOCIATION_FORMAT:
         return None
     try:
-        cached = pickle.loads(row[1])  # noqa: S301 - our own cache, in the user's own database
+        # our own cache, in the user's own database
+        session, found, frames_seq, rules_digest, seq = pickle.loads(row[1])  # noqa: S301
+        association = pickle.loads(row[2])  # noqa: S301
+        if changed:
+            association = attrs.evolve(association, sofs=association.sofs.update(
+                {sof: pickle.loads(blob) for sof, blob in changed}))  # noqa: S301
     except Exception:
         return None
-    return cached if isinstance(cached, ProjectedAssociation) else None
+    if not isinstance(association, Association):
+        return None
+    return ProjectedAssociation(association, session, found, frames_seq, rules_digest, seq)
 
 
 def previous_sof_files(conn: sqlite3.Connection, session: str) -> dict[str, str]:

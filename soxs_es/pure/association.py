@@ -579,7 +579,7 @@ def refail(previous: Association, cascade: Cascade,
     indexes: dict[str, _CatchingUpIndex] = {}
     # products whose eligibility flipped, by arm: a SOF only ever takes products of its own arm
     changed: dict[str | None, list[Product]] = defaultdict(list)
-    sofs = dict(previous.sofs)
+    sofs = previous.sofs.evolver()
     for frame_set in previous.sets:
         old = previous.sofs[frame_set.sof]
         entry = entries[frame_set.entry]
@@ -592,9 +592,9 @@ def refail(previous: Association, cascade: Cascade,
         failed = failure(frame_set)
         if sof.failed != failed or sof is not old:
             sof = attrs.evolve(sof, failed=failed)
-        sofs[frame_set.sof] = sof
+            sofs[frame_set.sof] = sof
         now = sof.complete and not sof.failed
         if now != usable[frame_set.sof]:
             changed[frame_set.arm].extend(by_sof[frame_set.sof])
         usable[frame_set.sof] = now
-    return Association(previous.sets, previous.products, pmap(sofs))
+    return Association(previous.sets, previous.products, sofs.persistent())
