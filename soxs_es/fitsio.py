@@ -143,12 +143,14 @@ class Staged:
     header: dict[str, str | int | float | bool] | None
     problem: str | None
     temp: Path | None
+    source_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the .Z when it was read
+    temp_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file (a rename keeps both)
 
 
 def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
     """Decompress `folder/name` into `folder/temp_name` after checking it is complete FITS (not synced)."""
     try:
-        data = decompress_z(folder / name)
+        source_stat, data = decompress_z(folder / name)
     except (ValueError, OSError) as error:
         detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
         return Staged(name, None, f"corrupt .Z file ({detail})", None)
@@ -157,8 +159,8 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
     if read.header is None:
         return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
     temp = folder / temp_name
-    write_new_file(temp, data, sync=False)
-    return Staged(name, read.header, None, temp)
+    temp_stat = write_new_file(temp, data, sync=False)
+    return Staged(name, read.header, None, temp, source_stat, temp_stat)
 
 
 def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], wanted: frozenset[str],
@@ -173,13 +175,15 @@ def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], 
                                  [wanted] * len(names), chunksize=chunk), len(names), tick)
 
 
-def decompress_z(source: Path) -> bytes:
-    """Decompress a Unix `compress` (.Z) file into memory; ValueError when it is not valid LZW."""
+def decompress_z(source: Path) -> tuple[tuple[int, int], bytes]:
+    """(size, mtime_ns) of a Unix `compress` (.Z) file and its content decompressed in memory; ValueError
+    when it is not valid LZW."""
     with open(source, "rb") as handle:
+        st = os.fstat(handle.fileno())
         data = handle.read()
     if len(data) < 3 or data[:2] != b"\x1f\x9d":
         raise ValueError("not a Unix-compressed (.Z) file")
-    return ncompress.decompress(data)
+    return (st.st_size, st.st_mtime_ns), ncompress.decompress(data)
 
 
 def compress_z(data: bytes) -> bytes:

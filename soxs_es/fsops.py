@@ -51,15 +51,18 @@ def move_no_overwrite(source: Path, target: Path) -> None:
     atomically (link(2) fails on an existing name), then the old name is removed; a crash in between
     leaves one file under two names, which reconciliation completes.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
     if _RENAMEAT2 is not None:
         if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
             return
         code = ctypes.get_errno()
+        if code == errno.ENOENT and os.path.lexists(source) and not os.path.isdir(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)  # the first frame of its night: make the folder
+            return move_no_overwrite(source, target)
         if code == errno.EEXIST:
             raise FileExistsError(code, "target exists", str(target))
         if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             raise OSError(code, os.strerror(code), str(source))
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:
@@ -75,8 +78,9 @@ def move_no_overwrite(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def write_new_file(path: Path, data: bytes, sync: bool = True) -> None:
-    """Write `data` to a file that must not exist yet (flushed to disk unless `sync` is False)."""
+def write_new_file(path: Path, data: bytes, sync: bool = True) -> tuple[int, int]:
+    """Write `data` to a file that must not exist yet (flushed to disk unless `sync` is False); returns its
+    (size, mtime_ns)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -85,5 +89,7 @@ def write_new_file(path: Path, data: bytes, sync: bool = True) -> None:
             view = view[written:]
         if sync:
             os.fsync(fd)
+        st = os.fstat(fd)
+        return st.st_size, st.st_mtime_ns
     finally:
         os.close(fd)

@@ -290,7 +290,7 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
             derived.association, session, frozenset(), state.frames_seq, rules.digest, cut))
     finally:
         log.close()
-    write_sof_folder(folder / "sof", sof_files(derived.association), {}, sync=False)  # a rebuildable copy
+    write_sof_folder(folder / "sof", sof_files(derived.association), {})  # a rebuildable copy
 
 
 _EXPLAINING = (ev.RecipeFailed, ev.RecipePassed, ev.QcMeasured, ev.QcRangesInForce, ev.SessionSwitched,

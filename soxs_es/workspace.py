@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def _remove_all(paths: list[str]) -> None:
+    for path in paths:
+        os.unlink(path)
+
+
 def _has_fits(root: Path) -> bool:
     with os.scandir(root) as entries:
         return any(layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name) for e in entries)
@@ -87,6 +93,8 @@ class _RootFile:
     reason: str | None = None
     staged: Path | None = None  # decompressed temp file, for a .fits.Z
     compressed: str | None = None  # the .Z name it came from
+    compressed_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of that .Z when it was read
+    staged_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file
 
 
 class Prep(Workspace):
@@ -98,6 +106,8 @@ class Prep(Workspace):
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-remove")
+        self._removals: list[Future[None]] = []
 
     def _tick(self, what: str) -> fitsio.Tick | None:
         progress = self.progress
@@ -148,7 +158,8 @@ class Prep(Workspace):
                 found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
             else:
                 found.append(_RootFile(layout.decompressed_name(staged.name), header=staged.header,
-                                       staged=staged.temp, compressed=staged.name))
+                                       staged=staged.temp, compressed=staged.name,
+                                       compressed_stat=staged.source_stat, staged_stat=staged.temp_stat))
         compressed_names = set(compressed)
         for name in names:
             path = self.root / name
@@ -232,11 +243,11 @@ class Prep(Workspace):
                 except FileExistsError:
                     pass  # taken meanwhile: filed through the root below
                 else:
-                    done += self._decompressed_home(item, home)
+                    done += self._decompressed_home(item, home, item.staged_stat)
                     continue
             elif home not in self.state.files and same_bytes(item.staged, self.root / home):
                 os.unlink(item.staged)
-                done += self._decompressed_home(item, home)
+                done += self._decompressed_home(item, home, _stat_key(self.root / home))
                 continue
             target = self.root / item.name
             try:
@@ -258,17 +269,24 @@ class Prep(Workspace):
         self.record(done)
         if done:
             os.sync()  # the decompressed frames reach the disk before any compressed original is removed
-        # Only now, with the decompressed frame in place and recorded, is the compressed copy removed.
-        for event in done:
-            if isinstance(event, ev.FrameDecompressed):
-                os.unlink(self.root / event.source)
-                self.report.decompressed.append(event.source)
+        # Only now, with the decompressed frame in place and recorded, is the compressed copy removed: in the
+        # background, while the rest of the run goes on (finish_removals waits for it before the lock goes).
+        sources = [event.source for event in done if isinstance(event, ev.FrameDecompressed)]
+        self.report.decompressed.extend(sources)
+        self._removals.append(self._background.submit(_remove_all, [os.path.join(self.root, s) for s in sources]))
         return kept
 
-    def _decompressed_home(self, item: _RootFile, home: str) -> list[ev.Event]:
-        """The facts of a frame decompressed straight into its home: decompressed, and ingested there."""
+    def finish_removals(self) -> None:
+        """Wait for the background removals of decompressed .Z files; their errors surface here."""
+        pending, self._removals = self._removals, []
+        for future in pending:
+            future.result()
+
+    def _decompressed_home(self, item: _RootFile, home: str, stat: tuple[int, int]) -> list[ev.Event]:
+        """The facts of a frame decompressed straight into its home (`stat`: its size and mtime there):
+        decompressed, and ingested there."""
         assert item.header is not None
-        size, mtime = _stat_key(self.root / home)
+        size, mtime = stat
         self.report.ingested += 1
         if item.kind == "raw":
             self.report.filed_raw += 1
@@ -276,21 +294,23 @@ class Prep(Workspace):
             self.report.moved_misc.append(item.name)
             if item.kind == "rejected":
                 self.report.rejected.append((item.name, item.reason or "unreadable"))
-        return [self._decompressed(item, home),
+        return [self._decompressed(item, home, size),
                 ev.FrameIngested(path=home, size=size, mtime_ns=mtime, header=item.header)]
 
-    def _decompressed(self, item: _RootFile, target: str) -> ev.FrameDecompressed:
+    def _decompressed(self, item: _RootFile, target: str, size: int | None = None) -> ev.FrameDecompressed:
         assert item.compressed is not None
-        size, mtime = _stat_key(self.root / item.compressed)
-        return ev.FrameDecompressed(source=item.compressed, target=target, size=(self.root / target).stat().st_size,
-                                    source_size=size, source_mtime_ns=mtime)
+        source_size, source_mtime = item.compressed_stat
+        if size is None:
+            size = (self.root / target).stat().st_size
+        return ev.FrameDecompressed(source=item.compressed, target=target, size=size,
+                                    source_size=source_size, source_mtime_ns=source_mtime)
 
     def _already_decompressed(self, item: _RootFile) -> bool:
         """A .Z the log says was decompressed, whose frame is still in the workspace byte for byte: an earlier
         run stopped before removing it. Finish that (the frame is safe) instead of filing a duplicate."""
         assert item.staged is not None and item.compressed is not None
         earlier = self.state.decompressed.get(item.compressed)
-        if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != _stat_key(self.root / item.compressed):
+        if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != item.compressed_stat:
             return False  # never decompressed, or a new copy of that file: handled as any other file
         target = earlier.target
         for path in self.state.files:
@@ -392,6 +412,15 @@ class Prep(Workspace):
         self.report.session = projection.session
 
     def run(self) -> PrepReport:
+        try:
+            return self._run()
+        finally:
+            try:
+                self.finish_removals()
+            finally:
+                self._background.shutdown()
+
+    def _run(self) -> PrepReport:
         self.reconcile()
         self.record_rules()
         found = self.scan_root()

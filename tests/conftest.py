@@ -61,7 +61,7 @@ def content_digests(folder: Path) -> dict[str, str]:
         data = path.read_bytes()
         if path.name.endswith(".Z"):
             with contextlib.suppress(ValueError):
-                data = decompress_z(path)
+                data = decompress_z(path)[1]
         out[hashlib.sha256(data).hexdigest()] = str(path.relative_to(folder))
     return out
 

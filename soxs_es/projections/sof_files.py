@@ -8,8 +8,6 @@ from pathlib import Path
 
 import attrs
 
-from soxs_es.fsops import fsync_dir
-
 
 @attrs.define
 class SofWrite:
@@ -35,20 +33,6 @@ def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
         raise
 
 
-def _sync_written(folder: Path, names: list[str]) -> None:
-    """Make new SOF files durable: each file and the folder when they are few, one os.sync() when many."""
-    if len(names) > 100:
-        os.sync()
-        return
-    for name in names:
-        fd = os.open(folder / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(folder)
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -56,10 +40,12 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, str], sync: bool = True) -> SofWrite:
+def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, str]) -> SofWrite:
     """Make `folder` hold `wanted`; remove SOFs we wrote before (`previous`) that are no longer complete.
 
     A previously written SOF whose content was changed by hand is kept and reported, never removed.
+    SOF files are derived: they are replaced atomically but not synced one by one. Should a crash lose
+    some, their names, sizes and times no longer match the fingerprint and the next `prep` writes them.
     """
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.glob(".*.tmp"):
@@ -73,11 +59,8 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
         if _read(path) == wanted[name]:
             result.unchanged += 1
             continue
-        # SOFs are derived (rebuildable from the log): one sync for the batch instead of one per file
         atomic_write_text(path, wanted[name], sync=False)
         result.written.append(name)
-    if result.written and sync:
-        _sync_written(folder, result.written)
     for name in sorted(set(previous) - set(wanted)):
         path = folder / name
         if not path.exists() or path.is_symlink():
