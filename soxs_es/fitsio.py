@@ -84,17 +84,9 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
     return header_from_bytes(b"".join(blocks), size, wanted)
 
 
-#: Where a decompressed frame's temp file goes (a folder relative to the workspace, from its header); set in
-#: each forked worker by the pool's initializer (fork passes it without pickling).
-Place = Callable[[dict[str, Any]], str]
-_PLACE: Place | None = None
-
-
-def _worker_start(inherited_locks: tuple[int, ...], place: Place | None = None) -> None:
+def _worker_start(inherited_locks: tuple[int, ...]) -> None:
     """In each forked worker: let go of the workspace lock (a worker must never keep it) and die with the
     parent (a killed `prep` must not leave workers behind)."""
-    global _PLACE
-    _PLACE = place
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -110,14 +102,14 @@ def _worker_start(inherited_locks: tuple[int, ...], place: Place | None = None) 
         pass
 
 
-def _pool(workers: int, place: Place | None = None) -> Any:
+def _pool(workers: int) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from soxs_es.fsops import HELD_LOCKS
 
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_start, initargs=(tuple(HELD_LOCKS), place))
+                               initializer=_worker_start, initargs=(tuple(HELD_LOCKS),))
 
 
 Tick = Callable[[int, int], None]
@@ -145,7 +137,7 @@ def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1, ti
 
 @attrs.frozen
 class Staged:
-    """A `.Z` decompressed into a hidden temp file in the folder it belongs in (or why it could not be)."""
+    """A `.Z` decompressed next to itself into a hidden temp file (or why it could not be)."""
 
     name: str
     header: dict[str, str | int | float | bool] | None
@@ -155,15 +147,8 @@ class Staged:
     temp_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file (a rename keeps both)
 
 
-def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str],
-                        place: Place | None = None) -> Staged:
-    """Decompress `folder/name` after checking it is complete FITS, into `temp_name` (not synced) in the
-    folder `place(header)` says (relative to `folder`; default: `folder` itself).
-
-    The temp file is written where the frame will live so that its final rename stays within one folder,
-    and so that parallel workers create files in many folders, not all in one (a folder's entries are
-    created one at a time)."""
-    place = place or _PLACE
+def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
+    """Decompress `folder/name` into `folder/temp_name` after checking it is complete FITS (not synced)."""
     try:
         source_stat, data = decompress_z(folder / name)
     except (ValueError, OSError) as error:
@@ -173,24 +158,19 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
     read = header_from_bytes(head, len(data), wanted) if head else HeaderRead(None, "no END card")
     if read.header is None:
         return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
-    home = folder / place(read.header) if place is not None else folder
-    temp = home / temp_name
-    try:
-        temp_stat = write_new_file(temp, data, sync=False)
-    except FileNotFoundError:
-        home.mkdir(parents=True, exist_ok=True)  # the first frame of its night
-        temp_stat = write_new_file(temp, data, sync=False)
+    temp = folder / temp_name
+    temp_stat = write_new_file(temp, data, sync=False)
     return Staged(name, read.header, None, temp, source_stat, temp_stat)
 
 
 def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], wanted: frozenset[str],
-                         workers: int = 1, tick: Tick | None = None, place: Place | None = None) -> list[Staged]:
+                         workers: int = 1, tick: Tick | None = None) -> list[Staged]:
     """Decompress many `.Z` files, spread over processes for large batches."""
     if workers <= 1 or len(names) < 100:
-        return _collect((stage_decompression(folder, n, t, wanted, place)
-                         for n, t in zip(names, temp_names, strict=True)), len(names), tick)
+        return _collect((stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)),
+                        len(names), tick)
     chunk = max(20, len(names) // (workers * 16))
-    with _pool(workers, place) as pool:
+    with _pool(workers) as pool:
         return _collect(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
                                  [wanted] * len(names), chunksize=chunk), len(names), tick)
 

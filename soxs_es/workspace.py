@@ -11,7 +11,6 @@ Order of work, chosen so that a crash at any point loses nothing and a re-run he
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
-from soxs_es.pure.frames import classify, home_of, instrument_family
+from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, listdir, load_rules
 
@@ -109,7 +108,6 @@ class Prep(Workspace):
         self.report = PrepReport(workspace=str(root))
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-remove")
         self._removals: list[Future[None]] = []
-        self._folders_before: set[str] = set()
 
     def _tick(self, what: str) -> fitsio.Tick | None:
         progress = self.progress
@@ -140,22 +138,10 @@ class Prep(Workspace):
                 if source in self.state.files:
                     batch.append(ev.FrameMissing(path=source))
             self.report.reconciled.append(source)
-        for folder in self._staging_folders():
-            for entry in os.scandir(folder):
-                if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
-                    os.unlink(entry.path)  # our own half-written decompression; its .Z is still there
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                os.unlink(entry.path)  # our own half-written decompression; its .Z is still there
         self.record(batch)
-
-    def _staging_folders(self) -> list[str]:
-        """Where decompressions are staged: the root (older runs), misc/ and every night folder."""
-        folders = [str(self.root)]
-        for name in (layout.MISC, layout.RAW):
-            if (self.root / name).is_dir():
-                folders.append(str(self.root / name))
-        raw = self.root / layout.RAW
-        if raw.is_dir():
-            folders += [e.path for e in os.scandir(raw) if e.is_dir(follow_symlinks=False)]
-        return folders
 
     # -- 2./3. scan the root -------------------------------------------------------------------------
 
@@ -166,10 +152,8 @@ class Prep(Workspace):
         compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
         # the pid keeps this run's temp names apart from any left by a killed run's workers
         temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
-        rules = self.rules
-        self._folders_before = set(self._staging_folders())  # folders staging creates are removed on refusal
-        for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, rules.keywords, self.workers,
-                                                  self._tick("decompressing"), lambda h: home_of(h, rules)):
+        for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, self.rules.keywords,
+                                                  self.workers, self._tick("decompressing")):
             if staged.temp is None:
                 found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
             else:
@@ -214,10 +198,6 @@ class Prep(Workspace):
             for item in found:
                 if item.staged is not None:
                     os.unlink(item.staged)
-            # folders this run made for staging, now empty again (night folders before raw/ itself)
-            for folder in sorted(set(self._staging_folders()) - self._folders_before, key=len, reverse=True):
-                with contextlib.suppress(OSError):
-                    os.rmdir(folder)
             listing = "; ".join(f"{fam}: {len(files)} frames (e.g. {sorted(files)[0]})"
                                 for fam, files in sorted(families.items()))
             raise UserError(f"frames of {len(families)} instruments in {self.root} ({listing}); "
@@ -237,8 +217,8 @@ class Prep(Workspace):
 
     def _home(self, item: _RootFile) -> str:
         """Where a file belongs when nothing is in the way: its night folder, or misc/."""
-        folder = home_of(item.header, self.rules) if item.header is not None else layout.MISC
-        return f"{folder}/{item.name}"
+        night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
+        return f"{layout.home_folder(item.kind, night)}/{item.name}"  # type: ignore[arg-type]
 
     def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
         """Put staged decompressed frames where they belong (one transaction for their events), then drop the .Z.

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import attrs
 
-from soxs_es.pure import layout
 from soxs_es.pure.rules import Rules
 
 Header = Mapping[str, Any]
@@ -85,12 +84,6 @@ def raw_folder(header: Header, rules: Rules) -> str:
     """Where a raw frame is filed: `raw/<YYYY-MM-DD>`."""
     offset = rules.section("ingest", "raw_folder_offset_hours")
     return f"raw/{mjd_date(float(header['MJD-OBS']), offset)}"
-
-
-def home_of(header: Header, rules: Rules) -> str:
-    """The folder a readable root file belongs in: a raw frame's night folder, else misc/."""
-    kind = classify(header, rules).kind
-    return layout.home_folder(kind, raw_folder(header, rules) if kind == "raw" else None)
 
 
 def instrument_family(header: Header, rules: Rules) -> str:
