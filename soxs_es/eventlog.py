@@ -103,7 +103,8 @@ class EventLog:
         if not batch:
             return []
         stamp = format_time(self.clock())
-        rows = [(stamp, type(e).__name__, ev.encode(e).decode(), type(e).VERSION) for e in batch]
+        # encoded one at a time as SQLite takes them: a batch of 10k frames never holds all its JSON at once
+        rows = ((stamp, type(e).__name__, ev.encode(e).decode(), type(e).VERSION) for e in batch)
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:

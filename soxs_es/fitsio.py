@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None
     if wanted is not None:
         header = {k: v for k, v in header.items() if k in wanted}
     return HeaderRead(header)
+
+
+def shared_strings(header: dict[str, Any]) -> dict[str, Any]:
+    """The header with its text values interned: thousands of frames repeat the same few values (instrument,
+    arm, DPR type, template, slit), which then take memory once."""
+    return {sys.intern(k): sys.intern(v) if type(v) is str else v for k, v in header.items()}
 
 
 #: Cards needed to size the data unit (for the truncation check), whatever the rules want.
@@ -116,9 +123,12 @@ Tick = Callable[[int, int], None]
 
 
 def _collect(results: Iterable[Any], total: int, tick: Tick | None) -> list[Any]:
-    """Gather results in order, telling `tick(done, total)` as they arrive (for a progress bar)."""
+    """Gather results in order, telling `tick(done, total)` as they arrive (for a progress bar); headers
+    get their text values shared (`shared_strings`)."""
     out = []
     for item in results:
+        if item.header is not None:
+            item = attrs.evolve(item, header=shared_strings(item.header))
         out.append(item)
         if tick is not None:
             tick(len(out), total)
@@ -163,16 +173,20 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
     return Staged(name, read.header, None, temp, source_stat, temp_stat)
 
 
-def stage_decompressions(folder: Path, names: list[str], temp_names: list[str], wanted: frozenset[str],
-                         workers: int = 1, tick: Tick | None = None) -> list[Staged]:
-    """Decompress many `.Z` files, spread over processes for large batches."""
-    if workers <= 1 or len(names) < 100:
-        return _collect((stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)),
-                        len(names), tick)
-    chunk = max(20, len(names) // (workers * 16))
+def stage_and_read(folder: Path, names: list[str], temp_names: list[str], paths: list[Path],
+                   wanted: frozenset[str], workers: int = 1, tick_stage: Tick | None = None,
+                   tick_read: Tick | None = None) -> tuple[list[Staged], list[HeaderRead]]:
+    """Decompress `.Z` files (`stage_decompression`) and read plain files' headers, sharing one pool of
+    processes for large batches (the header reads queue behind the decompressions, not in a second pool)."""
+    if workers <= 1 or len(names) + len(paths) < 100:
+        staged = _collect((stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)),
+                          len(names), tick_stage)
+        return staged, read_headers(paths, wanted, 1, tick_read)
     with _pool(workers) as pool:
-        return _collect(pool.map(stage_decompression, [folder] * len(names), names, temp_names,
-                                 [wanted] * len(names), chunksize=chunk), len(names), tick)
+        staging = pool.map(stage_decompression, [folder] * len(names), names, temp_names, [wanted] * len(names),
+                           chunksize=max(20, len(names) // (workers * 16)))
+        reading = pool.map(read_header, paths, [wanted] * len(paths), chunksize=max(50, len(paths) // (workers * 8)))
+        return _collect(staging, len(names), tick_stage), _collect(reading, len(paths), tick_read)
 
 
 def decompress_z(source: Path) -> tuple[tuple[int, int], bytes]:

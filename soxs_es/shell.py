@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,7 @@ class Workspace:
         found = frozenset(self.state.products.get(session, {}))
         meta = fingerprint.read_meta(conn)
         old = self._complete_projection(meta)
+        frames = None
         if old is not None:
             derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
             counts = int(meta["raw_frames"]), int(meta["nights"])
@@ -214,22 +216,29 @@ class Workspace:
             self.load_files()
             frames = self._projected_frames(meta)
             derived = derive(self.state, self.rules, session, frames=frames)
-            if frames is None:  # the frames changed: their tables are rewritten, otherwise they stand
-                tables.project_raw_frames(conn, derived.raw_frames)
-                tables.project_rejected_files(conn, derived.rejected_files)
             counts = len(derived.raw_frames), len({r["night start date"] for r in derived.raw_frames})
         association = derived.association
         new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq, self.rules.digest,
                                           self.state.last_seq)
-        # the SOF files the last projection wrote, read before the tables are replaced
-        previous = {} if old is not None and old.same_sets(new) else tables.previous_sof_files(conn, session)
-        changed = tables.project_association(conn, new, old)
+        changed = tables.changed_since(old, new)
         if changed is None:
-            written = write_sof_folder(folder, sof_files(association), previous)
+            # the SOF files the last projection wrote, read before the tables are replaced
+            wanted, before = sof_files(association), tables.previous_sof_files(conn, session)
         else:
             assert old is not None
-            written = write_sof_folder(folder, sof_files(association, changed), sof_files(old.association, changed))
-            written.unchanged += len(association.complete_sofs()) - len(sof_files(association, changed))
+            wanted, before = sof_files(association, changed), sof_files(old.association, changed)
+        # SOF files are written by a thread while SQLite writes the tables: the one waits on the disk, the
+        # other mostly on SQLite, which lets go of the interpreter while it works
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-sof") as pool:
+            writing = pool.submit(write_sof_folder, folder, wanted, before)
+            if old is None and frames is None:  # the frames changed: their tables are rewritten
+                tables.project_raw_frames(conn, derived.raw_frames)
+                tables.project_rejected_files(conn, derived.rejected_files)
+            del derived, frames  # the frame rows are written: let them go before the next tables
+            tables.project_association(conn, new, changed)
+            written = writing.result()
+        if changed is not None:
+            written.unchanged += len(association.complete_sofs()) - len(wanted)
         projection = Projection(session, association, *counts, summarise(association, written),
                                 self.link_session(session))
         self.write_fingerprint(session, *counts)

@@ -150,17 +150,8 @@ class Prep(Workspace):
         to_read: list[_RootFile] = []
         names = sorted(os.listdir(self.root))
         compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
-        # the pid keeps this run's temp names apart from any left by a killed run's workers
-        temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
-        for staged in fitsio.stage_decompressions(self.root, compressed, temp_names, self.rules.keywords,
-                                                  self.workers, self._tick("decompressing")):
-            if staged.temp is None:
-                found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
-            else:
-                found.append(_RootFile(layout.decompressed_name(staged.name), header=staged.header,
-                                       staged=staged.temp, compressed=staged.name,
-                                       compressed_stat=staged.source_stat, staged_stat=staged.temp_stat))
         compressed_names = set(compressed)
+        others: list[_RootFile] = []
         for name in names:
             path = self.root / name
             if layout.is_workspace_own(name) or name in compressed_names or path.is_dir():
@@ -171,11 +162,22 @@ class Prep(Workspace):
             if not path.is_file():
                 continue
             item = _RootFile(name)
-            found.append(item)
+            others.append(item)
             if layout.is_fits_name(name):
                 to_read.append(item)
-        reads = fitsio.read_headers([self.root / i.name for i in to_read], self.rules.keywords, self.workers,
-                                    self._tick("reading headers"))
+        # the pid keeps this run's temp names apart from any left by a killed run's workers
+        temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
+        staged_all, reads = fitsio.stage_and_read(
+            self.root, compressed, temp_names, [self.root / i.name for i in to_read], self.rules.keywords,
+            self.workers, self._tick("decompressing"), self._tick("reading headers"))
+        for staged in staged_all:
+            if staged.temp is None:
+                found.append(_RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
+            else:
+                found.append(_RootFile(layout.decompressed_name(staged.name), header=staged.header,
+                                       staged=staged.temp, compressed=staged.name,
+                                       compressed_stat=staged.source_stat, staged_stat=staged.temp_stat))
+        found += others
         for item, read in zip(to_read, reads, strict=True):
             item.header, item.reason = read.header, read.problem
             item.kind = "fits" if read.header is not None else "rejected"

@@ -9,7 +9,7 @@ import hashlib
 import os
 import pickle
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -23,7 +23,7 @@ from soxs_es.pure import layout
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 6
+STATE_FORMAT = 7
 #: A new snapshot of the folded state is written once this many events have been added since the last one.
 SNAPSHOT_EVERY = 500
 
@@ -145,9 +145,11 @@ def _has_rows(cur: sqlite3.Cursor, table: str) -> bool:
 
 
 def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState) -> None:
-    cur.execute("CREATE TABLE IF NOT EXISTS cache_state "
-                "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER, files BLOB)")
-    row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_state").fetchone()
+    cur.execute("DROP TABLE IF EXISTS cache_state")  # the snapshot of earlier versions (one pickle)
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot "
+                "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (chunk INTEGER PRIMARY KEY, blob BLOB)")
+    row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_snapshot").fetchone()
     files_stale = row is None or row[0] != STATE_FORMAT or row[2] != state.frames_seq
     if not files_stale and state.last_seq - row[1] < SNAPSHOT_EVERY:
         return  # a snapshot costs a pickle: refreshed only after enough new events
@@ -155,12 +157,14 @@ def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState) -> None:
         return  # cannot happen (the frames did not change), but never write a snapshot without its files
     rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_loaded=False), protocol=pickle.HIGHEST_PROTOCOL)
     if files_stale:
-        files = _encode_files(state.files)
-        cur.execute("DELETE FROM cache_state")
-        cur.execute("INSERT INTO cache_state VALUES (?, ?, ?, ?, ?)",
-                    (STATE_FORMAT, state.last_seq, rest, state.frames_seq, files))
+        cur.execute("DELETE FROM cache_snapshot")
+        cur.execute("DELETE FROM cache_snapshot_files")
+        for chunk, blob in enumerate(_encode_files(state.files)):
+            cur.execute("INSERT INTO cache_snapshot_files VALUES (?, ?)", (chunk, blob))
+        cur.execute("INSERT INTO cache_snapshot VALUES (?, ?, ?, ?)",
+                    (STATE_FORMAT, state.last_seq, rest, state.frames_seq))
     else:
-        cur.execute("UPDATE cache_state SET seq = ?, blob = ?", (state.last_seq, rest))
+        cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?", (state.last_seq, rest))
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
@@ -174,22 +178,32 @@ def read_files(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
 
 
-def _encode_files(files: Mapping[str, KnownFile]) -> bytes:
-    # msgpack of plain tuples: several times faster both ways than pickling the persistent map of views
-    return msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
-                                    k.problem) for k in files.values()])
+#: Files per row of the files snapshot: rows of a few MB keep the memory of writing and reading it small.
+FILES_PER_CHUNK = 1000
 
 
-def _decode_files(blob: bytes) -> PMap[str, KnownFile]:
-    return pmap({path: KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem)
-                 for path, size, mtime, header, problem in msgspec.msgpack.decode(blob)})
+def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[bytes]:
+    """msgpack of plain tuples (several times faster both ways than pickling the persistent map of views),
+    FILES_PER_CHUNK files per blob, one blob at a time."""
+    known = list(files.values())
+    for start in range(0, len(known), FILES_PER_CHUNK):
+        yield msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
+                                       k.problem) for k in known[start:start + FILES_PER_CHUNK]])
+
+
+def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
+    files = {}
+    for blob in blobs:
+        for path, size, mtime, header, problem in msgspec.msgpack.decode(blob):
+            files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem)
+    return pmap(files)
 
 
 def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceState | None:
     """The snapshot of the folded state (without its files unless `with_files`), or None when there is
     none usable."""
     try:
-        row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_state").fetchone()
+        row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_snapshot").fetchone()
     except sqlite3.OperationalError:
         return None
     if row is None or row[0] != STATE_FORMAT:
@@ -199,8 +213,8 @@ def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceSt
         if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
             return None
         if with_files:
-            (blob,) = conn.execute("SELECT files FROM cache_state").fetchone()
-            state = attrs.evolve(state, files=_decode_files(blob), files_loaded=True)
+            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files ORDER BY chunk"))
+            state = attrs.evolve(state, files=_decode_files(blobs), files_loaded=True)
     except Exception:
         return None
     return state

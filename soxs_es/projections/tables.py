@@ -62,26 +62,31 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
         raise
 
 
-def _values(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    return [tuple(row.get(c) for c in columns) for row in rows]
+def _insert(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert rows as SQLite takes them (never all their value tuples at once); returns the count."""
+    count = 0
 
+    def values() -> Iterator[tuple[Any, ...]]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield tuple(map(row.get, columns))
 
-def _insert(cur: sqlite3.Cursor, table: str, columns: Sequence[str], values: list[tuple[Any, ...]]) -> None:
     marks = ", ".join("?" for _ in columns)
-    cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values)
+    cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values())
+    return count
 
 
 def _recreate(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
               indexes: Sequence[str] = ()) -> int:
-    values = _values(columns, rows)
     # Columns without a declared type keep each value's own type (a header may hold text or a number).
     cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, '')}".rstrip() for c in columns)
     cur.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
     cur.execute(f"CREATE TABLE {_quote(table)} ({cols})")
-    _insert(cur, table, columns, values)
+    count = _insert(cur, table, columns, rows)
     for column in indexes:
         cur.execute(f"CREATE INDEX {_quote(f'{table}_{column}')} ON {_quote(table)} ({_quote(column)})")
-    return len(values)
+    return count
 
 
 def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
@@ -127,16 +132,21 @@ _ASSOCIATION_TABLES = (
 )
 
 
+def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -> frozenset[str] | None:
+    """The SOFs whose rows differ from what the tables show (`old`), or None when they must be rebuilt."""
+    if old is None or not old.same_sets(new):
+        return None
+    return sofs_changed(old.association, new.association, old.found, new.found)
+
+
 def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
-                        old: ProjectedAssociation | None = None) -> frozenset[str] | None:
+                        changed: frozenset[str] | None = None) -> None:
     """Make the association tables show `new` (one transaction, with the cached association).
 
-    When `old` is what they show now and has the same sets, only the rows of the SOFs that differ are
-    replaced and those SOF names are returned; otherwise every table is rebuilt and None is returned.
-    The cache follows suit: the whole association after a rebuild, only the changed SOFs otherwise.
+    `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
+    rebuilds every table. The cache follows suit: the whole association after a rebuild, only the changed
+    SOFs otherwise.
     """
-    changed = sofs_changed(old.association, new.association, old.found, new.found) \
-        if old is not None and old.same_sets(new) else None
     header = pickle.dumps((new.session, new.found, new.frames_seq, new.rules_digest, new.seq))
     with _transaction(conn) as cur:
         for table, columns, rows, indexes in _ASSOCIATION_TABLES:
@@ -144,7 +154,7 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
                 _recreate(cur, table, columns, rows(new, None), indexes)
             elif changed:
                 cur.executemany(f"DELETE FROM {_quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
-                _insert(cur, table, columns, _values(columns, rows(new, changed)))
+                _insert(cur, table, columns, rows(new, changed))
         if changed is None:
             cur.execute("DROP TABLE IF EXISTS cache_association")
             cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
@@ -157,7 +167,6 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
             cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)",
                             [(n, pickle.dumps(new.association.sofs[n], protocol=pickle.HIGHEST_PROTOCOL))
                              for n in sorted(changed)])
-    return changed
 
 
 def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:

@@ -6,6 +6,7 @@ Column names are soxspipe's (`eso dpr type`, `night start date` ...) because use
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -77,7 +78,8 @@ def classify(header: Header, rules: Rules) -> Classification:
 
 def mjd_date(mjd: float, offset_hours: float) -> str:
     """UTC calendar date (YYYY-MM-DD) of MJD minus `offset_hours`."""
-    return (MJD_EPOCH + timedelta(days=math.floor(mjd - offset_hours / 24.0))).isoformat()
+    # interned: thousands of frames share a few nights
+    return sys.intern((MJD_EPOCH + timedelta(days=math.floor(mjd - offset_hours / 24.0))).isoformat())
 
 
 def raw_folder(header: Header, rules: Rules) -> str:
@@ -215,4 +217,6 @@ def raw_frame_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[d
         row["ignore"] = 1 if reason else 0
         row["ignore reason"] = reason
     rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
-    return [{column: row.get(column) for column in RAW_FRAME_COLUMNS} for row in rows]
+    for i, row in enumerate(rows):  # in place: one working row at a time, not a second list of them
+        rows[i] = {column: row.get(column) for column in RAW_FRAME_COLUMNS}
+    return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from soxs_es.pure.association import Association, Product, Sof
@@ -21,9 +21,9 @@ PRODUCT_COLUMNS: tuple[str, ...] = (
 SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete", "session")
 
 
-def set_rows(association: Association, session: str, only: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """`raw_frame_sets` rows (of the SOFs in `only`, when given)."""
-    rows = []
+def set_rows(association: Association, session: str, only: frozenset[str] | None = None
+             ) -> Iterator[dict[str, Any]]:
+    """`raw_frame_sets` rows (of the SOFs in `only`, when given), one at a time."""
     for frame_set in association.sets:
         if only is not None and frame_set.sof not in only:
             continue
@@ -36,8 +36,7 @@ def set_rows(association: Association, session: str, only: frozenset[str] | None
             "complete": int(sof.complete), "quality": sof.quality,
             "missing": ", ".join(sof.missing) or sof.note, "failed": sof.failed, "session": session,
         })
-        rows.append(row)
-    return rows
+        yield row
 
 
 def product_status(association: Association, product: Product, found: frozenset[str]) -> str:
@@ -51,34 +50,31 @@ def product_status(association: Association, product: Product, found: frozenset[
 
 
 def product_rows(association: Association, session: str, found: frozenset[str],
-                 only: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """`product_frames` rows (of the products of the SOFs in `only`, when given)."""
-    return [{
+                 only: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
+    """`product_frames` rows (of the products of the SOFs in `only`, when given), one at a time."""
+    return ({
         "file": p.file, "filepath": p.filepath, "sof": p.sof, "recipe": p.recipe, "recipe_order": p.recipe_order,
         "eso seq arm": p.arm, "eso pro catg": p.tag, "eso pro type": p.pro_type, "eso pro tech": p.pro_tech,
         "tag": p.tag, "mjd-obs": p.mjd_obs, "night start mjd": p.night_start_mjd, "exptime": p.exptime,
         "binning": p.binning, "rospeed": p.rospeed, "gain": p.gain, "slit": p.slit,
         "complete": int(association.sofs[p.sof].complete),
         "status": product_status(association, p, found), "session": session,
-    } for p in association.products if only is None or p.sof in only]
+    } for p in association.products if only is None or p.sof in only)
 
 
 def sof_map_rows(association: Association, session: str, only: frozenset[str] | None = None
-                 ) -> list[dict[str, Any]]:
+                 ) -> Iterator[dict[str, Any]]:
     """One row per line of every complete SOF (of those in `only`, when given; raw frames: slot 'raw')."""
-    rows = []
     for sof in association.complete_sofs():
         if only is not None and sof.set.sof not in only:
             continue
         for path, tag, _ in sof.set.frames:
-            rows.append({"sof": sof.set.sof, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag,
-                         "slot": "raw", "rank": None, "complete": 1, "session": session})
+            yield {"sof": sof.set.sof, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag,
+                   "slot": "raw", "rank": None, "complete": 1, "session": session}
         for slot in sof.slots:
             for rank, product in enumerate(slot.chosen, start=1):
-                rows.append({"sof": sof.set.sof, "file": product.file, "filepath": product.filepath,
-                             "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1,
-                             "session": session})
-    return rows
+                yield {"sof": sof.set.sof, "file": product.file, "filepath": product.filepath,
+                       "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1, "session": session}
 
 
 def format_sof(lines: Sequence[tuple[str, str]]) -> str:
