@@ -10,7 +10,7 @@ Paths are workspace-relative POSIX paths (``raw/2025-03-01/SOXS.x.fits``), so a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union
 
 import msgspec
 
@@ -202,6 +202,17 @@ def decode(type_name: str, version: int, payload: bytes | str) -> Event:
         data = UPCASTERS[(type_name, version)](data)
         version += 1
     return msgspec.convert(data, cls)
+
+
+_many = msgspec.json.Decoder(list[Union[ALL_EVENT_TYPES]])  # type: ignore[valid-type]  # noqa: UP007
+
+
+def decode_many(rows: list[tuple[str, int, str]]) -> list[Event]:
+    """Many stored (type name, version, payload) at once: one JSON array decoded in one call when every
+    payload is of the current version (payloads carry their type tag), else one by one with upcasting."""
+    if all(name in EVENT_TYPES and version == EVENT_TYPES[name].VERSION for name, version, _ in rows):
+        return _many.decode("[" + ",".join(payload for _, _, payload in rows) + "]")
+    return [decode(name, version, payload) for name, version, payload in rows]
 
 
 class UnknownEventError(ValueError):

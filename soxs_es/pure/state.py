@@ -109,7 +109,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     rules_digest, rules_text, frames_seq = state.rules_digest, state.rules_text, state.frames_seq
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
-    qc_touched: dict[tuple[str, str], dict[str, QcValue]] = {}
+    # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
+    qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
+    qc_keys: dict[str, str] = {}
     for item in recorded:
         last = item.seq
         event = item.event
@@ -121,7 +123,10 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 key = (session, sof)
                 if key not in qc_touched:
                     qc_touched[key] = dict(qc.get(session, {}).get(sof, {}))
-                qc_touched[key][qc_key(name)] = QcValue(name, value, unit, item.seq)
+                normal = qc_keys.get(name)
+                if normal is None:
+                    normal = qc_keys[name] = qc_key(name)
+                qc_touched[key][normal] = (name, value, unit, item.seq)  # only the latest becomes a QcValue
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header):
                 files[path] = KnownFile(path, size, mtime, MappingProxyType(header))
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
@@ -159,7 +164,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameDecompressed(source=source):
                 decompressed[source] = event  # the frame itself is ingested by its own FrameIngested event
     for (session, sof), values in qc_touched.items():
-        qc = _nested_set(qc, session, sof, pmap(values))
+        made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
+        qc = _nested_set(qc, session, sof, pmap(made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
                           state.files_loaded)
