@@ -37,26 +37,27 @@ def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def download(nights: int, plain: bool = False) -> Path:
-    """A demo download of `nights` nights, built once (plain: uncompressed, as soxspipe keeps .Z anyway)."""
-    folder = CACHE / f"download-{nights}n{'-plain' if plain else ''}"
+def download(nights: int) -> Path:
+    """A demo download of `nights` nights (80% .fits.Z, as the archive delivers), built once; both tools
+    get identical copies of it."""
+    folder = CACHE / f"download-{nights}n"
     if not folder.is_dir():
         tmp = folder.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         from soxs_es.demo import write_demo
 
-        write_demo(tmp, nights=nights, seed=1, compressed_fraction=0.0 if plain else 0.8)
+        write_demo(tmp, nights=nights, seed=1, compressed_fraction=0.8)
         tmp.rename(folder)
     return folder
 
 
 def prepared(nights: int, prep: Callable[[Path], None], tag: str) -> Path:
-    folder = CACHE / f"prepared-{tag}-{nights}n"
+    folder = CACHE / f"prepared-{tag}-{nights}n-v2"
     done = folder / ".bench-complete"
     if not done.exists():
         # prepared in place: soxspipe's root links are absolute, a renamed folder would break them
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(download(nights, plain=tag == "soxspipe"), folder, symlinks=True)
+        shutil.copytree(download(nights), folder, symlinks=True)
         prep(folder)
         done.touch()
     return folder
@@ -69,6 +70,9 @@ def measure(label: str, runs: int, setup: Callable[[Path], list[str]], cwd_in_co
         with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
             cmd = setup(Path(scratch))
             os.sync()  # the copy reaches the disk first, as a real download would have; not timed
+            # and the file system settles (the previous copy's deletion is discarded in the background on
+            # VM disks, which otherwise adds seconds of kernel time to whichever command runs next)
+            time.sleep(3)
             t, r = run(cmd, cwd=Path(scratch) / "ws" if cwd_in_copy else None)
             times.append(t)
             rss.append(r)
@@ -161,7 +165,7 @@ def bench_soxspipe(venv: Path, nights: int, runs: int) -> dict[str, tuple[float,
         subprocess.run(soxspipe, cwd=ws, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     done = prepared(nights, prep_in, "soxspipe")
-    out["cold prep"] = measure("cold", runs, lambda s: (copy_to(download(nights, plain=True), s), soxspipe)[1],
+    out["cold prep"] = measure("cold", runs, lambda s: (copy_to(download(nights), s), soxspipe)[1],
                                cwd_in_copy=True)[1:]
     out["no-op prep"] = measure("noop", runs, lambda s: (copy_to(done, s), soxspipe)[1], cwd_in_copy=True)[1:]
     out["fallback (record failed)"] = measure(
