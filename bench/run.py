@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,13 @@ REPO = HERE.parent
 CACHE = HERE / "workspaces"
 SOXS_ES = [sys.executable, "-m", "soxs_es"]
 FAIL_SCRIPT = REPO / "tests" / "parity" / "soxspipe_fail.py"
+
+
+def in_python(code: str) -> None:
+    """Run Python code in its own process. The bench itself stays small: a child's peak RSS as wait4
+    reports it is at least its parent's at the moment of the fork (Linux carries the high-water mark
+    through exec), so nothing big may ever be loaded here."""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
@@ -44,9 +52,8 @@ def download(nights: int) -> Path:
     if not folder.is_dir():
         tmp = folder.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        from soxs_es.demo import write_demo
-
-        write_demo(tmp, nights=nights, seed=1, compressed_fraction=0.8)
+        in_python(f"from soxs_es.demo import write_demo; write_demo({str(tmp)!r}, nights={nights}, seed=1, "
+                  "compressed_fraction=0.8)")
         tmp.rename(folder)
     return folder
 
@@ -109,9 +116,7 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
     def one_more_night(scratch: Path) -> list[str]:
         ws = copy_to(done, scratch)
         extra = scratch / "extra"
-        from soxs_es.demo import write_demo
-
-        write_demo(extra, nights=nights + 1, seed=1)
+        in_python(f"from soxs_es.demo import write_demo; write_demo({str(extra)!r}, nights={nights + 1}, seed=1)")
         last_night = sorted(extra.glob("SOXS.*"))[-72:]  # the new night's frames (72 per night)
         for path in last_night:
             if not (ws / path.name).exists():
@@ -133,25 +138,23 @@ def bench_replay(runs: int, events: int) -> tuple[float, int, int]:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(download(20), tmp)
         subprocess.run([*SOXS_ES, "prep", str(tmp), "-q"], check=False)
-        sys.path.insert(0, str(REPO))
-        from soxs_es import events as ev
-        from soxs_es.eventlog import EventLog
-
-        log = EventLog(tmp / "soxspipe.db")
-        sofs = sorted(p.name for p in (tmp / "sessions/base/sof").glob("*.sof"))
-        missing = events - log.last_seq()
-        batch = [ev.QcMeasured(session="base", sof=sofs[i % len(sofs)], name="MASTER RON", value=float(i % 9))
-                 for i in range(max(missing, 0))]
-        for start in range(0, len(batch), 10_000):
-            log.append(batch[start:start + 10_000])
-        total = log.last_seq()
-        log.close()
+        in_python(f"""
+from pathlib import Path
+from soxs_es import events as ev
+from soxs_es.eventlog import EventLog
+tmp = Path({str(tmp)!r})
+log = EventLog(tmp / "soxspipe.db")
+sofs = sorted(p.name for p in (tmp / "sessions/base/sof").glob("*.sof"))
+batch = [ev.QcMeasured(session="base", sof=sofs[i % len(sofs)], name="MASTER RON", value=float(i % 9))
+         for i in range(max({events} - log.last_seq(), 0))]
+for start in range(0, len(batch), 10_000):
+    log.append(batch[start:start + 10_000])
+log.close()
+""")
         tmp.rename(folder)
-    from soxs_es.eventlog import EventLog
-
-    log = EventLog(folder / "soxspipe.db", readonly=True)
-    total = log.last_seq()
-    log.close()
+    conn = sqlite3.connect(folder / "soxspipe.db")
+    (total,) = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+    conn.close()
     _, t, r = measure("replay", runs, lambda s: [*SOXS_ES, "replay", "--until", f"#{total}", "-w", str(folder),
                                                  "--into", str(s / "out"), "--json"])
     return t, r, total

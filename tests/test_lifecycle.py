@@ -298,3 +298,36 @@ def test_matching_again_after_failures_equals_associating_afresh(base_rows, befo
     again = refail(previous, cascade, failing(after))
     assert again == fresh
     assert sof_files(again) == sof_files(fresh)
+
+
+def _association_tables(ws: Path) -> list[tuple]:
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    rows = []
+    for table in ("raw_frame_sets", "product_frames", "sof_map"):
+        rows += sorted((table, *map(str, row)) for row in conn.execute(f'SELECT * FROM "{table}"'))
+    conn.close()
+    return rows
+
+
+def test_outcomes_update_only_changed_rows_yet_tables_equal_a_full_rebuild(three_nights: Path, clock) -> None:
+    """A failure (then a QC value, then a pass) rewrites only the rows and SOF files it changes; the result
+    is what rebuilding every table from the log gives."""
+    names = sorted(sofs(three_nights))
+    bias = next(n for n in names if "1X1_1_MBIAS" in n)
+    flat = next(n for n in names if "MFLAT" in n)
+    before = sofs(three_nights)
+    recorded = fail(three_nights, bias, clock)
+    written = set(recorded.projection.summary.sofs_written)
+    assert written and len(written) < len(before) // 2  # only the SOFs that used the failed bias
+    assert recorded.projection.summary.sofs_unchanged == len(sofs(three_nights)) - len(written)
+    ops.record_outcome(three_nights, flat, lambda s, n: ev.QcMeasured(session=s, sof=n, name="X", value=1.0), clock)
+    passed(three_nights, bias, clock)
+    incremental, files = _association_tables(three_nights), sofs(three_nights)
+    assert files == before  # the pass restores every SOF
+    conn = sqlite3.connect(three_nights / "soxspipe.db")
+    conn.execute("DROP TABLE cache_meta")  # the projection is no longer trusted: prep rebuilds everything
+    conn.commit()
+    conn.close()
+    prep(three_nights, clock, workers=1, notify=lambda m: None)
+    assert _association_tables(three_nights) == incremental
+    assert sofs(three_nights) == files

@@ -250,3 +250,23 @@ def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
     assert (tmp_path / "a").read_text() == "mine" and (tmp_path / "b").read_text() == "theirs"
     move_no_overwrite(tmp_path / "a", tmp_path / "sub" / "c")
     assert not (tmp_path / "a").exists() and (tmp_path / "sub" / "c").read_text() == "mine"
+
+
+def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock, monkeypatch) -> None:
+    """The snapshot (state without files + files in chunks) gives the state folding the whole log gives;
+    read without its files, frame events after it bring the files back in."""
+    from soxs_es.projections import fingerprint
+    from soxs_es.pure.state import fold
+
+    monkeypatch.setattr(fingerprint, "FILES_PER_CHUNK", 7)
+    write_demo(tmp_path, nights=1, seed=2, compressed_fraction=0.5)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    log = EventLog(tmp_path / "soxspipe.db")
+    (chunks,) = log.conn.execute("SELECT COUNT(*) FROM cache_snapshot_files").fetchone()
+    assert chunks > 1
+    assert fingerprint.fold_log(log) == fold(log.read())
+    light = fingerprint.fold_log(log, with_files=False)
+    assert not light.files_loaded and not light.files and light.outcomes == fold(log.read()).outcomes
+    log.append([ev.FrameMissing(path=sorted(fold(log.read()).files)[0])])
+    assert fingerprint.fold_log(log, with_files=False) == fold(log.read())  # the files came back
+    log.close()
