@@ -52,8 +52,8 @@ def download(nights: int) -> Path:
     if not folder.is_dir():
         tmp = folder.with_suffix(".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        in_python(f"from soxs_es.demo import write_demo; write_demo({str(tmp)!r}, nights={nights}, seed=1, "
-                  "compressed_fraction=0.8)")
+        in_python(f"from pathlib import Path; from soxs_es.demo import write_demo; write_demo(Path({str(tmp)!r}), "
+                  f"nights={nights}, seed=1, compressed_fraction=0.8)")
         tmp.rename(folder)
     return folder
 
@@ -116,7 +116,8 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
     def one_more_night(scratch: Path) -> list[str]:
         ws = copy_to(done, scratch)
         extra = scratch / "extra"
-        in_python(f"from soxs_es.demo import write_demo; write_demo({str(extra)!r}, nights={nights + 1}, seed=1)")
+        in_python(f"from pathlib import Path; from soxs_es.demo import write_demo; "
+                  f"write_demo(Path({str(extra)!r}), nights={nights + 1}, seed=1)")
         last_night = sorted(extra.glob("SOXS.*"))[-72:]  # the new night's frames (72 per night)
         for path in last_night:
             if not (ws / path.name).exists():
