@@ -587,7 +587,8 @@ def refail(previous: Association, cascade: Cascade,
         if changed.get(frame_set.arm) and _could_change(old, entry, cascade, changed[frame_set.arm]):
             here = position[entry.name]
             for cal_type in entry.calibrations.get(frame_set.arm, ()) if entry.calibrations else ():
-                indexes.setdefault(cal_type, _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable))
+                if cal_type not in indexes:
+                    indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
             sof = _fill(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()})
         failed = failure(frame_set)
         if sof.failed != failed or sof is not old:
