@@ -122,7 +122,7 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
     cur = conn.cursor()
     cur.execute("BEGIN IMMEDIATE")
     try:
-        if frames_changed or not _has_rows(cur, "cache_files"):
+        if frames_changed or not _has_table(cur, "cache_files"):
             if not state.files_loaded:
                 raise ValueError("a state read without its files cannot record changed frames")
             files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
@@ -140,7 +140,7 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
         raise
 
 
-def _has_rows(cur: sqlite3.Cursor, table: str) -> bool:
+def _has_table(cur: sqlite3.Cursor, table: str) -> bool:
     return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
