@@ -112,21 +112,25 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
+    qc_measured = ev.QcMeasured
     for item in recorded:
         last = item.seq
         event = item.event
+        if type(event) is qc_measured:
+            # QC values can number 100k: the quickest path, into a local dict made persistent once at the end
+            key = (event.session, event.sof)
+            touched = qc_touched.get(key)
+            if touched is None:
+                touched = qc_touched[key] = dict(qc.get(event.session, {}).get(event.sof, {}))
+            name = event.name
+            normal = qc_keys.get(name)
+            if normal is None:
+                normal = qc_keys[name] = qc_key(name)
+            touched[normal] = (name, event.value, event.unit, item.seq)  # only the latest becomes a QcValue
+            continue
         if isinstance(event, FRAME_EVENTS):
             frames_seq = item.seq
         match event:  # the most frequent kinds first: each case is a type check
-            case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
-                # QC values can number 100k: collect them in a local dict, made persistent once at the end
-                key = (session, sof)
-                if key not in qc_touched:
-                    qc_touched[key] = dict(qc.get(session, {}).get(sof, {}))
-                normal = qc_keys.get(name)
-                if normal is None:
-                    normal = qc_keys[name] = qc_key(name)
-                qc_touched[key][normal] = (name, value, unit, item.seq)  # only the latest becomes a QcValue
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header):
                 files[path] = KnownFile(path, size, mtime, MappingProxyType(header))
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
