@@ -188,9 +188,9 @@ class Workspace:
         The fingerprint is written last, so a projection cut short by a crash is never taken as current.
         """
         meta = fingerprint.read_meta(self.log.conn)
-        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return (set(tables.PROJECTED_TABLES) <= have and meta.get("last_seq") == str(self.state.last_seq)
-                and meta.get("session") == self.session and meta.get("rules_digest") == self.rules.digest
+        return (fingerprint.has_tables(self.log.conn, tables.PROJECTED_TABLES)
+                and meta.get("last_seq") == str(self.state.last_seq) and meta.get("session") == self.session
+                and meta.get("rules_digest") == self.rules.digest
                 and meta.get("outputs") == self.outputs_stamp(self.session))
 
     def project(self) -> Projection:
@@ -248,20 +248,24 @@ class Workspace:
         """The association the tables show, when the last projection ran to its end (its fingerprint is
         written last), its frames and rules are still those of the log and its SOF files are as it left
         them; None otherwise (then everything is rebuilt)."""
-        if meta.get("frames_seq") != str(self.state.frames_seq) or meta.get("rules_digest") != self.rules.digest:
+        if not self._frames_as_projected(meta):
             return None
         old = tables.projected_association(self.log.conn)
         if old is None or meta.get("last_seq") != str(old.seq) or old.frames_seq != self.state.frames_seq:
             return None
         if meta.get("session") != old.session or meta.get("outputs") != self.outputs_stamp(old.session):
             return None
-        have = {r[0] for r in self.log.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return old if set(tables.PROJECTED_TABLES) <= have else None
+        return old if fingerprint.has_tables(self.log.conn, tables.PROJECTED_TABLES) else None
+
+    def _frames_as_projected(self, meta: dict[str, str]) -> bool:
+        """No event since the last projection changed the frames or the rules (an outcome or a session
+        switch does not)."""
+        return meta.get("frames_seq") == str(self.state.frames_seq) and meta.get("rules_digest") == self.rules.digest
 
     def _projected_frames(self, meta: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
         """The raw_frames and rejected_files rows as last projected, when no event since changed the frames
         (an outcome or a session switch does not): reading them back is cheaper than deriving them."""
-        if meta.get("frames_seq") != str(self.state.frames_seq) or meta.get("rules_digest") != self.rules.digest:
+        if not self._frames_as_projected(meta):
             return None
         try:
             return (tables.read_rows(self.log.conn, "raw_frames", RAW_FRAME_COLUMNS),

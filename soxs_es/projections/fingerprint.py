@@ -78,8 +78,7 @@ def unchanged(root: Path, conn: sqlite3.Connection, rules_digest: str, settings_
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
     if str(last) != meta.get("last_seq"):
         return None
-    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not set(tables) <= have:
+    if not has_tables(conn, tables):
         return None  # a projection was dropped: rebuild it
     for entry in os.scandir(root):
         if not (entry.is_dir() or entry.is_symlink() or layout.is_workspace_own(entry.name)):
@@ -113,16 +112,16 @@ def fingerprint_settings(session_dir: Path) -> str:
 def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any], root: Path) -> None:
     """Record the disk as just projected, and a snapshot of the folded state (one transaction).
 
-    The snapshot is two pickles: the state without its files (small, refreshed every SNAPSHOT_EVERY
-    events) and the files (large, refreshed only when they changed), so that a command that needs no
-    frame (an outcome, a session switch) reads the small one only.
+    The snapshot is in two parts: the state without its files (a small pickle, refreshed every
+    SNAPSHOT_EVERY events) and the files (msgpack chunks, rewritten only when they changed), so that a
+    command that needs no frame (an outcome, a session switch) reads the small part only.
     """
     previous = read_meta(conn)
     frames_changed = previous.get("frames_seq") != str(state.frames_seq)
     cur = conn.cursor()
     cur.execute("BEGIN IMMEDIATE")
     try:
-        if frames_changed or not _has_table(cur, "cache_files"):
+        if frames_changed or not has_tables(cur, ("cache_files",)):
             if not state.files_loaded:
                 raise ValueError("a state read without its files cannot record changed frames")
             files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
@@ -140,8 +139,10 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
         raise
 
 
-def _has_table(cur: sqlite3.Cursor, table: str) -> bool:
-    return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:
+    """Whether every one of these tables exists."""
+    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return set(names) <= have
 
 
 def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState) -> None:
@@ -227,14 +228,14 @@ def fold_log(log: Any, until_seq: int | None = None, with_files: bool = True) ->
     `with_files` the state's files are left out (`files_loaded` False) when no event after the snapshot
     touches them; otherwise they are read too.
     """
-    from soxs_es.pure.state import FRAME_EVENTS, fold
+    from soxs_es.pure.state import fold, touch_frames
 
     last = log.last_seq() if until_seq is None else until_seq
     snapshot = read_state(log.conn, with_files)
     if snapshot is None or snapshot.last_seq > last:
         return fold(log.read(until_seq=until_seq))
     tail = list(log.read(after=snapshot.last_seq, until_seq=until_seq))
-    if not snapshot.files_loaded and any(isinstance(r.event, FRAME_EVENTS) for r in tail):
+    if not snapshot.files_loaded and touch_frames(tail):
         snapshot = read_state(log.conn, with_files=True)
         if snapshot is None:
             return fold(log.read(until_seq=until_seq))

@@ -88,6 +88,11 @@ def _moved(files: Any, source: str, target: str) -> None:
 FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
 
 
+def touch_frames(recorded: Iterable[Any]) -> bool:
+    """Whether any of these recorded events changes which frames there are or what they mean."""
+    return any(isinstance(r.event, FRAME_EVENTS) for r in recorded)
+
+
 def qc_key(name: str) -> str:
     """QC names compare case-blind with '-' as ' ' (settings say `master-ron`, recipes `MASTER RON`)."""
     return name.strip().upper().replace("-", " ")
@@ -100,7 +105,7 @@ def _nested_set(outer: PMap[str, Any], session: str, key: str, value: Any) -> PM
 def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceState:
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
     recorded = list(recorded) if not state.files_loaded else recorded
-    if not state.files_loaded and any(isinstance(r.event, FRAME_EVENTS) for r in recorded):
+    if not state.files_loaded and touch_frames(recorded):
         raise ValueError("frame events folded into a state read without its files")
     files = state.files.evolver()
     pending = state.pending_moves.evolver()
