@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -193,13 +194,14 @@ class Workspace:
                 and meta.get("rules_digest") == self.rules.digest
                 and meta.get("outputs") == self.outputs_stamp(self.session))
 
-    def project(self) -> Projection:
+    def project(self, sof_files_written: Callable[[], None] | None = None) -> Projection:
         """Make the projected tables and the current session's SOF files show the log as it is.
 
         When only outcomes, QC values, products on disk or the session changed since the last complete
         projection (the frames and rules did not), the association it left is matched again where the
         change reaches (`refail`) and only the changed rows and SOF files are rewritten: the fallback
         after a recipe failure. Otherwise everything is derived from the frames and rebuilt.
+        `sof_files_written` is called once the SOF files are on disk (the tables may still be being written).
         """
         session = self.session
         self.record(self.product_changes(session))
@@ -231,6 +233,8 @@ class Workspace:
         # other mostly on SQLite, which lets go of the interpreter while it works
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-sof") as pool:
             writing = pool.submit(write_sof_folder, folder, wanted, before)
+            if sof_files_written is not None:  # runs in the writing thread, which the pool waits for below
+                writing.add_done_callback(lambda _: sof_files_written())
             if old is None and frames is None:  # the frames changed: their tables are rewritten
                 tables.project_raw_frames(conn, derived.raw_frames)
                 tables.project_rejected_files(conn, derived.rejected_files)

@@ -63,3 +63,40 @@ def test_reader_reports_truncation_and_non_fits(tmp_path: Path) -> None:
         read = read_header(path)
         assert read.header is None and read.problem is not None and problem in read.problem, name
     assert "unreadable" in (read_header(tmp_path).problem or "")
+
+
+#: Cards that make a keyword search go wrong when it is not card-aware: keywords inside string values or
+#: comments, a keyword that is a prefix of another, repeated and empty cards, odd spacing, junk after END.
+_TRICKY_CARDS = [
+    format_card("OBJECT", "HIERARCH ESO DPR TYPE = 'x'"),
+    format_card("ESO DPR TYPE", "BIAS"),
+    format_card("ESO DPR TYPE", "FLAT"),
+    format_card("ESO DPR TYPEX", "DARK"),
+    format_card("ESO DPR CATG", "CALIB"),
+    "HIERARCH ESO DPR CATG =".ljust(80),
+    "HIERARCH  ESO TPL NEXP   =                    3 / spaced".ljust(80),
+    "HIERARCH ESO TPL NEXP=4".ljust(80),
+    "HIERARCH ESO OBS NAME".ljust(80),
+    "COMMENT EXPTIME = 5 HIERARCH ESO OBS NAME = 'no'".ljust(80),
+    format_card("EXPTIME", 12.5),
+    format_card("EXPTIME", 99),
+    "EXPTIME =".ljust(80),
+    "EXPTIME=  3".ljust(80),
+    format_card("MJD-OBS", 60736.5),
+    format_card("OBJECT", "it''s"),
+    format_card("ESO OBS NAME", "a/b 'q'"),
+    "HISTORY   = not a value card".ljust(80),
+    format_card("RA", -12.25),
+    format_card("DEC", True),
+    "HIERARCH EXPTIME = 7".ljust(80),  # a short keyword written the long way: the first card still wins
+    "HIERARCH OBJECT = 'long way'".ljust(80),
+]
+_WANTED = frozenset({"OBJECT", "ESO DPR TYPE", "ESO DPR CATG", "ESO TPL NEXP", "ESO OBS NAME", "EXPTIME",
+                     "MJD-OBS", "RA", "DEC", "ESO DPR TECH"})
+
+
+@given(st.lists(st.sampled_from(_TRICKY_CARDS), max_size=40), st.lists(st.sampled_from(_TRICKY_CARDS), max_size=3))
+def test_reading_only_wanted_cards_agrees_with_reading_all(cards: list[str], after_end: list[str]) -> None:
+    raw = (format_card("SIMPLE", True) + "".join(cards) + "END".ljust(80) + "".join(after_end)).encode()
+    everything = parse_header(raw)
+    assert parse_header(raw, wanted=_WANTED) == {k: v for k, v in everything.items() if k in _WANTED}

@@ -5,7 +5,10 @@ Pure: bytes in, values out. The shell (`soxs_es.fitsio`) reads the header blocks
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
+from typing import Any
 
 BLOCK = 2880
 CARD = 80
@@ -31,6 +34,9 @@ def _parse_value(text: str) -> str | int | float | bool | None:
         return None
     if text[0] == "'":
         # A string runs to the next lone quote; '' inside is an escaped quote.
+        j = text.find("'", 1)
+        if j > 0 and text[j + 1:j + 2] != "'":
+            return text[1:j].rstrip()  # the common case: no escaped quote
         parts, i = [], 1
         while True:
             j = text.find("'", i)
@@ -44,15 +50,13 @@ def _parse_value(text: str) -> str | int | float | bool | None:
             parts.append(text[i:j])
             break
         return "".join(parts).rstrip()
-    value = text.split("/", 1)[0].strip()
+    value = text.partition("/")[0].strip()
     if value == "T":
         return True
     if value == "F":
         return False
-    try:
+    if value.isdigit() or (value[:1] in ("-", "+") and value[1:].isdigit()):
         return int(value)
-    except ValueError:
-        pass
     try:
         return float(value.replace("D", "E"))
     except ValueError:
@@ -116,24 +120,70 @@ def data_size(header: dict[str, str | int | float | bool]) -> int:
     return -(-raw // BLOCK) * BLOCK
 
 
-def _parse_wanted(raw: bytes, wanted: Iterable[str]) -> dict[str, str | int | float | bool]:
-    """Only the wanted cards: keywords are compared as bytes; only wanted values are decoded and parsed."""
+def _end_card(raw: bytes) -> int:
+    """Offset of the END card (the length when there is none): cards after it are not read."""
+    at = raw.find(b"END")
+    while at >= 0:
+        if at % CARD == 0 and not raw[at + 3:at + CARD].strip():
+            return at
+        at = raw.find(b"END", at + 1)
+    return len(raw)
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """A regular expression matching exactly `words`, as a character trie: at each card the matcher then
+    fails after a character or two instead of trying every keyword in turn."""
+    if not words:
+        return b"(?!)"
+    tree: dict[int, Any] = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[-1] = {}  # end of a word
+
+    def pattern(node: dict[int, Any]) -> bytes:
+        branches = [b"" if char < 0 else re.escape(bytes([char])) + pattern(child)
+                    for char, child in sorted(node.items())]
+        if len(branches) == 1:
+            return branches[0]
+        return b"(?:" + b"|".join(branches) + b")"
+
+    return pattern(tree)
+
+
+@functools.lru_cache(maxsize=8)
+def _wanted_matcher(wanted: frozenset[str]) -> tuple[re.Pattern[bytes], dict[bytes, str]]:
+    """A matcher of `HIERARCH <wanted keyword> =` and the wanted keywords by their bytes."""
     want = {k.encode("ascii", errors="replace"): k for k in wanted}
+    return re.compile(b"HIERARCH +(" + _trie(sorted(want)) + b") *="), want
+
+
+def _parse_wanted(raw: bytes, wanted: Iterable[str]) -> dict[str, str | int | float | bool]:
+    """Only the wanted cards, located without visiting every card: HIERARCH cards by one regular
+    expression over the header, standard cards by the `= ` in columns 9-10 (read as one strided slice).
+    The same result as the full parser restricted to `wanted`: the first card of a keyword with a value wins."""
+    hierarch, want = _wanted_matcher(wanted if isinstance(wanted, frozenset) else frozenset(wanted))
+    end = _end_card(raw)
+    found: list[tuple[int, str, int]] = []  # (card offset, keyword, value offset)
+    for match in hierarch.finditer(raw, 0, end):
+        at = match.start()
+        if at % CARD == 0 and match.end() <= at + CARD:  # a whole keyword at the start of a card
+            found.append((at, want[match.group(1)], match.end()))
+    equals, blanks = raw[8:end:CARD], raw[9:end:CARD]  # columns 9 and 10 of every card
+    card = equals.find(b"=")
+    while card >= 0:
+        at = card * CARD
+        if blanks[card:card + 1] == b" " and raw[at:at + 9] != b"HIERARCH ":
+            name = want.get(raw[at:at + 8].strip())
+            if name is not None:
+                found.append((at, name, at + 10))
+        card = equals.find(b"=", card + 1)
+    if len(found) > 1:
+        found.sort()
     values: dict[str, str | int | float | bool] = {}
-    for at in range(0, len(raw), CARD):
-        if raw[at:at + 9] == b"HIERARCH ":
-            eq = raw.find(b"=", at + 9, at + CARD)
-            if eq < 0:
-                continue
-            key, value_at = raw[at + 9:eq].strip(), eq + 1
-        elif raw[at + 8:at + 10] == b"= ":
-            key, value_at = raw[at:at + 8].strip(), at + 10
-        else:
-            if raw[at:at + 3] == b"END" and not raw[at + 3:at + CARD].strip():
-                break
-            continue
-        name = want.get(key)
-        if name is None or name in values:
+    for at, name, value_at in found:
+        if name in values:
             continue
         value = _parse_value(raw[value_at:at + CARD].decode("ascii", errors="replace"))
         if value is not None:
