@@ -87,20 +87,39 @@ def prepared(nights: int, prep: Callable[[Path], None], tag: str) -> Path:
     return folder
 
 
-def measure(label: str, runs: int, setup: Callable[[Path], list[str]], cwd_in_copy: bool = False
-            ) -> tuple[str, float, int]:
+#: Scratch copies are removed when the whole bench is done, never between timed runs. ext4 without a
+#: journal (this VM's disk) passes over inodes freed in the last 60 s whenever it creates a file
+#: (`recently_deleted` in the kernel's inode allocator): deleting a 7,200-file copy just before a run made
+#: that run's file creations several times slower, which no user's download-then-prep would see.
+SCRATCH: list[Path] = []
+#: Seconds after mass deletions (a cold prep removes thousands of .Z files) before the next timed run.
+DELETIONS_SETTLE = 61.0
+_deleted_at = [0.0]
+
+
+def measure(label: str, runs: int, setup: Callable[[Path], list[str]], cwd_in_copy: bool = False,
+            deletes_files: bool = False) -> tuple[str, float, int]:
+    """Median wall time and peak RSS of `runs` runs, each in a fresh process on a fresh copy;
+    `deletes_files`: the command removes many files (the next timed run waits for them to settle)."""
     times, rss = [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
-            cmd = setup(Path(scratch))
-            os.sync()  # the copy reaches the disk first, as a real download would have; not timed
-            # and the file system settles (the previous copy's deletion is discarded in the background on
-            # VM disks, which otherwise adds seconds of kernel time to whichever command runs next)
-            time.sleep(3)
-            t, r = run(cmd, cwd=Path(scratch) / "ws" if cwd_in_copy else None)
-            times.append(t)
-            rss.append(r)
+        scratch = Path(tempfile.mkdtemp(dir=CACHE, prefix="scratch-"))
+        SCRATCH.append(scratch)
+        cmd = setup(scratch)
+        os.sync()  # the copy reaches the disk first, as a real download would have; not timed
+        time.sleep(max(3.0, _deleted_at[0] + DELETIONS_SETTLE - time.monotonic()))
+        t, r = run(cmd, cwd=scratch / "ws" if cwd_in_copy else None)
+        if deletes_files:
+            os.sync()
+            _deleted_at[0] = time.monotonic()
+        times.append(t)
+        rss.append(r)
     return label, statistics.median(times), max(rss)
+
+
+def remove_scratch() -> None:
+    for folder in SCRATCH:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def copy_to(source: Path, scratch: Path) -> Path:
@@ -127,7 +146,8 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
         subprocess.run([*SOXS_ES, "prep", str(ws), "-q"], check=False, stdout=subprocess.DEVNULL)
 
     done = prepared(nights, prep_cmd, "soxs-es")
-    out["cold prep"] = measure("cold", runs, lambda s: [*SOXS_ES, "prep", str(copy_to(download(nights), s)), "-q"])[1:]
+    out["cold prep"] = measure("cold", runs, lambda s: [*SOXS_ES, "prep", str(copy_to(download(nights), s)), "-q"],
+                               deletes_files=True)[1:]
     out["no-op prep"] = measure("noop", runs, lambda s: [*SOXS_ES, "prep", str(copy_to(done, s)), "-q"])[1:]
 
     def one_more_night(scratch: Path) -> list[str]:
@@ -187,7 +207,7 @@ def bench_soxspipe(venv: Path, nights: int, runs: int) -> dict[str, tuple[float,
 
     done = prepared(nights, prep_in, "soxspipe")
     out["cold prep"] = measure("cold", runs, lambda s: (copy_to(download(nights), s), soxspipe)[1],
-                               cwd_in_copy=True)[1:]
+                               cwd_in_copy=True, deletes_files=True)[1:]
     out["no-op prep"] = measure("noop", runs, lambda s: (copy_to(done, s), soxspipe)[1], cwd_in_copy=True)[1:]
     out["fallback (record failed)"] = measure(
         "fail", runs, lambda s: [str(venv / "bin" / "python"), str(FAIL_SCRIPT), str(copy_to(done, s)),
@@ -208,6 +228,13 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; median of {args.runs} runs")
     print(f"{'nights':>6}  {'measurement':<26} {'soxs-es':>10} {'RSS MB':>7}"
           + (f" {'soxspipe':>10} {'RSS MB':>7} {'speed-up':>8} {'RSS':>6}" if args.soxspipe else ""))
+    try:
+        bench_all(args, nights)
+    finally:
+        remove_scratch()
+
+
+def bench_all(args: argparse.Namespace, nights: list[int]) -> None:
     for n in nights:
         ours = bench_soxs_es(n, args.runs if n < 1000 else 1)
         theirs = bench_soxspipe(args.soxspipe, n, args.runs) if args.soxspipe and n <= 100 else {}
