@@ -78,9 +78,7 @@ def _stat_key(path: Path) -> tuple[int, int]:
 REMOVAL_THREADS = 8
 
 
-def _sync_then_remove(paths: list[str]) -> None:
-    """Flush everything written so far (the decompressed frames), then remove `paths` (their .Z originals)."""
-    os.sync()
+def _remove_all(paths: list[str]) -> None:
     with ThreadPoolExecutor(max_workers=REMOVAL_THREADS, thread_name_prefix="soxs-es-unlink") as pool:
         for _ in pool.map(os.unlink, paths, chunksize=64):
             pass
@@ -278,21 +276,25 @@ class Prep(Workspace):
             done.append(self._decompressed(item, item.name))
             kept.append(item)
         self.record(done)
-        # The compressed copy goes only once its frame is in place, recorded and on the disk (`start_removals`).
+        # The compressed copy goes only once its frame is in place, recorded and on the disk: the disk is
+        # synced in the background now, the .Z files are removed after that (`start_removals`).
         sources = [event.source for event in done if isinstance(event, ev.FrameDecompressed)]
         self.report.decompressed.extend(sources)
-        self._to_remove += [os.path.join(self.root, s) for s in sources]
+        if sources:
+            self._removals.append(self._background.submit(os.sync))
+            self._to_remove += [os.path.join(self.root, s) for s in sources]
         return kept
 
     def start_removals(self) -> None:
-        """Sync, then remove the decompressed frames' .Z files, in the background (`finish_removals` waits).
+        """Remove the decompressed frames' .Z files in the background, after the sync queued before them in
+        the same single thread (`finish_removals` waits for both).
 
         Called once the SOF files are written: on a file system without a journal, ext4 passes over inodes
         freed in the last minute when it creates a file, and thousands of them made each SOF file 1 ms slower.
         """
         if self._to_remove:
             paths, self._to_remove = self._to_remove, []
-            self._removals.append(self._background.submit(_sync_then_remove, paths))
+            self._removals.append(self._background.submit(_remove_all, paths))
 
     def finish_removals(self) -> None:
         """Wait for the background removals of decompressed .Z files; their errors surface here."""

@@ -480,15 +480,19 @@ def associate(rows: Sequence[Row], cascade: Cascade,
                 sofs[frame_set.sof] = attrs.evolve(_fill(frame_set, entry, cascade, indexes),
                                                    failed=failure(frame_set))
                 entry_sofs.append((sofs[frame_set.sof], predict_products(frame_set, entry)))
-        # Only now do this entry's products become candidates: a product serves later entries only.
+        # Only now do this entry's products become candidates: a product serves later entries only. They go
+        # into each index in one batch (an index sorts what it is given; SOF by SOF that was quadratic).
+        eligible: dict[str, list[Product]] = {name: [] for name in indexes}
         for sof, products in entry_sofs:
             all_sets.append(sof.set)
             all_products.extend(products)
             if sof.complete and not sof.failed:
-                for name, index in indexes.items():
-                    eligible = [p for p in products if upstream_rejection(p, cascade.rules[name], frozenset()) is None]
-                    if eligible:
-                        index.add(eligible)
+                for name, batch in eligible.items():
+                    rule = cascade.rules[name]
+                    batch.extend(p for p in products if upstream_rejection(p, rule, frozenset()) is None)
+        for name, batch in eligible.items():
+            if batch:
+                indexes[name].add(batch)
     return Association(tuple(all_sets), tuple(all_products), pmap(sofs))
 
 
