@@ -31,11 +31,12 @@ class HeaderRead:
 
 
 def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None) -> HeaderRead:
-    """Check and parse a whole header; `total_size` is the file size, to spot truncated data units."""
+    """Check and parse a whole header, read up to its first block with an END card (`split_header`,
+    `read_header`); `total_size` is the file size, to spot truncated data units."""
     if not raw:
         return HeaderRead(None, "empty file (0 bytes)")
     try:
-        header = parse_header(raw, None if wanted is None else wanted | _STRUCTURE)
+        header = parse_header(raw, None if wanted is None else wanted | _STRUCTURE, end_in_last_block=True)
         expected = len(raw) + data_size(header)
     except HeaderError as error:
         return HeaderRead(None, str(error))

@@ -100,3 +100,7 @@ def test_reading_only_wanted_cards_agrees_with_reading_all(cards: list[str], aft
     raw = (format_card("SIMPLE", True) + "".join(cards) + "END".ljust(80) + "".join(after_end)).encode()
     everything = parse_header(raw)
     assert parse_header(raw, wanted=_WANTED) == {k: v for k, v in everything.items() if k in _WANTED}
+    # as a reader hands it over: padded to whole blocks, up to the first block with END
+    blocks = raw[:80 * (len(cards) + 2)]
+    blocks += b" " * (-len(blocks) % 2880)
+    assert parse_header(blocks, wanted=_WANTED, end_in_last_block=True) == parse_header(blocks, wanted=_WANTED)

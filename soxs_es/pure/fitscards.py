@@ -80,15 +80,19 @@ def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
     return None if split is None else (split[0], _parse_value(split[1]))
 
 
-def parse_header(raw: bytes, wanted: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
+def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_block: bool = False
+                 ) -> dict[str, str | int | float | bool]:
     """Parse header bytes (up to and including END) into {keyword: value}; only `wanted` ones if given.
 
+    `end_in_last_block`: the caller read block by block up to the first block with an END card (the END
+    card is then looked for in that block only; "END" also ends keywords such as `ESO TEL AIRM END`).
     Raises HeaderError when the bytes do not start like a FITS primary header.
     """
     if not raw.startswith(b"SIMPLE  ="):
         raise HeaderError("not a FITS file (no SIMPLE card at the start)")
     if wanted is not None:
-        return _parse_wanted(raw, wanted)
+        start = max(len(raw) - BLOCK, 0) // CARD * CARD if end_in_last_block else 0
+        return _parse_wanted(raw, wanted, _end_card(raw, start))
     text = raw.decode("ascii", errors="replace")
     values: dict[str, str | int | float | bool] = {}
     for start in range(0, len(text), CARD):
@@ -120,9 +124,9 @@ def data_size(header: dict[str, str | int | float | bool]) -> int:
     return -(-raw // BLOCK) * BLOCK
 
 
-def _end_card(raw: bytes) -> int:
-    """Offset of the END card (the length when there is none): cards after it are not read."""
-    at = raw.find(b"END")
+def _end_card(raw: bytes, start: int = 0) -> int:
+    """Offset of the first END card at or after `start` (the length when there is none)."""
+    at = raw.find(b"END", start)
     while at >= 0:
         if at % CARD == 0 and not raw[at + 3:at + CARD].strip():
             return at
@@ -159,12 +163,11 @@ def _wanted_matcher(wanted: frozenset[str]) -> tuple[re.Pattern[bytes], dict[byt
     return re.compile(b"HIERARCH +(" + _trie(sorted(want)) + b") *="), want
 
 
-def _parse_wanted(raw: bytes, wanted: Iterable[str]) -> dict[str, str | int | float | bool]:
+def _parse_wanted(raw: bytes, wanted: Iterable[str], end: int) -> dict[str, str | int | float | bool]:
     """Only the wanted cards, located without visiting every card: HIERARCH cards by one regular
     expression over the header, standard cards by the `= ` in columns 9-10 (read as one strided slice).
     The same result as the full parser restricted to `wanted`: the first card of a keyword with a value wins."""
     hierarch, want = _wanted_matcher(wanted if isinstance(wanted, frozenset) else frozenset(wanted))
-    end = _end_card(raw)
     found: list[tuple[int, str, int]] = []  # (card offset, keyword, value offset)
     for match in hierarch.finditer(raw, 0, end):
         at = match.start()
