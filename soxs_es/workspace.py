@@ -246,17 +246,15 @@ class Prep(Workspace):
             if self._already_decompressed(item):
                 continue
             home = self._home(item)
-            if not os.path.lexists(self.root / home):
-                try:
-                    move_no_overwrite(item.staged, self.root / home)
-                except FileExistsError:
-                    pass  # taken meanwhile: filed through the root below
-                else:
-                    done += self._decompressed_home(item, home, item.staged_stat)
+            try:
+                move_no_overwrite(item.staged, self.root / home)  # never replaces: fails when the name is taken
+            except FileExistsError:
+                if home not in self.state.files and same_bytes(item.staged, self.root / home):
+                    os.unlink(item.staged)
+                    done += self._decompressed_home(item, home, _stat_key(self.root / home))
                     continue
-            elif home not in self.state.files and same_bytes(item.staged, self.root / home):
-                os.unlink(item.staged)
-                done += self._decompressed_home(item, home, _stat_key(self.root / home))
+            else:
+                done += self._decompressed_home(item, home, item.staged_stat)
                 continue
             target = self.root / item.name
             try:
