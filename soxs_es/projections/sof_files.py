@@ -48,15 +48,20 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
     some, their names, sizes and times no longer match the fingerprint and the next `prep` writes them.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(".*.tmp"):
-        leftover.unlink()  # a temp file of a write cut short; the SOF it was for is rewritten below
+    present: dict[str, bool] = {}  # name -> is a link: one listing, not a stat and a read per SOF
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                os.unlink(entry.path)  # a temp file of a write cut short; the SOF it was for is rewritten below
+            else:
+                present[entry.name] = entry.is_symlink()
     result = SofWrite()
     for name in sorted(wanted):
         path = folder / name
-        if path.is_symlink():
+        if present.get(name):
             result.kept_edited.append(name)  # never write through a link
             continue
-        if _read(path) == wanted[name]:
+        if name in present and _read(path) == wanted[name]:
             result.unchanged += 1
             continue
         atomic_write_text(path, wanted[name], sync=False)
