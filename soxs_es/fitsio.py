@@ -141,9 +141,13 @@ def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1, ti
     """Read many headers, spreading large batches over processes (header parsing is CPU-bound)."""
     if workers <= 1 or len(paths) < 400:
         return _collect((read_header(p, wanted) for p in paths), len(paths), tick)
-    chunk = max(50, len(paths) // (workers * 8))
     with _pool(workers) as pool:
-        return _collect(pool.map(read_header, paths, [wanted] * len(paths), chunksize=chunk), len(paths), tick)
+        return _collect(_map_reads(pool, paths, wanted, workers), len(paths), tick)
+
+
+def _map_reads(pool: Any, paths: list[Path], wanted: frozenset[str], workers: int) -> Iterable[HeaderRead]:
+    """Header reads spread over a pool, in chunks large enough to keep the hand-over cheap."""
+    return pool.map(read_header, paths, [wanted] * len(paths), chunksize=max(50, len(paths) // (workers * 8)))
 
 
 @attrs.frozen
@@ -186,7 +190,7 @@ def stage_and_read(folder: Path, names: list[str], temp_names: list[str], paths:
     with _pool(workers) as pool:
         staging = pool.map(stage_decompression, [folder] * len(names), names, temp_names, [wanted] * len(names),
                            chunksize=max(20, len(names) // (workers * 16)))
-        reading = pool.map(read_header, paths, [wanted] * len(paths), chunksize=max(50, len(paths) // (workers * 8)))
+        reading = _map_reads(pool, paths, wanted, workers)
         return _collect(staging, len(names), tick_stage), _collect(reading, len(paths), tick_read)
 
 
