@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
-from soxs_es.pure.rules import Rules
+from soxs_es.pure.rules import Rules, derived
 
 Header = Mapping[str, Any]
 MJD_EPOCH = date(1858, 11, 17)
@@ -38,42 +38,93 @@ class Classification:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # exact types: header values are str, int, float or bool (bool is an int to isinstance, not a number here)
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))
 
 
-def is_acquisition(header: Header, rules: Rules) -> bool:
-    acq = rules.section("ingest", "acquisition")
-    return header.get(acq["camera_keyword"]) == acq["camera_value"]
+@attrs.frozen
+class _Plan:
+    """The rules a frame is classified and its `raw_frames` row made by, looked up once per rules document
+    (`_plan`) instead of once per frame."""
+
+    copied_names: tuple[str, ...]
+    copied_keywords: tuple[str, ...]
+    raw_folder_offset: float
+    night_offset: float
+    slit: Mapping[str, str]
+    simulation: Mapping[str, str]
+    binx: str
+    biny: str
+    binning_arms: frozenset[str]
+    rospeed: str
+    gain: tuple[str, ...]
+    lamps: tuple[tuple[str, str], ...]  # (keyword, symbol)
+    dome_flat_type: str
+    dome_flat_lamp: str
+    slitmask: tuple[tuple[str, str], ...]  # (contains, mask)
+    product_keyword: str
+    camera_keyword: str
+    camera_value: Any
+    acq_exptime_keyword: str
+    filter_keyword: str
+    maintenance_name: str
+    no_optics_types: frozenset[str]
 
 
-def arm_of(header: Header, rules: Rules) -> str | None:
-    arm = header.get("ESO SEQ ARM")
-    if isinstance(arm, str) and arm:
-        return arm.upper()
-    return "ACQ" if is_acquisition(header, rules) else None
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(RAW_FRAME_COLUMNS)
 
 
-def exptime_of(header: Header, rules: Rules) -> Any:
+def _plan(rules: Rules) -> _Plan:
+    return derived(rules, _make_plan)
+
+
+def _make_plan(rules: Rules) -> _Plan:
+    columns, ingest = rules.section("columns"), rules.section("ingest")
+    acq = ingest["acquisition"]
+    return _Plan(
+        copied_names=tuple(columns["copied"]), copied_keywords=tuple(columns["copied"].values()),
+        raw_folder_offset=ingest["raw_folder_offset_hours"], night_offset=ingest["night_start_offset_hours"],
+        slit=dict(columns["slit"]), simulation=dict(columns["simulation"]),
+        binx=columns["binning"]["x"], biny=columns["binning"]["y"],
+        binning_arms=frozenset(columns["binning"]["arms"]), rospeed=columns["rospeed"],
+        gain=tuple(columns["gain"]), lamps=tuple((lamp["keyword"], lamp["symbol"]) for lamp in columns["lamps"]),
+        dome_flat_type=columns["dome_flat"]["type"], dome_flat_lamp=columns["dome_flat"]["lamp"],
+        slitmask=tuple((rule["contains"], rule["mask"]) for rule in columns["slitmask"]),
+        product_keyword=ingest["product_keyword"], camera_keyword=acq["camera_keyword"],
+        camera_value=acq["camera_value"], acq_exptime_keyword=acq["exptime_keyword"],
+        filter_keyword=acq["filter_keyword"], maintenance_name=columns["maintenance_name"],
+        no_optics_types=frozenset(columns["no_optics_types"]))
+
+
+def _is_acquisition(header: Header, plan: _Plan) -> bool:
+    return header.get(plan.camera_keyword) == plan.camera_value
+
+
+def _exptime(header: Header, plan: _Plan) -> Any:
+    """EXPTIME, or on the acquisition camera (which has none) its own exposure-time keyword."""
     if "EXPTIME" in header:
         return header["EXPTIME"]
-    if is_acquisition(header, rules):
-        return header.get(rules.section("ingest", "acquisition", "exptime_keyword"))
-    return None
+    return header.get(plan.acq_exptime_keyword) if _is_acquisition(header, plan) else None
 
 
 def classify(header: Header, rules: Rules) -> Classification:
     """Raw frame, product (has ESO PRO CATG) or rejected (a required keyword missing or of the wrong type)."""
-    if rules.section("ingest", "product_keyword") in header:
-        return Classification("product")
+    plan = _plan(rules)
+    if plan.product_keyword in header:
+        return _PRODUCT
     for keyword in rules.required:
-        value = exptime_of(header, rules) if keyword == "EXPTIME" else header.get(keyword)
+        value = _exptime(header, plan) if keyword == "EXPTIME" else header.get(keyword)
         if value is None or value == "":
-            if keyword == "EXPTIME" and is_acquisition(header, rules):
+            if keyword == "EXPTIME" and _is_acquisition(header, plan):
                 keyword = "EXPTIME (or ESO DET3 EXPO TIME on the acquisition camera)"
             return Classification("rejected", f"missing required keyword {keyword}")
         if keyword in rules.numeric and not _is_number(value):
             return Classification("rejected", f"{keyword} is {value!r}, a number is required")
-    return Classification("raw")
+    return _RAW
+
+
+_RAW, _PRODUCT = Classification("raw"), Classification("product")
 
 
 def mjd_date(mjd: float, offset_hours: float) -> str:
@@ -84,8 +135,7 @@ def mjd_date(mjd: float, offset_hours: float) -> str:
 
 def raw_folder(header: Header, rules: Rules) -> str:
     """Where a raw frame is filed: `raw/<YYYY-MM-DD>`."""
-    offset = rules.section("ingest", "raw_folder_offset_hours")
-    return f"raw/{mjd_date(float(header['MJD-OBS']), offset)}"
+    return f"raw/{mjd_date(float(header['MJD-OBS']), _plan(rules).raw_folder_offset)}"
 
 
 def instrument_family(header: Header, rules: Rules) -> str:
@@ -100,23 +150,6 @@ def instrument_family(header: Header, rules: Rules) -> str:
 
 def _number_or_none(value: Any) -> float | int | None:
     return value if _is_number(value) else None
-
-
-def _lamp(header: Header, rules: Rules) -> str | None:
-    columns = rules.section("columns")
-    symbols = "".join(lamp["symbol"] for lamp in columns["lamps"] if lamp["keyword"] in header)
-    if not symbols and header.get("ESO DPR TYPE") == columns["dome_flat"]["type"]:
-        return columns["dome_flat"]["lamp"]
-    return symbols or None
-
-
-def _slitmask(slit: str | None, rules: Rules) -> str | None:
-    if not slit:
-        return None
-    for rule in rules.section("columns", "slitmask"):
-        if rule["contains"] in slit:
-            return rule["mask"]
-    return None
 
 
 def ignore_reason(row: Mapping[str, Any], rules: Rules) -> str | None:
@@ -146,44 +179,53 @@ def ignore_reason(row: Mapping[str, Any], rules: Rules) -> str | None:
 
 def raw_frame_row(path: str, header: Header, rules: Rules) -> dict[str, Any]:
     """The `raw_frames` row of one raw frame at workspace path `path` (before OB-level lamp inheritance)."""
-    columns = rules.section("columns")
-    ingest = rules.section("ingest")
-    arm = arm_of(header, rules)
+    return _raw_frame_row(path, header, _plan(rules))
+
+
+def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
+    get = header.get
+    acquisition = _is_acquisition(header, plan)
+    arm = get("ESO SEQ ARM")
+    arm = arm.upper() if isinstance(arm, str) and arm else ("ACQ" if acquisition else None)
     mjd = float(header["MJD-OBS"])
-    night_offset = ingest["night_start_offset_hours"]
-    row: dict[str, Any] = {name: header.get(keyword) for name, keyword in columns["copied"].items()}
+    row = dict(_EMPTY_ROW)  # the columns in table order; keys only copied by the rules follow (dropped later)
+    row.update(zip(plan.copied_names, map(get, plan.copied_keywords), strict=True))
     for name in ("ra", "dec", "absrot", "eso tpl nexp", "eso tpl expno"):
         row[name] = _number_or_none(row[name])
-    slit_keyword = columns["slit"].get(arm) if arm else None
-    slit = header.get(slit_keyword) if slit_keyword else None
-    sim_keyword = columns["simulation"].get(arm) if arm else None
-    binning = columns["binning"]
-    binx, biny = header.get(binning["x"]), header.get(binning["y"])
-    gains = [g for g in (_number_or_none(header.get(k)) for k in columns["gain"]) if g is not None]
-    acq = ingest["acquisition"]
-    row.update({
-        "file": path.rsplit("/", 1)[-1],
-        "filepath": f"./{path}",
-        "eso seq arm": arm,
-        "mjd-obs": mjd,
-        "mjd-date": mjd_date(mjd, ingest["raw_folder_offset_hours"]),
-        "night start date": mjd_date(mjd, night_offset),
-        "night start mjd": math.floor(mjd - night_offset / 24.0),
-        "exptime": round(float(exptime_of(header, rules)), 2),
-        "binning": f"{int(binx)}x{int(biny)}"
-        if arm in binning["arms"] and _is_number(binx) and _is_number(biny) else None,
-        "rospeed": None if header.get(columns["rospeed"]) is None else str(header.get(columns["rospeed"])),
-        "gain": max(gains) if gains else None,
-        "slit": slit if isinstance(slit, str) and slit else None,
-        "slitmask": _slitmask(slit if isinstance(slit, str) else None, rules),
-        "lamp": _lamp(header, rules),
-        "filter": header.get(acq["filter_keyword"])
-        if arm == "ACQ" and header.get("ESO DPR TYPE") not in ("BIAS", "DARK") else None,
-        "simulation": 1 if header.get(sim_keyword) in (True, "T") else 0,
-    })
-    if row["eso obs name"] == columns["maintenance_name"]:
+    slit_keyword = plan.slit.get(arm) if arm else None
+    slit = get(slit_keyword) if slit_keyword else None
+    if not (isinstance(slit, str) and slit):
+        slit = None
+    sim_keyword = plan.simulation.get(arm) if arm else None
+    binx, biny = get(plan.binx), get(plan.biny)
+    gains = [g for g in map(_number_or_none, map(get, plan.gain)) if g is not None]
+    exptime = _exptime(header, plan)
+    lamp = "".join(symbol for keyword, symbol in plan.lamps if keyword in header) or None
+    if lamp is None and get("ESO DPR TYPE") == plan.dome_flat_type:
+        lamp = plan.dome_flat_lamp
+    rospeed = get(plan.rospeed)
+    night_offset = plan.night_offset
+    row["file"] = path.rsplit("/", 1)[-1]
+    row["filepath"] = f"./{path}"
+    row["eso seq arm"] = arm
+    row["mjd-obs"] = mjd
+    row["mjd-date"] = mjd_date(mjd, plan.raw_folder_offset)
+    row["night start date"] = mjd_date(mjd, night_offset)
+    row["night start mjd"] = math.floor(mjd - night_offset / 24.0)
+    row["exptime"] = round(float(exptime), 2)
+    row["binning"] = (f"{int(binx)}x{int(biny)}"
+                      if arm in plan.binning_arms and _is_number(binx) and _is_number(biny) else None)
+    row["rospeed"] = None if rospeed is None else str(rospeed)
+    row["gain"] = max(gains) if gains else None
+    row["slit"] = slit
+    row["slitmask"] = next((mask for contains, mask in plan.slitmask if contains in slit), None) if slit else None
+    row["lamp"] = lamp
+    row["filter"] = (get(plan.filter_keyword)
+                     if arm == "ACQ" and get("ESO DPR TYPE") not in ("BIAS", "DARK") else None)
+    row["simulation"] = 1 if get(sim_keyword) in (True, "T") else 0
+    if row["eso obs name"] == plan.maintenance_name:
         row["eso obs name"] = f"{row['eso obs name']}{row['eso dpr type']}"
-    if row["eso dpr type"] in columns["no_optics_types"]:
+    if row["eso dpr type"] in plan.no_optics_types:
         row["lamp"] = row["slit"] = row["slitmask"] = None
     return row
 
@@ -210,13 +252,16 @@ def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules) -> None:
 
 def raw_frame_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[dict[str, Any]]:
     """Rows of `raw_frames` for (path, header) pairs of raw frames, sorted by MJD-OBS then file."""
-    rows = [raw_frame_row(path, header, rules) for path, header in frames]
+    plan = _plan(rules)
+    rows = [_raw_frame_row(path, header, plan) for path, header in frames]
     _inherit_lamps(rows, rules)
     for row in rows:
         reason = ignore_reason(row, rules)
         row["ignore"] = 1 if reason else 0
         row["ignore reason"] = reason
     rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
-    for i, row in enumerate(rows):  # in place: one working row at a time, not a second list of them
-        rows[i] = {column: row.get(column) for column in RAW_FRAME_COLUMNS}
+    extra = [name for name in plan.copied_names if name not in _EMPTY_ROW]
+    for row in rows if extra else ():  # a rules file may copy a keyword to a name that is no column
+        for name in extra:
+            del row[name]
     return rows

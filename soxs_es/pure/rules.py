@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 import yaml
 from pyrsistent import freeze, pmap, thaw
 from pyrsistent.typing import PMap
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -35,15 +38,23 @@ class Rules:
 #: libyaml's safe loader parses ~10x faster than the pure-Python one; both build plain values only.
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_PLAIN: dict[str, Any] = {}
+_DERIVED: dict[tuple[str, Callable[[Rules], Any]], Any] = {}
+
+
+def derived(rules: Rules, build: Callable[[Rules], T]) -> T:
+    """`build(rules)`, computed once per rules document: hot loops read the rules for every frame."""
+    key = (rules.digest or str(id(rules.raw)), build)
+    if key not in _DERIVED:
+        _DERIVED[key] = build(rules)
+    return _DERIVED[key]  # type: ignore[no-any-return]
+
+
+def _thawed(rules: Rules) -> Any:
+    return thaw(rules.raw)  # plain dicts are ~5x faster to read than pmaps
 
 
 def _plain(rules: Rules) -> Any:
-    # Hot loops read the rules hundreds of thousands of times: plain dicts are ~5x faster than pmaps.
-    key = rules.digest or str(id(rules.raw))
-    if key not in _PLAIN:
-        _PLAIN[key] = thaw(rules.raw)
-    return _PLAIN[key]
+    return derived(rules, _thawed)
 
 
 def _keywords_of(doc: dict[str, Any]) -> frozenset[str]:
