@@ -5,7 +5,6 @@ Only the header blocks are read (the reader stops at the END card); data units a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ import attrs
 import ncompress
 
 from soxs_es.fsops import write_new_file
+from soxs_es.processes import worker_pool
 from soxs_es.pure.fitscards import BLOCK, HeaderError, block_has_end, data_size, parse_header
 
 #: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
@@ -92,34 +92,6 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
     return header_from_bytes(b"".join(blocks), size, wanted)
 
 
-def _worker_start(inherited_locks: tuple[int, ...]) -> None:
-    """In each forked worker: let go of the workspace lock (a worker must never keep it) and die with the
-    parent (a killed `prep` must not leave workers behind)."""
-    for fd in inherited_locks:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-        if os.getppid() == 1:
-            os._exit(1)  # the parent died before prctl took effect
-    except (OSError, AttributeError):
-        pass
-
-
-def _pool(workers: int) -> Any:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from soxs_es.fsops import HELD_LOCKS
-
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_start, initargs=(tuple(HELD_LOCKS),))
-
-
 Tick = Callable[[int, int], None]
 
 
@@ -141,7 +113,7 @@ def read_headers(paths: list[Path], wanted: frozenset[str], workers: int = 1, ti
     """Read many headers, spreading large batches over processes (header parsing is CPU-bound)."""
     if workers <= 1 or len(paths) < 400:
         return _collect((read_header(p, wanted) for p in paths), len(paths), tick)
-    with _pool(workers) as pool:
+    with worker_pool(workers) as pool:
         return _collect(_map_reads(pool, paths, wanted, workers), len(paths), tick)
 
 
@@ -187,7 +159,7 @@ def stage_and_read(folder: Path, names: list[str], temp_names: list[str], paths:
         staged = _collect((stage_decompression(folder, n, t, wanted) for n, t in zip(names, temp_names, strict=True)),
                           len(names), tick_stage)
         return staged, read_headers(paths, wanted, 1, tick_read)
-    with _pool(workers) as pool:
+    with worker_pool(workers) as pool:
         staging = pool.map(stage_decompression, [folder] * len(names), names, temp_names, [wanted] * len(names),
                            chunksize=max(20, len(names) // (workers * 16)))
         reading = _map_reads(pool, paths, wanted, workers)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, utc_now
+from soxs_es.processes import Forked
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
@@ -201,7 +201,8 @@ class Workspace:
         projection (the frames and rules did not), the association it left is matched again where the
         change reaches (`refail`) and only the changed rows and SOF files are rewritten: the fallback
         after a recipe failure. Otherwise everything is derived from the frames and rebuilt.
-        `sof_files_written` is called once the SOF files are on disk (the tables may still be being written).
+        `sof_files_written` is called (from another thread) once the SOF files are on disk, while the tables
+        may still be being written.
         """
         session = self.session
         self.record(self.product_changes(session))
@@ -229,18 +230,19 @@ class Workspace:
         else:
             assert old is not None
             wanted, before = sof_files(association, changed), sof_files(old.association, changed)
-        # SOF files are written by a thread while SQLite writes the tables: the one waits on the disk, the
-        # other mostly on SQLite, which lets go of the interpreter while it works
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-sof") as pool:
-            writing = pool.submit(write_sof_folder, folder, wanted, before)
-            if sof_files_written is not None:  # runs in the writing thread, which the pool waits for below
-                writing.add_done_callback(lambda _: sof_files_written())
+        # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for the
+        # interpreter lock after each of its thousands of system calls, and slow the tables down as it did
+        writing = Forked(write_sof_folder, folder, wanted, before, on_done=sof_files_written)
+        try:
             if old is None and frames is None:  # the frames changed: their tables are rewritten
                 tables.project_raw_frames(conn, derived.raw_frames)
                 tables.project_rejected_files(conn, derived.rejected_files)
             del derived, frames  # the frame rows are written: let them go before the next tables
             tables.project_association(conn, new, changed)
-            written = writing.result()
+        except BaseException:
+            writing.wait()  # the tables' error is the one to tell
+            raise
+        written = writing.result()
         if changed is not None:
             written.unchanged += len(association.complete_sofs()) - len(wanted)
         projection = Projection(session, association, *counts, summarise(association, written),

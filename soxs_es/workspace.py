@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from soxs_es import fitsio
 from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
+from soxs_es.processes import Removal
 from soxs_es.projections import fingerprint
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
@@ -73,17 +73,6 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-#: Removing a file is mostly waiting on the disk (on a disk mounted with `discard` each unlink trims its
-#: blocks before it returns), so several removals run at once.
-REMOVAL_THREADS = 8
-
-
-def _remove_all(paths: list[str]) -> None:
-    with ThreadPoolExecutor(max_workers=REMOVAL_THREADS, thread_name_prefix="soxs-es-unlink") as pool:
-        for _ in pool.map(os.unlink, paths, chunksize=64):
-            pass
-
-
 def _has_fits(root: Path) -> bool:
     with os.scandir(root) as entries:
         return any(layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name) for e in entries)
@@ -112,9 +101,7 @@ class Prep(Workspace):
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soxs-es-remove")
-        self._removals: list[Future[None]] = []
-        self._to_remove: list[str] = []  # .Z originals of recorded decompressions, not yet removed
+        self._removals: list[Removal] = []  # of the .Z originals of recorded decompressions
 
     def _tick(self, what: str) -> fitsio.Tick | None:
         progress = self.progress
@@ -274,32 +261,31 @@ class Prep(Workspace):
             done.append(self._decompressed(item, item.name))
             kept.append(item)
         self.record(done)
-        # The compressed copy goes only once its frame is in place, recorded and on the disk: the disk is
-        # synced in the background now, the .Z files are removed after that (`start_removals`).
+        # The compressed copy goes only once its frame is in place, recorded and on the disk: a helper process
+        # syncs the disk now and removes the .Z files when told to (`start_removals`).
         sources = [event.source for event in done if isinstance(event, ev.FrameDecompressed)]
         self.report.decompressed.extend(sources)
         if sources:
-            self._removals.append(self._background.submit(os.sync))
-            self._to_remove += [os.path.join(self.root, s) for s in sources]
+            self._removals.append(Removal([os.path.join(self.root, s) for s in sources]))
         return kept
 
     def start_removals(self) -> None:
-        """Remove the decompressed frames' .Z files in the background, after the sync queued before them in
-        the same single thread (`finish_removals` waits for both).
+        """Let the helpers remove the decompressed frames' .Z files (`finish_removals` waits for them).
 
         Called once the SOF files are written: on a file system without a journal, ext4 passes over inodes
         freed in the last minute when it creates a file, and thousands of them made each SOF file 1 ms slower.
         """
-        if self._to_remove:
-            paths, self._to_remove = self._to_remove, []
-            self._removals.append(self._background.submit(_remove_all, paths))
+        for removal in self._removals:
+            removal.go()
 
     def finish_removals(self) -> None:
-        """Wait for the background removals of decompressed .Z files; their errors surface here."""
-        self.start_removals()
-        pending, self._removals = self._removals, []
-        for future in pending:
-            future.result()
+        """Wait for the removals of decompressed .Z files; a file that could not be removed is reported (the
+        next `prep` finds its frame already decompressed and removes it)."""
+        removals, self._removals = self._removals, []
+        for removal in removals:
+            for path, why in removal.finish():
+                name = os.path.relpath(path, self.root)
+                self.report.left_alone.append((name, f"decompressed, but could not be removed ({why})"))
 
     def _decompressed_home(self, item: _RootFile, home: str, stat: tuple[int, int]) -> list[ev.Event]:
         """The facts of a frame decompressed straight into its home (`stat`: its size and mtime there):
@@ -434,10 +420,7 @@ class Prep(Workspace):
         try:
             return self._run()
         finally:
-            try:
-                self.finish_removals()
-            finally:
-                self._background.shutdown()
+            self.finish_removals()
 
     def _run(self) -> PrepReport:
         self.reconcile()

@@ -1,0 +1,196 @@
+"""Work handed to other processes, so that it neither waits for the main one nor takes its interpreter lock.
+
+- `worker_pool`: forked workers that decompress and read headers (CPU-bound, one per core);
+- `Forked`: one function run in a forked child (the SOF folder is written while the main process writes
+  the tables: a thread would wait ~5 ms for the interpreter lock after each of its thousands of system calls);
+- `Removal`: a small helper process that syncs the disk and then removes the `.Z` files of decompressed
+  frames when told to (thousands of unlinks, each waiting on the disk).
+
+A forked child lets go of the workspace lock and dies with its parent (`_child_start`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from soxs_es.fsops import HELD_LOCKS
+
+T = TypeVar("T")
+
+_FORK = multiprocessing.get_context("fork")
+
+
+def _child_start(inherited_locks: tuple[int, ...]) -> None:
+    """In each forked child: let go of the workspace lock (a child must never keep it) and die with the
+    parent (a killed `prep` must not leave children behind)."""
+    for fd in inherited_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+        if os.getppid() == 1:
+            os._exit(1)  # the parent died before prctl took effect
+    except (OSError, AttributeError):
+        pass
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_FORK, initializer=_child_start,
+                               initargs=(tuple(HELD_LOCKS),))
+
+
+def _run_forked(send: Any, locks: tuple[int, ...], function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    _child_start(locks)
+    try:
+        outcome: tuple[bool, Any] = (True, function(*args))
+    except BaseException as error:  # handed to the parent, which raises it
+        outcome = (False, error)
+    send.send(outcome)
+
+
+class Forked(Generic[T]):
+    """`function(*args)` run in a forked child (fork while no other thread runs); `result()` waits for its
+    value or raises its error. `on_done` runs in the parent (in a thread) as soon as the child succeeded."""
+
+    def __init__(self, function: Callable[..., T], *args: Any, on_done: Callable[[], None] | None = None) -> None:
+        self._receive, send = _FORK.Pipe(duplex=False)
+        self._process = _FORK.Process(target=_run_forked, args=(send, tuple(HELD_LOCKS), function, args))
+        self._process.start()
+        send.close()
+        self._outcome: tuple[bool, Any] = (False, None)
+        self._waiter = threading.Thread(target=self._wait, args=(on_done,), name="soxs-es-forked", daemon=True)
+        self._waiter.start()
+
+    def _wait(self, on_done: Callable[[], None] | None) -> None:
+        try:
+            self._outcome = self._receive.recv()
+        except EOFError:
+            self._outcome = (False, OSError(f"a helper process ended without a result (exit {self._process.exitcode})"))
+        self._process.join()
+        self._receive.close()
+        if self._outcome[0] and on_done is not None:
+            try:
+                on_done()
+            except BaseException as error:
+                self._outcome = (False, error)
+
+    def wait(self) -> None:
+        """Wait for the child to end, whatever its outcome."""
+        self._waiter.join()
+
+    def result(self) -> T:
+        self._waiter.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+#: Removing a file is mostly waiting on the disk (on a disk mounted with `discard` each unlink trims its
+#: blocks before it returns), so the helper runs several removals at once.
+REMOVAL_THREADS = 8
+_SYNC, _GO = b"sync", b"go"
+
+
+class Removal:
+    """A helper process that removes `paths` (absolute) once told to (`go`), after syncing the disk.
+
+    It syncs as soon as it has the list (the frames those files were decompressed into are written and
+    recorded by then), and removes only on `go`: if this process dies before that, nothing is removed and
+    the next `prep` finds the files again. Paths go over its stdin, NUL-terminated; problems come back on
+    its stdout.
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
+                                                                        os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self._lock = threading.Lock()
+        self._told = False
+        # a thread feeds the list: a pipe holds 64 KB and the helper reads it only once it has started
+        self._feeder = threading.Thread(target=self._feed, args=(paths,), name="soxs-es-removal", daemon=True)
+        self._feeder.start()
+
+    def _feed(self, paths: list[str]) -> None:
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths) + _SYNC + b"\0")
+            self._process.stdin.flush()
+
+    def go(self) -> None:
+        """Start removing (once; later calls do nothing)."""
+        with self._lock:
+            if self._told:
+                return
+            self._told = True
+            self._feeder.join()
+            assert self._process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.write(_GO + b"\0")
+                self._process.stdin.close()
+
+    def finish(self) -> list[tuple[str, str]]:
+        """Remove (if not yet told to) and wait: (path, why) of the files that could not be removed."""
+        self.go()
+        assert self._process.stdout is not None
+        out = self._process.stdout.read()
+        code = self._process.wait()
+        if code != 0:
+            raise OSError(f"the helper removing decompressed .Z files failed (exit {code})")
+        fields = out.split(b"\0")[:-1]  # path, why, path, why ...
+        pairs = zip(fields[::2], fields[1::2], strict=True)
+        return [(os.fsdecode(path), why.decode(errors="replace")) for path, why in pairs]
+
+
+def _records(stream: Any) -> Iterator[bytes]:
+    """NUL-terminated records as they arrive (a cut-off last record is never yielded)."""
+    pending = b""
+    while chunk := stream.read1(1 << 16):
+        *complete, pending = (pending + chunk).split(b"\0")
+        yield from complete
+
+
+def removal_helper() -> None:
+    """The `Removal` helper's main: read paths until `sync`, sync, wait for `go`, remove, report problems."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which tells us what to do
+    records = _records(sys.stdin.buffer)
+    paths: list[bytes] = []
+    for record in records:
+        if record == _SYNC:
+            break
+        paths.append(record)
+    else:
+        return  # the parent died before the list was complete: leave everything
+    os.sync()
+    if _GO not in records:  # reads on until told to go
+        return  # the parent died before telling us to remove: leave everything
+    problems: list[bytes] = []
+
+    def remove(path: bytes) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass  # removed already (by hand): nothing left to do
+        except OSError as error:
+            problems.append(path + b"\0" + (error.strerror or str(error)).encode() + b"\0")
+
+    with ThreadPoolExecutor(max_workers=REMOVAL_THREADS) as pool:
+        for _ in pool.map(remove, paths, chunksize=64):
+            pass
+    sys.stdout.buffer.write(b"".join(problems))
