@@ -30,7 +30,7 @@ from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
-from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, listdir, load_rules
+from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, keep_for_the_run, listdir, load_rules
 
 LINKS = (*SESSION_FOLDERS, SETTINGS)
 
@@ -426,6 +426,7 @@ class Prep(Workspace):
         self.reconcile()
         self.record_rules()
         found = self.scan_root()
+        keep_for_the_run()  # the headers read
         self.check_instruments(found)
         self.file_root(found)
         self.sync_raw()
