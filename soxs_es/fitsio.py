@@ -16,7 +16,7 @@ import ncompress
 
 from soxs_es.fsops import write_new_file
 from soxs_es.processes import worker_pool
-from soxs_es.pure.fitscards import BLOCK, HeaderError, block_has_end, data_size, parse_header
+from soxs_es.pure.fitscards import BLOCK, HeaderError, data_size, end_card, parse_header
 
 #: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
 MAX_HEADER_BLOCKS = 400
@@ -59,13 +59,8 @@ _STRUCTURE = frozenset({"BITPIX", "NAXIS", *(f"NAXIS{i}" for i in range(1, 10))}
 
 def split_header(data: bytes) -> bytes | None:
     """The header part of an in-memory FITS file (through its END block), or None if it has no END."""
-    for offset in range(0, min(len(data), MAX_HEADER_BLOCKS * BLOCK), BLOCK):
-        block = data[offset:offset + BLOCK]
-        if len(block) < BLOCK:
-            return None
-        if block_has_end(block) >= 0:
-            return data[:offset + BLOCK]
-    return None
+    at = end_card(data, 0, min(len(data) // BLOCK, MAX_HEADER_BLOCKS) * BLOCK)  # whole blocks only
+    return None if at < 0 else data[:(at // BLOCK + 1) * BLOCK]
 
 
 def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
@@ -80,7 +75,7 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
                 return HeaderRead(None, "not a FITS file (no SIMPLE card at the start)")
             blocks = [first]
             block = first
-            while block_has_end(block) < 0:
+            while end_card(block) < 0:
                 if len(block) < BLOCK:
                     return HeaderRead(None, "truncated header (file ends before the END card)")
                 if len(blocks) >= MAX_HEADER_BLOCKS:

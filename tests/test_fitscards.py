@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from soxs_es.demo import fits_bytes, format_card
 from soxs_es.fitsio import read_header
-from soxs_es.pure.fitscards import parse_card, parse_header
+from soxs_es.pure.fitscards import end_card, parse_card, parse_header
 
 keyword = st.sampled_from(["OBJECT", "EXPTIME", "ESO DPR TYPE", "ESO INS NISE NAME", "HIERARCH"])
 text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.rstrip)
@@ -104,3 +104,26 @@ def test_reading_only_wanted_cards_agrees_with_reading_all(cards: list[str], aft
     blocks = raw[:80 * (len(cards) + 2)]
     blocks += b" " * (-len(blocks) % 2880)
     assert parse_header(blocks, wanted=_WANTED, end_in_last_block=True) == parse_header(blocks, wanted=_WANTED)
+
+
+#: Cards that start with E or hold END elsewhere; the real END card is blank after its first three bytes.
+end_like = st.sampled_from([
+    format_card("EXPTIME", 1.5), format_card("EQUINOX", 2000.0), format_card("ESO TEL AIRM END", 1.2),
+    format_card("OBJECT", "END"), "ENDX".ljust(80), "END    x".ljust(80), "E".ljust(80), " END".ljust(80),
+    format_card("EXTEND", True), format_card("ENDTIME", 3),
+])
+
+
+@given(st.lists(st.one_of(end_like, st.sampled_from(_TRICKY_CARDS)), max_size=80), st.booleans(),
+       st.integers(0, 79))
+def test_end_card_is_the_first_card_starting_with_end_and_blank_after(cards: list[str], with_end: bool,
+                                                                      cut: int) -> None:
+    """The strided search agrees with reading card by card, also when the last card is cut short."""
+    raw = "".join(cards + (["END".ljust(80), format_card("AFTER", 1)] if with_end else [])).encode()
+    raw = raw[:len(raw) - cut] if cut < len(raw) else raw
+    expected = next((i * 80 for i in range(0, -(-len(raw) // 80))
+                     if raw[i * 80:i * 80 + 3] == b"END" and not raw[i * 80 + 3:i * 80 + 80].strip()), -1)
+    assert end_card(raw) == expected
+    whole = len(raw) // 2880 * 2880
+    expected_in_whole = expected if 0 <= expected < whole else -1
+    assert end_card(raw, 0, whole) == expected_in_whole

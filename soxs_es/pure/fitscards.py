@@ -18,13 +18,20 @@ class HeaderError(ValueError):
     """The bytes are not a readable FITS primary header."""
 
 
-def block_has_end(block: bytes) -> int:
-    """Offset just past the END card in a 2880-byte block, or -1 when the block has none."""
-    at = block.find(b"END")
-    while at >= 0:
-        if at % CARD == 0 and not block[at + 3:at + CARD].strip():
-            return at + CARD
-        at = block.find(b"END", at + 1)
+def end_card(raw: bytes, start: int = 0, stop: int | None = None) -> int:
+    """Offset of the first END card in `raw[start:stop]` (`start` at a card boundary), or -1 when none.
+
+    "END" also ends keywords (`ESO TEL AIRM END`) and appears in values: only a card that starts with it
+    and is blank after it counts. The first byte of every card is read as one strided slice, so only the
+    few cards starting with E are looked at.
+    """
+    firsts = raw[start:stop:CARD]
+    card = firsts.find(b"E")
+    while card >= 0:
+        at = start + card * CARD
+        if raw[at:at + 3] == b"END" and not raw[at + 3:at + CARD].strip():
+            return at
+        card = firsts.find(b"E", card + 1)
     return -1
 
 
@@ -91,8 +98,8 @@ def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_bl
     if not raw.startswith(b"SIMPLE  ="):
         raise HeaderError("not a FITS file (no SIMPLE card at the start)")
     if wanted is not None:
-        start = max(len(raw) - BLOCK, 0) // CARD * CARD if end_in_last_block else 0
-        return _parse_wanted(raw, wanted, _end_card(raw, start))
+        end = end_card(raw, max(len(raw) - BLOCK, 0) // CARD * CARD if end_in_last_block else 0)
+        return _parse_wanted(raw, wanted, len(raw) if end < 0 else end)
     text = raw.decode("ascii", errors="replace")
     values: dict[str, str | int | float | bool] = {}
     for start in range(0, len(text), CARD):
@@ -122,16 +129,6 @@ def data_size(header: dict[str, str | int | float | bool]) -> int:
         count *= length
     raw = abs(bitpix) // 8 * count
     return -(-raw // BLOCK) * BLOCK
-
-
-def _end_card(raw: bytes, start: int = 0) -> int:
-    """Offset of the first END card at or after `start` (the length when there is none)."""
-    at = raw.find(b"END", start)
-    while at >= 0:
-        if at % CARD == 0 and not raw[at + 3:at + CARD].strip():
-            return at
-        at = raw.find(b"END", at + 1)
-    return len(raw)
 
 
 def _trie(words: list[bytes]) -> bytes:
