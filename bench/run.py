@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -224,6 +225,8 @@ def main() -> None:
     parser.add_argument("--replay-events", type=int, default=100_000)
     args = parser.parse_args()
     CACHE.mkdir(exist_ok=True)
+    # a polite kill (SIGTERM) unwinds like Ctrl-C, so the scratch copies are still removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     nights = args.nights + ([1000] if args.big else [])
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; median of {args.runs} runs")
     print(f"{'nights':>6}  {'measurement':<26} {'soxs-es':>10} {'RSS MB':>7}"

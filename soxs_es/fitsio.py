@@ -124,7 +124,7 @@ class Staged:
     name: str
     header: dict[str, str | int | float | bool] | None
     problem: str | None
-    temp: Path | None
+    temp: str | None  # a string: thousands of these come back from the workers, and a Path unpickles slowly
     source_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the .Z when it was read
     temp_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file (a rename keeps both)
 
@@ -140,7 +140,7 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
     read = header_from_bytes(head, len(data), wanted) if head else HeaderRead(None, "no END card")
     if read.header is None:
         return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
-    temp = folder / temp_name
+    temp = os.path.join(folder, temp_name)
     temp_stat = write_new_file(temp, data, sync=False)
     return Staged(name, read.header, None, temp, source_stat, temp_stat)
 

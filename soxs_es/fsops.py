@@ -13,10 +13,10 @@ from typing import Any
 HELD_LOCKS: set[int] = set()
 
 
-def same_bytes(a: Path, b: Path) -> bool:
+def same_bytes(a: str | Path, b: str | Path) -> bool:
     """True when both files hold exactly the same bytes."""
     try:
-        return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+        return os.stat(a).st_size == os.stat(b).st_size and filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
 
@@ -44,7 +44,7 @@ _RENAMEAT2 = _renameat2()
 _AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 
 
-def move_no_overwrite(source: Path, target: Path) -> None:
+def move_no_overwrite(source: str | Path, target: str | Path) -> None:
     """Atomically give `source` the name `target`; FileExistsError if `target` exists (never replaced).
 
     On Linux one renameat2(RENAME_NOREPLACE) call does it. Elsewhere a hard link claims the target name
@@ -55,14 +55,15 @@ def move_no_overwrite(source: Path, target: Path) -> None:
         if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
             return
         code = ctypes.get_errno()
-        if code == errno.ENOENT and os.path.lexists(source) and not os.path.isdir(target.parent):
-            target.parent.mkdir(parents=True, exist_ok=True)  # the first frame of its night: make the folder
+        folder = os.path.dirname(target)
+        if code == errno.ENOENT and os.path.lexists(source) and not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)  # the first frame of its night: make the folder
             return move_no_overwrite(source, target)
         if code == errno.EEXIST:
             raise FileExistsError(code, "target exists", str(target))
         if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             raise OSError(code, os.strerror(code), str(source))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:
@@ -78,7 +79,7 @@ def move_no_overwrite(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def write_new_file(path: Path, data: bytes, sync: bool = True) -> tuple[int, int]:
+def write_new_file(path: str | Path, data: bytes, sync: bool = True) -> tuple[int, int]:
     """Write `data` to a file that must not exist yet (flushed to disk unless `sync` is False); returns its
     (size, mtime_ns)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

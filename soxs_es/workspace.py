@@ -68,8 +68,8 @@ class PrepReport:
         return bool(self.rejected or self.conflicts)
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
-    st = path.stat()
+def _stat_key(path: str | Path) -> tuple[int, int]:
+    st = os.stat(path)
     return st.st_size, st.st_mtime_ns
 
 
@@ -86,7 +86,7 @@ class _RootFile:
     kind: str = "other"  # raw | product | rejected | other
     header: dict[str, Any] | None = None
     reason: str | None = None
-    staged: Path | None = None  # decompressed temp file, for a .fits.Z
+    staged: str | None = None  # decompressed temp file, for a .fits.Z
     compressed: str | None = None  # the .Z name it came from
     compressed_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of that .Z when it was read
     staged_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file
@@ -102,6 +102,11 @@ class Prep(Workspace):
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
         self._removals: list[Removal] = []  # of the .Z originals of recorded decompressions
+        self._root = os.fspath(root)
+
+    def _at(self, rel: str) -> str:
+        """The path of a workspace file (a string: the file loops handle tens of thousands)."""
+        return os.path.join(self._root, rel)
 
     def _tick(self, what: str) -> fitsio.Tick | None:
         progress = self.progress
@@ -201,9 +206,9 @@ class Prep(Workspace):
 
     # -- 4. file the root --------------------------------------------------------------------------
 
-    def _destination(self, item: _RootFile, source: Path) -> tuple[str, str]:
+    def _destination(self, item: _RootFile, source: str) -> tuple[str, str]:
         home = self._home(item)
-        folder, target = home.rsplit("/", 1)[0], self.root / home
+        folder, target = home.rsplit("/", 1)[0], self._at(home)
         if not os.path.lexists(target):
             return home, item.kind
         collision: layout.Collision = "identical" if same_bytes(source, target) else "different"
@@ -216,13 +221,13 @@ class Prep(Workspace):
         night = raw_folder(item.header, self.rules) if item.kind == "raw" and item.header else None
         return f"{layout.home_folder(item.kind, night)}/{item.name}"  # type: ignore[arg-type]
 
-    def _commit_decompressions(self, found: list[_RootFile]) -> list[_RootFile]:
-        """Put staged decompressed frames where they belong (one transaction for their events), then drop the .Z.
+    def _commit_decompressions(self, found: list[_RootFile]) -> tuple[list[_RootFile], list[ev.Event]]:
+        """Put staged decompressed frames where they belong; returns the items still to file and the events
+        to record (`file_root` records them with its own, then lets the .Z files go).
 
         A frame goes straight to its home (raw/<night>/ or misc/) when the name is free there; a frame found
         there byte for byte but unknown to the log (an earlier run cut short) is adopted. Otherwise it is
-        put at the root and filed like any other file (duplicates and conflicts set aside). Returns the items
-        still to file.
+        put at the root and filed like any other file (duplicates and conflicts set aside).
         """
         kept: list[_RootFile] = []
         done: list[ev.Event] = []
@@ -234,16 +239,16 @@ class Prep(Workspace):
                 continue
             home = self._home(item)
             try:
-                move_no_overwrite(item.staged, self.root / home)  # never replaces: fails when the name is taken
+                move_no_overwrite(item.staged, self._at(home))  # never replaces: fails when the name is taken
             except FileExistsError:
-                if home not in self.state.files and same_bytes(item.staged, self.root / home):
+                if home not in self.state.files and same_bytes(item.staged, self._at(home)):
                     os.unlink(item.staged)
-                    done += self._decompressed_home(item, home, _stat_key(self.root / home))
+                    done += self._decompressed_home(item, home, _stat_key(self._at(home)))
                     continue
             else:
                 done += self._decompressed_home(item, home, item.staged_stat)
                 continue
-            target = self.root / item.name
+            target = self._at(item.name)
             try:
                 move_no_overwrite(item.staged, target)
             except FileExistsError:
@@ -260,14 +265,15 @@ class Prep(Workspace):
                 continue
             done.append(self._decompressed(item, item.name))
             kept.append(item)
-        self.record(done)
-        # The compressed copy goes only once its frame is in place, recorded and on the disk: a helper process
-        # syncs the disk now and removes the .Z files when told to (`start_removals`).
-        sources = [event.source for event in done if isinstance(event, ev.FrameDecompressed)]
+        return kept, done
+
+    def _let_go_of_compressed(self, recorded: list[ev.Event]) -> None:
+        """The compressed copy goes only once its frame is in place, recorded and on the disk: a helper process
+        syncs the disk now and removes the .Z files when told to (`start_removals`)."""
+        sources = [event.source for event in recorded if isinstance(event, ev.FrameDecompressed)]
         self.report.decompressed.extend(sources)
         if sources:
-            self._removals.append(Removal([os.path.join(self.root, s) for s in sources]))
-        return kept
+            self._removals.append(Removal([self._at(s) for s in sources]))
 
     def start_removals(self) -> None:
         """Let the helpers remove the decompressed frames' .Z files (`finish_removals` waits for them).
@@ -343,11 +349,12 @@ class Prep(Workspace):
             self.report.moved_misc.append(source)
 
     def file_root(self, found: list[_RootFile]) -> None:
+        kept, decompressions = self._commit_decompressions(found)
         ingests: list[ev.Event] = []
         intents: list[ev.MoveIntended] = []
         claimed: set[str] = set()
-        for item in self._commit_decompressions(found):
-            path = self.root / item.name
+        for item in kept:
+            path = self._at(item.name)
             size, mtime = _stat_key(path)
             if item.header is not None:
                 ingests.append(ev.FrameIngested(path=item.name, size=size, mtime_ns=mtime, header=item.header))
@@ -365,17 +372,20 @@ class Prep(Workspace):
             claimed.add(target)
             intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
         self.report.ingested += len(ingests)
-        self.record([*ingests, *intents])  # one transaction: the facts and the intents together
+        # one transaction: the frames already decompressed into place, the other files' facts and their intents
+        self.record([*decompressions, *ingests, *intents])
         done: list[ev.Event] = []
         for i, intent in enumerate(intents):
             if self.progress:
                 self.progress("filing", i + 1, len(intents))
-            move_no_overwrite(self.root / intent.source, self.root / intent.target)
+            move_no_overwrite(self._at(intent.source), self._at(intent.target))
             done.append(ev.FileMoved(source=intent.source, target=intent.target))
             self._report_move(intent.source, intent.target, intent.why)
         for folder in {Path(i.target).parent for i in intents}:
             fsync_dir(self.root / folder)
         self.record(done)
+        # only now: its sync of the whole disk would hold up each of the folder syncs above
+        self._let_go_of_compressed(decompressions)
 
     # -- 5. sync raw/ ------------------------------------------------------------------------------
 
