@@ -7,6 +7,7 @@ updated or deleted: SQLite triggers refuse both, so even a stray `UPDATE` from a
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ class EventLog:
         """`scratch`: a derived database (a replay) that need not survive a crash: no journal, no syncs."""
         self.db_path = Path(db_path)
         self.clock = clock
+        self._checkpoints: Checkpoints | None = None
         try:
             if readonly:
                 uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
@@ -94,7 +96,18 @@ class EventLog:
                 self.conn.execute(f"PRAGMA user_version = {DATABASE_FORMAT}")
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
+            self._checkpoints = None
         self.conn.close()
+
+    def checkpoint_in_background(self) -> None:
+        """Copy committed writes from the write-ahead log into the database file from a thread of its own
+        (`Checkpoints`) instead of at the end of each large transaction, where it stopped this thread (~1 s
+        for the events of 1,000 nights)."""
+        if self._checkpoints is None:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpoints = Checkpoints(self.db_path)
 
     def append(self, new_events: Iterable[ev.Event]) -> list[RecordedEvent]:
         """Append events in one transaction; all are recorded or none is."""
@@ -137,3 +150,32 @@ class EventLog:
     def last_seq(self) -> int:
         (last,) = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return last
+
+
+class Checkpoints:
+    """A thread with its own connection that checkpoints the write-ahead log every `every` seconds.
+
+    A PASSIVE checkpoint copies only committed pages and never waits for or blocks the writer; SQLite lets
+    go of the interpreter lock while it works. What is left when it stops is checkpointed when the last
+    connection closes, as always.
+    """
+
+    def __init__(self, db_path: Path, every: float = 0.5) -> None:
+        self._conn = sqlite3.connect(db_path, isolation_level=None, timeout=30, check_same_thread=False)
+        self._every = every
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soxs-es-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.wait(self._every):
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the writer's own connection checkpoints when it closes: nothing is lost
+        finally:
+            self._conn.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()

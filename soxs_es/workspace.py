@@ -98,6 +98,7 @@ class Prep(Workspace):
     def __init__(self, root: Path, clock: Clock = utc_now, workers: int | None = None,
                  progress: Progress | None = None) -> None:
         super().__init__(root, clock)
+        self.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.progress = progress
         self.report = PrepReport(workspace=str(root))
@@ -430,7 +431,10 @@ class Prep(Workspace):
         try:
             return self._run()
         finally:
-            self.finish_removals()
+            try:
+                self.log.close()  # its last checkpoint runs while the .Z files are being removed
+            finally:
+                self.finish_removals()
 
     def _run(self) -> PrepReport:
         self.reconcile()
@@ -451,7 +455,6 @@ class Prep(Workspace):
             (nights,) = self.log.conn.execute(
                 'SELECT COUNT(DISTINCT "night start date") FROM raw_frames').fetchone()
             self.report.raw_frames, self.report.nights = count, nights
-        self.log.close()
         return self.report
 
 

@@ -81,3 +81,41 @@ def test_corrupt_database_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     db.write_bytes(b"this is not sqlite" * 200)
     with pytest.raises(DatabaseError, match="not a usable soxs-es database"):
         EventLog(db)
+
+
+def test_background_checkpoints_copy_the_log_into_the_database_and_lose_nothing(tmp_path: Path) -> None:
+    """With checkpoints moved off the writer, committed events still reach the database file (the
+    checkpoint thread), and every event is there after closing and reopening."""
+    import time
+
+    db = tmp_path / "soxspipe.db"
+    log = EventLog(db)
+    log.checkpoint_in_background()
+    batch = [ev.FrameIngested(path=f"raw/2025-03-01/f{i}.fits", size=i, mtime_ns=i, header={"OBJECT": "x" * 200})
+             for i in range(3000)]
+    before = db.stat().st_size
+    log.append(batch)
+    deadline = time.monotonic() + 10
+    while db.stat().st_size <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size > before + 3000 * 200  # the pages were copied in by the thread, not at commit
+    log.close()
+    reopened = EventLog(db)
+    assert [r.event for r in reopened.read()] == batch
+    reopened.close()
+
+
+def test_without_the_checkpoint_thread_the_writer_leaves_pages_in_the_log(tmp_path: Path) -> None:
+    """The control for the test above: with automatic checkpoints off and no thread, the pages stay in the
+    write-ahead log until the connection closes."""
+    import time
+
+    db = tmp_path / "soxspipe.db"
+    log = EventLog(db)
+    log.conn.execute("PRAGMA wal_autocheckpoint = 0")
+    before = db.stat().st_size
+    log.append([ev.FrameIngested(path=f"f{i}.fits", size=i, mtime_ns=i, header={"OBJECT": "x" * 200})
+                for i in range(3000)])
+    time.sleep(1.0)
+    assert db.stat().st_size == before
+    log.close()

@@ -85,7 +85,9 @@ class _Changes:
     """Writes to a persistent map gathered in a plain dict and made persistent once, at the end of a fold.
 
     A pyrsistent evolver rehashes as it grows: folding 115,000 frame events into one took 3 s at 1,000
-    nights. Many changes are made into a new map in one go; a few go through an evolver."""
+    nights. Changes that outnumber the map twice over make a new map in one go; fewer go through an evolver
+    (~10 us a change, while a new map costs ~6 us for every entry of the old one as well: 14,400 frames
+    moved in a 72,000-frame map, 0.14 s against 0.5-0.7 s)."""
 
     def __init__(self, base: PMap[str, Any]) -> None:
         self.base = base
@@ -112,7 +114,7 @@ class _Changes:
     def persistent(self) -> PMap[str, Any]:
         if not self.changed:
             return self.base
-        if len(self.changed) * 4 >= len(self.base):
+        if len(self.changed) >= 2 * len(self.base):
             merged = {**self.base, **self.changed}
             return pmap({k: v for k, v in merged.items() if v is not _GONE})
         evolver = self.base.evolver()
