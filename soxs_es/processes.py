@@ -4,7 +4,7 @@
 - `Forked`: one function run in a forked child (the SOF folder is written while the main process writes
   the tables: a thread would wait ~5 ms for the interpreter lock after each of its thousands of system calls);
 - `Removal`: a small helper process that syncs the disk and then removes the `.Z` files of decompressed
-  frames when told to (thousands of unlinks, each waiting on the disk).
+  frames (thousands of unlinks, each waiting on the disk) while the main process projects.
 
 A forked child lets go of the workspace lock and dies with its parent (`_child_start`).
 """
@@ -62,37 +62,31 @@ def _run_forked(send: Any, locks: tuple[int, ...], function: Callable[..., Any],
 
 
 class Forked(Generic[T]):
-    """`function(*args)` run in a forked child (fork while no other thread runs); `result()` waits for its
-    value or raises its error. `on_done` runs in the parent (in a thread) as soon as the child succeeded."""
+    """`function(*args)` run in a forked child (fork while no other thread of ours runs); `result()` waits for
+    its value or raises its error."""
 
-    def __init__(self, function: Callable[..., T], *args: Any, on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, function: Callable[..., T], *args: Any) -> None:
         self._receive, send = _FORK.Pipe(duplex=False)
         self._process = _FORK.Process(target=_run_forked, args=(send, tuple(HELD_LOCKS), function, args))
         self._process.start()
         send.close()
-        self._outcome: tuple[bool, Any] = (False, None)
-        self._waiter = threading.Thread(target=self._wait, args=(on_done,), name="soxs-es-forked", daemon=True)
-        self._waiter.start()
-
-    def _wait(self, on_done: Callable[[], None] | None) -> None:
-        try:
-            self._outcome = self._receive.recv()
-        except EOFError:
-            self._outcome = (False, OSError(f"a helper process ended without a result (exit {self._process.exitcode})"))
-        self._process.join()
-        self._receive.close()
-        if self._outcome[0] and on_done is not None:
-            try:
-                on_done()
-            except BaseException as error:
-                self._outcome = (False, error)
+        self._outcome: tuple[bool, Any] | None = None
 
     def wait(self) -> None:
-        """Wait for the child to end, whatever its outcome."""
-        self._waiter.join()
+        """Wait for the child to end, whatever its outcome (its result is read first: it may be waiting to
+        hand it over)."""
+        if self._outcome is None:
+            try:
+                self._outcome = self._receive.recv()
+            except EOFError:
+                self._outcome = (False, OSError(f"a helper process ended without a result "
+                                                f"(exit {self._process.exitcode})"))
+            self._receive.close()
+            self._process.join()
 
     def result(self) -> T:
-        self._waiter.join()
+        self.wait()
+        assert self._outcome is not None
         ok, value = self._outcome
         if not ok:
             raise value
@@ -102,16 +96,15 @@ class Forked(Generic[T]):
 #: Removing a file is mostly waiting on the disk (on a disk mounted with `discard` each unlink trims its
 #: blocks before it returns), so the helper runs several removals at once.
 REMOVAL_THREADS = 8
-_SYNC, _GO = b"sync", b"go"
+_END = b"end"  # after the last path: the list is complete
 
 
 class Removal:
-    """A helper process that removes `paths` (absolute) once told to (`go`), after syncing the disk.
+    """A helper process that syncs the disk and then removes `paths` (absolute), while this one goes on.
 
-    It syncs as soon as it has the list (the frames those files were decompressed into are written and
-    recorded by then), and removes only on `go`: if this process dies before that, nothing is removed and
-    the next `prep` finds the files again. Paths go over its stdin, NUL-terminated; problems come back on
-    its stdout.
+    Started once the frames those files were decompressed into are in place and recorded. The helper acts
+    only on a complete list: if this process dies while handing it over, nothing is removed and the next
+    `prep` finds the files again. Paths go over its stdin, NUL-terminated; problems come back on its stdout.
     """
 
     def __init__(self, paths: list[str]) -> None:
@@ -121,33 +114,20 @@ class Removal:
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self._lock = threading.Lock()
-        self._told = False
         # a thread feeds the list: a pipe holds 64 KB and the helper reads it only once it has started
         self._feeder = threading.Thread(target=self._feed, args=(paths,), name="soxs-es-removal", daemon=True)
         self._feeder.start()
 
     def _feed(self, paths: list[str]) -> None:
-        assert self._process.stdin is not None
+        stdin = self._process.stdin
+        assert stdin is not None
         with contextlib.suppress(BrokenPipeError):
-            self._process.stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths) + _SYNC + b"\0")
-            self._process.stdin.flush()
-
-    def go(self) -> None:
-        """Start removing (once; later calls do nothing)."""
-        with self._lock:
-            if self._told:
-                return
-            self._told = True
-            self._feeder.join()
-            assert self._process.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                self._process.stdin.write(_GO + b"\0")
-                self._process.stdin.close()
+            stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths) + _END + b"\0")
+            stdin.close()
 
     def finish(self) -> list[tuple[str, str]]:
-        """Remove (if not yet told to) and wait: (path, why) of the files that could not be removed."""
-        self.go()
+        """Wait for the helper: (path, why) of the files it could not remove."""
+        self._feeder.join()
         assert self._process.stdout is not None
         out = self._process.stdout.read()
         code = self._process.wait()
@@ -167,19 +147,16 @@ def _records(stream: Any) -> Iterator[bytes]:
 
 
 def removal_helper() -> None:
-    """The `Removal` helper's main: read paths until `sync`, sync, wait for `go`, remove, report problems."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which tells us what to do
-    records = _records(sys.stdin.buffer)
+    """The `Removal` helper's main: read the paths to the end marker, sync, remove, report problems."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which waits for us
     paths: list[bytes] = []
-    for record in records:
-        if record == _SYNC:
+    for record in _records(sys.stdin.buffer):
+        if record == _END:
             break
         paths.append(record)
     else:
         return  # the parent died before the list was complete: leave everything
-    os.sync()
-    if _GO not in records:  # reads on until told to go
-        return  # the parent died before telling us to remove: leave everything
+    os.sync()  # the frames reach the disk before their compressed copies leave it
     problems: list[bytes] = []
 
     def remove(path: bytes) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -197,15 +196,13 @@ class Workspace:
                 and meta.get("rules_digest") == self.rules.digest
                 and meta.get("outputs") == self.outputs_stamp(self.session))
 
-    def project(self, sof_files_written: Callable[[], None] | None = None) -> Projection:
+    def project(self) -> Projection:
         """Make the projected tables and the current session's SOF files show the log as it is.
 
         When only outcomes, QC values, products on disk or the session changed since the last complete
         projection (the frames and rules did not), the association it left is matched again where the
         change reaches (`refail`) and only the changed rows and SOF files are rewritten: the fallback
         after a recipe failure. Otherwise everything is derived from the frames and rebuilt.
-        `sof_files_written` is called (from another thread) once the SOF files are on disk, while the tables
-        may still be being written.
         """
         session = self.session
         self.record(self.product_changes(session))
@@ -237,7 +234,7 @@ class Workspace:
             wanted, before = sof_files(association, changed), sof_files(old.association, changed)
         # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for the
         # interpreter lock after each of its thousands of system calls, and slow the tables down as it did
-        writing = Forked(write_sof_folder, folder, wanted, before, on_done=sof_files_written)
+        writing = Forked(write_sof_folder, folder, wanted, before)
         try:
             if old is None and frames is None:  # the frames changed: their tables are rewritten
                 tables.project_raw_frames(conn, derived.raw_frames)

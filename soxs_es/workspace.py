@@ -270,20 +270,11 @@ class Prep(Workspace):
 
     def _let_go_of_compressed(self, recorded: list[ev.Event]) -> None:
         """The compressed copy goes only once its frame is in place, recorded and on the disk: a helper process
-        syncs the disk now and removes the .Z files when told to (`start_removals`)."""
+        syncs the disk and removes the .Z files while this one projects (`finish_removals` waits for it)."""
         sources = [event.source for event in recorded if isinstance(event, ev.FrameDecompressed)]
         self.report.decompressed.extend(sources)
         if sources:
             self._removals.append(Removal([self._at(s) for s in sources]))
-
-    def start_removals(self) -> None:
-        """Let the helpers remove the decompressed frames' .Z files (`finish_removals` waits for them).
-
-        Called once the SOF files are written: on a file system without a journal, ext4 passes over inodes
-        freed in the last minute when it creates a file, and thousands of them made each SOF file 1 ms slower.
-        """
-        for removal in self._removals:
-            removal.go()
 
     def finish_removals(self) -> None:
         """Wait for the removals of decompressed .Z files; a file that could not be removed is reported (the
@@ -421,7 +412,7 @@ class Prep(Workspace):
     # -- projections -------------------------------------------------------------------------------
 
     def project_all(self) -> None:
-        projection = self.project(sof_files_written=self.start_removals)
+        projection = self.project()
         self.report.left_alone.extend(projection.link_problems)
         self.report.raw_frames, self.report.nights = projection.raw_frames, projection.nights
         self.report.association = projection.summary

@@ -1,9 +1,11 @@
 """Helper processes: the forked SOF writer's outcome reaches the parent, and the .Z removal helper removes
-only when told to, after the list is complete, and reports what it could not remove."""
+only from a complete list and reports what it could not remove."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,38 +26,34 @@ def _fails(message: str) -> None:
     raise FileExistsError(message)
 
 
-def test_forked_returns_the_value_and_then_calls_on_done(tmp_path: Path) -> None:
-    done: list[int] = []
-    forked = Forked(sorted, [3, 1, 2], on_done=lambda: done.append(os.getpid()))
-    assert forked.result() == [1, 2, 3]
-    assert done == [os.getpid()]  # run in this process, not the child
+def test_forked_returns_the_childs_value() -> None:
+    assert Forked(sorted, [3, 1, 2]).result() == [1, 2, 3]
 
 
-def test_forked_raises_the_childs_error_and_skips_on_done() -> None:
-    done: list[bool] = []
-    forked = Forked(_fails, "taken", on_done=lambda: done.append(True))
+def test_forked_raises_the_childs_error() -> None:
+    forked = Forked(_fails, "taken")
+    forked.wait()  # waiting alone does not raise
     with pytest.raises(FileExistsError, match="taken"):
         forked.result()
-    assert done == []
 
 
-def test_removal_removes_only_when_told(tmp_path: Path) -> None:
+def test_removal_removes_every_listed_file(tmp_path: Path) -> None:
     paths = _files(tmp_path, 3000)  # more than a pipe holds: the list is fed while the helper reads
-    removal = Removal(paths)
-    assert all(os.path.exists(p) for p in paths)
-    removal.go()
-    assert removal.finish() == []
+    kept = tmp_path / "frame.fits"
+    kept.write_bytes(b"x")
+    assert Removal(paths).finish() == []
     assert not any(os.path.exists(p) for p in paths)
+    assert kept.exists()
 
 
-def test_removal_that_is_never_told_removes_nothing(tmp_path: Path) -> None:
-    """The parent dies before `go` (its end of the pipe closes): every file stays."""
+def test_removal_with_a_list_cut_short_removes_nothing(tmp_path: Path) -> None:
+    """This process dies while handing the list over (no end marker): every file stays, also the one whose
+    name was cut (it could name another file)."""
     paths = _files(tmp_path, 10)
-    removal = Removal(paths)
-    removal._feeder.join()
-    assert removal._process.stdin is not None
-    removal._process.stdin.close()
-    assert removal._process.wait() == 0
+    helper = subprocess.Popen([sys.executable, "-c", "from soxs_es.processes import removal_helper; "
+                               "removal_helper()"], stdin=subprocess.PIPE)
+    helper.communicate(b"".join(os.fsencode(p) + b"\0" for p in paths) + os.fsencode(paths[0])[:-2])
+    assert helper.returncode == 0
     assert all(os.path.exists(p) for p in paths)
 
 
