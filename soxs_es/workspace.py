@@ -104,6 +104,7 @@ class Prep(Workspace):
         self.report = PrepReport(workspace=str(root))
         self._removals: list[Removal] = []  # of the .Z originals of recorded decompressions
         self._root = os.fspath(root)
+        self._placed: set[str] = set()  # workspace paths this run put files at
 
     def _at(self, rel: str) -> str:
         """The path of a workspace file (a string: the file loops handle tens of thousands)."""
@@ -366,6 +367,8 @@ class Prep(Workspace):
         self.report.ingested += len(ingests)
         # one transaction: the frames already decompressed into place, the other files' facts and their intents
         self.record([*decompressions, *ingests, *intents])
+        self._placed.update(e.target for e in decompressions if isinstance(e, ev.FrameDecompressed))
+        self._placed.update(intent.target for intent in intents)
         done: list[ev.Event] = []
         for i, intent in enumerate(intents):
             if self.progress:
@@ -383,7 +386,9 @@ class Prep(Workspace):
 
     def sync_raw(self) -> None:
         """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested."""
-        on_disk = fingerprint.raw_listing(self.root)
+        files = self.state.files
+        placed = {p: (files[p].size, files[p].mtime_ns) for p in self._placed if p in files}
+        on_disk = fingerprint.raw_listing(self.root, known=placed)
         batch: list[ev.Event] = []
         for path in sorted(self.state.files):
             if path.startswith(layout.RAW + "/") and path not in on_disk:
