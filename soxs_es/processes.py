@@ -62,8 +62,11 @@ def _run_forked(send: Any, locks: tuple[int, ...], function: Callable[..., Any],
 
 
 class Forked(Generic[T]):
-    """`function(*args)` run in a forked child (fork while no other thread of ours runs); `result()` waits for
-    its value or raises its error."""
+    """`function(*args)` run in a forked child; `result()` waits for its value or raises its error.
+
+    Other threads of ours may be running at the fork (the checkpoint thread inside SQLite, the removal
+    feeder on its pipe): the child must only do its own work and hand back the value, never touch SQLite or
+    those pipes, whose locks such a thread may have held at that moment."""
 
     def __init__(self, function: Callable[..., T], *args: Any) -> None:
         self._receive, send = _FORK.Pipe(duplex=False)
@@ -113,7 +116,7 @@ class Removal:
                                                                         os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         # a thread feeds the list: a pipe holds 64 KB and the helper reads it only once it has started
         self._feeder = threading.Thread(target=self._feed, args=(paths,), name="soxs-es-removal", daemon=True)
         self._feeder.start()
@@ -128,11 +131,12 @@ class Removal:
     def finish(self) -> list[tuple[str, str]]:
         """Wait for the helper: (path, why) of the files it could not remove."""
         self._feeder.join()
-        assert self._process.stdout is not None
-        out = self._process.stdout.read()
-        code = self._process.wait()
-        if code != 0:
-            raise OSError(f"the helper removing decompressed .Z files failed (exit {code})")
+        self._process.stdin = None  # closed by the feeder; communicate() would flush it
+        out, err = self._process.communicate()
+        if self._process.returncode != 0:  # its last line of error output, never a traceback on the terminal
+            why = (err.decode(errors="replace").strip().splitlines() or [f"exit {self._process.returncode}"])[-1]
+            raise OSError(f"the helper removing decompressed .Z files failed ({why}); they are still there and "
+                          "the next prep removes them")
         fields = out.split(b"\0")[:-1]  # path, why, path, why ...
         pairs = zip(fields[::2], fields[1::2], strict=True)
         return [(os.fsdecode(path), why.decode(errors="replace")) for path, why in pairs]

@@ -91,6 +91,7 @@ class Workspace:
 
     def close(self) -> None:
         self.log.close()
+        done_with_the_run()
 
     def record(self, batch: list[ev.Event]) -> None:
         """Append facts (one transaction) and fold them into the state."""
@@ -296,8 +297,15 @@ class Workspace:
 def keep_for_the_run() -> None:
     """Exempt the objects made so far from the cyclic garbage collector (`gc.freeze`): a large workspace's
     state, headers and rows live until the command ends, and every full collection scanned them all again
-    (~3 s of the 1,000-night derive). They are still freed as soon as nothing refers to them."""
+    (~3 s of the 1,000-night derive). They are still freed as soon as nothing refers to them, and handed
+    back to the collector when the workspace is closed (`done_with_the_run`)."""
     gc.freeze()
+
+
+def done_with_the_run() -> None:
+    """Give the collector back what `keep_for_the_run` exempted (a program calling soxs-es repeatedly would
+    otherwise keep any garbage cycles frozen with it)."""
+    gc.unfreeze()
 
 
 def _thaw(value: object) -> object:

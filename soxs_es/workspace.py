@@ -428,7 +428,7 @@ class Prep(Workspace):
             return self._run()
         finally:
             try:
-                self.log.close()  # its last checkpoint runs while the .Z files are being removed
+                self.close()  # its last checkpoint runs while the .Z files are being removed
             finally:
                 self.finish_removals()
 

@@ -68,3 +68,13 @@ def test_removal_reports_what_it_could_not_remove(tmp_path: Path) -> None:
     assert [path for path, _ in problems] == [str(folder)]
     assert problems[0][1]  # the system's reason
     assert folder.is_dir() and not any(os.path.exists(p) for p in paths)
+
+
+def test_a_failing_helper_is_one_line_and_removes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _files(tmp_path, 5)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a helper that dies at once
+    removal = Removal(paths)
+    with pytest.raises(OSError, match="still there") as caught:
+        removal.finish()
+    assert "\n" not in str(caught.value)
+    assert all(os.path.exists(p) for p in paths)
