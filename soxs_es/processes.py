@@ -36,15 +36,21 @@ def _child_start(inherited_locks: tuple[int, ...]) -> None:
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
+    _die_with(os.getppid())
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when `parent` dies (Linux); exit now if it already has. A helper left running after a
+    killed `prep` would work on the workspace while the next `prep` holds the lock."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-        if os.getppid() == 1:
-            os._exit(1)  # the parent died before prctl took effect
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before prctl took effect
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -106,8 +112,9 @@ class Removal:
     """A helper process that syncs the disk and then removes `paths` (absolute), while this one goes on.
 
     Started once the frames those files were decompressed into are in place and recorded. The helper acts
-    only on a complete list: if this process dies while handing it over, nothing is removed and the next
-    `prep` finds the files again. Paths go over its stdin, NUL-terminated; problems come back on its stdout.
+    only on a complete list, and dies with this process: if `prep` is killed, what is not yet removed stays
+    for the next `prep` (which finds those frames already decompressed). Paths go over its stdin,
+    NUL-terminated; problems come back on its stdout.
     """
 
     def __init__(self, paths: list[str]) -> None:
@@ -115,7 +122,7 @@ class Removal:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                         os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()"],
+            [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         # a thread feeds the list: a pipe holds 64 KB and the helper reads it only once it has started
         self._feeder = threading.Thread(target=self._feed, args=(paths,), name="soxs-es-removal", daemon=True)
@@ -153,6 +160,8 @@ def _records(stream: Any) -> Iterator[bytes]:
 def removal_helper() -> None:
     """The `Removal` helper's main: read the paths to the end marker, sync, remove, report problems."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which waits for us
+    if len(sys.argv) > 1:
+        _die_with(int(sys.argv[1]))  # killed with it: the next prep removes what is left
     paths: list[bytes] = []
     for record in _records(sys.stdin.buffer):
         if record == _END:

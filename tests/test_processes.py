@@ -78,3 +78,33 @@ def test_a_failing_helper_is_one_line_and_removes_nothing(tmp_path: Path, monkey
         removal.finish()
     assert "\n" not in str(caught.value)
     assert all(os.path.exists(p) for p in paths)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a killed one may linger as a zombie until it is reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_helper_dies_with_the_prep_that_started_it() -> None:
+    """The removal helper (and every forked child) asks to be killed with its parent: left running after a
+    killed prep, it would remove files while the next prep holds the workspace."""
+    import time
+
+    code = ("import os, time\nfrom soxs_es.processes import _die_with\npid = os.fork()\nif pid == 0:\n"
+            "    _die_with(os.getppid())\n    time.sleep(30)\n    os._exit(0)\n"
+            "print(pid, flush=True)\ntime.sleep(30)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    helper = int(parent.stdout.readline())
+    time.sleep(0.5)  # it has asked for its death signal by now
+    assert _running(helper)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while _running(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(helper)

@@ -63,7 +63,7 @@ def test_prep_killed_at_any_moment_converges(download: Path, tmp_path: Path) -> 
             time.sleep(rng.uniform(0.05, duration))
             proc.kill()
             proc.wait()
-            assert _no_process_left(ws), "a worker outlived the killed prep"
+            assert _no_process_left(ws, proc.pid), "a worker or helper outlived the killed prep"
         finish = subprocess.run([*PYTHON, "prep", str(ws), "-q", "--workers", "2"], capture_output=True, text=True)
         assert finish.returncode == 0, finish.stderr
         assert snapshot(ws) == expected, f"attempt {attempt}: the re-run did not converge"
@@ -72,10 +72,13 @@ def test_prep_killed_at_any_moment_converges(download: Path, tmp_path: Path) -> 
         shutil.rmtree(ws)
 
 
-def _no_process_left(ws: Path) -> bool:
-    """No process (a forked worker has its parent's command line) still works on `ws`, after at most 2 s."""
+def _no_process_left(ws: Path, pid: int) -> bool:
+    """No process still works on `ws` after at most 2 s: no forked worker or SOF writer (they have their
+    parent's command line) and no .Z removal helper of the killed prep `pid` (it is given that pid)."""
     for _ in range(40):
         found = subprocess.run(["pgrep", "-f", f"prep {ws} "], capture_output=True, text=True).stdout.split()
+        found += subprocess.run(["pgrep", "-f", rf"removal_helper\(\) {pid}$"], capture_output=True,
+                                text=True).stdout.split()
         if not found:
             return True
         time.sleep(0.05)
