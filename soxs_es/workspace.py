@@ -4,8 +4,10 @@ Order of work, chosen so that a crash at any point loses nothing and a re-run he
 1. reconcile move intents left by an interrupted run, and drop our own half-written temp files;
 2. decompress `*.fits.Z` into hidden temp files and read every new header (nothing user-visible changes yet);
 3. refuse the whole run (moving nothing) on mixed instruments;
-4. rename decompressed frames into their night folder, record them, sync, and only then remove the `.Z`;
-5. record the other files' facts and move intents in one transaction, rename, then record the moves;
+4. rename decompressed frames into their night folder (a frame found there already is adopted, never
+   replaced); record them together with the other files' facts and move intents in one transaction;
+5. rename the other files, record the moves; a helper process then syncs the disk and only then removes
+   the decompressed frames' `.Z` files (a killed run leaves them for the next one);
 6. sync `raw/` (frames deleted or added by hand) and rebuild the projections from the log.
 """
 

@@ -177,12 +177,8 @@ def ignore_reason(row: Mapping[str, Any], rules: Rules) -> str | None:
     return None
 
 
-def raw_frame_row(path: str, header: Header, rules: Rules) -> dict[str, Any]:
-    """The `raw_frames` row of one raw frame at workspace path `path` (before OB-level lamp inheritance)."""
-    return _raw_frame_row(path, header, _plan(rules))
-
-
 def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
+    """The `raw_frames` row of one raw frame at workspace path `path` (before OB-level lamp inheritance)."""
     get = header.get
     acquisition = _is_acquisition(header, plan)
     arm = get("ESO SEQ ARM")
