@@ -30,13 +30,14 @@ T = TypeVar("T")
 _FORK = multiprocessing.get_context("fork")
 
 
-def _child_start(inherited_locks: tuple[int, ...]) -> None:
+def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
     """In each forked child: let go of the workspace lock (a child must never keep it) and die with the
-    parent (a killed `prep` must not leave children behind)."""
+    parent (a killed `prep` must not leave children behind). `parent` is the pid the parent had before the
+    fork: asked here, a parent already dead would have been replaced by whoever adopted the child."""
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
-    _die_with(os.getppid())
+    _die_with(parent)
 
 
 def _die_with(parent: int) -> None:
@@ -55,11 +56,12 @@ def _die_with(parent: int) -> None:
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=_FORK, initializer=_child_start,
-                               initargs=(tuple(HELD_LOCKS),))
+                               initargs=(tuple(HELD_LOCKS), os.getpid()))
 
 
-def _run_forked(send: Any, locks: tuple[int, ...], function: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    _child_start(locks)
+def _run_forked(send: Any, locks: tuple[int, ...], parent: int, function: Callable[..., Any],
+                args: tuple[Any, ...]) -> None:
+    _child_start(locks, parent)
     try:
         outcome: tuple[bool, Any] = (True, function(*args))
     except BaseException as error:  # handed to the parent, which raises it
@@ -76,7 +78,7 @@ class Forked(Generic[T]):
 
     def __init__(self, function: Callable[..., T], *args: Any) -> None:
         self._receive, send = _FORK.Pipe(duplex=False)
-        self._process = _FORK.Process(target=_run_forked, args=(send, tuple(HELD_LOCKS), function, args))
+        self._process = _FORK.Process(target=_run_forked, args=(send, tuple(HELD_LOCKS), os.getpid(), function, args))
         self._process.start()
         send.close()
         self._outcome: tuple[bool, Any] | None = None
