@@ -44,12 +44,13 @@ def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None
         return HeaderRead(None, f"truncated: {total_size} bytes, the header promises {expected}")
     if wanted is not None:
         header = {k: v for k, v in header.items() if k in wanted}
-    return HeaderRead(header)
+    return HeaderRead(shared_strings(header))
 
 
 def shared_strings(header: dict[str, Any]) -> dict[str, Any]:
     """The header with its text values interned: thousands of frames repeat the same few values (instrument,
-    arm, DPR type, template, slit), which then take memory once."""
+    arm, DPR type, template, slit), which then take memory once. Done where the header is read: from a
+    worker, a batch of headers is one pickle, which sends each shared string once."""
     return {sys.intern(k): sys.intern(v) if type(v) is str else v for k, v in header.items()}
 
 
@@ -91,12 +92,9 @@ Tick = Callable[[int, int], None]
 
 
 def _collect(results: Iterable[Any], total: int, tick: Tick | None) -> list[Any]:
-    """Gather results in order, telling `tick(done, total)` as they arrive (for a progress bar); headers
-    get their text values shared (`shared_strings`)."""
+    """Gather results in order, telling `tick(done, total)` as they arrive (for a progress bar)."""
     out = []
     for item in results:
-        if item.header is not None:
-            item = attrs.evolve(item, header=shared_strings(item.header))
         out.append(item)
         if tick is not None:
             tick(len(out), total)

@@ -284,8 +284,7 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
                          (cut,))
         log.conn.execute("COMMIT")
         log.conn.execute("DETACH DATABASE live")
-        tables.project_raw_frames(log.conn, derived.raw_frames)
-        tables.project_rejected_files(log.conn, derived.rejected_files)
+        tables.project_frames(log.conn, derived.raw_frames, derived.rejected_files)
         tables.project_association(log.conn, tables.ProjectedAssociation(
             derived.association, session, frozenset(), state.frames_seq, rules.digest, cut))
     finally:

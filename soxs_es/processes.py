@@ -3,10 +3,13 @@
 - `worker_pool`: forked workers that decompress and read headers (CPU-bound, one per core);
 - `Forked`: one function run in a forked child (the SOF folder is written while the main process writes
   the tables: a thread would wait ~5 ms for the interpreter lock after each of its thousands of system calls);
-- `Removal`: a small helper process that syncs the disk and then removes the `.Z` files of decompressed
-  frames (thousands of unlinks, each waiting on the disk) while the main process projects.
+- `Helper`: a small fresh process (`soxs_es.helpers`) handed its work over a pipe: `Removal` syncs the disk
+  and removes the `.Z` files of decompressed frames (thousands of unlinks, each waiting on the disk) while
+  the main process projects; `soxs_es.projections.tables.project_frames_aside` writes the raw_frames table
+  while the main process derives the association (a forked child must not open the database its parent has
+  open, so a fresh process does it).
 
-A forked child lets go of the workspace lock and dies with its parent (`_child_start`).
+A forked child lets go of the workspace lock and dies with its parent (`_child_start`); so does a helper.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from soxs_es.fsops import HELD_LOCKS
+from soxs_es.helpers import END, die_with
 
 T = TypeVar("T")
 
@@ -37,21 +40,7 @@ def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
-    _die_with(parent)
-
-
-def _die_with(parent: int) -> None:
-    """Be killed when `parent` dies (Linux); exit now if it already has. A helper left running after a
-    killed `prep` would work on the workspace while the next `prep` holds the lock."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(1)  # the parent died before prctl took effect
+    die_with(parent)
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -104,85 +93,75 @@ class Forked(Generic[T]):
         return value  # type: ignore[no-any-return]
 
 
-#: Removing a file is mostly waiting on the disk (on a disk mounted with `discard` each unlink trims its
-#: blocks before it returns), so the helper runs several removals at once.
-REMOVAL_THREADS = 8
-_END = b"end"  # after the last path: the list is complete
+class Helper:
+    """A helper process (`soxs_es.helpers`) running `main` on `args`, handed `payload` (chunks of bytes, made
+    and written by a thread as the helper reads them: a pipe holds 64 KB) while this process goes on.
 
-
-class Removal:
-    """A helper process that syncs the disk and then removes `paths` (absolute), while this one goes on.
-
-    Started once the frames those files were decompressed into are in place and recorded. The helper acts
-    only on a complete list, and dies with this process: if `prep` is killed, what is not yet removed stays
-    for the next `prep` (which finds those frames already decompressed). Paths go over its stdin,
-    NUL-terminated; problems come back on its stdout.
+    `finish()` waits and returns what the helper printed; a helper that failed, or whose hand-over failed,
+    raises OSError with `failure` (one line; `{why}` is the helper's last line of error output).
     """
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, main: str, payload: Iterable[bytes], failure: str, *args: str) -> None:
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                         os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from soxs_es.processes import removal_helper; removal_helper()", str(os.getpid())],
+            [sys.executable, "-c", f"from soxs_es.helpers import {main}; {main}()", str(os.getpid()), *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        # a thread feeds the list: a pipe holds 64 KB and the helper reads it only once it has started
-        self._feeder = threading.Thread(target=self._feed, args=(paths,), name="soxs-es-removal", daemon=True)
+        self._failure = failure
+        self._feed_error: BaseException | None = None
+        self._feeder = threading.Thread(target=self._feed, args=(payload,), name=f"soxs-es-{main}", daemon=True)
         self._feeder.start()
 
-    def _feed(self, paths: list[str]) -> None:
+    def _feed(self, payload: Iterable[bytes]) -> None:
         stdin = self._process.stdin
         assert stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths) + _END + b"\0")
-            stdin.close()
+        try:
+            for chunk in payload:
+                stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # the helper ended early: its exit tells why
+        except BaseException as error:  # told by finish(); the helper, cut short, acts on nothing
+            self._feed_error = error
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
 
-    def finish(self) -> list[tuple[str, str]]:
-        """Wait for the helper: (path, why) of the files it could not remove."""
+    def finish(self) -> bytes:
         self._feeder.join()
         self._process.stdin = None  # closed by the feeder; communicate() would flush it
         out, err = self._process.communicate()
-        if self._process.returncode != 0:  # its last line of error output, never a traceback on the terminal
+        if self._process.returncode != 0 or self._feed_error is not None:
             why = (err.decode(errors="replace").strip().splitlines() or [f"exit {self._process.returncode}"])[-1]
-            raise OSError(f"the helper removing decompressed .Z files failed ({why}); they are still there and "
-                          "the next prep removes them")
-        fields = out.split(b"\0")[:-1]  # path, why, path, why ...
+            if self._feed_error is not None:
+                why = f"{type(self._feed_error).__name__}: {self._feed_error}"
+            raise OSError(self._failure.format(why=why))
+        return out
+
+    def stop(self) -> None:
+        """Kill the helper and wait for it (what it was doing is not wanted any more)."""
+        with contextlib.suppress(ProcessLookupError):
+            self._process.kill()
+        self._feeder.join()  # its next write fails: the helper's end of the pipe is gone
+        self._process.stdin = None
+        self._process.communicate()
+
+
+class Removal(Helper):
+    """A helper that syncs the disk and then removes `paths` (absolute), while this process goes on
+    (`soxs_es.helpers.removal_main`).
+
+    Started once the frames those files were decompressed into are in place and recorded. If `prep` is killed,
+    what is not yet removed stays for the next `prep` (which finds those frames already decompressed).
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        payload = b"".join(os.fsencode(p) + b"\0" for p in paths) + END + b"\0"
+        super().__init__("removal_main", [payload], "the helper removing decompressed .Z files failed ({why}); "
+                         "they are still there and the next prep removes them")
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Wait for the helper: (path, why) of the files it could not remove."""
+        fields = self.finish().split(b"\0")[:-1]  # path, why, path, why ...
         pairs = zip(fields[::2], fields[1::2], strict=True)
         return [(os.fsdecode(path), why.decode(errors="replace")) for path, why in pairs]
-
-
-def _records(stream: Any) -> Iterator[bytes]:
-    """NUL-terminated records as they arrive (a cut-off last record is never yielded)."""
-    pending = b""
-    while chunk := stream.read1(1 << 16):
-        *complete, pending = (pending + chunk).split(b"\0")
-        yield from complete
-
-
-def removal_helper() -> None:
-    """The `Removal` helper's main: read the paths to the end marker, sync, remove, report problems."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which waits for us
-    if len(sys.argv) > 1:
-        _die_with(int(sys.argv[1]))  # killed with it: the next prep removes what is left
-    paths: list[bytes] = []
-    for record in _records(sys.stdin.buffer):
-        if record == _END:
-            break
-        paths.append(record)
-    else:
-        return  # the parent died before the list was complete: leave everything
-    os.sync()  # the frames reach the disk before their compressed copies leave it
-    problems: list[bytes] = []
-
-    def remove(path: bytes) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass  # removed already (by hand): nothing left to do
-        except OSError as error:
-            problems.append(path + b"\0" + (error.strerror or str(error)).encode() + b"\0")
-
-    with ThreadPoolExecutor(max_workers=REMOVAL_THREADS) as pool:
-        for _ in pool.map(remove, paths, chunksize=64):
-            pass
-    sys.stdout.buffer.write(b"".join(problems))

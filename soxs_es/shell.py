@@ -17,12 +17,12 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.eventlog import Clock, EventLog, utc_now
-from soxs_es.processes import Forked
+from soxs_es.processes import Forked, Helper
 from soxs_es.projections import fingerprint, tables
-from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link, write_sof_folder
+from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
-from soxs_es.pure.derive import derive
+from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
@@ -212,38 +212,48 @@ class Workspace:
         found = frozenset(self.state.products.get(session, {}))
         meta = fingerprint.read_meta(conn)
         old = self._complete_projection(meta)
-        frames = None
-        if old is not None:
-            derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
-            counts = int(meta["raw_frames"]), int(meta["nights"])
-        else:
-            self.load_files()
-            frames = self._projected_frames(meta)
-            keep_for_the_run()
-            derived = derive(self.state, self.rules, session, frames=frames)
-            keep_for_the_run()
-            counts = len(derived.raw_frames), len({r["night start date"] for r in derived.raw_frames})
-        association = derived.association
-        new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq, self.rules.digest,
-                                          self.state.last_seq)
-        changed = tables.changed_since(old, new)
-        if changed is None:
-            # the SOF files the last projection wrote, read before the tables are replaced
-            wanted, before = sof_files(association), tables.previous_sof_files(conn, session)
-        else:
-            assert old is not None
-            wanted, before = sof_files(association, changed), sof_files(old.association, changed)
-        # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for the
-        # interpreter lock after each of its thousands of system calls, and slow the tables down as it did
-        writing = Forked(write_sof_folder, folder, wanted, before)
+        frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        frames_aside: Helper | None = None  # the frame tables, written by a helper meanwhile
+        writing: Forked[SofWrite] | None = None
         try:
-            if old is None and frames is None:  # the frames changed: their tables are rewritten
-                tables.project_raw_frames(conn, derived.raw_frames)
-                tables.project_rejected_files(conn, derived.rejected_files)
-            del derived, frames  # the frame rows are written: let them go before the next tables
+            if old is not None:
+                derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
+                counts = int(meta["raw_frames"]), int(meta["nights"])
+            else:
+                self.load_files()
+                frames = self._projected_frames(meta)
+                if frames is None:  # the frames changed: their tables are rewritten
+                    frames = frame_rows(self.state, self.rules)
+                    if len(frames[0]) >= tables.TABLES_ASIDE_FROM:
+                        frames_aside = tables.project_frames_aside(self.log.db_path, *frames)
+                    else:
+                        tables.project_frames(conn, *frames)
+                keep_for_the_run()
+                derived = derive(self.state, self.rules, session, frames=frames)
+                keep_for_the_run()
+                counts = len(derived.raw_frames), len({r["night start date"] for r in derived.raw_frames})
+            association = derived.association
+            del derived, frames  # the frame tables have, or are given, their rows
+            new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq,
+                                              self.rules.digest, self.state.last_seq)
+            changed = tables.changed_since(old, new)
+            if changed is None:
+                # the SOF files the last projection wrote, read before the tables are replaced
+                wanted, before = sof_files(association), tables.previous_sof_files(conn, session)
+            else:
+                assert old is not None
+                wanted, before = sof_files(association, changed), sof_files(old.association, changed)
+            # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for
+            # the interpreter lock after each of its thousands of system calls, and slow the tables down
+            writing = Forked(write_sof_folder, folder, wanted, before)
+            if frames_aside is not None:
+                frames_aside.finish()  # before this process writes: one writer at a time
             tables.project_association(conn, new, changed)
         except BaseException:
-            writing.wait()  # the tables' error is the one to tell
+            if frames_aside is not None:
+                frames_aside.stop()  # its tables would not be marked as complete: stop it writing them
+            if writing is not None:
+                writing.wait()  # the tables' error is the one to tell
             raise
         written = writing.result()
         if changed is not None:

@@ -284,7 +284,7 @@ class Prep(Workspace):
         next `prep` finds its frame already decompressed and removes it)."""
         removals, self._removals = self._removals, []
         for removal in removals:
-            for path, why in removal.finish():
+            for path, why in removal.problems():
                 name = os.path.relpath(path, self.root)
                 self.report.left_alone.append((name, f"decompressed, but could not be removed ({why})"))
 
@@ -440,9 +440,10 @@ class Prep(Workspace):
         found = self.scan_root()
         keep_for_the_run()  # the headers read
         self.check_instruments(found)
+        # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
+        self.ensure_session()
         self.file_root(found)
         self.sync_raw()
-        self.ensure_session()
         self.record_qc_ranges(self.session)
         self.report.events_appended = self.appended
         if self.appended or not self.projection_current() or self.product_changes(self.session):

@@ -14,6 +14,8 @@ from soxs_es import events as ev
 from soxs_es.demo import fits_bytes, write_demo
 from soxs_es.eventlog import EventLog
 from soxs_es.fitsio import compress_z, read_header
+from soxs_es.projections import tables
+from soxs_es.projections.tables import project_frames_aside
 from soxs_es.workspace import UserError, prep
 
 
@@ -87,6 +89,25 @@ def test_parallel_header_reads_give_the_same_workspace(tmp_path: Path, clock) ->
     prep(a, clock, workers=1, notify=lambda m: None)
     prep(b, clock, workers=2, notify=lambda m: None)
     assert len(raw_frames(a)) == 576 and raw_frames(a) == raw_frames(b)
+
+
+def test_frame_tables_written_aside_are_those_written_here(download: Path, tmp_path: Path, clock,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large workspaces have their frame tables written by a helper process while the association is derived:
+    the tables are the same as when this process writes them, and a rebuild runs there too."""
+    aside = tmp_path / "aside"
+    shutil.copytree(download, aside)
+    prep(download, clock, workers=1, notify=lambda m: None)
+    used = []
+    monkeypatch.setattr(tables, "TABLES_ASIDE_FROM", 1)
+    monkeypatch.setattr(tables, "project_frames_aside",
+                        lambda *args: used.append(len(args[1])) or project_frames_aside(*args))
+    prep(aside, clock, workers=1, notify=lambda m: None)
+    assert used == [len(raw_frames(download))] and used[0] > 0
+    for name in ("raw_frames", "rejected_files"):
+        here, there = (sqlite3.connect(ws / "soxspipe.db") for ws in (download, aside))
+        query = f"SELECT * FROM {name} ORDER BY rowid"
+        assert here.execute(query).fetchall() == there.execute(query).fetchall()
 
 
 def test_duplicates_and_conflicts_are_set_aside_never_overwritten(download: Path, clock) -> None:

@@ -77,7 +77,7 @@ def _no_process_left(ws: Path, pid: int) -> bool:
     parent's command line) and no .Z removal helper of the killed prep `pid` (it is given that pid)."""
     for _ in range(40):
         found = subprocess.run(["pgrep", "-f", f"prep {ws} "], capture_output=True, text=True).stdout.split()
-        found += subprocess.run(["pgrep", "-f", rf"removal_helper\(\) {pid}$"], capture_output=True,
+        found += subprocess.run(["pgrep", "-f", rf"helpers import .*\(\) {pid}( |$)"], capture_output=True,
                                 text=True).stdout.split()
         if not found:
             return True

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from soxs_es.helpers import ROWS_PER_RECORD, framed
+from soxs_es.processes import Helper
+from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 from soxs_es.pure.association import Association
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.tables import (
@@ -34,75 +37,40 @@ ASSOCIATION_FORMAT = 2
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")
 
-#: SQLite types of columns that are not text.
-_TYPES = {
-    "mjd-obs": "REAL", "night start mjd": "INTEGER", "exptime": "REAL", "gain": "REAL", "ra": "REAL",
-    "dec": "REAL", "absrot": "REAL", "eso tpl nexp": "INTEGER", "eso tpl expno": "INTEGER",
-    "eso obs id": "INTEGER", "eso obs tplno": "INTEGER", "eso obs ntpl": "INTEGER", "simulation": "INTEGER",
-    "recipe_order": "INTEGER", "counts": "INTEGER", "complete": "INTEGER", "quality": "INTEGER", "rank": "INTEGER",
-    "ignore": "INTEGER", "eso tel az": "REAL", "eso tel alt": "REAL", "size": "INTEGER",
-}
-
 REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
+RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
+
+#: Frames from which their tables are written by a helper process while this one derives the association:
+#: the 72,000 raw_frames rows of 1,000 nights take SQLite ~2 s; for a few hundred, starting it costs more.
+TABLES_ASIDE_FROM = 2000
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def frame_tables(raw_frames: Sequence[Mapping[str, Any]], rejected_files: Sequence[Mapping[str, Any]]
+                 ) -> tuple[TableRows, TableRows]:
+    return (TableRows("raw_frames", RAW_FRAME_COLUMNS, raw_frames, RAW_FRAME_INDEXES),
+            TableRows("rejected_files", REJECTED_FILE_COLUMNS, rejected_files))
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
-    cur = conn.cursor()
-    cur.execute("BEGIN IMMEDIATE")
-    try:
-        yield cur
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
+def project_frames(conn: sqlite3.Connection, raw_frames: Sequence[Mapping[str, Any]],
+                   rejected_files: Sequence[Mapping[str, Any]]) -> None:
+    """The raw_frames and rejected_files tables, in one transaction."""
+    replace_tables(conn, frame_tables(raw_frames, rejected_files))
 
 
-def _insert(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert rows as SQLite takes them (never all their value tuples at once); returns the count."""
-    count = 0
+def project_frames_aside(db_path: Path, raw_frames: Sequence[Mapping[str, Any]],
+                         rejected_files: Sequence[Mapping[str, Any]]) -> Helper:
+    """`project_frames` done by a helper process (`soxs_es.helpers.tables_main`) while this one goes on;
+    its `finish()` waits and raises a one-line OSError if the tables could not be written (then nothing
+    was: one transaction). Nothing else may write to the database meanwhile."""
+    def payload() -> Iterator[bytes]:
+        for table in frame_tables(raw_frames, rejected_files):
+            yield framed(("table", table.name, tuple(table.columns), tuple(table.indexes)))
+            for start in range(0, len(table.rows), ROWS_PER_RECORD):
+                yield framed(("rows", table.rows[start:start + ROWS_PER_RECORD]))
+        yield framed(("end",))
 
-    def values() -> Iterator[tuple[Any, ...]]:
-        nonlocal count
-        for row in rows:
-            count += 1
-            yield tuple(map(row.get, columns))
-
-    marks = ", ".join("?" for _ in columns)
-    cur.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", values())
-    return count
-
-
-def _recreate(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
-              indexes: Sequence[str] = ()) -> int:
-    # Columns without a declared type keep each value's own type (a header may hold text or a number).
-    cols = ", ".join(f"{_quote(c)} {_TYPES.get(c, '')}".rstrip() for c in columns)
-    cur.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-    cur.execute(f"CREATE TABLE {_quote(table)} ({cols})")
-    count = _insert(cur, table, columns, rows)
-    for column in indexes:
-        cur.execute(f"CREATE INDEX {_quote(f'{table}_{column}')} ON {_quote(table)} ({_quote(column)})")
-    return count
-
-
-def replace_table(conn: sqlite3.Connection, table: str, columns: Sequence[str],
-                  rows: Iterable[Mapping[str, Any]], indexes: Sequence[str] = ()) -> int:
-    """Drop and recreate `table` with `rows` (one transaction); returns the row count."""
-    with _transaction(conn) as cur:
-        return _recreate(cur, table, columns, rows, indexes)
-
-
-def project_raw_frames(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
-    return replace_table(conn, "raw_frames", RAW_FRAME_COLUMNS, rows,
-                         indexes=("mjd-obs", "filepath", "eso dpr type"))
-
-
-def project_rejected_files(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> int:
-    return replace_table(conn, "rejected_files", REJECTED_FILE_COLUMNS, rows)
+    return Helper("tables_main", payload(), "writing the raw_frames table failed ({why}); run prep again",
+                  str(db_path))
 
 
 @attrs.frozen
@@ -148,13 +116,13 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
     SOFs otherwise.
     """
     header = pickle.dumps((new.session, new.found, new.frames_seq, new.rules_digest, new.seq))
-    with _transaction(conn) as cur:
+    with transaction(conn) as cur:
         for table, columns, rows, indexes in _ASSOCIATION_TABLES:
             if changed is None:
-                _recreate(cur, table, columns, rows(new, None), indexes)
+                recreate(cur, TableRows(table, columns, rows(new, None), indexes))
             elif changed:
-                cur.executemany(f"DELETE FROM {_quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
-                _insert(cur, table, columns, rows(new, changed))
+                cur.executemany(f"DELETE FROM {quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
+                insert_rows(cur, table, columns, rows(new, changed))
         if changed is None:
             cur.execute("DROP TABLE IF EXISTS cache_association")
             cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
@@ -207,6 +175,6 @@ def previous_sof_files(conn: sqlite3.Connection, session: str) -> dict[str, str]
 
 def read_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
     """A projected table's rows back as dicts, in the order they were written."""
-    cols = ", ".join(_quote(c) for c in columns)
-    query = f"SELECT {cols} FROM {_quote(table)} ORDER BY rowid"
+    cols = ", ".join(quote(c) for c in columns)
+    query = f"SELECT {cols} FROM {quote(table)} ORDER BY rowid"
     return [dict(zip(columns, row, strict=True)) for row in conn.execute(query)]

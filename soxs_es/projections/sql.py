@@ -1,0 +1,87 @@
+"""Replacing a projected table with rows: the SQLite side shared by this process and the table-writing helper
+(`soxs_es.helpers.tables_main`), which imports this module at every start - so it imports little."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+#: SQLite types of columns that are not text.
+TYPES = {
+    "mjd-obs": "REAL", "night start mjd": "INTEGER", "exptime": "REAL", "gain": "REAL", "ra": "REAL",
+    "dec": "REAL", "absrot": "REAL", "eso tpl nexp": "INTEGER", "eso tpl expno": "INTEGER",
+    "eso obs id": "INTEGER", "eso obs tplno": "INTEGER", "eso obs ntpl": "INTEGER", "simulation": "INTEGER",
+    "recipe_order": "INTEGER", "counts": "INTEGER", "complete": "INTEGER", "quality": "INTEGER", "rank": "INTEGER",
+    "ignore": "INTEGER", "eso tel az": "REAL", "eso tel alt": "REAL", "size": "INTEGER",
+}
+
+
+class TableRows(NamedTuple):
+    """A table to be replaced: its name, columns in order, rows (column -> value) and indexed columns."""
+
+    name: str
+    columns: Sequence[str]
+    rows: Sequence[Mapping[str, Any]]
+    indexes: Sequence[str] = ()
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
+def create_table(cur: sqlite3.Cursor, table: str, columns: Sequence[str]) -> None:
+    """Drop `table` and create it empty. Columns without a declared type keep each value's own type (a header
+    may hold text or a number)."""
+    cols = ", ".join(f"{quote(c)} {TYPES.get(c, '')}".rstrip() for c in columns)
+    cur.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+    cur.execute(f"CREATE TABLE {quote(table)} ({cols})")
+
+
+def insert_rows(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert rows as SQLite takes them (never all their value tuples at once); returns the count."""
+    count = 0
+
+    def values() -> Iterator[tuple[Any, ...]]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield tuple(map(row.get, columns))
+
+    marks = ", ".join("?" for _ in columns)
+    cur.executemany(f"INSERT INTO {quote(table)} VALUES ({marks})", values())
+    return count
+
+
+def create_indexes(cur: sqlite3.Cursor, table: str, indexes: Sequence[str]) -> None:
+    """After the rows: one sort per index instead of an index kept up to date row by row."""
+    for column in indexes:
+        cur.execute(f"CREATE INDEX {quote(f'{table}_{column}')} ON {quote(table)} ({quote(column)})")
+
+
+def recreate(cur: sqlite3.Cursor, table: TableRows) -> int:
+    """Replace `table` with its rows (inside the caller's transaction); returns the row count."""
+    create_table(cur, table.name, table.columns)
+    count = insert_rows(cur, table.name, table.columns, table.rows)
+    create_indexes(cur, table.name, table.indexes)
+    return count
+
+
+def replace_tables(conn: sqlite3.Connection, tables: Iterable[TableRows]) -> None:
+    """Drop and recreate each of `tables` with its rows, all in one transaction."""
+    with transaction(conn) as cur:
+        for table in tables:
+            recreate(cur, table)
