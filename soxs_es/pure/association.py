@@ -10,6 +10,7 @@ keys, each bucket sorted by MJD, and a SOF looks only at the few products either
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -209,14 +210,16 @@ def _compact_date(date_obs: Any) -> str:
 
 
 def _group(frames: Iterable[Row], keys: Sequence[str]) -> list[list[Row]]:
-    groups: dict[tuple[Any, ...], list[Row]] = {}
+    groups: dict[Any, list[Row]] = {}
+    key = operator.itemgetter(*keys)
     for row in frames:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+        groups.setdefault(key(row), []).append(row)
     return list(groups.values())
 
 
 def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[FrameSet]:
-    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD)."""
+    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD; those of other types are
+    passed over)."""
     sets_cfg = cascade.sets
     techs = set(entry.techs)
     chosen = [r for r in frames if r["eso dpr type"] == dpr_type and (not techs or r["eso dpr tech"] in techs)]
@@ -466,7 +469,9 @@ def associate(rows: Sequence[Row], cascade: Cascade,
     `failure(set)` says why a set's products must not be used (None: they may); the products of a failed
     SOF are never chosen, so every SOF that would have used them gets the next-best eligible product.
     """
-    frames = usable_frames(rows, cascade)
+    by_type: dict[Any, list[Row]] = defaultdict(list)  # each entry's DPR types read only their own frames
+    for row in usable_frames(rows, cascade):
+        by_type[row["eso dpr type"]].append(row)
     indexes = {name: _Index(rule) for name, rule in cascade.rules.items()}
     all_sets: list[FrameSet] = []
     all_products: list[Product] = []
@@ -474,7 +479,7 @@ def associate(rows: Sequence[Row], cascade: Cascade,
     for entry in cascade.entries:
         entry_sofs: list[tuple[Sof, list[Product]]] = []
         for dpr_type in entry.types:
-            for frame_set in form_sets(frames, entry, dpr_type, cascade):
+            for frame_set in form_sets(by_type.get(dpr_type, []), entry, dpr_type, cascade):
                 if frame_set.sof in sofs:
                     continue  # a second set with the same name: the first one keeps it
                 sofs[frame_set.sof] = attrs.evolve(_fill(frame_set, entry, cascade, indexes),
