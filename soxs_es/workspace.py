@@ -409,8 +409,8 @@ class Prep(Workspace):
         self.report.ingested += len(new)
         self.record(batch)
         for rel, known in sorted(self.state.files.items()):
-            if not rel.startswith(layout.RAW + "/"):
-                continue
+            if not rel.startswith(layout.RAW + "/") or rel in self._placed:
+                continue  # a frame this run filed under raw/ went there as a raw frame
             verdict = classify(known.header, self.rules) if known.header is not None else None
             if verdict is None or verdict.kind != "raw":
                 reason = known.problem if verdict is None else verdict.reason
