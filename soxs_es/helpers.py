@@ -109,8 +109,9 @@ def tables_main() -> None:
 
     from soxs_es.projections.sql import TableRows, create_indexes, create_table, insert_rows
 
-    conn = sqlite3.connect(sys.argv[2], isolation_level=None, timeout=30)
+    conn: sqlite3.Connection | None = None
     try:
+        conn = sqlite3.connect(sys.argv[2], isolation_level=None, timeout=30)
         conn.execute("PRAGMA synchronous=NORMAL")  # as the parent's connection (`EventLog`)
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the parent checkpoints
         cur = conn.cursor()
@@ -131,6 +132,7 @@ def tables_main() -> None:
             create_table(cur, table.name, table.columns)
         sys.exit("the rows were not all handed over")  # the transaction is rolled back
     except sqlite3.Error as error:
-        sys.exit(str(error))
+        sys.exit(str(error))  # one line for the parent to tell
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()

@@ -128,6 +128,7 @@ class Helper:
                 stdin.close()
 
     def finish(self) -> bytes:
+        """Wait for the helper; what it printed."""
         self._feeder.join()
         self._process.stdin = None  # closed by the feeder; communicate() would flush it
         out, err = self._process.communicate()
@@ -140,6 +141,8 @@ class Helper:
 
     def stop(self) -> None:
         """Kill the helper and wait for it (what it was doing is not wanted any more)."""
+        if self._process.returncode is not None:
+            return  # finished and waited for already
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
         self._feeder.join()  # its next write fails: the helper's end of the pipe is gone

@@ -175,3 +175,21 @@ def test_rows_that_cannot_be_handed_over_write_nothing(tmp_path: Path) -> None:
         tables.project_frames_aside(db, rows, _REJECTED).finish()
     assert "\n" not in str(caught.value) and "pickle" in str(caught.value).lower()  # what went wrong
     assert _table(db, "raw_frames") == [("before.fits",)] and _table(db, "rejected_files") is None
+
+
+def test_a_stopped_table_helper_writes_nothing(tmp_path: Path) -> None:
+    """prep stops the helper when its own work fails (the tables would not be marked complete): it is gone at
+    once, even while it waits for the database, and nothing it was given is written."""
+    import time
+
+    db = _database(tmp_path / "soxspipe.db")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer: the helper waits for it (up to 30 s)
+    helper = tables.project_frames_aside(db, _ROWS, _REJECTED)
+    time.sleep(0.5)
+    started = time.monotonic()
+    helper.stop()
+    assert time.monotonic() - started < 5
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert _table(db, "raw_frames") == [("before.fits",)] and _table(db, "rejected_files") is None
