@@ -6,9 +6,11 @@ without it. Projection is always the same pure derivation of the log for one ses
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sqlite3
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -302,6 +304,20 @@ class Workspace:
             "outputs": self.outputs_stamp(session),
         }
         fingerprint.write(self.log.conn, self.state, meta, self.root)
+
+
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector off for a `prep`: it makes no reference cycles (its objects are freed as
+    soon as nothing refers to them; a test checks that it leaves none), while each collection rescanned the
+    events and state made so far (0.7 s of the 1,000-night fold of 144,000 events)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def keep_for_the_run() -> None:

@@ -32,7 +32,16 @@ from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
-from soxs_es.shell import SESSION_FOLDERS, SETTINGS, UserError, Workspace, keep_for_the_run, listdir, load_rules
+from soxs_es.shell import (
+    SESSION_FOLDERS,
+    SETTINGS,
+    UserError,
+    Workspace,
+    keep_for_the_run,
+    listdir,
+    load_rules,
+    no_cycle_collection,
+)
 
 LINKS = (*SESSION_FOLDERS, SETTINGS)
 
@@ -470,7 +479,10 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
     with workspace_lock(root, wait=wait, notify=notify):
         quick = _nothing_to_do(root)
-        return quick if quick is not None else Prep(root, clock, workers, progress).run()
+        if quick is not None:
+            return quick
+        with no_cycle_collection():
+            return Prep(root, clock, workers, progress).run()
 
 
 def _nothing_to_do(root: Path) -> PrepReport | None:
