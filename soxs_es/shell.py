@@ -217,6 +217,7 @@ class Workspace:
         frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         frames_aside: Helper | None = None  # the frame tables, written by a helper meanwhile
         writing: Forked[SofWrite] | None = None
+        pickling: Forked[bytes] | None = None
         try:
             if old is not None:
                 derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
@@ -248,14 +249,17 @@ class Workspace:
             # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for
             # the interpreter lock after each of its thousands of system calls, and slow the tables down
             writing = Forked(write_sof_folder, folder, wanted, before)
+            if changed is None:  # the cached association is pickled by a forked child while the tables are written
+                pickling = Forked(tables.association_blob, association)
             if frames_aside is not None:
                 frames_aside.finish()  # before this process writes: one writer at a time
-            tables.project_association(conn, new, changed)
+            tables.project_association(conn, new, changed, None if pickling is None else pickling.result)
         except BaseException:
             if frames_aside is not None:
                 frames_aside.stop()  # its tables would not be marked as complete: stop it writing them
-            if writing is not None:
-                writing.wait()  # the tables' error is the one to tell
+            for child in (writing, pickling):
+                if child is not None:
+                    child.wait()  # the tables' error is the one to tell
             raise
         written = writing.result()
         if changed is not None:

@@ -309,3 +309,21 @@ def test_prep_leaves_no_reference_cycles(tmp_path: Path, clock) -> None:
         gc.enable()
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert gc.isenabled()  # given back as it was
+
+
+def test_the_cached_association_is_the_one_derived_from_the_log(download: Path, clock) -> None:
+    """The association stored beside the tables (pickled by a forked child while the tables are written) is
+    what a fallback starts from: it must be the log's, not merely present."""
+    from soxs_es.pure.derive import derive
+    from soxs_es.shell import Workspace
+
+    prep(download, clock, workers=1, notify=lambda m: None)
+    ws = Workspace(download)
+    try:
+        ws.load_files()
+        cached = tables.projected_association(ws.log.conn)
+        assert cached is not None and cached.session == "base" and cached.seq == ws.state.last_seq
+        assert cached.association == derive(ws.state, ws.rules).association
+        assert len(cached.association.sofs) > 0
+    finally:
+        ws.close()

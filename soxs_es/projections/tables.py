@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +107,20 @@ def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -
     return sofs_changed(old.association, new.association, old.found, new.found)
 
 
+def association_blob(association: Association) -> bytes:
+    """The cached association as stored (a pickle; at 100 nights 2 MB, 0.15 s to make)."""
+    return pickle.dumps(association, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
-                        changed: frozenset[str] | None = None) -> None:
+                        changed: frozenset[str] | None = None,
+                        blob: Callable[[], bytes] | None = None) -> None:
     """Make the association tables show `new` (one transaction, with the cached association).
 
     `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
     rebuilds every table. The cache follows suit: the whole association after a rebuild, only the changed
-    SOFs otherwise.
+    SOFs otherwise. `blob`, asked for once the tables are written, gives the rebuilt association's
+    `association_blob` when another process made it meanwhile.
     """
     header = pickle.dumps((new.session, new.found, new.frames_seq, new.rules_digest, new.seq))
     with transaction(conn) as cur:
@@ -129,7 +136,7 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
             cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
             cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
             cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
-                ASSOCIATION_FORMAT, header, pickle.dumps(new.association, protocol=pickle.HIGHEST_PROTOCOL)))
+                ASSOCIATION_FORMAT, header, blob() if blob is not None else association_blob(new.association)))
         else:
             cur.execute("UPDATE cache_association SET header = ?", (header,))
             cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)",
