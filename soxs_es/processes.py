@@ -61,9 +61,9 @@ def _run_forked(send: Any, locks: tuple[int, ...], parent: int, function: Callab
 class Forked(Generic[T]):
     """`function(*args)` run in a forked child; `result()` waits for its value or raises its error.
 
-    Other threads of ours may be running at the fork (the checkpoint thread inside SQLite, the removal
-    feeder on its pipe): the child must only do its own work and hand back the value, never touch SQLite or
-    those pipes, whose locks such a thread may have held at that moment."""
+    Other threads of ours may be running at the fork (the checkpoint thread inside SQLite, a helper's feeder
+    pickling rows into its pipe): the child must only do its own work and hand back the value, never touch
+    SQLite or those pipes, whose locks such a thread may have held at that moment."""
 
     def __init__(self, function: Callable[..., T], *args: Any) -> None:
         self._receive, send = _FORK.Pipe(duplex=False)
