@@ -132,10 +132,10 @@ class Helper:
         self._feeder.join()
         self._process.stdin = None  # closed by the feeder; communicate() would flush it
         out, err = self._process.communicate()
-        if self._process.returncode != 0 or self._feed_error is not None:
+        if self._feed_error is not None:  # the helper was cut short: what went wrong is ours, not its
+            raise OSError(self._failure.format(why=f"{type(self._feed_error).__name__}: {self._feed_error}"))
+        if self._process.returncode != 0:
             why = (err.decode(errors="replace").strip().splitlines() or [f"exit {self._process.returncode}"])[-1]
-            if self._feed_error is not None:
-                why = f"{type(self._feed_error).__name__}: {self._feed_error}"
             raise OSError(self._failure.format(why=why))
         return out
 

@@ -51,19 +51,10 @@ def create_table(cur: sqlite3.Cursor, table: str, columns: Sequence[str]) -> Non
     cur.execute(f"CREATE TABLE {quote(table)} ({cols})")
 
 
-def insert_rows(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert rows as SQLite takes them (never all their value tuples at once); returns the count."""
-    count = 0
-
-    def values() -> Iterator[tuple[Any, ...]]:
-        nonlocal count
-        for row in rows:
-            count += 1
-            yield tuple(map(row.get, columns))
-
+def insert_rows(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert rows as SQLite takes them (never all their value tuples at once)."""
     marks = ", ".join("?" for _ in columns)
-    cur.executemany(f"INSERT INTO {quote(table)} VALUES ({marks})", values())
-    return count
+    cur.executemany(f"INSERT INTO {quote(table)} VALUES ({marks})", (tuple(map(row.get, columns)) for row in rows))
 
 
 def create_indexes(cur: sqlite3.Cursor, table: str, indexes: Sequence[str]) -> None:
@@ -72,12 +63,11 @@ def create_indexes(cur: sqlite3.Cursor, table: str, indexes: Sequence[str]) -> N
         cur.execute(f"CREATE INDEX {quote(f'{table}_{column}')} ON {quote(table)} ({quote(column)})")
 
 
-def recreate(cur: sqlite3.Cursor, table: TableRows) -> int:
-    """Replace `table` with its rows (inside the caller's transaction); returns the row count."""
+def recreate(cur: sqlite3.Cursor, table: TableRows) -> None:
+    """Replace `table` with its rows (inside the caller's transaction)."""
     create_table(cur, table.name, table.columns)
-    count = insert_rows(cur, table.name, table.columns, table.rows)
+    insert_rows(cur, table.name, table.columns, table.rows)
     create_indexes(cur, table.name, table.indexes)
-    return count
 
 
 def replace_tables(conn: sqlite3.Connection, tables: Iterable[TableRows]) -> None:
