@@ -1,5 +1,3 @@
-import sys
+from soxs_es.cli import run
 
-from soxs_es.cli import main
-
-sys.exit(main())
+run()

@@ -5,6 +5,7 @@ Only the header blocks are read (the reader stops at the END card); data units a
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -30,38 +31,49 @@ class HeaderRead:
     problem: str | None = None
 
 
-def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None) -> HeaderRead:
-    """Check and parse a whole header, read up to its first block with an END card (`split_header`,
-    `read_header`); `total_size` is the file size, to spot truncated data units."""
+def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None,
+                      length: int | None = None) -> HeaderRead:
+    """Check and parse a whole header, read up to its first block with an END card (`read_header`), or the
+    first `length` bytes of a file in memory (`header_length`); `total_size` is the file size, to spot
+    truncated data units."""
     if not raw:
         return HeaderRead(None, "empty file (0 bytes)")
+    size = len(raw) if length is None else length
     try:
-        header = parse_header(raw, None if wanted is None else wanted | _STRUCTURE, end_in_last_block=True)
-        expected = len(raw) + data_size(header)
+        header = parse_header(raw, None if wanted is None else _with_structure(wanted), end_in_last_block=True,
+                              length=size)
+        expected = size + data_size(header)
     except HeaderError as error:
         return HeaderRead(None, str(error))
     if total_size < expected:
         return HeaderRead(None, f"truncated: {total_size} bytes, the header promises {expected}")
-    if wanted is not None:
-        header = {k: v for k, v in header.items() if k in wanted}
-    return HeaderRead(shared_strings(header))
+    return HeaderRead(shared_strings(header, wanted))
 
 
-def shared_strings(header: dict[str, Any]) -> dict[str, Any]:
-    """The header with its text values interned: thousands of frames repeat the same few values (instrument,
-    arm, DPR type, template, slit), which then take memory once. Done where the header is read: from a
-    worker, a batch of headers is one pickle, which sends each shared string once."""
-    return {sys.intern(k): sys.intern(v) if type(v) is str else v for k, v in header.items()}
+def shared_strings(header: dict[str, Any], wanted: frozenset[str] | None = None) -> dict[str, Any]:
+    """The header (only its `wanted` keywords, when given) with its text values interned: thousands of frames
+    repeat the same few values (instrument, arm, DPR type, template, slit), which then take memory once.
+    Done where the header is read: from a worker, a batch of headers is one pickle, which sends each shared
+    string once."""
+    intern = sys.intern
+    return {intern(k): intern(v) if type(v) is str else v for k, v in header.items()
+            if wanted is None or k in wanted}
 
 
 #: Cards needed to size the data unit (for the truncation check), whatever the rules want.
 _STRUCTURE = frozenset({"BITPIX", "NAXIS", *(f"NAXIS{i}" for i in range(1, 10))})
 
 
-def split_header(data: bytes) -> bytes | None:
-    """The header part of an in-memory FITS file (through its END block), or None if it has no END."""
+@functools.lru_cache(maxsize=8)
+def _with_structure(wanted: frozenset[str]) -> frozenset[str]:
+    # one set for all frames of a run: the card matcher is looked up by it
+    return wanted | _STRUCTURE
+
+
+def header_length(data: bytes) -> int:
+    """Bytes of the header of an in-memory FITS file (through its END block), or 0 if it has no END."""
     at = end_card(data, 0, min(len(data) // BLOCK, MAX_HEADER_BLOCKS) * BLOCK)  # whole blocks only
-    return None if at < 0 else data[:(at // BLOCK + 1) * BLOCK]
+    return 0 if at < 0 else (at // BLOCK + 1) * BLOCK
 
 
 def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
@@ -130,12 +142,12 @@ class Staged:
 def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
     """Decompress `folder/name` into `folder/temp_name` after checking it is complete FITS (not synced)."""
     try:
-        source_stat, data = decompress_z(folder / name)
+        source_stat, data = decompress_z(os.path.join(folder, name))
     except (ValueError, OSError) as error:
         detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
         return Staged(name, None, f"corrupt .Z file ({detail})", None)
-    head = split_header(data)
-    read = header_from_bytes(head, len(data), wanted) if head else HeaderRead(None, "no END card")
+    length = header_length(data)
+    read = header_from_bytes(data, len(data), wanted, length) if length else HeaderRead(None, "no END card")
     if read.header is None:
         return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
     temp = os.path.join(folder, temp_name)
@@ -159,12 +171,18 @@ def stage_and_read(folder: Path, names: list[str], temp_names: list[str], paths:
         return _collect(staging, len(names), tick_stage), _collect(reading, len(paths), tick_read)
 
 
-def decompress_z(source: Path) -> tuple[tuple[int, int], bytes]:
+def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
     """(size, mtime_ns) of a Unix `compress` (.Z) file and its content decompressed in memory; ValueError
     when it is not valid LZW."""
-    with open(source, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        data = handle.read()
+    fd = os.open(source, os.O_RDONLY)  # not open(): its buffered file object costs as much as the read
+    try:
+        st = os.fstat(fd)
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1]:  # a file still growing, or a short read
+            chunks.append(os.read(fd, 1 << 20))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks) if len(chunks) > 2 else chunks[0]
     if len(data) < 3 or data[:2] != b"\x1f\x9d":
         raise ValueError("not a Unix-compressed (.Z) file")
     return (st.st_size, st.st_mtime_ns), ncompress.decompress(data)

@@ -104,6 +104,11 @@ def test_reading_only_wanted_cards_agrees_with_reading_all(cards: list[str], aft
     blocks = raw[:80 * (len(cards) + 2)]
     blocks += b" " * (-len(blocks) % 2880)
     assert parse_header(blocks, wanted=_WANTED, end_in_last_block=True) == parse_header(blocks, wanted=_WANTED)
+    # a whole file in memory, read up to a length: what follows the header (its data) is never looked at
+    data = blocks + "".join(after_end + ["END".ljust(80)]).encode() * 40
+    assert parse_header(data, wanted=_WANTED, end_in_last_block=True, length=len(blocks)) == \
+        parse_header(blocks, wanted=_WANTED, end_in_last_block=True)
+    assert parse_header(data, length=len(blocks)) == parse_header(blocks)
 
 
 #: Cards that start with E or hold END elsewhere; the real END card is blank after its first three bytes.
@@ -127,3 +132,13 @@ def test_end_card_is_the_first_card_starting_with_end_and_blank_after(cards: lis
     whole = len(raw) // 2880 * 2880
     expected_in_whole = expected if 0 <= expected < whole else -1
     assert end_card(raw, 0, whole) == expected_in_whole
+    # bytes past `stop` never count
+    assert end_card(raw + b"END".ljust(80), 0, len(raw)) == expected
+
+
+def test_end_card_reads_nothing_past_stop() -> None:
+    """`raw[:stop]` is all there is: a card cut by `stop` is judged on what comes before it."""
+    raw = (format_card("SIMPLE", True) + "END    x".ljust(80) + "END".ljust(80)).encode()
+    assert end_card(raw) == 160
+    assert end_card(raw, 0, 80 + 7) == 80  # "END    " then the cut
+    assert end_card(raw, 0, 80 + 2) == -1  # "EN"

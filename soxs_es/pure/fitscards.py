@@ -25,11 +25,12 @@ def end_card(raw: bytes, start: int = 0, stop: int | None = None) -> int:
     and is blank after it counts. The first byte of every card is read as one strided slice, so only the
     few cards starting with E are looked at.
     """
-    firsts = raw[start:stop:CARD]
+    limit = len(raw) if stop is None else min(stop, len(raw))
+    firsts = raw[start:limit:CARD]
     card = firsts.find(b"E")
     while card >= 0:
         at = start + card * CARD
-        if raw[at:at + 3] == b"END" and not raw[at + 3:at + CARD].strip():
+        if raw.startswith(b"END", at, limit) and not raw[at + 3:min(at + CARD, limit)].strip():
             return at
         card = firsts.find(b"E", card + 1)
     return -1
@@ -87,20 +88,22 @@ def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
     return None if split is None else (split[0], _parse_value(split[1]))
 
 
-def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_block: bool = False
-                 ) -> dict[str, str | int | float | bool]:
+def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_block: bool = False,
+                 length: int | None = None) -> dict[str, str | int | float | bool]:
     """Parse header bytes (up to and including END) into {keyword: value}; only `wanted` ones if given.
 
     `end_in_last_block`: the caller read block by block up to the first block with an END card (the END
     card is then looked for in that block only; "END" also ends keywords such as `ESO TEL AIRM END`).
+    `length`: the header is `raw[:length]` (a whole file in memory is not copied to cut its header off).
     Raises HeaderError when the bytes do not start like a FITS primary header.
     """
     if not raw.startswith(b"SIMPLE  ="):
         raise HeaderError("not a FITS file (no SIMPLE card at the start)")
+    size = len(raw) if length is None else min(length, len(raw))
     if wanted is not None:
-        end = end_card(raw, max(len(raw) - BLOCK, 0) // CARD * CARD if end_in_last_block else 0)
-        return _parse_wanted(raw, wanted, len(raw) if end < 0 else end)
-    text = raw.decode("ascii", errors="replace")
+        end = end_card(raw, max(size - BLOCK, 0) // CARD * CARD if end_in_last_block else 0, size)
+        return _parse_wanted(raw, wanted, size if end < 0 else end)
+    text = raw[:size].decode("ascii", errors="replace")
     values: dict[str, str | int | float | bool] = {}
     for start in range(0, len(text), CARD):
         card = text[start:start + CARD]

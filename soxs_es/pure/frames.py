@@ -5,6 +5,7 @@ Column names are soxspipe's (`eso dpr type`, `night start date` ...) because use
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Iterable, Mapping
@@ -129,8 +130,13 @@ _RAW, _PRODUCT = Classification("raw"), Classification("product")
 
 def mjd_date(mjd: float, offset_hours: float) -> str:
     """UTC calendar date (YYYY-MM-DD) of MJD minus `offset_hours`."""
-    # interned: thousands of frames share a few nights
-    return sys.intern((MJD_EPOCH + timedelta(days=math.floor(mjd - offset_hours / 24.0))).isoformat())
+    return _calendar_date(math.floor(mjd - offset_hours / 24.0))
+
+
+@functools.lru_cache(maxsize=65536)
+def _calendar_date(mjd_day: int) -> str:
+    # remembered and interned: thousands of frames share a few nights (three dates a frame, 21,600 at 100 nights)
+    return sys.intern((MJD_EPOCH + timedelta(days=mjd_day)).isoformat())
 
 
 def raw_folder(header: Header, rules: Rules) -> str:
