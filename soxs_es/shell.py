@@ -218,6 +218,7 @@ class Workspace:
         frames_aside: Helper | None = None  # the frame tables, written by a helper meanwhile
         writing: Forked[SofWrite] | None = None
         pickling: Forked[bytes] | None = None
+        snapshotting: Forked[fingerprint.Snapshot] | None = None
         try:
             if old is not None:
                 derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
@@ -251,13 +252,15 @@ class Workspace:
             writing = Forked(write_sof_folder, folder, wanted, before)
             if changed is None:  # the cached association is pickled by a forked child while the tables are written
                 pickling = Forked(tables.association_blob, association)
+                if fingerprint.snapshot_files_stale(conn, self.state):  # and so is the state's snapshot
+                    snapshotting = Forked(fingerprint.encode_snapshot, self.state, True)
             if frames_aside is not None:
                 frames_aside.finish()  # before this process writes: one writer at a time
             tables.project_association(conn, new, changed, None if pickling is None else pickling.result)
         except BaseException:
             if frames_aside is not None:
                 frames_aside.stop()  # its tables would not be marked as complete: stop it writing them
-            for child in (writing, pickling):
+            for child in (writing, pickling, snapshotting):
                 if child is not None:
                     child.wait()  # the tables' error is the one to tell
             raise
@@ -266,7 +269,7 @@ class Workspace:
             written.unchanged += len(association.complete_sofs()) - len(wanted)
         projection = Projection(session, association, *counts, summarise(association, written),
                                 self.link_session(session))
-        self.write_fingerprint(session, *counts)
+        self.write_fingerprint(session, *counts, None if snapshotting is None else snapshotting.result())
         return projection
 
     def _complete_projection(self, meta: dict[str, str]) -> tables.ProjectedAssociation | None:
@@ -298,8 +301,10 @@ class Workspace:
         except sqlite3.OperationalError:
             return None
 
-    def write_fingerprint(self, session: str, raw_frames: int, nights: int) -> None:
-        """What this projection saw, so that a later `prep` with nothing new stops after a listing."""
+    def write_fingerprint(self, session: str, raw_frames: int, nights: int,
+                          snapshot: fingerprint.Snapshot | None = None) -> None:
+        """What this projection saw, so that a later `prep` with nothing new stops after a listing
+        (`snapshot`: the state's snapshot, when a child encoded it meanwhile)."""
         meta = {
             "last_seq": self.state.last_seq, "rules_digest": self.rules.digest, "session": session,
             "settings": fingerprint.fingerprint_settings(self.session_dir(session)),
@@ -307,7 +312,7 @@ class Workspace:
             "raw_frames": raw_frames, "frames_seq": self.state.frames_seq, "nights": nights,
             "outputs": self.outputs_stamp(session),
         }
-        fingerprint.write(self.log.conn, self.state, meta, self.root)
+        fingerprint.write(self.log.conn, self.state, meta, self.root, snapshot)
 
 
 @contextlib.contextmanager

@@ -79,6 +79,14 @@ class PrepReport:
         return bool(self.rejected or self.conflicts)
 
 
+def _is(test: Callable[[], bool]) -> bool:
+    """A directory entry's type test, False when it cannot be told (a symbolic link loop, a file gone)."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
 def _stat_key(path: str | Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
@@ -160,18 +168,20 @@ class Prep(Workspace):
     def scan_root(self) -> list[_RootFile]:
         found: list[_RootFile] = []
         to_read: list[_RootFile] = []
-        names = sorted(os.listdir(self.root))
-        compressed = [n for n in names if layout.is_compressed_fits(n) and not os.path.islink(self.root / n)]
+        # one listing with the entries' types (no stat of each of thousands of files), in name order
+        with os.scandir(self.root) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+        compressed = [e.name for e in entries if layout.is_compressed_fits(e.name) and not e.is_symlink()]
         compressed_names = set(compressed)
         others: list[_RootFile] = []
-        for name in names:
-            path = self.root / name
-            if layout.is_workspace_own(name) or name in compressed_names or path.is_dir():
+        for entry in entries:
+            name = entry.name
+            if layout.is_workspace_own(name) or name in compressed_names or _is(entry.is_dir):
                 continue
-            if path.is_symlink():
+            if entry.is_symlink():
                 self.report.left_alone.append((name, "symbolic link: not moved (move the file itself)"))
                 continue
-            if not path.is_file():
+            if not _is(entry.is_file):
                 continue
             item = _RootFile(name)
             others.append(item)

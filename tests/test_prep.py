@@ -227,9 +227,14 @@ def test_symlinks_at_the_root_are_left_alone(tmp_path: Path, clock) -> None:
     elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.fits"
     write_frame(elsewhere)
     (tmp_path / "link.fits").symlink_to(elsewhere)
+    (tmp_path / "link.fits.Z").symlink_to(elsewhere)
+    (tmp_path / "broken.fits").symlink_to(tmp_path / "nowhere.fits")
+    (tmp_path / "loop.fits").symlink_to(tmp_path / "loop.fits")
+    (tmp_path / "folder.fits").mkdir()  # a folder is not a frame, whatever its name
     report = prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert (tmp_path / "link.fits").is_symlink() and elsewhere.exists()
-    assert [name for name, _ in report.left_alone] == ["link.fits"]
+    assert sorted(name for name, _ in report.left_alone) == ["broken.fits", "link.fits", "link.fits.Z", "loop.fits"]
+    assert (tmp_path / "folder.fits").is_dir() and report.ingested == 1
 
 
 def test_moves_left_open_by_a_crash_are_completed(tmp_path: Path, clock) -> None:
@@ -289,6 +294,8 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     log = EventLog(tmp_path / "soxspipe.db")
     (chunks,) = log.conn.execute("SELECT COUNT(*) FROM cache_snapshot_files").fetchone()
     assert chunks > 1
+    snapshot = fingerprint.read_state(log.conn)  # made by a forked child while the tables were written
+    assert snapshot is not None and snapshot == fold(log.read())
     assert fingerprint.fold_log(log) == fold(log.read())
     light = fingerprint.fold_log(log, with_files=False)
     assert not light.files_loaded and not light.files and light.outcomes == fold(log.read()).outcomes
