@@ -264,7 +264,12 @@ class Workspace:
                 if child is not None:
                     child.wait()  # the tables' error is the one to tell
             raise
-        written = writing.result()
+        try:
+            written = writing.result()
+        except BaseException:
+            if snapshotting is not None:
+                snapshotting.wait()  # it hands over megabytes: left unread, it would wait on its pipe for good
+            raise
         if changed is not None:
             written.unchanged += len(association.complete_sofs()) - len(wanted)
         projection = Projection(session, association, *counts, summarise(association, written),

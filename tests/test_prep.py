@@ -340,3 +340,20 @@ def test_the_cached_association_is_the_one_derived_from_the_log(download: Path, 
         assert len(cached.association.sofs) > 0
     finally:
         ws.close()
+
+
+def test_a_failed_sof_write_leaves_no_child_behind(tmp_path: Path, clock, monkeypatch) -> None:
+    """When writing the SOF files fails, prep says so and every child it forked has ended (the one encoding
+    the state's snapshot hands over megabytes, and would wait on its pipe if nobody read it)."""
+    import multiprocessing
+
+    from soxs_es import shell
+
+    def fail(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shell, "write_sof_folder", fail)
+    write_demo(tmp_path, nights=1, seed=3, compressed_fraction=0.5)
+    with pytest.raises(OSError, match="No space"):
+        prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert multiprocessing.active_children() == []
