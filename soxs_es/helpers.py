@@ -105,7 +105,8 @@ def removal_main() -> None:
 def tables_main() -> None:
     """Replace tables of the database `argv[2]` with the rows handed over as `framed` records - ("table",
     name, columns, indexes), ("rows", [row, ...]) ..., ("end",) - in one transaction, committed only at the
-    end marker (a hand-over cut short writes nothing)."""
+    end marker (a hand-over cut short writes nothing). The transaction begins at the first record: a helper
+    started before its rows are known does not hold up the parent's writes meanwhile."""
     _start()
     import sqlite3
 
@@ -117,9 +118,10 @@ def tables_main() -> None:
         conn.execute("PRAGMA synchronous=NORMAL")  # as the parent's connection (`EventLog`)
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the parent checkpoints
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
         table: TableRows | None = None  # the one being written
         for kind, *rest in framed_records(sys.stdin.buffer):
+            if not conn.in_transaction:
+                cur.execute("BEGIN IMMEDIATE")
             if kind == "rows" and table is not None:
                 insert_rows(cur, table.name, table.columns, rest[0])
                 continue

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -83,6 +83,14 @@ class Forked(Generic[T]):
                                                 f"(exit {self._process.exitcode})"))
             self._receive.close()
             self._process.join()
+
+    def stop(self) -> None:
+        """Kill the child (its result is not wanted any more) and wait for it."""
+        if self._outcome is None:
+            self._process.kill()
+            self._process.join()
+            self._receive.close()
+            self._outcome = (False, OSError("a helper process was stopped before its result"))
 
     def result(self) -> T:
         self.wait()
@@ -148,6 +156,26 @@ class Helper:
         self._feeder.join()  # its next write fails: the helper's end of the pipe is gone
         self._process.stdin = None
         self._process.communicate()
+
+
+class Handover:
+    """A helper's payload that is known only later: the helper starts now (its start-up overlaps other work)
+    and its feeder waits until `give` hands the records over, or refuses them (`give(None)`: the helper is
+    not needed, and is then stopped)."""
+
+    def __init__(self) -> None:
+        self._given = threading.Event()
+        self._records: Iterable[bytes] | None = None
+
+    def give(self, records: Iterable[bytes] | None) -> None:
+        self._records = records
+        self._given.set()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._given.wait()
+        if self._records is None:
+            raise OSError("the hand-over was called off")
+        yield from self._records
 
 
 class Removal(Helper):

@@ -48,6 +48,10 @@ LINKS = (*SESSION_FOLDERS, SETTINGS)
 __all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_lock"]
 
 TEMP_PREFIX = ".soxs-es-"
+
+#: New raw frames from which their derivation is started while they are filed (below, the fork costs more
+#: than filing them takes).
+DERIVE_AHEAD_FROM = 1000
 TEMP_SUFFIX = ".part"
 
 Progress = Callable[[str, int, int], None]
@@ -226,6 +230,13 @@ class Prep(Workspace):
                                 for fam, files in sorted(families.items()))
             raise UserError(f"frames of {len(families)} instruments in {self.root} ({listing}); "
                             "keep one instrument per workspace - nothing was moved")
+
+    def forecast(self, found: list[_RootFile]) -> None:
+        """Many raw frames to file: their derivation starts in a forked child, on the other core, while this
+        process files them (`Workspace.derive_ahead`)."""
+        filed = [(self._home(item), item.header) for item in found if item.kind == "raw" and item.header is not None]
+        if len(filed) >= DERIVE_AHEAD_FROM:
+            self.derive_ahead(filed)
 
     # -- 4. file the root --------------------------------------------------------------------------
 
@@ -461,6 +472,7 @@ class Prep(Workspace):
         self.check_instruments(found)
         # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
         self.ensure_session()
+        self.forecast(found)
         self.file_root(found)
         self.sync_raw()
         self.record_qc_ranges(self.session)

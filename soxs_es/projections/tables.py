@@ -8,9 +8,10 @@ disagree, so the next outcome can update just the difference.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,22 @@ def project_frames_aside(db_path: Path, raw_frames: Sequence[Mapping[str, Any]],
     """`project_frames` done by a helper process (`soxs_es.helpers.tables_main`) while this one goes on;
     its `finish()` waits and raises a one-line OSError if the tables could not be written (then nothing
     was: one transaction). Nothing else may write to the database meanwhile."""
-    def payload() -> Iterator[bytes]:
-        for table in frame_tables(raw_frames, rejected_files):
-            yield framed(("table", table.name, tuple(table.columns), tuple(table.indexes)))
-            for start in range(0, len(table.rows), ROWS_PER_RECORD):
-                yield framed(("rows", table.rows[start:start + ROWS_PER_RECORD]))
-        yield framed(("end",))
+    records = itertools.chain.from_iterable(map(table_records, frame_tables(raw_frames, rejected_files)))
+    return tables_aside(db_path, records)
 
-    return Helper("tables_main", payload(), "writing the raw_frames table failed ({why}); run prep again",
-                  str(db_path))
+
+def tables_aside(db_path: Path, records: Iterable[bytes]) -> Helper:
+    """A helper process writing the tables of `records` (`table_records`, made or handed over as it takes
+    them; its transaction begins with the first)."""
+    return Helper("tables_main", itertools.chain(records, [framed(("end",))]),
+                  "writing the raw_frames table failed ({why}); run prep again", str(db_path))
+
+
+def table_records(table: TableRows) -> Iterator[bytes]:
+    """A table as the records `soxs_es.helpers.tables_main` reads (made as the helper takes them)."""
+    yield framed(("table", table.name, tuple(table.columns), tuple(table.indexes)))
+    for start in range(0, len(table.rows), ROWS_PER_RECORD):
+        yield framed(("rows", table.rows[start:start + ROWS_PER_RECORD]))
 
 
 @attrs.frozen
@@ -110,6 +118,14 @@ def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -
 def association_blob(association: Association) -> bytes:
     """The cached association as stored (a pickle; at 100 nights 2 MB, 0.15 s to make)."""
     return pickle.dumps(association, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def association_from_blob(blob: bytes) -> Association:
+    """The association an `association_blob` holds."""
+    association = pickle.loads(blob)  # noqa: S301 - our own cache, in the user's own database
+    if not isinstance(association, Association):
+        raise TypeError(f"not an association: {type(association).__name__}")
+    return association
 
 
 def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
@@ -156,13 +172,11 @@ def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | No
     try:
         # our own cache, in the user's own database
         session, found, frames_seq, rules_digest, seq = pickle.loads(row[1])  # noqa: S301
-        association = pickle.loads(row[2])  # noqa: S301
+        association = association_from_blob(row[2])
         if changed:
             association = attrs.evolve(association, sofs=association.sofs.update(
                 {sof: pickle.loads(blob) for sof, blob in changed}))  # noqa: S301
     except Exception:
-        return None
-    if not isinstance(association, Association):
         return None
     return ProjectedAssociation(association, session, found, frames_seq, rules_digest, seq)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -9,10 +10,10 @@ import attrs
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association, associate, refail
 from soxs_es.pure.cascade import cascade_of
-from soxs_es.pure.frames import classify, raw_frame_rows
+from soxs_es.pure.frames import Classification, Header, classify, raw_frame_rows
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.sessions import failure_of
-from soxs_es.pure.state import WorkspaceState
+from soxs_es.pure.state import KnownFile, WorkspaceState
 
 
 @attrs.frozen
@@ -43,13 +44,36 @@ def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]
     """`raw_frames` rows of the raw frames under raw/, and `rejected_files` rows of the unusable files."""
     if not state.files_loaded:
         raise ValueError("frame rows asked of a state read without its files")
-    raw: list[tuple[str, Any]] = []
+    raw, rejected = frames_of(state.files, rules)
+    return raw_frame_rows(raw, rules), rejected
+
+
+def frames_of(files: Mapping[str, KnownFile], rules: Rules) -> tuple[list[tuple[str, Header]], list[dict[str, Any]]]:
+    """(path, header) of the raw frames under raw/ in path order (what `raw_frame_rows` is made of), and the
+    `rejected_files` rows of the unusable files."""
+    raw: list[tuple[str, Header]] = []
     rejected: list[dict[str, Any]] = []
-    for path, known in sorted(state.files.items()):
+    for path, known in sorted(files.items()):
         verdict = classify(known.header, rules) if known.header is not None else None
-        if verdict is not None and verdict.kind == "raw" and path.startswith(layout.RAW + "/"):
-            raw.append((path, known.header))
+        if verdict is not None and _is_raw_frame(path, verdict):
+            raw.append((path, known.header))  # type: ignore[arg-type]
         elif verdict is None or verdict.kind == "rejected":
             reason = known.problem if verdict is None else verdict.reason
             rejected.append({"file": path.rsplit("/", 1)[-1], "filepath": f"./{path}", "reason": reason})
-    return raw_frame_rows(raw, rules), rejected
+    return raw, rejected
+
+
+def headers_under_raw(files: Mapping[str, KnownFile]) -> dict[str, Header | None]:
+    """Path -> header (None: unreadable) of the files under raw/: all the raw frame rows depend on."""
+    prefix = layout.RAW + "/"
+    return {path: known.header for path, known in files.items() if path.startswith(prefix)}
+
+
+def raw_frames_in(headers: Mapping[str, Header | None], rules: Rules) -> list[tuple[str, Header]]:
+    """`frames_of`'s raw frames, from `headers_under_raw` (or a forecast of it)."""
+    return [(path, header) for path, header in sorted(headers.items())
+            if header is not None and _is_raw_frame(path, classify(header, rules))]
+
+
+def _is_raw_frame(path: str, verdict: Classification) -> bool:
+    return verdict.kind == "raw" and path.startswith(layout.RAW + "/")
