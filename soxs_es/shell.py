@@ -343,8 +343,12 @@ class Workspace:
         session = self.session
         child = Forked(derive_ahead, headers, self.rules, self.state, session)
         records = Handover()
-        self._forecast = Forecast(headers, session, failure_facts(self.state, session), child,
-                                  tables.tables_aside(self.log.db_path, records), records)
+        try:
+            helper = tables.tables_aside(self.log.db_path, records)
+        except BaseException:
+            child.stop()  # it would wait on its pipe for good, holding megabytes nobody reads
+            raise
+        self._forecast = Forecast(headers, session, failure_facts(self.state, session), child, helper, records)
 
     def _derived_ahead(self, session: str, meta: dict[str, str]) -> tuple[DerivedAhead, Helper] | None:
         """The forecast's derivation when the frames, session and failures are those forecast, and the helper
@@ -359,10 +363,13 @@ class Workspace:
             return None
         try:
             ahead = forecast.child.result()
+            rejected = tables.frame_tables([], frames_of(self.state.files, self.rules)[1])[1]
+        except Exception:
+            forecast.call_off()  # e.g. the child ran out of memory: derived here instead
+            return None
         except BaseException:
-            forecast.call_off()
+            forecast.call_off()  # its helper would wait for its records for good
             raise
-        rejected = tables.frame_tables([], frames_of(self.state.files, self.rules)[1])[1]
         forecast.frame_records.give(itertools.chain(ahead.raw_frame_records, tables.table_records(rejected)))
         return ahead, forecast.frame_tables
 

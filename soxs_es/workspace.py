@@ -48,11 +48,11 @@ LINKS = (*SESSION_FOLDERS, SETTINGS)
 __all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_lock"]
 
 TEMP_PREFIX = ".soxs-es-"
+TEMP_SUFFIX = ".part"
 
 #: New raw frames from which their derivation is started while they are filed (below, the fork costs more
 #: than filing them takes).
 DERIVE_AHEAD_FROM = 1000
-TEMP_SUFFIX = ".part"
 
 Progress = Callable[[str, int, int], None]
 

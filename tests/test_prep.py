@@ -438,3 +438,25 @@ def test_a_wrong_forecast_is_called_off(download: Path, tmp_path: Path, clock, m
     assert taken == [False]
     assert _projection(download) == _projection(after)
     assert _children() <= before
+
+
+def test_a_forecast_whose_child_fails_is_derived_here(download: Path, tmp_path: Path, clock,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child deriving ahead fails (out of memory, say): prep derives the frames itself, with the same
+    result, and leaves no child or helper."""
+    from soxs_es import shell
+
+    ahead = tmp_path / "ahead"
+    shutil.copytree(download, ahead)
+    prep(download, clock, workers=1, notify=lambda m: None)
+
+    def fail(*_: object) -> None:
+        raise MemoryError("no room for the association")
+
+    before = _children()
+    taken = _forecasts(monkeypatch)
+    monkeypatch.setattr(shell, "derive_ahead", fail)
+    prep(ahead, clock, workers=1, notify=lambda m: None)
+    assert taken == [False]
+    assert _projection(ahead) == _projection(download)
+    assert _children() <= before

@@ -103,4 +103,3 @@ def failure_facts(state: WorkspaceState, session: str | None) -> tuple[Any, ...]
         return (None,)
     qc = state.qc.get(session)
     return (session, state.outcomes.get(session), qc, state.qc_ranges.get(session) if qc else None)
-
