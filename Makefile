@@ -40,3 +40,4 @@ bench: install
 # A longer fault-injection run: prep killed (SIGKILL) at 100 random moments, each re-run must converge.
 soak: install
 	SOXS_ES_SOAK=100 $(BIN)/python -m pytest -q tests/test_reliability.py -k killed
+	SOXS_ES_SOAK=100 SOXS_ES_SOAK_NIGHTS=16 $(BIN)/python -m pytest -q tests/test_reliability.py -k killed

@@ -38,7 +38,9 @@ def snapshot(ws: Path) -> tuple[list[tuple], dict[str, bytes]]:
 @pytest.fixture(scope="module")
 def download(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("crash-download")
-    write_demo(folder, nights=2, seed=4)  # 80% .fits.Z, as the archive delivers
+    # 80% .fits.Z, as the archive delivers; `make soak` also runs 16 nights (1,152 raw frames: a cold prep
+    # then derives them while filing them)
+    write_demo(folder, nights=int(os.environ.get("SOXS_ES_SOAK_NIGHTS", "2")), seed=4)
     return folder
 
 
