@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,8 +97,6 @@ def _running(pid: int) -> bool:
 def test_a_helper_dies_with_the_prep_that_started_it() -> None:
     """The removal helper (and every forked child) asks to be killed with its parent: left running after a
     killed prep, it would remove files while the next prep holds the workspace."""
-    import time
-
     code = ("import os, time\nfrom soxs_es.helpers import die_with\npid = os.fork()\nif pid == 0:\n"
             "    die_with(os.getppid())\n    time.sleep(30)\n    os._exit(0)\n"
             "print(pid, flush=True)\ntime.sleep(30)\n")
@@ -180,8 +179,6 @@ def test_rows_that_cannot_be_handed_over_write_nothing(tmp_path: Path) -> None:
 def test_a_stopped_table_helper_writes_nothing(tmp_path: Path) -> None:
     """prep stops the helper when its own work fails (the tables would not be marked complete): it is gone at
     once, even while it waits for the database, and nothing it was given is written."""
-    import time
-
     db = _database(tmp_path / "soxspipe.db")
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer: the helper waits for it (up to 30 s)
@@ -193,3 +190,36 @@ def test_a_stopped_table_helper_writes_nothing(tmp_path: Path) -> None:
     holder.execute("ROLLBACK")
     holder.close()
     assert _table(db, "raw_frames") == [("before.fits",)] and _table(db, "rejected_files") is None
+
+
+def test_a_table_helper_waiting_for_its_records_does_not_hold_the_database(tmp_path: Path) -> None:
+    """Started before its rows are known (while prep files the frames and records their events), the helper
+    begins its transaction only with its first record: this process can write meanwhile."""
+    from soxs_es.processes import Handover
+
+    db = _database(tmp_path / "soxspipe.db")
+    records = Handover()
+    helper = tables.tables_aside(db, records)
+    time.sleep(0.5)  # the helper has started and opened the database
+    writer = sqlite3.connect(db, isolation_level=None, timeout=2)  # "database is locked" after 2 s
+    try:
+        for i in range(5):
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("INSERT INTO raw_frames VALUES (?)", (f"meanwhile{i}.fits",))
+            writer.execute("COMMIT")
+    finally:
+        writer.close()
+    records.give(tables.table_records(tables.frame_tables(_ROWS, _REJECTED)[0]))
+    helper.finish()
+    assert len(_table(db, "raw_frames") or []) == 4500
+
+
+def test_a_called_off_table_helper_writes_nothing(tmp_path: Path) -> None:
+    from soxs_es.processes import Handover
+
+    db = _database(tmp_path / "soxspipe.db")
+    records = Handover()
+    helper = tables.tables_aside(db, records)
+    records.give(None)
+    helper.stop()
+    assert _table(db, "raw_frames") == [("before.fits",)]
