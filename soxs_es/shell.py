@@ -334,9 +334,11 @@ class Workspace:
 
     def derive_ahead(self, filed: list[tuple[str, Header]]) -> None:
         """Start deriving the frames under raw/ as they will be once the frames `filed` (path, header) are
-        in place, in a forked child, while this process files them (`project` takes the result if the
-        frames turn out as forecast; a frame filed elsewhere, or one added or removed by hand, and it
-        derives them itself)."""
+        in place, in a forked child, while this process files them. `project` takes the result if the
+        frames turn out as forecast, and derives them itself when one went elsewhere or was added or removed
+        by hand."""
+        if self._forecast is not None:
+            self._forecast.call_off()
         headers = headers_under_raw(self.state.files)
         for path, header in filed:
             headers.setdefault(path, header)  # a name taken there already: the frame goes elsewhere
