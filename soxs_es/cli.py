@@ -394,6 +394,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
     from soxs_es.eventlog import EventLog
     from soxs_es.projections.log import describe
+    from soxs_es.pure.derive import frames_and_nights
     from soxs_es.pure.listings import frame_counts, recipe_counts, sof_rows
 
     root = Path(args.workspace)
@@ -408,10 +409,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     failures = [{"sof": r["sof"], "why": r["why"]} for r in rows if r["status"] == "failed"]
     blocked = [{"sof": r["sof"], "why": r["why"]} for r in rows
                if r["status"] == "incomplete" and r["recipe"] in ("stare_obj", "nod_obj", "offset_obj")]
+    raw_frames, nights = frames_and_nights(derived.raw_frames)
     status = {
         "workspace": str(root), "session": view.session, "sessions": list(view.state.sessions),
-        "frames": frame_counts(derived.raw_frames), "raw_frames": len(derived.raw_frames),
-        "nights": len({r["night start date"] for r in derived.raw_frames}),
+        "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "incomplete_science": blocked,
         "last_event": None if last is None else {"seq": last.seq, "recorded_at": last.recorded_at,

@@ -25,7 +25,7 @@ from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
-from soxs_es.pure.derive import derive, frame_rows, frames_of, headers_under_raw, raw_frames_in
+from soxs_es.pure.derive import derive, frame_rows, frames_and_nights, frames_of, headers_under_raw, raw_frames_in
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS, Header, raw_frame_rows
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, failure_facts, qc_ranges_from_settings, session_id_problem
@@ -78,8 +78,7 @@ class DerivedAhead:
     helper, its counts, and the association pickled as the tables cache it (`tables.association_blob`)."""
 
     raw_frame_records: list[bytes]
-    raw_frames: int
-    nights: int
+    counts: tuple[int, int]  # raw frames, nights
     association_blob: bytes
 
 
@@ -90,8 +89,8 @@ def derive_ahead(headers: dict[str, Header | None], rules: Rules, state: Workspa
     rows = raw_frame_rows(raw_frames_in(headers, rules), rules)
     association = derive(state, rules, session, frames=(rows, [])).association
     raw_table = tables.frame_tables(rows, [])[0]
-    return DerivedAhead(list(tables.table_records(raw_table)), len(rows),
-                        len({row["night start date"] for row in rows}), tables.association_blob(association))
+    return DerivedAhead(list(tables.table_records(raw_table)), frames_and_nights(rows),
+                        tables.association_blob(association))
 
 
 @attrs.frozen
@@ -274,7 +273,7 @@ class Workspace:
                 association = derived.association
             elif (forecast := self._derived_ahead(session, meta)) is not None:
                 ahead, frames_aside = forecast
-                blob, counts = ahead.association_blob, (ahead.raw_frames, ahead.nights)
+                blob, counts = ahead.association_blob, ahead.counts
                 association = tables.association_from_blob(blob)
                 keep_for_the_run()
             else:
@@ -289,7 +288,7 @@ class Workspace:
                 keep_for_the_run()
                 derived = derive(self.state, self.rules, session, frames=frames)
                 keep_for_the_run()
-                counts = len(derived.raw_frames), len({r["night start date"] for r in derived.raw_frames})
+                counts = frames_and_nights(derived.raw_frames)
                 association = derived.association
                 del derived, frames  # the frame tables have, or are given, their rows
             new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq,

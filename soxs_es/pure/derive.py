@@ -48,6 +48,11 @@ def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]
     return raw_frame_rows(raw, rules), rejected
 
 
+def frames_and_nights(raw_frames: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many raw frames the `raw_frames` rows hold, and of how many nights."""
+    return len(raw_frames), len({row["night start date"] for row in raw_frames})
+
+
 def frames_of(files: Mapping[str, KnownFile], rules: Rules) -> tuple[list[tuple[str, Header]], list[dict[str, Any]]]:
     """(path, header) of the raw frames under raw/ in path order (what `raw_frame_rows` is made of), and the
     `rejected_files` rows of the unusable files."""
