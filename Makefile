@@ -7,7 +7,7 @@ DEMO_NIGHTS ?= 3
 
 .PHONY: demo test lint install bench soak
 
-$(BIN)/soxs-es: pyproject.toml
+$(BIN)/soxs-es: pyproject.toml setup.py soxs_es/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

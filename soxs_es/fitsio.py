@@ -19,6 +19,11 @@ from soxs_es.fsops import write_new_file
 from soxs_es.processes import worker_pool
 from soxs_es.pure.fitscards import BLOCK, HeaderError, data_size, end_card, parse_header
 
+try:  # an LZW decoder ~4x faster than ncompress's, built from soxs_es/_speedups.c when the install could compile
+    from soxs_es._speedups import lzw_decompress
+except ImportError:  # pragma: no cover - ncompress gives the same bytes
+    lzw_decompress = ncompress.decompress
+
 #: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
 MAX_HEADER_BLOCKS = 400
 
@@ -185,7 +190,7 @@ def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
     data = b"".join(chunks) if len(chunks) > 2 else chunks[0]
     if len(data) < 3 or data[:2] != b"\x1f\x9d":
         raise ValueError("not a Unix-compressed (.Z) file")
-    return (st.st_size, st.st_mtime_ns), ncompress.decompress(data)
+    return (st.st_size, st.st_mtime_ns), lzw_decompress(data)
 
 
 def compress_z(data: bytes) -> bytes:

@@ -1,0 +1,329 @@
+/* Compiled forms of two pure functions on the hot path of a large ingest (~60% of the workers' time):
+ *
+ *   lzw_decompress(data: bytes) -> bytes
+ *       Unix `compress` (.Z) data decompressed; ValueError when it is not valid LZW. The same result as
+ *       ncompress.decompress (which `soxs_es.fitsio` falls back to when this module was not built).
+ *
+ *   wanted_cards(raw: bytes, end: int, want: dict[bytes, str], parse_value: callable) -> dict[str, value]
+ *       The values of the wanted cards of a header (cards 0 .. end/80 - 1), as
+ *       `soxs_es.pure.fitscards._parse_wanted` finds them: `want` maps keyword bytes to the keyword; a value
+ *       field in a form this code does not decode itself (an escaped quote, a non-ASCII byte, a value that
+ *       is neither T/F, a plain integer nor a plain decimal number) is handed to `parse_value` as text, so
+ *       the rules of what a value is stay in one place, the Python one.
+ *
+ * Both are pure: bytes in, values out. Tests check each against its Python counterpart on generated input.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* LZW, as written by compress(1): a 3-byte preamble (1f 9d, then max bits and the block-mode flag), codes of
+ * 9 bits growing to at most 16, least significant bit first. Codes are written in groups of 8 (n_bits bytes);
+ * when the code width grows, or after a CLEAR code (256, block mode), the rest of the current group is
+ * padding and is skipped. */
+
+#define LZW_FIRST_WIDTH 9
+#define LZW_MAX_WIDTH 16
+#define LZW_CLEAR 256
+
+static PyObject *lzw_error(const char *why)
+{
+    PyErr_SetString(PyExc_ValueError, why);
+    return NULL;
+}
+
+static PyObject *lzw_decompress(PyObject *self, PyObject *arg)
+{
+    Py_buffer in;
+    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *src = in.buf;
+    Py_ssize_t size = in.len;
+    PyObject *out = NULL;
+    Py_ssize_t *entry_at = NULL, *entry_len = NULL;
+
+    if (size < 3 || src[0] != 0x1f || src[1] != 0x9d) {
+        lzw_error("not in compressed format");
+        goto done;
+    }
+    int max_width = src[2] & 0x1f;
+    int block_mode = (src[2] & 0x80) != 0;
+    if (max_width > LZW_MAX_WIDTH || max_width < LZW_FIRST_WIDTH) {
+        lzw_error("compressed with an unsupported number of bits");
+        goto done;
+    }
+    /* Every entry of the table is a string already written: the previous code's output and one more byte.
+     * So an entry is kept as where it starts in the output and its length, and a code is decoded by copying
+     * from earlier output (no prefix chains walked backwards, no stack). */
+    long table_end = 1L << max_width; /* no entry is made at or past this code */
+    entry_at = PyMem_Malloc(sizeof(Py_ssize_t) * table_end);
+    entry_len = PyMem_Malloc(sizeof(Py_ssize_t) * table_end);
+    if (!entry_at || !entry_len) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    Py_ssize_t capacity = size * 8 + 1024, used = 0;
+    out = PyBytes_FromStringAndSize(NULL, capacity);
+    if (!out)
+        goto done;
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+
+    int width = LZW_FIRST_WIDTH;
+    long max_code = (1L << width) - 1; /* past it the width grows */
+    long next_free = block_mode ? 257 : 256;
+    Py_ssize_t previous_at = -1, previous_len = 0; /* the previous code's output; -1: none yet */
+    /* bit positions, counted from the end of the preamble */
+    const unsigned char *bits = src + 3;
+    Py_ssize_t bits_len = size - 3;
+    unsigned long long total_bits = (unsigned long long)bits_len * 8, group_start = 0, at = 0;
+
+    for (;;) {
+        if (next_free > max_code && width < max_width) {
+            /* the rest of the group is padding; the next group has codes one bit wider */
+            unsigned long long span = (unsigned long long)width * 8;
+            at = group_start + (at - group_start + span - 1) / span * span;
+            group_start = at;
+            ++width;
+            max_code = width == max_width ? table_end : (1L << width) - 1;
+        }
+        if (at + (unsigned long long)width > total_bits)
+            break;
+        Py_ssize_t byte = (Py_ssize_t)(at >> 3);
+        unsigned long word = bits[byte];
+        if (byte + 1 < bits_len) word |= (unsigned long)bits[byte + 1] << 8;
+        if (byte + 2 < bits_len) word |= (unsigned long)bits[byte + 2] << 16;
+        long code = (long)((word >> (at & 7)) & ((1UL << width) - 1));
+        at += width;
+
+        if (code == LZW_CLEAR && block_mode && previous_at >= 0) {
+            unsigned long long span = (unsigned long long)width * 8;
+            at = group_start + (at - group_start + span - 1) / span * span;
+            group_start = at;
+            width = LZW_FIRST_WIDTH;
+            max_code = (1L << width) - 1;
+            next_free = 256; /* the entry made after the next code lands on 256, which is never read */
+            continue;
+        }
+        Py_ssize_t length;
+        if (code < 256)
+            length = 1;
+        else if (previous_at < 0 || code > next_free)
+            goto corrupt;
+        else if (code < next_free)
+            length = entry_len[code];
+        else
+            length = previous_len + 1; /* the code being defined: the previous output and its first byte */
+        if (used + length > capacity) {
+            while (used + length > capacity)
+                capacity *= 2;
+            if (_PyBytes_Resize(&out, capacity) < 0)
+                goto done;
+            dst = (unsigned char *)PyBytes_AS_STRING(out);
+        }
+        if (code < 256)
+            dst[used] = (unsigned char)code;
+        else if (code < next_free)
+            memcpy(dst + used, dst + entry_at[code], (size_t)length); /* ends at or before `used` */
+        else {
+            memcpy(dst + used, dst + previous_at, (size_t)previous_len);
+            dst[used + previous_len] = dst[previous_at];
+        }
+        if (previous_at >= 0 && next_free < table_end) {
+            entry_at[next_free] = previous_at;
+            entry_len[next_free] = previous_len + 1; /* the byte after it is this code's first */
+            ++next_free;
+        }
+        previous_at = used;
+        previous_len = length;
+        used += length;
+    }
+    if (_PyBytes_Resize(&out, used) < 0)
+        out = NULL;
+    goto done;
+corrupt:
+    lzw_error("corrupt input");
+    Py_CLEAR(out);
+done:
+    PyMem_Free(entry_at);
+    PyMem_Free(entry_len);
+    PyBuffer_Release(&in);
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Header cards. */
+
+#define CARD 80
+
+/* A value decoded here, or NULL with no error set when it is for `parse_value` (or NULL with an error). */
+static PyObject *card_value(const char *field, Py_ssize_t len, int *handed_over)
+{
+    *handed_over = 0;
+    for (Py_ssize_t i = 0; i < len; ++i)
+        if ((unsigned char)field[i] < 0x20 || (unsigned char)field[i] > 0x7e)
+            goto hand_over; /* decoding with replacement, and Unicode whitespace: Python's business */
+    Py_ssize_t a = 0, b = len;
+    while (a < b && field[a] == ' ')
+        ++a;
+    while (b > a && field[b - 1] == ' ')
+        --b;
+    if (a == b)
+        Py_RETURN_NONE;
+    if (field[a] == '\'') {
+        const char *close = memchr(field + a + 1, '\'', (size_t)(b - a - 1));
+        if (close == NULL || (close + 1 < field + b && close[1] == '\''))
+            goto hand_over; /* unterminated, or an escaped quote */
+        const char *start = field + a + 1, *stop = close;
+        while (stop > start && stop[-1] == ' ')
+            --stop;
+        PyObject *text = PyUnicode_DecodeASCII(start, stop - start, NULL);
+        if (text)
+            PyUnicode_InternInPlace(&text);
+        return text;
+    }
+    const char *slash = memchr(field + a, '/', (size_t)(b - a));
+    if (slash != NULL) {
+        b = slash - field;
+        while (b > a && field[b - 1] == ' ')
+            --b;
+        if (a == b)
+            Py_RETURN_NONE;
+    }
+    const char *v = field + a;
+    Py_ssize_t n = b - a;
+    if (n == 1 && v[0] == 'T')
+        Py_RETURN_TRUE;
+    if (n == 1 && v[0] == 'F')
+        Py_RETURN_FALSE;
+    char buf[CARD + 1];
+    memcpy(buf, v, (size_t)n);
+    buf[n] = '\0';
+    Py_ssize_t first = (v[0] == '+' || v[0] == '-') ? 1 : 0;
+    int digits = first < n, number = 1;
+    for (Py_ssize_t i = first; i < n; ++i) {
+        if (v[i] < '0' || v[i] > '9')
+            digits = 0;
+        if (!strchr("0123456789+-.eED", v[i]))
+            number = 0;
+    }
+    if (digits)
+        return PyLong_FromString(buf, NULL, 10);
+    if (!number)
+        goto hand_over;
+    for (Py_ssize_t i = 0; i < n; ++i)
+        if (buf[i] == 'D')
+            buf[i] = 'E';
+    char *stop = NULL;
+    double x = PyOS_string_to_double(buf, &stop, NULL);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        goto hand_over;
+    }
+    if (stop != buf + n)
+        goto hand_over;
+    return PyFloat_FromDouble(x);
+hand_over:
+    *handed_over = 1;
+    return NULL;
+}
+
+static PyObject *wanted_cards(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    Py_ssize_t end;
+    PyObject *want, *parse_value;
+    if (!PyArg_ParseTuple(args, "y*nO!O:wanted_cards", &raw, &end, &PyDict_Type, &want, &parse_value))
+        return NULL;
+    PyObject *values = NULL;
+    if (end < 0 || end > raw.len || end % CARD != 0) {
+        PyErr_SetString(PyExc_ValueError, "end must be a card boundary within the header");
+        goto done;
+    }
+    values = PyDict_New();
+    if (!values)
+        goto done;
+    const char *head = raw.buf;
+    for (Py_ssize_t at = 0; at < end; at += CARD) {
+        const char *card = head + at;
+        const char *key, *key_end, *field;
+        if (memcmp(card, "HIERARCH ", 9) == 0) {
+            const char *eq = memchr(card + 9, '=', CARD - 9);
+            if (eq == NULL)
+                continue;
+            key = card + 9;
+            while (key < eq && *key == ' ')
+                ++key;
+            key_end = eq;
+            while (key_end > key && key_end[-1] == ' ')
+                --key_end;
+            field = eq + 1;
+        } else {
+            if (card[8] != '=' || card[9] != ' ')
+                continue;
+            /* bytes.strip(): spaces and ASCII whitespace either side */
+            key = card;
+            key_end = card + 8;
+            while (key < key_end && strchr(" \t\n\r\x0b\x0c", *key) && *key)
+                ++key;
+            while (key_end > key && strchr(" \t\n\r\x0b\x0c", key_end[-1]) && key_end[-1])
+                --key_end;
+            field = card + 10;
+        }
+        PyObject *key_bytes = PyBytes_FromStringAndSize(key, key_end - key);
+        if (!key_bytes)
+            goto fail;
+        PyObject *name = PyDict_GetItemWithError(want, key_bytes); /* borrowed */
+        Py_DECREF(key_bytes);
+        if (name == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        int known = PyDict_Contains(values, name);
+        if (known < 0)
+            goto fail;
+        if (known)
+            continue; /* the first card of a keyword with a value wins */
+        int handed_over;
+        Py_ssize_t field_len = card + CARD - field;
+        PyObject *value = card_value(field, field_len, &handed_over);
+        if (value == NULL) {
+            if (!handed_over)
+                goto fail;
+            PyObject *text = PyUnicode_DecodeASCII(field, field_len, "replace");
+            if (!text)
+                goto fail;
+            value = PyObject_CallOneArg(parse_value, text);
+            Py_DECREF(text);
+            if (!value)
+                goto fail;
+        }
+        if (value != Py_None && PyDict_SetItem(values, name, value) < 0) {
+            Py_DECREF(value);
+            goto fail;
+        }
+        Py_DECREF(value);
+    }
+    goto done;
+fail:
+    Py_CLEAR(values);
+done:
+    PyBuffer_Release(&raw);
+    return values;
+}
+
+static PyMethodDef methods[] = {
+    {"lzw_decompress", lzw_decompress, METH_O, "Unix compress (.Z) data decompressed."},
+    {"wanted_cards", wanted_cards, METH_VARARGS, "The values of the wanted cards of a FITS header."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}

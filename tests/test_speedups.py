@@ -1,0 +1,118 @@
+"""The compiled readers (soxs_es/_speedups.c) against their Python counterparts, on generated input."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import ncompress
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from soxs_es.demo import fits_bytes, format_card
+from soxs_es.pure.fitscards import _parse_wanted, end_card
+
+
+def test_the_compiled_readers_are_built() -> None:
+    """A fresh machine has a C compiler, so `make install` builds them; without one prep still works (the
+    Python readers), only slower - this test is what notices a build that silently stopped working."""
+    from soxs_es import _speedups, fitsio
+    from soxs_es.pure import fitscards
+
+    assert fitsio.lzw_decompress is _speedups.lzw_decompress
+    assert fitscards._wanted_cards_compiled is _speedups.wanted_cards
+
+
+def _typed(values: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    # 1, 1.0 and True are equal in a dict comparison; a header value's type matters
+    return {k: (type(v), v) for k, v in values.items()}
+
+
+_WANTED = frozenset({"OBJECT", "EXPTIME", "NAXIS", "ESO DPR TYPE", "ESO DET READ SPEED", "ESO DET READ",
+                     "ESO TPL NEXP", "MJD-OBS"})
+_STANDARD = sorted(k for k in _WANTED if len(k) <= 8 and " " not in k)
+
+#: Value fields that go each way in the value reader: quotes (escaped, unterminated), comments, numbers of
+#: every form (D exponents, signs, underscores, inf), T/F, blanks, and bytes that are not ASCII.
+value_text = st.text(alphabet="0123456789+-.eEdD'/ TFabx_:,\u00e9\t", max_size=30)
+keyword_part = st.sampled_from([*_WANTED, "ESO DPR TYPEX", "ESO DET", "OTHER", ""])
+
+
+@st.composite
+def cards(draw: st.DrawFn) -> bytes:
+    key = draw(keyword_part)
+    value = draw(value_text).encode("latin-1")
+    form = draw(st.sampled_from(["standard", "hierarch", "hierarch-spaced", "made"]))
+    if form == "made":
+        return format_card(key or "X", draw(st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(),
+                                                      st.text(alphabet="ab '/", max_size=12)))).encode()
+    if form == "standard":
+        card = key.encode()[:8].ljust(8) + b"= " + value
+    else:
+        gap = b"  " if form == "hierarch-spaced" else b" "
+        card = b"HIERARCH" + gap + key.encode() + draw(st.sampled_from([b" = ", b"=", b"   =  "])) + value
+    return card[:80].ljust(80)
+
+
+@given(st.lists(cards(), max_size=30))
+def test_compiled_card_reader_gives_what_the_python_one_gives(header_cards: list[bytes]) -> None:
+    raw = format_card("SIMPLE", True).encode() + b"".join(header_cards) + b"END".ljust(80)
+    end = end_card(raw)
+    compiled = _parse_wanted(raw, _WANTED, end, compiled=True)
+    assert _typed(compiled) == _typed(_parse_wanted(raw, _WANTED, end, compiled=False))
+
+
+def test_compiled_card_reader_reads_a_real_header() -> None:
+    raw = fits_bytes([("ESO DPR TYPE", "LAMP,FLAT"), ("MJD-OBS", 60736.123456789), ("EXPTIME", 5.0),
+                      ("ESO TPL NEXP", 5), ("ESO DET READ SPEED", "1pt/400k/lg"), ("OBJECT", "it's")])
+    values = _parse_wanted(raw, _WANTED, end_card(raw), compiled=True)  # EXPTIME 5.0 is written "5": an int
+    assert _typed(values) == {"NAXIS": (int, 2), "ESO DPR TYPE": (str, "LAMP,FLAT"), "MJD-OBS": (float, 60736.12346),
+                              "EXPTIME": (int, 5), "ESO TPL NEXP": (int, 5),
+                              "ESO DET READ SPEED": (str, "1pt/400k/lg"), "OBJECT": (str, "it's")}
+
+
+#: Data that compresses in every way: runs, text-like repeats, and noise (which fills the code table, so
+#: the codes grow to 16 bits and compress starts the table over with CLEAR codes).
+chunks = st.one_of(st.binary(max_size=300), st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=3),
+                                                      st.integers(1, 2000)))
+
+
+@given(st.lists(chunks, max_size=20))
+def test_lzw_decoder_undoes_compress(parts: list[bytes]) -> None:
+    from soxs_es._speedups import lzw_decompress
+
+    data = b"".join(parts)
+    assert lzw_decompress(ncompress.compress(data)) == data
+
+
+def test_lzw_decoder_through_full_tables_and_clear_codes() -> None:
+    from soxs_es._speedups import lzw_decompress
+
+    rng = random.Random(5)
+    data = b"".join([rng.randbytes(300_000), b"A" * 200_000, bytes(rng.choice(b"ab ") for _ in range(300_000)),
+                     rng.randbytes(200_000), fits_bytes([("OBJECT", "x")]) * 50])
+    assert lzw_decompress(ncompress.compress(data)) == data
+
+
+_FRAME_Z = ncompress.compress(fits_bytes([(f"HIERARCH ESO INS TEMP{i} VAL", i * 0.5) for i in range(200)]))
+
+
+def _outcome(decompress: Any, data: bytes) -> bytes | type:
+    try:
+        return decompress(data)
+    except ValueError as error:
+        return type(error)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(3, len(_FRAME_Z) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(3, len(_FRAME_Z)))
+def test_lzw_decoder_on_damaged_data_does_what_ncompress_does(changes: list[tuple[int, int]], cut: int) -> None:
+    """Damaged .Z files give the same bytes, or the same ValueError (prep then calls the file corrupt)."""
+    from soxs_es._speedups import lzw_decompress
+
+    damaged = bytearray(_FRAME_Z[:cut])
+    for at, byte in changes:
+        if at < len(damaged):
+            damaged[at] = byte
+    assert _outcome(lzw_decompress, bytes(damaged)) == _outcome(ncompress.decompress, bytes(damaged))
