@@ -22,7 +22,11 @@ from soxs_es.pure.fitscards import BLOCK, HeaderError, data_size, end_card, pars
 try:  # an LZW decoder ~4x faster than ncompress's, built from soxs_es/_speedups.c when the install could compile
     from soxs_es._speedups import lzw_decompress
 except ImportError:  # pragma: no cover - ncompress gives the same bytes
-    lzw_decompress = ncompress.decompress
+
+    def lzw_decompress(data: bytes) -> bytes:
+        # looked up at each call: a module global holding ncompress's function makes nanobind report it as
+        # leaked at exit (the command freezes its heap), two stray lines on stderr
+        return ncompress.decompress(data)
 
 #: A primary header longer than this is treated as corrupt (real SOXS headers are ~12 blocks).
 MAX_HEADER_BLOCKS = 400
