@@ -31,7 +31,7 @@ def test_the_compiled_readers_are_built() -> None:
         from soxs_es import _speedups
     except ImportError:
         pytest.fail("soxs_es._speedups was not built (no C compiler when installing?): prep works without it, "
-                    "~2x slower on .Z downloads; install gcc and run `make install` again")
+                    "its decompression and header reading ~2x slower; install gcc and run `make install` again")
 
     assert fitsio.lzw_decompress is _speedups.lzw_decompress
     assert fitscards._wanted_cards_compiled is _speedups.wanted_cards
