@@ -275,6 +275,8 @@ class Workspace:
                 ahead, frames_aside = forecast
                 blob, counts = ahead.association_blob, ahead.counts
                 association = tables.association_from_blob(blob)
+                # its frame records (4 MB at 100 nights) are freed as soon as the helper has taken them all
+                del forecast, ahead
                 keep_for_the_run()
             else:
                 self.load_files()
@@ -311,6 +313,7 @@ class Workspace:
                 frames_aside.finish()  # before this process writes: one writer at a time
             made = (lambda: blob) if blob is not None else None if pickling is None else pickling.result
             tables.project_association(conn, new, changed, made)
+            blob = made = None  # the association's pickle is in the database now: freed before the snapshot comes
         except BaseException:
             if frames_aside is not None:
                 frames_aside.stop()  # its tables would not be marked as complete: stop it writing them
