@@ -44,10 +44,10 @@ def _typed(values: dict[str, Any]) -> dict[str, tuple[type, Any]]:
 
 _WANTED = frozenset({"OBJECT", "EXPTIME", "NAXIS", "ESO DPR TYPE", "ESO DET READ SPEED", "ESO DET READ",
                      "ESO TPL NEXP", "MJD-OBS"})
-_STANDARD = sorted(k for k in _WANTED if len(k) <= 8 and " " not in k)
 
 #: Value fields that go each way in the value reader: quotes (escaped, unterminated), comments, numbers of
-#: every form (D exponents, signs, underscores, inf), T/F, blanks, and bytes that are not ASCII.
+#: every form (D exponents, signs, underscores; not "nan", which equals nothing), T/F, blanks, and bytes that
+#: are not ASCII.
 value_text = st.text(alphabet="0123456789+-.eEdD'/ TFabx_:,\u00e9\t", max_size=30)
 keyword_part = st.sampled_from([*_WANTED, "ESO DPR TYPEX", "ESO DET", "OTHER", ""])
 
