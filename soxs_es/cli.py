@@ -97,6 +97,8 @@ def _print_report(report: PrepReport) -> None:
             print(f"  {name}: {why}")
     if report.reconciled:
         print(f"finished {len(report.reconciled)} file moves interrupted by an earlier run")
+    for note in report.notes:
+        print(f"note: {note}")
 
 
 def _print_association(summary: AssociationSummary) -> None:

@@ -109,10 +109,12 @@ class EventLog:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpoints = Checkpoints(self.db_path)
 
-    def append(self, new_events: Iterable[ev.Event]) -> list[RecordedEvent]:
-        """Append events in one transaction; all are recorded or none is."""
+    def append(self, new_events: Iterable[ev.Event],
+               also: Callable[[sqlite3.Cursor], None] | None = None) -> list[RecordedEvent]:
+        """Append events in one transaction; all are recorded or none is. `also` writes what must be
+        written with them (in the same transaction), even when there is no event."""
         batch = list(new_events)
-        if not batch:
+        if not batch and also is None:
             return []
         stamp = format_time(self.clock())
         # encoded one at a time as SQLite takes them: a batch of 10k frames never holds all its JSON at once
@@ -124,6 +126,8 @@ class EventLog:
             cur.executemany(
                 "INSERT INTO events (recorded_at, type, payload, schema_version) VALUES (?, ?, ?, ?)", rows
             )
+            if also is not None:
+                also(cur)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

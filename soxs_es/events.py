@@ -103,16 +103,58 @@ class SessionSwitched(Event, frozen=True):
     session: str
 
 
+#: Who said a recipe failed or passed: `soxs-es record` by hand (""), the recipe itself in the database
+#: ("pipeline": its `status_<session>` / `error_message` cells, read by `harvest`), or a `soxs-es reduce` run.
+BY_HAND, BY_PIPELINE, BY_REDUCE = "", "pipeline", "reduce"
+
+
 class RecipeFailed(Event, frozen=True):
     """The recipe run on `sof` failed in `session`: its products must not calibrate anything there."""
 
     session: str
     sof: str
     reason: str = ""
+    by: str = BY_HAND
 
 
 class RecipePassed(Event, frozen=True):
     """The recipe run on `sof` succeeded in `session` and wrote its products (clears an earlier failure)."""
+
+    session: str
+    sof: str
+    by: str = BY_HAND
+
+
+#: A `quality_control` row as a recipe wrote it: soxspipe's column -> value.
+QcRow = dict[str, str | int | float | None]
+
+
+class QcRowsRecorded(Event, frozen=True):
+    """The rows a recipe wrote into the `quality_control` table for `sof` (soxspipe's `sof_name`, which may
+    be a sub-SOF such as `<sof>_F1.sof`), as they stood when read, while `session` was current. They replace
+    the rows recorded for that name before, as the recipe replaced them in the table."""
+
+    session: str
+    sof: str
+    rows: list[QcRow]
+
+
+class RecipeRun(Event, frozen=True):
+    """`soxs-es reduce` ran the recipe of `sof` in `session`: what it saw, and the outcome it read from it."""
+
+    session: str
+    sof: str
+    command: list[str]
+    exit_code: int
+    seconds: float
+    missing_products: list[str]
+    status: str  # "passed" | "failed"
+    reason: str = ""
+
+
+class RecipeStarted(Event, frozen=True):
+    """`soxs-es reduce` started the recipe of `sof` in `session` (a run with no `RecipeRun` after it was cut
+    short: the reduce was killed)."""
 
     session: str
     sof: str
@@ -164,6 +206,9 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     SessionSwitched,
     RecipeFailed,
     RecipePassed,
+    QcRowsRecorded,
+    RecipeStarted,
+    RecipeRun,
     QcMeasured,
     QcRangesInForce,
     ProductFound,

@@ -31,7 +31,7 @@ from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
-from soxs_es.pure.tables import sof_files, sof_text
+from soxs_es.pure.tables import pipeline_cells, sof_files, sof_text
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
 
 
@@ -286,7 +286,8 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
         log.conn.execute("DETACH DATABASE live")
         tables.project_frames(log.conn, derived.raw_frames, derived.rejected_files)
         tables.project_association(log.conn, tables.ProjectedAssociation(
-            derived.association, session, frozenset(), state.frames_seq, rules.digest, cut))
+            derived.association, session, frozenset(), state.frames_seq, rules.digest, cut),
+            pipeline_cells(state, session), inbox_seen=0)
     finally:
         log.close()
     write_sof_folder(folder / "sof", sof_files(derived.association), {})  # a rebuildable copy

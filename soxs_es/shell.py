@@ -19,23 +19,26 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
+from soxs_es import soxspipe
 from soxs_es.eventlog import Clock, EventLog, utc_now
 from soxs_es.processes import Forked, Handover, Helper
-from soxs_es.projections import fingerprint, tables
+from soxs_es.projections import fingerprint, pipeline, tables
 from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import derive, frame_rows, frames_and_nights, frames_of, headers_under_raw, raw_frames_in
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS, Header, raw_frame_rows
+from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, failure_facts, qc_ranges_from_settings, session_id_problem
-from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
-from soxs_es.pure.tables import sof_files
+from soxs_es.pure.tables import pipeline_cells, sof_files
 
 SESSIONS = "sessions"
 SESSION_FOLDERS = ("sof", "reduced", "qc")
 SETTINGS = "soxspipe.yaml"
+SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
 
 
 class UserError(Exception):
@@ -57,7 +60,21 @@ def load_rules(root: Path) -> Rules:
 
 
 def default_settings() -> str:
+    """soxs-es's short settings file: the QC ranges alone (what a session gets when no soxspipe is found)."""
     return (resources.files("soxs_es") / "rules/session_settings.yaml").read_text()
+
+
+def short_settings_note(path: str) -> str:
+    return (f"{path} holds soxs-es's QC ranges only, not soxspipe's settings, so soxspipe's recipes cannot run "
+            f"in this workspace yet: {soxspipe.HOW_TO_INSTALL}, then run `soxs-es prep` again")
+
+
+def session_settings(session_dir: Path) -> str | None:
+    """A session's full soxspipe settings file, from the installed soxspipe's defaults for SOXS, filled in as
+    soxspipe's own `session new` does (None when no soxspipe is found)."""
+    command = soxspipe.find_soxspipe()
+    text = soxspipe.default_settings_text(command) if command else None
+    return None if text is None else soxspipe.fill_in_settings(text, session_dir)
 
 
 @attrs.define
@@ -127,6 +144,13 @@ class Workspace:
         keep_for_the_run()
         self.appended = 0
         self._forecast: Forecast | None = None
+        #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
+        self.inbox_seen = 0
+        #: what the user should know about this workspace (one line each)
+        self.notes: list[str] = []
+        #: SOFs whose recipes run now (`soxs-es reduce`): their cells are read once they end
+        self.running: frozenset[str] = frozenset()
+        self.harvest()
 
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
@@ -150,6 +174,28 @@ class Workspace:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    # -- what the recipes wrote ----------------------------------------------------------------------
+
+    def harvest(self) -> int:
+        """Append as facts what recipes wrote into the database since the log last looked (their status cells,
+        error messages and QC rows), and let go of the notes read; the SOFs in `running` are left for later
+        (a recipe marks its SOF failed while it runs). Returns the number of events appended."""
+        conn, running = self.log.conn, self.running
+        inbox = pipeline.read_inbox(conn)
+        if not inbox.ids:
+            self.inbox_seen = inbox.last_id
+            return 0
+        cells = pipeline.status_cells(conn, inbox.statuses - running)
+        qc = pipeline.qc_rows_of(conn, {n for n in inbox.qc if qc_parent(n)[0] not in running})
+        batch = harvested_events(self.state, self.session, cells, qc)
+        read = [note for (kind, name), notes in inbox.ids.items()
+                if not (name in running or (kind == "qc" and qc_parent(name)[0] in running)) for note in notes]
+        recorded = self.log.append(batch, also=lambda cur: pipeline.remove_notes(cur, read))
+        self.appended += len(recorded)
+        self.state = fold(recorded, self.state)
+        self.inbox_seen = inbox.last_id
+        return len(recorded)
+
     # -- sessions ------------------------------------------------------------------------------------
 
     def session_dir(self, session: str) -> Path:
@@ -171,8 +217,9 @@ class Workspace:
             (folder / name).mkdir(parents=True, exist_ok=True)
         settings = folder / SETTINGS
         if not settings.exists():
-            atomic_write_text(settings, default_settings())
+            atomic_write_text(settings, session_settings(folder) or default_settings())
         self.record([ev.SessionCreated(session=session), ev.SessionSwitched(session=session)])
+        self.write_session_id()
 
     def use_session(self, session: str) -> None:
         if session not in self.state.sessions:
@@ -181,13 +228,42 @@ class Workspace:
                             "`soxs-es session new ID` creates one")
         if session != self.state.current_session:
             self.record([ev.SessionSwitched(session=session)])
+        self.write_session_id()
 
     def ensure_session(self) -> None:
         if not self.state.sessions:
             self.create_session(BASE)
 
+    def write_session_id(self) -> None:
+        """`sessions/.sessionid` names the current session, as soxspipe's recipes read it (no newline)."""
+        path = self.root / SESSIONS / SESSION_ID_FILE
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != self.session:
+            atomic_write_text(path, self.session)
+
+    def check_settings(self, session: str) -> None:
+        """A session still holding soxs-es's short settings file, unedited, gets soxspipe's full one once a
+        soxspipe is found; else the user is told how to get it (an edited file is never replaced)."""
+        settings = self.session_dir(session) / SETTINGS
+        try:
+            short = settings.read_text() == default_settings()
+        except OSError:
+            return
+        if not short:
+            return
+        full = session_settings(self.session_dir(session))
+        if full is not None:
+            atomic_write_text(settings, full)
+        else:
+            self.notes.append(short_settings_note(self.rel(settings)))
+
     def link_session(self, session: str) -> list[tuple[str, str]]:
-        """Root links `sof`, `reduced`, `qc`, `soxspipe.yaml` -> the session's, relative (a copy stays whole)."""
+        """Root links `sof`, `reduced`, `qc`, `soxspipe.yaml` -> the session's, relative (a copy stays whole),
+        and `sessions/.sessionid`."""
+        self.write_session_id()
         problems = []
         for name in (*SESSION_FOLDERS, SETTINGS):
             problem = ensure_relative_link(self.root / name, self.session_dir(session) / name)
@@ -246,6 +322,14 @@ class Workspace:
                 and meta.get("outputs") == self.outputs_stamp(self.session))
 
     def project(self) -> Projection:
+        """`project_once`, again after reading what a recipe wrote meanwhile (until none wrote meanwhile)."""
+        while True:
+            try:
+                return self.project_once()
+            except pipeline.PipelineWroteMeanwhile:
+                self.harvest()
+
+    def project_once(self) -> Projection:
         """Make the projected tables and the current session's SOF files show the log as it is.
 
         When only outcomes, QC values, products on disk or the session changed since the last complete
@@ -312,7 +396,7 @@ class Workspace:
             if frames_aside is not None:
                 frames_aside.finish()  # before this process writes: one writer at a time
             made = (lambda: blob) if blob is not None else None if pickling is None else pickling.result
-            tables.project_association(conn, new, changed, made)
+            tables.project_association(conn, new, pipeline_cells(self.state, session), self.inbox_seen, changed, made)
             blob = made = None  # the association's pickle is in the database now: freed before the snapshot comes
         except BaseException:
             if frames_aside is not None:

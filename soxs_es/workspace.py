@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es import fitsio
+from soxs_es import fitsio, soxspipe
 from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
@@ -34,13 +34,16 @@ from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.shell import (
     SESSION_FOLDERS,
+    SESSIONS,
     SETTINGS,
     UserError,
     Workspace,
+    default_settings,
     keep_for_the_run,
     listdir,
     load_rules,
     no_cycle_collection,
+    short_settings_note,
 )
 
 LINKS = (*SESSION_FOLDERS, SETTINGS)
@@ -71,6 +74,7 @@ class PrepReport:
     rejected: list[tuple[str, str]] = attrs.Factory(list)
     missing: list[str] = attrs.Factory(list)
     left_alone: list[tuple[str, str]] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
     reconciled: list[str] = attrs.Factory(list)
     raw_frames: int = 0
     nights: int = 0
@@ -472,11 +476,13 @@ class Prep(Workspace):
         self.check_instruments(found)
         # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
         self.ensure_session()
+        self.check_settings(self.session)
         self.forecast(found)
         self.file_root(found)
         self.sync_raw()
         self.record_qc_ranges(self.session)
         self.report.events_appended = self.appended
+        self.report.notes = self.notes
         if self.appended or not self.projection_current() or self.product_changes(self.session):
             self.project_all()
             self.report.events_appended = self.appended
@@ -527,8 +533,14 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
         conn.close()
     if meta is None:
         return None
+    settings = root / SESSIONS / meta["session"] / SETTINGS
+    short = settings.is_file() and settings.read_bytes() == default_settings().encode()
+    if short and soxspipe.find_soxspipe():
+        return None  # the short settings file is replaced by soxspipe's full one
     report = PrepReport(workspace=str(root), raw_frames=int(meta["raw_frames"]), nights=int(meta["nights"]),
                         session=meta["session"])
     report.left_alone = [(e.name, "symbolic link: not moved (move the file itself)") for e in os.scandir(root)
                          if e.is_symlink() and not e.is_dir() and e.name not in LINKS]
+    if short:
+        report.notes.append(short_settings_note(settings.relative_to(root).as_posix()))
     return report

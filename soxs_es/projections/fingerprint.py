@@ -19,11 +19,12 @@ import msgspec
 from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
+from soxs_es.projections.pipeline import inbox_is_empty
 from soxs_es.pure import layout
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 7
+STATE_FORMAT = 8
 #: A new snapshot of the folded state is written once this many events have been added since the last one.
 SNAPSHOT_EVERY = 500
 
@@ -89,6 +90,8 @@ def unchanged(root: Path, conn: sqlite3.Connection, rules_digest: str, settings_
         return None
     if not has_tables(conn, tables):
         return None  # a projection was dropped: rebuild it
+    if not inbox_is_empty(conn):
+        return None  # a recipe wrote into the database: what it recorded enters the log
     for entry in os.scandir(root):
         if not (entry.is_dir() or entry.is_symlink() or layout.is_workspace_own(entry.name)):
             return None  # a new file at the root
@@ -111,7 +114,11 @@ def outputs_stamp(root: Path, session_dir: Path, links: tuple[str, ...]) -> str:
                 st = entry.stat(follow_symlinks=False)
                 sofs.append((entry.name, st.st_size, st.st_mtime_ns))
     targets = [(name, os.readlink(root / name) if (root / name).is_symlink() else None) for name in links]
-    return hashlib.sha256(repr((sorted(sofs), targets)).encode()).hexdigest()
+    try:
+        current = (session_dir.parent / ".sessionid").read_bytes()
+    except OSError:
+        current = None
+    return hashlib.sha256(repr((sorted(sofs), targets, current)).encode()).hexdigest()
 
 
 def fingerprint_settings(session_dir: Path) -> str:

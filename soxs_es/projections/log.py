@@ -26,10 +26,19 @@ def describe(event: ev.Event) -> str:
             return f"{source} (sha256 {digest[:12]})"
         case ev.SessionCreated(session=session) | ev.SessionSwitched(session=session):
             return session
-        case ev.RecipeFailed(session=session, sof=sof, reason=reason):
-            return f"[{session}] {sof}" + (f": {reason}" if reason else "")
-        case ev.RecipePassed(session=session, sof=sof):
+        case ev.RecipeFailed(session=session, sof=sof, reason=reason, by=by):
+            return f"[{session}] {sof}" + (f": {reason}" if reason else "") + _by(by)
+        case ev.RecipePassed(session=session, sof=sof, by=by):
+            return f"[{session}] {sof}{_by(by)}"
+        case ev.QcRowsRecorded(session=session, sof=sof, rows=rows):
+            flagged = sorted({str(r.get("qc_name")) for r in rows if r.get("qc_flag") == "fail"})
+            return (f"[{session}] {sof}: {len(rows)} QC rows from the recipe"
+                    + (f", flagged fail: {', '.join(flagged)}" if flagged else ""))
+        case ev.RecipeStarted(session=session, sof=sof):
             return f"[{session}] {sof}"
+        case ev.RecipeRun(session=session, sof=sof, status=status, reason=reason, seconds=seconds,
+                          exit_code=code):
+            return f"[{session}] {sof}: {status} in {seconds:.1f} s (exit {code})" + (f": {reason}" if reason else "")
         case ev.QcMeasured(session=session, sof=sof, name=name, value=value, unit=unit):
             return f"[{session}] {sof} {name} = {value:g}{' ' + unit if unit else ''}"
         case ev.QcRangesInForce(session=session, ranges=ranges):
@@ -38,3 +47,7 @@ def describe(event: ev.Event) -> str:
         case ev.ProductFound(session=session, path=path) | ev.ProductLost(session=session, path=path):
             return f"[{session}] {path}"
     return repr(event)
+
+
+def _by(by: str) -> str:
+    return {ev.BY_PIPELINE: " (the recipe's own record)", ev.BY_REDUCE: " (soxs-es reduce)"}.get(by, "")

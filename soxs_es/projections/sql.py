@@ -53,8 +53,10 @@ def create_table(cur: sqlite3.Cursor, table: str, columns: Sequence[str]) -> Non
 
 def insert_rows(cur: sqlite3.Cursor, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert rows as SQLite takes them (never all their value tuples at once)."""
-    marks = ", ".join("?" for _ in columns)
-    cur.executemany(f"INSERT INTO {quote(table)} VALUES ({marks})", (tuple(map(row.get, columns)) for row in rows))
+    # the columns named: a table may have more (soxspipe's cells, added to product_frames), left empty here
+    marks, names = ", ".join("?" for _ in columns), ", ".join(map(quote, columns))
+    cur.executemany(f"INSERT INTO {quote(table)} ({names}) VALUES ({marks})",
+                    (tuple(map(row.get, columns)) for row in rows))
 
 
 def create_indexes(cur: sqlite3.Cursor, table: str, indexes: Sequence[str]) -> None:

@@ -19,6 +19,7 @@ import attrs
 
 from soxs_es.helpers import ROWS_PER_RECORD, framed
 from soxs_es.processes import Helper
+from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 from soxs_es.pure.association import Association
 from soxs_es.pure.frames import RAW_FRAME_COLUMNS
@@ -26,6 +27,7 @@ from soxs_es.pure.tables import (
     PRODUCT_COLUMNS,
     SET_COLUMNS,
     SOF_MAP_COLUMNS,
+    PipelineCells,
     format_sof,
     product_rows,
     set_rows,
@@ -36,7 +38,8 @@ from soxs_es.pure.tables import (
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 2
 
-PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")
+PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map",
+                    "quality_control", INBOX)
 
 REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
 RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
@@ -128,10 +131,12 @@ def association_from_blob(blob: bytes) -> Association:
     return association
 
 
-def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
-                        changed: frozenset[str] | None = None,
+def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pipeline: PipelineCells,
+                        inbox_seen: int, changed: frozenset[str] | None = None,
                         blob: Callable[[], bytes] | None = None) -> None:
-    """Make the association tables show `new` (one transaction, with the cached association).
+    """Make the association tables show `new` (one transaction, with the cached association) and the cells the
+    recipes write show `pipeline`; refused (`PipelineWroteMeanwhile`) when a recipe wrote after the inbox
+    note `inbox_seen` was read.
 
     `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
     rebuilds every table. The cache follows suit: the whole association after a rebuild, only the changed
@@ -140,12 +145,14 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation,
     """
     header = pickle.dumps((new.session, new.found, new.frames_seq, new.rules_digest, new.seq))
     with transaction(conn) as cur:
+        last_note = check_inbox(cur, inbox_seen)
         for table, columns, rows, indexes in _ASSOCIATION_TABLES:
             if changed is None:
                 recreate(cur, TableRows(table, columns, rows(new, None), indexes))
             elif changed:
                 cur.executemany(f"DELETE FROM {quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
                 insert_rows(cur, table, columns, rows(new, changed))
+        project_pipeline_cells(cur, pipeline, last_note)
         if changed is None:
             cur.execute("DROP TABLE IF EXISTS cache_association")
             cur.execute("DROP TABLE IF EXISTS cache_association_sofs")

@@ -14,7 +14,7 @@ from soxs_es.pure.rules import SAFE_LOADER
 from soxs_es.pure.state import WorkspaceState, qc_key
 
 BASE = "base"
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_]{1,16}")  # soxspipe's own grammar: its recipes refuse any other
 
 #: {recipe: {arm ("VIS", "NIR", or "*" for any): {normalised QC name: (min, max)}}}
 QcRanges = Mapping[str, Mapping[str, Mapping[str, tuple[float, float]]]]
@@ -24,7 +24,7 @@ def session_id_problem(session: str) -> str | None:
     """Why `session` is not a valid session ID (None when it is)."""
     if _SESSION_ID.fullmatch(session):
         return None
-    return (f"session ID {session!r} is not valid: use 1 to 16 characters from A-Z a-z 0-9 _ -")
+    return (f"session ID {session!r} is not valid: use 1 to 16 characters from A-Z a-z 0-9 _ (as soxspipe does)")
 
 
 def qc_ranges_from_settings(text: str) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
@@ -73,9 +73,11 @@ def qc_failures(state: WorkspaceState, session: str, sof: str, recipe: str, arm:
     scopes = state.qc_ranges.get(session, {}).get(recipe, {})
     out = []
     for key, measured in state.qc.get(session, {}).get(sof, {}).items():
-        bounds = scopes.get(arm or "", {}).get(key) or scopes.get("*", {}).get(key)
+        name_key, _, part = key.partition("@")  # a value of one frame or cycle pass of the SOF (`qc_parent`)
+        bounds = scopes.get(arm or "", {}).get(name_key) or scopes.get("*", {}).get(name_key)
         if bounds is not None and not bounds[0] <= measured.value <= bounds[1]:
-            out.append(QcFailure(sof, measured.name, measured.value, bounds[0], bounds[1]))
+            name = f"{measured.name} ({part})" if part else measured.name
+            out.append(QcFailure(sof, name, measured.value, bounds[0], bounds[1]))
     return sorted(out, key=lambda f: f.name)
 
 

@@ -5,6 +5,7 @@ Replay is this same fold over a prefix of the log; there is no second code path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -45,6 +46,20 @@ class QcValue:
 
 
 @attrs.frozen
+class Run:
+    """The latest `soxs-es reduce` run of one SOF in one session (`status` "running" until its end is
+    recorded: a run left "running" in the log was cut short)."""
+
+    status: str  # "running" | "passed" | "failed"
+    seconds: float = 0.0
+    seq: int = 0
+
+
+#: A `quality_control` row kept in the state: (column, value) pairs in the recipe's column order.
+FrozenQcRow = tuple[tuple[str, Any], ...]
+
+
+@attrs.frozen
 class WorkspaceState:
     last_seq: int = 0
     files: PMap[str, KnownFile] = attrs.field(factory=pmap)
@@ -66,6 +81,10 @@ class WorkspaceState:
     qc_ranges: PMap[str, Any] = attrs.field(factory=pmap)
     #: session -> product path -> (size, mtime_ns) of products found on disk
     products: PMap[str, PMap[str, tuple[int, int]]] = attrs.field(factory=pmap)
+    #: soxspipe's `sof_name` -> the `quality_control` rows last recorded for it (the table is not per session)
+    qc_rows: PMap[str, tuple[FrozenQcRow, ...]] = attrs.field(factory=pmap)
+    #: session -> SOF -> its latest `soxs-es reduce` run
+    runs: PMap[str, PMap[str, Run]] = attrs.field(factory=pmap)
     #: False in a state read without its files (by a command that needs no frame): `files` is then empty
     files_loaded: bool = True
 
@@ -146,6 +165,40 @@ def qc_key(name: str) -> str:
     return name.strip().upper().replace("-", " ")
 
 
+#: Endings soxspipe gives the `sof_name` of QC rows that belong to another SOF: frame N of a stare SOF
+#: (`<sof>_F<N>.sof`) and the per-cycle pass of a nodding or offset standard (`<sof>_CYCLES.sof`).
+_SUB_SOF = re.compile(r"^(?P<parent>.+)_(?P<part>F[0-9]+|CYCLES)\.sof$")
+
+
+def qc_parent(sof_name: str) -> tuple[str, str]:
+    """The SOF whose outcome a QC row's `sof_name` decides, and the part of it the row is about ("" for the
+    SOF itself, "F2" for its second frame, "CYCLES")."""
+    match = _SUB_SOF.match(sof_name)
+    return (match["parent"] + ".sof", match["part"]) if match else (sof_name, "")
+
+
+def qc_values_of_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, float, str]]:
+    """QC key -> (name, value, unit) of the rows that carry a number for the whole frame (`qc_order` -1; the
+    per-order rows are detail, and soxspipe applies its ranges to these alone)."""
+    out = {}
+    for row in rows:
+        if str(row.get("qc_order", "-1") if row.get("qc_order") is not None else "-1") != "-1":
+            continue
+        name, value = row.get("qc_name"), row.get("qc_value")
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if isinstance(name, str) and number == number:  # not NaN
+            out[qc_key(name)] = (name, number, str(row.get("qc_unit") or ""))
+    return out
+
+
+def part_key(key: str, part: str) -> str:
+    """The state's key of a QC value of one part of a SOF (`qc_parent`): the name's key, then `@part`."""
+    return f"{key}@{part}" if part else key
+
+
 def _nested_set(outer: PMap[str, Any], session: str, key: str, value: Any) -> PMap[str, Any]:
     return outer.set(session, outer.get(session, pmap()).set(key, value))
 
@@ -160,6 +213,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     rules_digest, rules_text, frames_seq = state.rules_digest, state.rules_text, state.frames_seq
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
+    qc_rows, runs = state.qc_rows, state.runs
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
@@ -209,6 +263,22 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
+            case ev.QcRowsRecorded(session=session, sof=sof_name, rows=rows):
+                qc_rows = qc_rows.set(sof_name, tuple(tuple(row.items()) for row in rows))
+                parent, part = qc_parent(sof_name)
+                key = (session, parent)
+                touched = qc_touched.get(key)
+                if touched is None:
+                    touched = qc_touched[key] = dict(qc.get(session, {}).get(parent, {}))
+                for old in [k for k in touched if k.partition("@")[2] == part]:
+                    del touched[old]  # the recipe's new rows replace its old ones
+                for name_key, (name, value, unit) in qc_values_of_rows(rows).items():
+                    touched[part_key(name_key, part)] = (name, value, unit, item.seq)
+            case ev.RecipeStarted(session=session, sof=sof):
+                runs = _nested_set(runs, session, sof, Run("running", 0.0, item.seq))
+            case ev.RecipeRun(session=session, sof=sof, status=status, reason=reason, seconds=seconds):
+                runs = _nested_set(runs, session, sof, Run(status, seconds, item.seq))
+                outcomes = _nested_set(outcomes, session, sof, Outcome(status, reason, item.seq))
             case ev.QcRangesInForce(session=session, ranges=ranges):
                 qc_ranges = qc_ranges.set(session, ranges)
             case ev.ProductFound(session=session, path=path, size=size, mtime_ns=mtime):
@@ -223,4 +293,4 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         qc = _nested_set(qc, session, sof, pmap(made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
-                          state.files_loaded)
+                          qc_rows, runs, state.files_loaded)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from soxs_es.pure.association import Association, Product, Sof
+from soxs_es.pure.sessions import BASE
+from soxs_es.pure.state import FrozenQcRow, WorkspaceState
 
 SET_COLUMNS: tuple[str, ...] = (
     "sof", "recipe", "recipe_order", "eso seq arm", "eso dpr catg", "eso dpr tech", "eso dpr type", "mjd-obs",
@@ -19,6 +23,58 @@ PRODUCT_COLUMNS: tuple[str, ...] = (
     "complete", "status", "session",
 )
 SOF_MAP_COLUMNS: tuple[str, ...] = ("sof", "file", "filepath", "tag", "slot", "rank", "complete", "session")
+
+#: soxspipe's `quality_control` table, column for column (its recipes insert rows by these names).
+QC_COLUMNS: tuple[str, ...] = (
+    "soxspipe_recipe", "qc_name", "qc_value", "qc_unit", "qc_comment", "obs_date_utc", "reduction_date_utc",
+    "sof_name", "qc_order", "qc_flag", "qc_value_min", "qc_value_max",
+)
+
+
+def status_column(session: str) -> str:
+    """The `product_frames` column a soxspipe recipe marks 'fail' when it starts and 'pass' when it ends."""
+    return f"status_{session}"
+
+
+@attrs.frozen
+class PipelineCells:
+    """What the recipes read and write in the projected tables, as the log has it: a `status_<session>` column
+    per session ('pass', 'fail' or empty), `error_message` (why the SOF failed in the current session), and
+    the `quality_control` rows recorded."""
+
+    sessions: tuple[str, ...]
+    #: SOF -> (status in each of `sessions`, error_message), for the SOFs with an outcome
+    cells: Mapping[str, tuple[Any, ...]]
+    qc_rows: Mapping[str, tuple[FrozenQcRow, ...]]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*map(status_column, self.sessions), "error_message")
+
+
+_CELL = {"passed": "pass", "failed": "fail"}
+
+
+def pipeline_cells(state: WorkspaceState, session: str) -> PipelineCells:
+    """The pipeline's cells of every SOF with an outcome in any session (`session` is the current one)."""
+    sessions = tuple(dict.fromkeys((BASE, *state.sessions)))
+    sofs = {sof for outcomes in state.outcomes.values() for sof in outcomes}
+    current = state.outcomes.get(session, {})
+    cells = {}
+    for sof in sorted(sofs):
+        statuses = tuple(_CELL.get(getattr(state.outcomes.get(s, {}).get(sof), "status", ""))
+                         for s in sessions)
+        outcome = current.get(sof)
+        message = outcome.reason or None if outcome is not None and outcome.status == "failed" else None
+        cells[sof] = (*statuses, message)
+    return PipelineCells(sessions, cells, state.qc_rows)
+
+
+def qc_table_rows(qc_rows: Mapping[str, tuple[FrozenQcRow, ...]]) -> Iterator[dict[str, Any]]:
+    """`quality_control` rows as the recipes left them, SOF by SOF."""
+    for sof in sorted(qc_rows):
+        for row in qc_rows[sof]:
+            yield dict(row)
 
 
 def set_rows(association: Association, session: str, only: frozenset[str] | None = None
