@@ -135,7 +135,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
-    count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse)
+    count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse,
+                       detector_data=args.detector_data)
     if not args.quiet:
         print(f"wrote {count} files ({args.nights} nights, seed {args.seed}) into {folder}")
     return 0
@@ -476,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sparse", action="store_true",
                    help="leave some calibrations out on some nights and add set-ups that cannot be completed")
+    p.add_argument("--detector-data", action="store_true",
+                   help="detector-sized data in the biases and darks (VIS 908x4096, NIR 2048x2048), "
+                        "so that soxspipe's mbias and mdark can run on them")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -45,17 +45,43 @@ def format_card(key: str, value: Any, comment: str = "") -> str:
     return card[:CARD].ljust(CARD)
 
 
-def fits_bytes(cards: list[tuple[str, Any]]) -> bytes:
-    """A minimal valid FITS file: the given cards (after the mandatory ones) and an 8x8 int16 image."""
+def fits_bytes(cards: list[tuple[str, Any]], image: tuple[int, int, bytes] | None = None) -> bytes:
+    """A minimal valid FITS file: the given cards (after the mandatory ones) and an image: `image` (NAXIS1,
+    NAXIS2, big-endian 16-bit pixels stored with BZERO 32768), else an 8x8 one of zeros."""
+    width, height, data = image if image is not None else (8, 8, bytes(8 * 8 * 2))
     lines = [format_card("SIMPLE", True, "conforms to FITS standard"), format_card("BITPIX", 16),
-             format_card("NAXIS", 2), format_card("NAXIS1", 8), format_card("NAXIS2", 8),
+             format_card("NAXIS", 2), format_card("NAXIS1", width), format_card("NAXIS2", height),
              format_card("EXTEND", True)]
+    if image is not None:
+        lines += [format_card("BZERO", 32768), format_card("BSCALE", 1)]
     lines += [format_card(k, v) for k, v in cards]
     lines.append("END".ljust(CARD))
     header = "".join(lines)
     header += " " * (-len(header) % BLOCK)
-    data = bytes(8 * 8 * 2)
     return header.encode("ascii") + data + bytes(-len(data) % BLOCK)
+
+
+#: Detector-sized data units (`soxs-es demo --detector-data`), NAXIS1 x NAXIS2 unbinned: soxspipe's recipes
+#: refuse smaller frames. Only biases and darks get them, the frames whose recipes need nothing upstream.
+DETECTOR_SIZE = {"VIS": (908, 4096), "NIR": (2048, 2048)}
+
+
+def detector_image(cards: list[tuple[str, Any]], seed: int) -> tuple[int, int, bytes] | None:
+    """A bias or dark level with read noise over the whole detector of the frame's arm (None for others)."""
+    header = dict(cards)
+    arm, kind = header.get("ESO SEQ ARM"), header.get("ESO DPR TYPE")
+    if arm not in DETECTOR_SIZE or kind not in ("BIAS", "DARK"):
+        return None
+    import numpy as np  # astropy's dependency; only the detector-sized demo needs it
+
+    width, height = DETECTOR_SIZE[arm]
+    if arm == "VIS":
+        width //= int(header.get("ESO DET BINX", 1))
+        height //= int(header.get("ESO DET BINY", 1))
+    level, noise = (800.0, 3.5) if kind == "BIAS" else (20.0 + float(header.get("EXPTIME", 0.0)) * 0.02, 12.0)
+    pixels = np.random.default_rng(seed).normal(level, noise, size=(height, width))
+    stored = (np.clip(np.rint(pixels), 0, 65535) - 32768).astype(">i2")
+    return width, height, stored.tobytes()
 
 
 def mjd_of(moment: datetime) -> float:
@@ -249,15 +275,17 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
 
 
 def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction: float = 0.8,
-               sparse: bool = False) -> int:
-    """Write the demo download into `folder` (created if needed); returns the number of files written."""
+               sparse: bool = False, detector_data: bool = False) -> int:
+    """Write the demo download into `folder` (created if needed); returns the number of files written.
+    `detector_data`: biases and darks get detector-sized data units (written uncompressed)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     written = 0
     for night in range(nights):
         for name, cards in night_frames(night, rng, sparse):
-            data = fits_bytes(cards)
-            if rng.random() < compressed_fraction:
+            image = detector_image(cards, rng.randrange(2**32)) if detector_data else None
+            data = fits_bytes(cards, image)
+            if image is None and rng.random() < compressed_fraction:
                 (folder / f"{name}.Z").write_bytes(compress_z(data))
             else:
                 (folder / name).write_bytes(data)
