@@ -299,6 +299,74 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+class ReduceView:
+    """The reduce as it goes: a line per start, end and fallback; on a terminal, a status line below them
+    (done / running / failed / waiting, elapsed, ETA), redrawn in place."""
+
+    def __init__(self, live: bool, quiet: bool) -> None:
+        self.live, self.quiet = live, quiet
+
+    def __call__(self, progress: Any) -> None:
+        if self.quiet:
+            return
+        mark = {"started": "->", "passed": "ok", "failed": "XX", "fallback": "~~"}.get(progress.kind)
+        out = sys.stdout
+        if self.live:
+            out.write("\r\x1b[K")
+        if mark is not None:
+            out.write(f"{_clock(progress.elapsed)} {mark} {progress.sof}{'  ' if progress.sof else ''}"
+                      f"{progress.detail}\n")
+        if self.live:
+            p = progress.plan
+            eta = "" if progress.eta is None else f", ETA {_clock(progress.eta)}"
+            out.write(f"done {len(p.done)} | running {len(p.running)} | failed {len(p.failed)} | "
+                      f"waiting {len(p.waiting) + len(p.runnable)} | blocked {len(p.blocked)} | "
+                      f"{_clock(progress.elapsed)} elapsed{eta}")
+        out.flush()
+
+    def close(self) -> None:
+        if self.live and not self.quiet:
+            sys.stdout.write("\r\x1b[K")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_reduce(args: argparse.Namespace) -> int:
+    from soxs_es.reduce import DaskCluster, reduce
+
+    view = ReduceView(sys.stdout.isatty() and not args.json, args.quiet or args.json)
+    executor = None
+    if args.executor == "dask":
+        executor = DaskCluster(args.scheduler, args.jobs or os.cpu_count() or 1)
+    try:
+        report = reduce(Path(args.workspace), wanted=args.sof or None, jobs=args.jobs, overwrite=args.overwrite,
+                        quit_on_fail=args.quit_on_fail, template=args.command, executor=executor, show=view)
+    finally:
+        view.close()
+    if args.json:
+        print(json.dumps(attrs.asdict(report) | {"failed": report.failed}, indent=2))
+    elif not args.quiet:
+        print()
+        if report.runs:
+            _print_table(report.runs, ["status", "recipe", "arm", "seconds", "sof", "reason"])
+        else:
+            print("nothing to run")
+        print(f"session {report.session}: {len(report.runs)} recipes run in {_clock(report.seconds)}, "
+              f"{len(report.failed)} failed; {len(report.done)} SOFs already reduced"
+              + (f", {len(report.failed_before)} failed before (--overwrite runs them again)"
+                 if report.failed_before else ""))
+        if report.rewritten:
+            print(f"fallback: {len(report.rewritten)} SOF files rewritten to use other calibrations")
+        for sof, why in report.blocked:
+            print(f"  not run  {sof}: {why}")
+        for sof in report.waiting:
+            print(f"  not run  {sof}: stopped after a failure (--quit-on-fail)")
+    return 6 if report.failed else 0
+
+
 def cmd_todo(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
 
@@ -482,6 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "so that soxspipe's mbias and mdark can run on them")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("reduce", help="run the recipes of the whole cascade (or of SOFs and what they need)")
+    p.add_argument("sof", nargs="*", help="SOFs to reduce, with what they need upstream (default: all)")
+    _workspace_options(p)
+    p.add_argument("-j", "--jobs", type=int, help="recipes run at once (default: the number of cores)")
+    p.add_argument("-x", "--overwrite", action="store_true", help="reduce again what is already reduced")
+    p.add_argument("-q", "--quit-on-fail", action="store_true", help="start nothing more once a recipe failed")
+    p.add_argument("--command", help="how to run a recipe (default: the session's setting, else "
+                                     "'{soxspipe} {command} {sof} -s {settings} {overwrite}')")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local processes, or a Dask cluster (--scheduler ADDRESS; default: a local one)")
+    p.add_argument("--scheduler", help="the Dask scheduler's address (tcp://host:8786)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_reduce)
 
     p = sub.add_parser("explain", help="why a SOF holds the calibrations it holds")
     p.add_argument("sof", help="SOF file name or path")

@@ -11,10 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from soxs_es import events as ev
-from soxs_es.pure.state import WorkspaceState
-
-#: The reason of a failure the recipe marked without a message (it crashed, or is still running).
-MARKED_FAILED = "marked failed by the recipe (status_{session} = 'fail'; it crashed, failed, or was still running)"
+from soxs_es.pure.state import MARKED_FAILED, WorkspaceState
 
 
 def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Mapping[str, Any]],

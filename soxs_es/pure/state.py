@@ -165,6 +165,11 @@ def qc_key(name: str) -> str:
     return name.strip().upper().replace("-", " ")
 
 
+#: The reason of a failure a recipe marked without saying why (`status_<session>` = 'fail', no message, no
+#: QC value flagged): it crashed, or is still running - recipes mark their SOF failed when they start.
+MARKED_FAILED = "marked failed by the recipe (status_{session} = 'fail'; it crashed, failed, or was still running)"
+MARKED_FAILED_START = MARKED_FAILED.split("{", 1)[0]
+
 #: Endings soxspipe gives the `sof_name` of QC rows that belong to another SOF: frame N of a stare SOF
 #: (`<sof>_F<N>.sof`) and the per-cycle pass of a nodding or offset standard (`<sof>_CYCLES.sof`).
 _SUB_SOF = re.compile(r"^(?P<parent>.+)_(?P<part>F[0-9]+|CYCLES)\.sof$")
@@ -259,7 +264,10 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                     sessions = (*sessions, session)
             case ev.SessionSwitched(session=session):
                 current = session
-            case ev.RecipeFailed(session=session, sof=sof, reason=reason):
+            case ev.RecipeFailed(session=session, sof=sof, reason=reason, by=by):
+                if by == ev.BY_PIPELINE and reason.startswith(MARKED_FAILED_START) and \
+                        getattr(runs.get(session, {}).get(sof), "status", None) == "running":
+                    continue  # the mark a recipe leaves while `soxs-es reduce` runs it, not yet an outcome
                 outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))

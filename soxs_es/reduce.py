@@ -1,0 +1,421 @@
+"""`soxs-es reduce`: the cascade run for real, each recipe a process of its own, fallback on the fly.
+
+Read top to bottom:
+
+1. open the workspace for writing (the lock: a second reduce, or a prep, waits or refuses), record what
+   recipes wrote since the log last looked, project (SOF files current);
+2. plan (`pure.schedule.plan`): which SOFs may start now - every product they use has passed;
+3. start them, up to N at once, through an executor (local processes, or a Dask cluster), each start
+   recorded first (`RecipeStarted`), so a reduce killed at any moment knows what it left running;
+4. when one ends: record what the recipe wrote (status, QC rows, products), read its outcome from all of it
+   (`pure.schedule.verdict`), record it (`RecipeRun`), project again - a failure rewrites the SOFs that
+   used its products before any of them starts - and plan again;
+5. until nothing is left to start or running; a summary of every SOF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from soxs_es import events as ev
+from soxs_es import soxspipe
+from soxs_es.eventlog import Clock, utc_now
+from soxs_es.locking import workspace_lock
+from soxs_es.operations import resolve_sof
+from soxs_es.pure import layout
+from soxs_es.pure.association import Association
+from soxs_es.pure.listings import products_by_sof
+from soxs_es.pure.schedule import Plan, eta_seconds, plan, verdict
+from soxs_es.pure.sessions import qc_failures
+from soxs_es.shell import SETTINGS, Projection, UserError, Workspace
+
+
+@attrs.frozen
+class RunRequest:
+    sof: str
+    recipe: str
+    command: tuple[str, ...]
+    cwd: str
+    log: str  # the file its output goes to
+
+
+@attrs.frozen
+class RunResult:
+    sof: str
+    exit_code: int
+    seconds: float
+    output_tail: str  # the last line it wrote, for the reason of a failure
+
+
+class Executor(Protocol):
+    """Where recipe processes run. `start` must not block; `wait` returns the runs that ended (waiting up to
+    `timeout` seconds for one); `stop` ends every run still going."""
+
+    slots: int
+
+    def start(self, request: RunRequest) -> None: ...
+
+    def wait(self, timeout: float) -> list[RunResult]: ...
+
+    def stop(self) -> None: ...
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (its end only is read), for a failure's reason."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+class LocalProcesses:
+    """Recipes as processes on this machine, each in a session of its own (a Ctrl-C reaches soxs-es, which
+    stops them), output to their log files."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._running: dict[str, tuple[subprocess.Popen[bytes], float, RunRequest]] = {}
+
+    def start(self, request: RunRequest) -> None:
+        Path(request.log).parent.mkdir(parents=True, exist_ok=True)
+        with open(request.log, "ab") as out:
+            out.write(f"$ {' '.join(request.command)}\n".encode())
+            out.flush()
+            try:
+                process = subprocess.Popen(request.command, cwd=request.cwd, stdout=out, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as error:  # no such command: a run that failed at once
+                out.write(f"{error}\n".encode())
+                process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
+        self._running[request.sof] = (process, time.monotonic(), request)
+
+    def wait(self, timeout: float) -> list[RunResult]:
+        deadline = time.monotonic() + timeout
+        while True:
+            ended = []
+            for sof, (process, started, request) in list(self._running.items()):
+                code = process.poll()
+                if code is not None:
+                    del self._running[sof]
+                    ended.append(RunResult(sof, code, time.monotonic() - started, last_line(Path(request.log))))
+            if ended or not self._running or time.monotonic() >= deadline:
+                return ended
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process, _, _ in self._running.values():
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process, _, _ in self._running.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self._running.clear()
+
+
+def run_command(command: Sequence[str], cwd: str, log: str) -> tuple[int, float, str]:
+    """One recipe run where a Dask worker runs it (the worker must see the workspace at `cwd`)."""
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        out.write(f"$ {' '.join(command)}\n".encode())
+        out.flush()
+        try:
+            code = subprocess.run(list(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, check=False).returncode
+        except OSError as error:
+            out.write(f"{error}\n".encode())
+            code = 127
+    return code, time.monotonic() - started, last_line(Path(log))
+
+
+class DaskCluster:
+    """Recipes run on a Dask distributed cluster (`pip install 'soxs-es[dask]'`; dask-jobqueue puts one on
+    Slurm or PBS): the same scheduling and recording, the processes on the cluster's workers, which must
+    see the workspace at the same path."""
+
+    def __init__(self, address: str | None, slots: int) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UserError("the Dask executor needs the `distributed` package: pip install 'soxs-es[dask]'") from None
+        if address:
+            self.client = Client(address)
+            self._cluster = None
+        else:
+            self._cluster = LocalCluster(n_workers=slots, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        self.slots = slots
+        self._futures: dict[str, Any] = {}
+
+    def start(self, request: RunRequest) -> None:
+        Path(request.log).parent.mkdir(parents=True, exist_ok=True)
+        self._futures[request.sof] = self.client.submit(run_command, request.command, request.cwd, request.log,
+                                                        key=f"soxs-es-{request.sof}-{time.monotonic_ns()}", pure=False)
+
+    def wait(self, timeout: float) -> list[RunResult]:
+        from distributed import wait as dask_wait
+
+        if not self._futures:
+            return []
+        dask_wait(list(self._futures.values()), timeout=timeout, return_when="FIRST_COMPLETED")
+        ended = []
+        for sof, future in list(self._futures.items()):
+            if future.done():
+                del self._futures[sof]
+                try:
+                    code, seconds, tail = future.result()
+                except Exception as error:  # the worker died: a failed run
+                    code, seconds, tail = -1, 0.0, f"the Dask worker failed: {error}"
+                ended.append(RunResult(sof, code, seconds, tail))
+        return ended
+
+    def stop(self) -> None:
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+@attrs.frozen
+class Progress:
+    """What the reduce is doing, for a live view: the latest event (kind, SOF, detail) and where all stand."""
+
+    kind: str  # "started" | "passed" | "failed" | "fallback" | "plan"
+    sof: str
+    detail: str
+    plan: Plan
+    elapsed: float
+    eta: float | None
+
+
+@attrs.define
+class ReduceReport:
+    session: str
+    runs: list[dict[str, Any]] = attrs.Factory(list)  # one per run ended in this reduce
+    done: list[str] = attrs.Factory(list)  # SOFs already made before (not run again)
+    failed_before: list[str] = attrs.Factory(list)
+    blocked: list[tuple[str, str]] = attrs.Factory(list)
+    waiting: list[str] = attrs.Factory(list)  # left waiting (--quit-on-fail)
+    rewritten: list[str] = attrs.Factory(list)  # SOF files rewritten by a fallback during the run
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] == "failed"]
+
+
+def recipe_template(root: Path, session: str, given: str | None) -> str:
+    """The command template: `--command`, else SOXS_ES_RECIPE_COMMAND, else the session setting, else soxspipe's."""
+    if given:
+        return given
+    if os.environ.get(soxspipe.TEMPLATE_VARIABLE):
+        return os.environ[soxspipe.TEMPLATE_VARIABLE]
+    import yaml
+
+    try:
+        settings = yaml.safe_load((root / "sessions" / session / SETTINGS).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        settings = {}
+    value = settings.get(soxspipe.TEMPLATE_SETTING) if isinstance(settings, dict) else None
+    return value if isinstance(value, str) and value.strip() else soxspipe.DEFAULT_TEMPLATE
+
+
+class Reduce:
+    """One `soxs-es reduce` (the caller holds the workspace lock)."""
+
+    def __init__(self, root: Path, executor: Executor, *, wanted: list[str] | None, overwrite: bool,
+                 quit_on_fail: bool, template: str | None, clock: Clock,
+                 show: Callable[[Progress], None]) -> None:
+        self.root, self.executor, self.overwrite, self.quit_on_fail, self.show = \
+            root, executor, overwrite, quit_on_fail, show
+        self.ws = Workspace(root, clock)
+        self.ws.ensure_session()
+        self.ws.check_settings(self.ws.session)
+        self.ws.record_qc_ranges(self.ws.session)
+        self.session = self.ws.session
+        self.template = recipe_template(root, self.session, template)
+        self.soxspipe = soxspipe.find_soxspipe()
+        if "{soxspipe}" in self.template and self.soxspipe is None:
+            raise UserError(f"no soxspipe to run the recipes with: {soxspipe.HOW_TO_INSTALL} "
+                            "(or give `--command` to run something else)")
+        try:
+            soxspipe.recipe_command(self.template, soxspipe=self.soxspipe, recipe="mbias", sof="sof/x.sof",
+                                    settings=SETTINGS, session=self.session, python=sys.executable, overwrite=False)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        self.projection: Projection = self.ws.project()
+        self.wanted = None if wanted is None else [resolve_sof(self.projection.association, w, root) for w in wanted]
+        self.started: dict[str, int] = {}  # SOF -> seq of its RecipeStarted
+        self.commands: dict[str, list[str]] = {}
+        self.ran: set[str] = set()
+        self.seconds_by_recipe: dict[str, list[float]] = {}
+        self.report = ReduceReport(self.session)
+        self.begin = time.monotonic()
+        self.interrupted = self._close_interrupted()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> ReduceReport:
+        stopping = False
+        try:
+            while True:
+                now = self._plan()
+                if now.finished or (stopping and not now.running):
+                    break
+                if not stopping:
+                    for sof in now.runnable[:self.executor.slots - len(now.running)]:
+                        self._start(sof)
+                ended = self.executor.wait(0.5)
+                for result in ended:
+                    if self._finish(result) == "failed" and self.quit_on_fail:
+                        stopping = True
+                if ended:
+                    self._project()
+        finally:
+            self.executor.stop()  # a Ctrl-C or an error: the runs still going end with it (resumed next time)
+            self.ws.close()
+        final = self._plan()
+        self.report.blocked = list(final.blocked)
+        self.report.waiting = list(final.waiting + final.runnable) if stopping else []
+        ran = {r["sof"] for r in self.report.runs}
+        self.report.done = [s for s in final.done if s not in ran]
+        self.report.failed_before = [s for s in final.failed if s not in ran]
+        self.report.seconds = time.monotonic() - self.begin
+        return self.report
+
+    def _plan(self) -> Plan:
+        state = self.ws.state
+        return plan(self.projection.association, frozenset(state.products.get(self.session, {})), self.wanted,
+                    running=self.ws.running, ran=frozenset(self.ran), interrupted=self.interrupted,
+                    overwrite=self.overwrite)
+
+    def _start(self, sof: str) -> None:
+        name = sof
+        recipe = self.projection.association.sofs[name].set.recipe
+        session_dir = Path("sessions") / self.session
+        command = soxspipe.recipe_command(
+            self.template, soxspipe=self.soxspipe, recipe=recipe, sof=f"sof/{name}",
+            settings=str(session_dir / SETTINGS), session=self.session, python=sys.executable,
+            overwrite=self.overwrite or name in self.interrupted or self._left_behind(name))
+        self.ws.record([ev.RecipeStarted(session=self.session, sof=name)])
+        self.started[name], self.commands[name] = self.ws.state.last_seq, command
+        self.interrupted = self.interrupted - {name}  # run again now: from here on, an ordinary run
+        self.ws.running = self.ws.running | {name}
+        log = self.root / session_dir / "logs" / (name[:-4] + ".log")
+        self.executor.start(RunRequest(name, recipe, tuple(command), str(self.root), str(log)))
+        self._show("started", name, recipe)
+
+    def _left_behind(self, sof: str) -> bool:
+        """Whether an earlier run left a product or an error log of this SOF (soxspipe then refuses to run
+        it without -x)."""
+        for path in products_by_sof(self.projection.association).get(sof, []):
+            product = self.ws.session_dir(self.session) / path
+            if product.exists() or product.with_name(product.stem + "_ERROR.log").exists():
+                return True
+        return False
+
+    def _finish(self, result: RunResult) -> str:
+        ws, session, name = self.ws, self.session, result.sof
+        ws.running = ws.running - {name}
+        ws.harvest()
+        ws.record(ws.product_changes(session))
+        state = ws.state
+        sof = self.projection.association.sofs[name]
+        outcome = state.outcomes.get(session, {}).get(name)
+        since = self.started.get(name, 0)
+        said = outcome.reason if outcome is not None and outcome.seq > since and outcome.status == "failed" else None
+        found = state.products.get(session, {})
+        missing = [p for p in products_by_sof(self.projection.association).get(name, []) if p not in found]
+        judged = verdict(result.exit_code, missing, said,
+                         qc_failures(state, session, name, sof.set.recipe, sof.set.arm), result.output_tail)
+        command = self.commands.get(name, [])
+        ws.record([ev.RecipeRun(session=session, sof=name, command=command, exit_code=result.exit_code,
+                                seconds=round(result.seconds, 3), missing_products=missing, status=judged.status,
+                                reason=judged.reason)])
+        self.ran.add(name)
+        self.seconds_by_recipe.setdefault(sof.set.recipe, []).append(result.seconds)
+        self.report.runs.append({"sof": name, "recipe": sof.set.recipe, "arm": sof.set.arm, "status": judged.status,
+                                 "seconds": round(result.seconds, 1), "exit_code": result.exit_code,
+                                 "reason": judged.reason})
+        self._show(judged.status, name, judged.reason or f"{result.seconds:.1f} s")
+        return judged.status
+
+    def _project(self) -> None:
+        before = self.projection.association
+        self.projection = self.ws.project()
+        rewritten = list(self.projection.summary.sofs_written)
+        self.report.rewritten.extend(n for n in rewritten if n not in self.report.rewritten)
+        if rewritten and _calibrations_changed(before, self.projection.association, rewritten):
+            self._show("fallback", "", f"{len(rewritten)} SOF files rewritten: " + ", ".join(rewritten[:3])
+                       + (" ..." if len(rewritten) > 3 else ""))
+
+    def _close_interrupted(self) -> frozenset[str]:
+        """Runs an earlier reduce started and never saw end (it was killed): the ones the recipe passed and
+        whose products are made are recorded as passed; the others are run again."""
+        state, session = self.ws.state, self.session
+        products = products_by_sof(self.projection.association)
+        found = state.products.get(session, {})
+        again, closed = set(), []
+        for sof, run in state.runs.get(session, {}).items():
+            if run.status != "running":
+                continue
+            outcome = state.outcomes.get(session, {}).get(sof)
+            made = all(p in found for p in products.get(sof, []))
+            if outcome is not None and outcome.seq > run.seq and outcome.status == "passed" and made:
+                closed.append(ev.RecipeRun(session=session, sof=sof, command=[], exit_code=0, seconds=0.0,
+                                           missing_products=[], status="passed",
+                                           reason="ended while no soxs-es reduce was watching; the recipe passed it"))
+            else:
+                again.add(sof)
+        self.ws.record(closed)
+        if closed:
+            self.projection = self.ws.project()
+        return frozenset(again)
+
+    def _show(self, kind: str, sof: str, detail: str) -> None:
+        now = self._plan()
+        recipe_of = {name: s.set.recipe for name, s in self.projection.association.sofs.items()}
+        self.show(Progress(kind, sof, detail, now, time.monotonic() - self.begin,
+                           eta_seconds(now, recipe_of, self.seconds_by_recipe, self.executor.slots)))
+
+
+def _calibrations_changed(before: Association, after: Association, names: list[str]) -> bool:
+    return any(before.sofs.get(n) is None or before.sofs[n].slots != after.sofs[n].slots for n in names
+               if n in after.sofs)
+
+
+def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = None, overwrite: bool = False,
+           quit_on_fail: bool = False, template: str | None = None, executor: Executor | None = None,
+           clock: Clock = utc_now, show: Callable[[Progress], None] = lambda p: None) -> ReduceReport:
+    """Reduce the workspace at `root` (or the SOFs `wanted` and what they need), `jobs` recipes at once."""
+    if not (root / layout.DATABASE).is_file():
+        raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
+    slots = jobs or os.cpu_count() or 1
+    if slots < 1:
+        raise UserError(f"-j {slots}: give at least 1 recipe at a time")
+    try:
+        with workspace_lock(root, wait=0, notify=lambda m: None):
+            return Reduce(root, executor or LocalProcesses(slots), wanted=wanted, overwrite=overwrite,
+                          quit_on_fail=quit_on_fail, template=template, clock=clock, show=show).run()
+    except UserError as error:
+        if error.code == 4:
+            raise UserError(f"another soxs-es (a reduce, or a prep) is writing to {root}; a reduce runs alone - "
+                            "wait for it to finish (`soxs-es status` shows what it does)", code=4) from None
+        raise
