@@ -32,11 +32,14 @@ from soxs_es import soxspipe
 from soxs_es.eventlog import Clock, utc_now
 from soxs_es.locking import workspace_lock
 from soxs_es.operations import resolve_sof
+from soxs_es.projections import pipeline
+from soxs_es.projections.pipeline import mark_running
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.schedule import Plan, eta_seconds, plan, verdict
 from soxs_es.pure.sessions import qc_failures
+from soxs_es.pure.tables import status_column
 from soxs_es.shell import SETTINGS, Projection, UserError, Workspace
 
 
@@ -314,7 +317,8 @@ class Reduce:
             self.template, soxspipe=self.soxspipe, recipe=recipe, sof=f"sof/{name}",
             settings=str(session_dir / SETTINGS), session=self.session, python=sys.executable,
             overwrite=self.overwrite or name in self.interrupted or self._left_behind(name))
-        self.ws.record([ev.RecipeStarted(session=self.session, sof=name)])
+        self.ws.record([ev.RecipeStarted(session=self.session, sof=name)],
+                       also=lambda cur: mark_running(cur, self.session, name))
         self.started[name], self.commands[name] = self.ws.state.last_seq, command
         self.interrupted = self.interrupted - {name}  # run again now: from here on, an ordinary run
         self.ws.running = self.ws.running | {name}
@@ -341,6 +345,9 @@ class Reduce:
         outcome = state.outcomes.get(session, {}).get(name)
         since = self.started.get(name, 0)
         said = outcome.reason if outcome is not None and outcome.seq > since and outcome.status == "failed" else None
+        cell = pipeline.status_cells(ws.log.conn, {name}).get(name, {}).get(status_column(session))
+        if said is None and cell == "fail":  # marked failed when it started, and never marked passed
+            said = f"the recipe left status_{session} = 'fail' (it never marked its SOF passed)"
         found = state.products.get(session, {})
         missing = [p for p in products_by_sof(self.projection.association).get(name, []) if p not in found]
         judged = verdict(result.exit_code, missing, said,

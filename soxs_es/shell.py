@@ -11,7 +11,7 @@ import gc
 import itertools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -165,9 +165,9 @@ class Workspace:
         self.log.close()
         done_with_the_run()
 
-    def record(self, batch: list[ev.Event]) -> None:
-        """Append facts (one transaction) and fold them into the state."""
-        recorded = self.log.append(batch)
+    def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
+        """Append facts (one transaction, with what `also` writes) and fold them into the state."""
+        recorded = self.log.append(batch, also)
         self.appended += len(recorded)
         self.state = fold(recorded, self.state)
 
@@ -396,7 +396,8 @@ class Workspace:
             if frames_aside is not None:
                 frames_aside.finish()  # before this process writes: one writer at a time
             made = (lambda: blob) if blob is not None else None if pickling is None else pickling.result
-            tables.project_association(conn, new, pipeline_cells(self.state, session), self.inbox_seen, changed, made)
+            tables.project_association(conn, new, pipeline_cells(self.state, session, self.running),
+                                       self.inbox_seen, changed, made)
             blob = made = None  # the association's pickle is in the database now: freed before the snapshot comes
         except BaseException:
             if frames_aside is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from soxs_es.projections.sql import insert_rows, quote
-from soxs_es.pure.tables import QC_COLUMNS, PipelineCells, qc_table_rows
+from soxs_es.pure.tables import QC_COLUMNS, PipelineCells, qc_table_rows, status_column
 
 INBOX = "pipeline_inbox"
 
@@ -142,3 +142,12 @@ def project_pipeline_cells(cur: sqlite3.Cursor, pipeline: PipelineCells, last_no
     if qc_made:
         insert_rows(cur, "quality_control", QC_COLUMNS, qc_table_rows(pipeline.qc_rows))
     cur.execute(f"DELETE FROM {INBOX} WHERE id > ?", (last_note,))  # the notes of our own writes
+
+
+def mark_running(cur: sqlite3.Cursor, session: str, sof: str) -> None:
+    """Inside the transaction that records a run's start: mark the SOF 'fail' in its session's status column
+    before the recipe reads it, as the recipe does itself once started. A recipe that finds 'pass' there and
+    then fails asks soxspipe's own organiser to rewrite the SOF files, which refuses a soxs-es database."""
+    (last,) = cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {INBOX}").fetchone()
+    cur.execute(f"UPDATE product_frames SET {quote(status_column(session))} = 'fail' WHERE sof = ?", (sof,))
+    cur.execute(f"DELETE FROM {INBOX} WHERE id > ?", (last,))  # the note of this write of ours

@@ -55,14 +55,17 @@ class PipelineCells:
 _CELL = {"passed": "pass", "failed": "fail"}
 
 
-def pipeline_cells(state: WorkspaceState, session: str) -> PipelineCells:
-    """The pipeline's cells of every SOF with an outcome in any session (`session` is the current one)."""
+def pipeline_cells(state: WorkspaceState, session: str, running: frozenset[str] = frozenset()) -> PipelineCells:
+    """The pipeline's cells of every SOF with an outcome or a run in any session (`session` is the current
+    one), but those whose recipes run now (`running`): theirs are the recipe's to write until it ends."""
     sessions = tuple(dict.fromkeys((BASE, *state.sessions)))
-    sofs = {sof for outcomes in state.outcomes.values() for sof in outcomes}
+    sofs = {sof for by_sof in (*state.outcomes.values(), *state.runs.values()) for sof in by_sof} - running
     current = state.outcomes.get(session, {})
     cells = {}
     for sof in sorted(sofs):
-        statuses = tuple(_CELL.get(getattr(state.outcomes.get(s, {}).get(sof), "status", ""))
+        # a SOF `soxs-es reduce` runs is marked failed until its run ends, as the recipe marks it itself
+        statuses = tuple("fail" if getattr(state.runs.get(s, {}).get(sof), "status", "") == "running"
+                         else _CELL.get(getattr(state.outcomes.get(s, {}).get(sof), "status", ""))
                          for s in sessions)
         outcome = current.get(sof)
         message = outcome.reason or None if outcome is not None and outcome.status == "failed" else None
