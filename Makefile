@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-workspace
 DEMO_NIGHTS ?= 3
 
-.PHONY: demo test lint install bench soak
+.PHONY: demo test lint install bench soak soxspipe test-soxspipe
 
 $(BIN)/soxs-es: pyproject.toml setup.py soxs_es/_speedups.c
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,18 @@ bench: install
 soak: install
 	SOXS_ES_SOAK=100 $(BIN)/python -m pytest -q tests/test_reliability.py -k killed
 	SOXS_ES_SOAK=100 SOXS_ES_SOAK_NIGHTS=16 $(BIN)/python -m pytest -q tests/test_reliability.py -k killed
+
+# soxspipe 0.19.0 beside soxs-es (it needs Python >= 3.12: python3.12 on PATH, else pyenv's 3.12.1), and the
+# tests that run it (skipped by `make test`, which needs no soxspipe).
+SOXSPIPE_PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo "$$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python")
+SOXSPIPE_ENV ?= .soxspipe-venv
+
+$(SOXSPIPE_ENV)/bin/soxspipe:
+	$(SOXSPIPE_PYTHON) -m venv $(SOXSPIPE_ENV)
+	$(SOXSPIPE_ENV)/bin/pip install --quiet soxspipe==0.19.0 six
+	touch $@
+
+soxspipe: $(SOXSPIPE_ENV)/bin/soxspipe
+
+test-soxspipe: install soxspipe
+	SOXSPIPE=$(abspath $(SOXSPIPE_ENV))/bin/soxspipe $(BIN)/python -m pytest -q -rs tests/test_soxspipe.py

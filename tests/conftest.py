@@ -72,3 +72,10 @@ def write_frame(path: Path, **cards: object) -> None:
                                "EXPTIME": 0.0, "ESO SEQ ARM": "VIS"}
     base.update(cards)
     path.write_bytes(fits_bytes([(k, v) for k, v in base.items() if v is not None]))
+
+
+@pytest.fixture(autouse=True)
+def without_soxspipe(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test but the real soxspipe's runs as on a machine without soxspipe (whatever is on PATH here)."""
+    if request.node.module.__name__ != "test_soxspipe":
+        monkeypatch.setenv("SOXSPIPE", "/nonexistent/soxspipe")
