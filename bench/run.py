@@ -166,7 +166,41 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
     out["fallback (record failed)"] = measure(
         "fail", runs, lambda s: [*SOXS_ES, "record", "failed", first_bias(copy_to(done, s)), "-w",
                                  str(s / "ws"), "--json"])[1:]
+    out["reduce: overhead per run"] = reduce_overhead(done, runs)
     return out
+
+
+DOUBLE = REPO / "tests" / "recipe_double.py"
+REDUCED_SOFS = 20
+
+
+def reduce_overhead(done: Path, runs: int) -> tuple[float, int]:
+    """What soxs-es adds to each recipe run of `reduce` (recording its start and outcome, what the recipe
+    wrote, and rewriting the SOFs a failure reaches): `reduce -j 1` of 20 master-bias SOFs, every other one a
+    QC failure (so half the runs are fallbacks), run by the recipe double; the wall time less the recipes' own
+    time and less a reduce with nothing left to run, per run. Peak RSS of the reduce itself is not measured."""
+    per_run = []
+    for _ in range(runs):
+        scratch = Path(tempfile.mkdtemp(dir=CACHE, prefix="scratch-"))
+        SCRATCH.append(scratch)
+        ws = copy_to(done, scratch)
+        sofs = sorted(p.name for p in (ws / "sessions/base/sof").glob("*_VIS_1X1_1_MBIAS_*.sof"))[:REDUCED_SOFS]
+        plan = scratch / "plan.json"
+        plan.write_text(json.dumps({name: {"outcome": "qc_fail", "qc": {"MBIAS MEDIAN": 9999}}
+                                    for name in sofs[::2]} | {"*": {"seconds": 0.0}}))
+        command = [*SOXS_ES, "reduce", *sofs, "-w", str(ws), "-j", "1", "--json", "--command",
+                   f"{sys.executable} {DOUBLE} {{recipe}} {{sof}} --plan {plan} {{overwrite}}"]
+        os.sync()
+        time.sleep(3.0)
+        start = time.perf_counter()
+        report = json.loads(subprocess.run(command, capture_output=True, text=True, check=False).stdout)
+        wall = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=False)  # nothing left to run: the fixed cost
+        fixed = time.perf_counter() - start
+        recipes = sum(r["seconds"] for r in report["runs"])
+        per_run.append((wall - fixed - recipes) / len(report["runs"]))
+    return statistics.median(per_run), 0
 
 
 def bench_replay(runs: int, events: int) -> tuple[float, int, int]:

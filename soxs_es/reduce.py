@@ -359,7 +359,7 @@ class Reduce:
         self.ran.add(name)
         self.seconds_by_recipe.setdefault(sof.set.recipe, []).append(result.seconds)
         self.report.runs.append({"sof": name, "recipe": sof.set.recipe, "arm": sof.set.arm, "status": judged.status,
-                                 "seconds": round(result.seconds, 1), "exit_code": result.exit_code,
+                                 "seconds": round(result.seconds, 3), "exit_code": result.exit_code,
                                  "reason": judged.reason})
         self._show(judged.status, name, judged.reason or f"{result.seconds:.1f} s")
         return judged.status
