@@ -481,11 +481,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     blocked = [{"sof": r["sof"], "why": r["why"]} for r in rows
                if r["status"] == "incomplete" and r["recipe"] in ("stare_obj", "nod_obj", "offset_obj")]
     raw_frames, nights = frames_and_nights(derived.raw_frames)
+    runs = view.state.runs.get(view.session, {})
+    running = sorted(sof for sof, run in runs.items() if run.status == "running")
+    active = _writer_active(root)
     status = {
         "workspace": str(root), "session": view.session, "sessions": list(view.state.sessions),
         "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "incomplete_science": blocked,
+        "reduce": {"running": running if active else [], "cut_short": [] if active else running,
+                   "passed": sum(1 for r in runs.values() if r.status == "passed"),
+                   "failed": sum(1 for r in runs.values() if r.status == "failed")},
         "last_event": None if last is None else {"seq": last.seq, "recorded_at": last.recorded_at,
                                                  "type": type(last.event).__name__, "summary": describe(last.event)},
     }
@@ -504,9 +510,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"\n{title}:")
             for item in items:
                 print(f"  {item['sof']}: {item['why']}")
+    reduced = status["reduce"]
+    if runs:
+        print(f"\nsoxs-es reduce: {reduced['passed']} runs passed, {reduced['failed']} failed in this session")
+        for sof in reduced["running"]:
+            print(f"  running now  {sof}")
+        for sof in reduced["cut_short"]:
+            print(f"  cut short    {sof} (no reduce is running: `soxs-es reduce` runs it again)")
     if last is not None:
         print(f"\nlast event #{last.seq} {last.recorded_at} {type(last.event).__name__}: {describe(last.event)}")
     return 0
+
+
+def _writer_active(root: Path) -> bool:
+    """Whether a soxs-es command holds the workspace's writer lock now (probed without waiting or holding)."""
+    import fcntl
+
+    try:
+        with open(root / layout.LOCK_FILE, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def cmd_report(args: argparse.Namespace) -> int:

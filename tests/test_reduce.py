@@ -155,7 +155,7 @@ def test_a_second_reduce_refuses_while_one_runs(prepared: Path) -> None:
     assert refused.value.code == 4 and "a reduce runs alone" in str(refused.value)
 
 
-def test_reduce_killed_at_any_moment_resumes_and_loses_nothing(prepared: Path) -> None:
+def test_reduce_killed_at_any_moment_resumes_and_loses_nothing(prepared: Path, capsys) -> None:
     plan = write_plan(prepared, {"*": {"seconds": 0.4}})
     command = [str(Path(sys.executable).parent / "soxs-es"), "reduce", "-w", str(prepared), "-j", "2", "--quiet",
                "--command", template(plan)]
@@ -173,6 +173,9 @@ def test_reduce_killed_at_any_moment_resumes_and_loses_nothing(prepared: Path) -
     before = [r.event for r in recorded(prepared)]
     assert len([e for e in before if isinstance(e, ev.RecipeStarted)]) > len(
         [e for e in before if isinstance(e, ev.RecipeRun)]), "killed while recipes ran"
+    capsys.readouterr()
+    assert main(["status", "-w", str(prepared), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reduce"]["cut_short"], "status tells the runs left open"
     report = reduce(prepared, jobs=2, template=template(write_plan(prepared, {})))
     assert not report.failed
     view = ops.current_view(prepared)
