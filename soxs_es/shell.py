@@ -187,7 +187,9 @@ class Workspace:
             return 0
         cells = pipeline.status_cells(conn, inbox.statuses - running)
         qc = pipeline.qc_rows_of(conn, {n for n in inbox.qc if qc_parent(n)[0] not in running})
-        batch = harvested_events(self.state, self.session, cells, qc)
+        failing = {sof for sof, row in cells.items() if "fail" in row.values()}
+        batch = harvested_events(self.state, self.session, cells, qc,
+                                 pipeline.error_log_lines(conn, self.root, failing))
         read = [note for (kind, name), notes in inbox.ids.items()
                 if not (name in running or (kind == "qc" and qc_parent(name)[0] in running)) for note in notes]
         recorded = self.log.append(batch, also=lambda cur: pipeline.remove_notes(cur, read))

@@ -164,4 +164,12 @@ def test_a_failing_recipe_leaves_its_error_log_and_status(prepared: Path, clock)
     assert done.returncode == 1 and "RuntimeError" in done.stderr
     prep(prepared, clock, workers=1, notify=lambda m: None)
     (failed,) = events_of(prepared, ev.RecipeFailed)
+    assert failed.sof == sof and failed.reason == f"_ERROR.log: {sof}: no bias frames readable"
+
+
+def test_a_recipe_that_died_without_a_word_is_marked_failed(prepared: Path, clock) -> None:
+    sof = first(prepared, "MBIAS")
+    assert run_recipe(prepared, "mbias", sof, {"*": {"outcome": "crash"}}).returncode == 9
+    prep(prepared, clock, workers=1, notify=lambda m: None)
+    (failed,) = events_of(prepared, ev.RecipeFailed)
     assert failed.sof == sof and "marked failed by the recipe" in failed.reason

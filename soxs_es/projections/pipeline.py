@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -97,6 +98,25 @@ def status_cells(conn: sqlite3.Connection, sofs: Iterable[str]) -> dict[str, dic
         row = conn.execute(f"SELECT {select} FROM product_frames WHERE sof = ? LIMIT 1", (sof,)).fetchone()
         if row is not None:
             out[sof] = dict(zip(columns, row, strict=True))
+    return out
+
+
+def error_log_lines(conn: sqlite3.Connection, root: Path, sofs: Iterable[str]) -> dict[str, str]:
+    """SOF -> the last line of the `<product>_ERROR.log` a failing recipe left beside its product (soxspipe
+    writes one when a recipe raises), for the SOFs that have one."""
+    out = {}
+    for sof in sorted(sofs):
+        for (path,) in conn.execute("SELECT filepath FROM product_frames WHERE sof = ?", (sof,)):
+            log = (root / path).with_name(Path(path).stem + "_ERROR.log")
+            try:
+                with open(log, "rb") as handle:
+                    handle.seek(max(0, log.stat().st_size - 4096))
+                    lines = [x.strip() for x in handle.read().decode(errors="replace").splitlines() if x.strip()]
+            except OSError:
+                continue
+            if lines:
+                out[sof] = lines[-1][:300]
+                break
     return out
 
 

@@ -15,9 +15,12 @@ from soxs_es.pure.state import MARKED_FAILED, WorkspaceState
 
 
 def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Mapping[str, Any]],
-                     qc_rows: Mapping[str, list[dict[str, Any]]]) -> list[ev.Event]:
+                     qc_rows: Mapping[str, list[dict[str, Any]]],
+                     error_logs: Mapping[str, str] | None = None) -> list[ev.Event]:
     """Events for the status cells (SOF -> column -> value) and QC rows (sof_name -> rows) that differ from
-    what the log says; `current` is the session the recipes ran in (their `error_message` is about it)."""
+    what the log says; `current` is the session the recipes ran in (their `error_message` is about it);
+    `error_logs`: SOF -> the last line of the `_ERROR.log` its recipe left, the reason when it gave none."""
+    error_logs = error_logs or {}
     out: list[ev.Event] = []
     flagged = {name: [r for r in rows if r.get("qc_flag") == "fail"] for name, rows in qc_rows.items()}
     for name, rows in state.qc_rows.items():
@@ -40,9 +43,10 @@ def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Ma
                 continue
             said = message if session == current else ""
             if known is None or known.status != "failed" or (said and known.reason != said):
-                out.append(ev.RecipeFailed(session=session, sof=sof, by=ev.BY_PIPELINE,
-                                           reason=said or _flagged(flagged.get(sof, []))
-                                           or MARKED_FAILED.format(session=session)))
+                logged = error_logs.get(sof) if session == current else None
+                reason = (said or _flagged(flagged.get(sof, [])) or (f"_ERROR.log: {logged}" if logged else "")
+                          or MARKED_FAILED.format(session=session))
+                out.append(ev.RecipeFailed(session=session, sof=sof, by=ev.BY_PIPELINE, reason=reason))
     return out
 
 
