@@ -191,9 +191,11 @@ class DaskCluster:
         for future in self._futures.values():
             future.cancel()
         self._futures.clear()
-        self.client.close()
+        if self.client.status != "closed":
+            self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+            self._cluster = None
 
 
 @attrs.frozen
@@ -248,7 +250,16 @@ class Reduce:
                  show: Callable[[Progress], None]) -> None:
         self.root, self.executor, self.overwrite, self.quit_on_fail, self.show = \
             root, executor, overwrite, quit_on_fail, show
+        self._wanted = wanted
         self.ws = Workspace(root, clock)
+        try:
+            self._begin(template)
+        except BaseException:
+            self.ws.close()
+            raise
+
+    def _begin(self, template: str | None) -> None:
+        root = self.root
         self.ws.ensure_session()
         self.ws.check_settings(self.ws.session)
         self.ws.record_qc_ranges(self.ws.session)
@@ -264,7 +275,8 @@ class Reduce:
         except ValueError as error:
             raise UserError(str(error)) from None
         self.projection: Projection = self.ws.project()
-        self.wanted = None if wanted is None else [resolve_sof(self.projection.association, w, root) for w in wanted]
+        self.wanted = None if self._wanted is None else [resolve_sof(self.projection.association, w, root)
+                                                         for w in self._wanted]
         self.started: dict[str, int] = {}  # SOF -> seq of its RecipeStarted
         self.commands: dict[str, list[str]] = {}
         self.ran: set[str] = set()
@@ -417,12 +429,15 @@ def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = No
     slots = jobs or os.cpu_count() or 1
     if slots < 1:
         raise UserError(f"-j {slots}: give at least 1 recipe at a time")
+    executor = executor or LocalProcesses(slots)
     try:
         with workspace_lock(root, wait=0, notify=lambda m: None):
-            return Reduce(root, executor or LocalProcesses(slots), wanted=wanted, overwrite=overwrite,
-                          quit_on_fail=quit_on_fail, template=template, clock=clock, show=show).run()
+            return Reduce(root, executor, wanted=wanted, overwrite=overwrite, quit_on_fail=quit_on_fail,
+                          template=template, clock=clock, show=show).run()
     except UserError as error:
         if error.code == 4:
             raise UserError(f"another soxs-es (a reduce, or a prep) is writing to {root}; a reduce runs alone - "
                             "wait for it to finish (`soxs-es status` shows what it does)", code=4) from None
         raise
+    finally:
+        executor.stop()  # also when the reduce could not begin (a Dask cluster started for it ends with it)

@@ -196,3 +196,14 @@ def test_the_dask_executor_runs_the_same_reduce(prepared: Path) -> None:
     report = reduce(prepared, jobs=2, template=template(plan), executor=DaskCluster(None, 2))
     assert {r["sof"] for r in report.failed} == {p.name for p in (prepared / "sof").glob("*_MBIAS_*.sof")}
     assert report.blocked  # nothing can use a master bias now
+
+
+def test_reduce_refuses_clearly_what_it_cannot_run(prepared: Path, tmp_path: Path, capsys) -> None:
+    assert main(["reduce", "-w", str(prepared)]) == 2  # the default runs soxspipe, and there is none here
+    assert "no soxspipe to run the recipes with" in capsys.readouterr().err
+    assert main(["reduce", "-w", str(prepared), "--command", "{python} {nonsense}"]) == 2
+    assert "{nonsense}" not in capsys.readouterr().err.split("may name")[-1]
+    assert main(["reduce", "-w", str(tmp_path)]) == 2
+    assert main(["reduce", "nothing.sof", "-w", str(prepared), "--command", template(write_plan(prepared, {}))]) == 2
+    assert "no SOF named nothing.sof" in capsys.readouterr().err
+    assert not [r for r in recorded(prepared) if isinstance(r.event, ev.RecipeStarted)]
