@@ -194,6 +194,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     status = "complete" if result.complete else "INCOMPLETE: " + (result.note or "no " + ", ".join(result.missing))
     quality = "-" if result.quality is None else f"{result.quality} night(s) to its furthest calibration"
     print(f"{result.sof}\n  recipe {result.recipe}, arm {result.arm}, {status}; quality: {quality}")
+    if result.failed:
+        print(f"  failed, its products are not used: {result.failed}")
     print(f"  raw frames ({len(result.frames)}):")
     for path, tag in result.frames:
         print(f"    {path}  {tag}")

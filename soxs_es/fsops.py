@@ -21,6 +21,17 @@ def same_bytes(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def last_line(path: str | Path, width: int = 300) -> str:
+    """The last non-empty line of a text file such as a log (only its end is read); "" when there is none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - 4096))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:width] if lines else ""
+
+
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

@@ -30,6 +30,7 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import soxspipe
 from soxs_es.eventlog import Clock, utc_now
+from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.operations import resolve_sof
 from soxs_es.projections import pipeline
@@ -73,17 +74,6 @@ class Executor(Protocol):
     def stop(self) -> None: ...
 
 
-def last_line(path: Path) -> str:
-    """The last non-empty line of a log (its end only is read), for a failure's reason."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, os.path.getsize(path) - 4096))
-            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
 class LocalProcesses:
     """Recipes as processes on this machine, each in a session of its own (a Ctrl-C reaches soxs-es, which
     stops them), output to their log files."""
@@ -113,7 +103,7 @@ class LocalProcesses:
                 code = process.poll()
                 if code is not None:
                     del self._running[sof]
-                    ended.append(RunResult(sof, code, time.monotonic() - started, last_line(Path(request.log))))
+                    ended.append(RunResult(sof, code, time.monotonic() - started, last_line(request.log)))
             if ended or not self._running or time.monotonic() >= deadline:
                 return ended
             time.sleep(0.05)
@@ -142,7 +132,7 @@ def run_command(command: Sequence[str], cwd: str, log: str) -> tuple[int, float,
         except OSError as error:
             out.write(f"{error}\n".encode())
             code = 127
-    return code, time.monotonic() - started, last_line(Path(log))
+    return code, time.monotonic() - started, last_line(log)
 
 
 class DaskCluster:

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from soxs_es.fsops import last_line
 from soxs_es.projections.sql import insert_rows, quote
 from soxs_es.pure.tables import QC_COLUMNS, PipelineCells, qc_table_rows, status_column
 
@@ -107,15 +108,9 @@ def error_log_lines(conn: sqlite3.Connection, root: Path, sofs: Iterable[str]) -
     out = {}
     for sof in sorted(sofs):
         for (path,) in conn.execute("SELECT filepath FROM product_frames WHERE sof = ?", (sof,)):
-            log = (root / path).with_name(Path(path).stem + "_ERROR.log")
-            try:
-                with open(log, "rb") as handle:
-                    handle.seek(max(0, log.stat().st_size - 4096))
-                    lines = [x.strip() for x in handle.read().decode(errors="replace").splitlines() if x.strip()]
-            except OSError:
-                continue
-            if lines:
-                out[sof] = lines[-1][:300]
+            line = last_line((root / path).with_name(Path(path).stem + "_ERROR.log"))
+            if line:
+                out[sof] = line
                 break
     return out
 
