@@ -20,6 +20,8 @@ from soxs_es.eventlog import EventLog, RecordedEvent
 from soxs_es.pure.association import associate, refail
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
+from soxs_es.pure.listings import products_by_sof
+from soxs_es.pure.schedule import plan
 from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.state import fold
 from soxs_es.pure.tables import sof_files
@@ -331,3 +333,32 @@ def test_outcomes_update_only_changed_rows_yet_tables_equal_a_full_rebuild(three
     prep(three_nights, clock, workers=1, notify=lambda m: None)
     assert _association_tables(three_nights) == incremental
     assert sofs(three_nights) == files
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(failures, st.lists(st.integers(0, 10_000), max_size=40), st.lists(st.integers(0, 10_000), max_size=4),
+       st.booleans())
+def test_a_reduce_never_starts_a_sof_before_what_it_uses_has_passed(base_rows, failed, made, running,
+                                                                   overwrite) -> None:
+    """Whatever has failed, is made or runs: a SOF may start only once every SOF whose products it uses is
+    done, a failed SOF's products are never used, and every SOF stands in exactly one place of the plan."""
+    cascade = cascade_of(RULES)
+    names = [s.sof for s in associate(base_rows, cascade).sets]
+    chosen = {names[i % len(names)] for i in failed}
+    association = associate(base_rows, cascade, lambda s: "recipe failed" if s.sof in chosen else None)
+    products = [p.filepath for p in association.products]
+    found = frozenset(products[i % len(products)] for i in made) if products else frozenset()
+    now = frozenset(names[i % len(names)] for i in running) - chosen
+    plan_ = plan(association, found, None, running=now, ran=frozenset(), interrupted=frozenset(), overwrite=overwrite)
+    placed = [*plan_.runnable, *plan_.waiting, *plan_.running, *plan_.done, *plan_.failed,
+              *(sof for sof, _ in plan_.blocked)]
+    assert sorted(placed) == sorted(association.sofs)
+    for sof in plan_.runnable:
+        uses = {p.sof for slot in association.sofs[sof].slots for p in slot.chosen}
+        assert uses <= set(plan_.done) and not uses & chosen
+    assert set(plan_.failed) <= chosen | now and set(plan_.running) == now
+    if overwrite:
+        assert not plan_.done  # nothing is taken as made before it ran again
+    else:
+        by_sof = products_by_sof(association)
+        assert all(all(p in found for p in by_sof.get(sof, [])) for sof in plan_.done)
