@@ -21,8 +21,8 @@ from soxs_es.pure.association import associate, refail
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.listings import products_by_sof
-from soxs_es.pure.schedule import plan
 from soxs_es.pure.rules import parse_rules
+from soxs_es.pure.schedule import plan
 from soxs_es.pure.state import fold
 from soxs_es.pure.tables import sof_files
 from soxs_es.shell import UserError
