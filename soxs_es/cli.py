@@ -337,8 +337,14 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_reduce(args: argparse.Namespace) -> int:
+    import signal
+
     from soxs_es.reduce import DaskCluster, reduce
 
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a SIGTERM stops the recipes it runs too, as a Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     view = ReduceView(sys.stdout.isatty() and not args.json, args.quiet or args.json)
     executor = None
     if args.executor == "dask":
