@@ -61,7 +61,7 @@ class ProgressBar:
 
 def _print_report(report: PrepReport) -> None:
     rows = [
-        ("frames decompressed (.Z)", len(report.decompressed)),
+        ("frames decompressed (.Z, .gz)", len(report.decompressed)),
         ("headers read", report.ingested),
         ("raw frames filed into raw/<date>/", report.filed_raw),
         ("other files moved to misc/", len(report.moved_misc)),
@@ -184,7 +184,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from soxs_es.pure.explain import explain
 
     derived, rules = _derived_readonly(args.workspace)
-    name = Path(args.sof).name
+    # a name as given first: one made from an unsafe header value may hold '/'
+    name = args.sof if args.sof in derived.association.sofs else Path(args.sof).name
     result = explain(derived.association, name, cascade_of(rules))
     if result is None:
         raise UserError(f"no SOF named {name} in {args.workspace}; `soxs-es list sof` shows them", code=2)

@@ -6,8 +6,10 @@ Only the header blocks are read (the reader stops at the END card); data units a
 from __future__ import annotations
 
 import functools
+import gzip
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -150,15 +152,18 @@ class Staged:
 
 def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
     """Decompress `folder/name` into `folder/temp_name` after checking it is complete FITS (not synced)."""
+    kind = ".gz" if name.endswith(".gz") else ".Z"
     try:
-        source_stat, data = decompress_z(os.path.join(folder, name))
-    except (ValueError, OSError) as error:
-        detail = str(error) if "not a Unix" in str(error) else "not valid LZW data"
-        return Staged(name, None, f"corrupt .Z file ({detail})", None)
+        source_stat, data = decompress_z(os.path.join(folder, name)) if kind == ".Z" else \
+            decompress_gzip(os.path.join(folder, name))
+    except (ValueError, OSError, EOFError, zlib.error) as error:
+        coding = "LZW" if kind == ".Z" else "gzip"
+        detail = str(error) if str(error).startswith("not a ") else f"not valid {coding} data"
+        return Staged(name, None, f"corrupt {kind} file ({detail})", None)
     length = header_length(data)
     read = header_from_bytes(data, len(data), wanted, length) if length else HeaderRead(None, "no END card")
     if read.header is None:
-        return Staged(name, None, f"corrupt .Z file: {read.problem}", None)
+        return Staged(name, None, f"corrupt {kind} file: {read.problem}", None)
     temp = os.path.join(folder, temp_name)
     temp_stat = write_new_file(temp, data, sync=False)
     return Staged(name, read.header, None, temp, source_stat, temp_stat)
@@ -180,9 +185,8 @@ def stage_and_read(folder: Path, names: list[str], temp_names: list[str], paths:
         return _collect(staging, len(names), tick_stage), _collect(reading, len(paths), tick_read)
 
 
-def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
-    """(size, mtime_ns) of a Unix `compress` (.Z) file and its content decompressed in memory; ValueError
-    when it is not valid LZW."""
+def _read_whole(source: str | Path) -> tuple[tuple[int, int], bytes]:
+    """(size, mtime_ns) and the bytes of a file."""
     fd = os.open(source, os.O_RDONLY)  # not open(): its buffered file object costs as much as the read
     try:
         st = os.fstat(fd)
@@ -191,10 +195,25 @@ def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
             chunks.append(os.read(fd, 1 << 20))
     finally:
         os.close(fd)
-    data = b"".join(chunks) if len(chunks) > 2 else chunks[0]
+    return (st.st_size, st.st_mtime_ns), b"".join(chunks) if len(chunks) > 2 else chunks[0]
+
+
+def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
+    """(size, mtime_ns) of a Unix `compress` (.Z) file and its content decompressed in memory; ValueError
+    when it is not valid LZW."""
+    stat, data = _read_whole(source)
     if len(data) < 3 or data[:2] != b"\x1f\x9d":
         raise ValueError("not a Unix-compressed (.Z) file")
-    return (st.st_size, st.st_mtime_ns), lzw_decompress(data)
+    return stat, lzw_decompress(data)
+
+
+def decompress_gzip(source: str | Path) -> tuple[tuple[int, int], bytes]:
+    """(size, mtime_ns) of a gzip (.gz) file and its content decompressed in memory; ValueError, EOFError or
+    gzip.BadGzipFile (an OSError) when it is not valid gzip data."""
+    stat, data = _read_whole(source)
+    if data[:2] != b"\x1f\x8b":
+        raise ValueError("not a gzip (.gz) file")
+    return stat, gzip.decompress(data)
 
 
 def compress_z(data: bytes) -> bytes:

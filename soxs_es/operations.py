@@ -120,7 +120,7 @@ class Recorded:
 
 
 def resolve_sof(association: Association, sof: str, root: Path) -> str:
-    name = Path(sof).name
+    name = sof if sof in association.sofs else Path(sof).name  # an unsafe header value may put '/' in a name
     if name not in association.sofs:
         raise UserError(f"no SOF named {name} in {root}; the SOF files are in {root}/sof/ "
                         "(an incomplete SOF has no file but can still be named)")

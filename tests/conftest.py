@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import shutil
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +64,9 @@ def content_digests(folder: Path) -> dict[str, str]:
         if path.name.endswith(".Z"):
             with contextlib.suppress(ValueError):
                 data = decompress_z(path)[1]
+        elif path.name.endswith(".gz"):
+            with contextlib.suppress(ValueError, OSError, EOFError, zlib.error):
+                data = gzip.decompress(data)
         out[hashlib.sha256(data).hexdigest()] = str(path.relative_to(folder))
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import sqlite3
@@ -199,6 +200,50 @@ def test_bad_inputs_are_rejected_to_misc_with_a_reason(tmp_path: Path, clock) ->
     assert [r["file"] for r in raw_frames(ws)] == ["good.fits"]
     conn = sqlite3.connect(ws / "soxspipe.db")
     assert {r[0] for r in conn.execute("SELECT file FROM rejected_files")} == set(reasons)
+
+
+def test_gzip_frames_are_decompressed_like_unix_compressed_ones(tmp_path: Path, clock) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_frame(ws / "good.fits")
+    plain = (ws / "good.fits").read_bytes()
+    (ws / "good.fits.gz").write_bytes(gzip.compress(plain))
+    (ws / "good.fits").unlink()
+    (ws / "corrupt.fits.gz").write_bytes(b"\x1f\x8b" + os.urandom(100))
+    (ws / "notgz.fits.gz").write_bytes(b"plain text")
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    assert report.decompressed == ["good.fits.gz"]
+    (filed,) = (ws / "raw").rglob("good.fits")
+    assert filed.read_bytes() == plain and not (ws / "good.fits.gz").exists()
+    reasons = dict(report.rejected)
+    assert set(reasons) == {"corrupt.fits.gz", "notgz.fits.gz"}
+    assert reasons["corrupt.fits.gz"] == "corrupt .gz file (not valid gzip data)"
+    assert reasons["notgz.fits.gz"] == "corrupt .gz file (not a gzip (.gz) file)"
+    assert (ws / "misc" / "corrupt.fits.gz").exists() and "FrameDecompressed" in event_types(ws)
+
+
+def test_an_unsafe_header_value_makes_only_its_own_set_unusable(tmp_path: Path, clock) -> None:
+    ws = tmp_path / "ws"
+    write_demo(ws, nights=2, seed=7, compressed_fraction=0.0)
+    science = next(p for p in sorted(ws.glob("SOXS.*.fits")) if b"SOXS_vis_obs_stare" in p.read_bytes()[:28800])
+    data = science.read_bytes()
+    target = read_header(science, frozenset({"OBJECT"})).header["OBJECT"]
+    hostile = "../../x/y"
+    for key in (b"OBJECT  = ", b"HIERARCH ESO OBS TARG NAME = "):
+        old = key + f"'{target}".encode()
+        new = key + f"'{hostile}".encode()
+        data = data.replace(old + b"'" + b" " * (len(new) - len(old)), new + b"'")
+    science.write_bytes(data)
+    assert read_header(science, frozenset({"OBJECT"})).header["OBJECT"] == hostile
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    blocked = dict(report.association.blocked)
+    (unsafe,) = [name for name in blocked if "/" in name]
+    assert blocked[unsafe].startswith("its SOF name is not a single safe file name (it holds '/'")
+    written = set(report.association.sofs_written)
+    assert written and unsafe not in written and all("/" not in n for n in written)
+    assert not (tmp_path / "x").exists() and not (ws / "x").exists() and not list(ws.rglob("y.sof*"))
+    # the other science set of that night is written, and prep says why this one is not
+    assert any("STARE_OBJ" in n for n in written)
 
 
 def test_folder_without_fits_is_refused_and_untouched(tmp_path: Path, clock) -> None:

@@ -22,6 +22,7 @@ from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
 from soxs_es.pure.cascade import CalibrationRule, Cascade, Entry
+from soxs_es.pure.layout import UNSAFE_NAME, file_name_problem
 
 NIR = "NIR"
 Row = Mapping[str, Any]
@@ -502,6 +503,10 @@ def associate(rows: Sequence[Row], cascade: Cascade,
 
 
 def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[str, _Index]) -> Sof:
+    unsafe = file_name_problem(frame_set.sof)
+    if unsafe is not None:  # a header value would put a file outside sof/: this set alone is unusable
+        return Sof(frame_set, (), (), note=f"{UNSAFE_NAME} ({unsafe}; from a header value of its frames, "
+                                           "such as OBJECT): fix the header, then run prep again")
     if entry.calibrations is None:
         return Sof(frame_set, (), ())
     arm = frame_set.arm

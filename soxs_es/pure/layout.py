@@ -21,12 +21,22 @@ def is_fits_name(name: str) -> bool:
     return name.lower().endswith(_FITS_SUFFIXES)
 
 
+#: Compressions a download may come in, decompressed by prep: Unix `compress` (the ESO archive's) and gzip.
+COMPRESSED_SUFFIXES = (".Z", ".gz")
+
+
+def _compression(name: str) -> str | None:
+    return next((s for s in COMPRESSED_SUFFIXES if name.endswith(s) and is_fits_name(name[:-len(s)])), None)
+
+
 def is_compressed_fits(name: str) -> bool:
-    return name.endswith(".Z") and is_fits_name(name[:-2])
+    """`*.fits.Z` or `*.fits.gz` (any FITS suffix)."""
+    return _compression(name) is not None
 
 
 def decompressed_name(name: str) -> str:
-    return name[:-2]
+    suffix = _compression(name)
+    return name[:-len(suffix)] if suffix else name
 
 
 def is_workspace_own(name: str) -> bool:
@@ -65,3 +75,22 @@ def free_name(name: str, taken: Container[str]) -> str:
     while f"{name}.{n}" in taken:
         n += 1
     return f"{name}.{n}"
+
+
+#: The start of the note of a set whose SOF name, made from its header values, is not a safe file name.
+UNSAFE_NAME = "its SOF name is not a single safe file name"
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why `name` (made from header values) cannot be a file of its own in one folder, or None: it must not
+    hold a path separator, a control character or NUL, start with '.', or pass 255 bytes."""
+    if not name or name.startswith("."):
+        return "it starts with '.'" if name else "it is empty"
+    for char in ("/", "\\"):
+        if char in name:
+            return f"it holds {char!r}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a control character"
+    if len(name.encode("utf-8", "surrogateescape")) > 255:
+        return "it is longer than 255 bytes"
+    return None
