@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -21,16 +20,16 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import soxspipe
 from soxs_es.eventlog import Clock, EventLog, utc_now
-from soxs_es.processes import Forked, Handover, Helper
+from soxs_es.processes import Forked
 from soxs_es.projections import fingerprint, pipeline, tables
 from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_relative_link, write_sof_folder
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
-from soxs_es.pure.derive import derive, frame_rows, frames_and_nights, frames_of, headers_under_raw, raw_frames_in
-from soxs_es.pure.frames import RAW_FRAME_COLUMNS, Header, raw_frame_rows
+from soxs_es.pure.derive import derive, frame_rows, frames_and_nights
+from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.sessions import BASE, failure_facts, qc_ranges_from_settings, session_id_problem
+from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
 from soxs_es.pure.tables import pipeline_cells, sof_files
@@ -89,47 +88,6 @@ class Projection:
     link_problems: list[tuple[str, str]]
 
 
-@attrs.frozen
-class DerivedAhead:
-    """The frames' derivation as a forked child hands it back: the raw_frames table as records for the table
-    helper, its counts, and the association pickled as the tables cache it (`tables.association_blob`)."""
-
-    raw_frame_records: list[bytes]
-    counts: tuple[int, int]  # raw frames, nights
-    association_blob: bytes
-
-
-def derive_ahead(headers: dict[str, Header | None], rules: Rules, state: WorkspaceState, session: str
-                 ) -> DerivedAhead:
-    """The rows and association of the raw frames `headers` (path -> header, as `headers_under_raw`) with the
-    failures of `state` in `session`: `derive`, for a forecast of the frames."""
-    rows = raw_frame_rows(raw_frames_in(headers, rules), rules)
-    association = derive(state, rules, session, frames=(rows, [])).association
-    raw_table = tables.frame_tables(rows, [])[0]
-    return DerivedAhead(list(tables.table_records(raw_table)), frames_and_nights(rows),
-                        tables.association_blob(association))
-
-
-@attrs.frozen
-class Forecast:
-    """The frames under raw/ as filing is expected to leave them, being derived by a forked child
-    (`derive_ahead`) while they are filed: its result stands in for `derive` when the frames, the session
-    and what fails in it turn out as expected."""
-
-    headers: dict[str, Header | None]
-    session: str
-    failure_facts: tuple[Any, ...]
-    child: Forked[DerivedAhead]
-    #: the helper that writes the frame tables, started meanwhile, and what it is handed once they are known
-    frame_tables: Helper
-    frame_records: Handover
-
-    def call_off(self) -> None:
-        self.frame_records.give(None)
-        self.frame_tables.stop()
-        self.child.stop()
-
-
 class Workspace:
     """A workspace opened for writing (the caller holds the workspace lock)."""
 
@@ -143,7 +101,6 @@ class Workspace:
         self.state: WorkspaceState = fingerprint.fold_log(self.log, with_files=with_files)
         keep_for_the_run()
         self.appended = 0
-        self._forecast: Forecast | None = None
         #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
         self.inbox_seen = 0
         #: what the user should know about this workspace (one line each)
@@ -159,9 +116,6 @@ class Workspace:
             keep_for_the_run()
 
     def close(self) -> None:
-        if self._forecast is not None:  # a run cut short before projecting
-            self._forecast.call_off()
-            self._forecast = None
         self.log.close()
         done_with_the_run()
 
@@ -346,9 +300,6 @@ class Workspace:
         found = frozenset(self.state.products.get(session, {}))
         meta = fingerprint.read_meta(conn)
         old = self._complete_projection(meta)
-        frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
-        frames_aside: Helper | None = None  # the frame tables, written by a helper meanwhile
-        blob: bytes | None = None  # the association pickled, when a child made it
         writing: Forked[SofWrite] | None = None
         pickling: Forked[bytes] | None = None
         snapshotting: Forked[fingerprint.Snapshot] | None = None
@@ -356,29 +307,19 @@ class Workspace:
             if old is not None:
                 derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
                 counts = int(meta["raw_frames"]), int(meta["nights"])
-                association = derived.association
-            elif (forecast := self._derived_ahead(session, meta)) is not None:
-                ahead, frames_aside = forecast
-                blob, counts = ahead.association_blob, ahead.counts
-                association = tables.association_from_blob(blob)
-                # its frame records (4 MB at 100 nights) are freed as soon as the helper has taken them all
-                del forecast, ahead
-                keep_for_the_run()
             else:
                 self.load_files()
                 frames = self._projected_frames(meta)
                 if frames is None:  # the frames changed: their tables are rewritten
                     frames = frame_rows(self.state, self.rules)
-                    if len(frames[0]) >= tables.TABLES_ASIDE_FROM:
-                        frames_aside = tables.project_frames_aside(self.log.db_path, *frames)
-                    else:
-                        tables.project_frames(conn, *frames)
+                    tables.project_frames(conn, *frames)
                 keep_for_the_run()
                 derived = derive(self.state, self.rules, session, frames=frames)
                 keep_for_the_run()
                 counts = frames_and_nights(derived.raw_frames)
-                association = derived.association
-                del derived, frames  # the frame tables have, or are given, their rows
+                del frames
+            association = derived.association
+            del derived
             new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq,
                                               self.rules.digest, self.state.last_seq)
             changed = tables.changed_since(old, new)
@@ -391,19 +332,13 @@ class Workspace:
             # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for
             # the interpreter lock after each of its thousands of system calls, and slow the tables down
             writing = Forked(write_sof_folder, folder, wanted, before)
-            if changed is None and blob is None:  # the cached association is pickled by a forked child meanwhile
+            if changed is None:  # the cached association is pickled by a forked child meanwhile
                 pickling = Forked(tables.association_blob, association)
             if changed is None and fingerprint.snapshot_files_stale(conn, self.state):  # and the state's snapshot
                 snapshotting = Forked(fingerprint.encode_snapshot, self.state, True)
-            if frames_aside is not None:
-                frames_aside.finish()  # before this process writes: one writer at a time
-            made = (lambda: blob) if blob is not None else None if pickling is None else pickling.result
             tables.project_association(conn, new, pipeline_cells(self.state, session, self.running),
-                                       self.inbox_seen, changed, made)
-            blob = made = None  # the association's pickle is in the database now: freed before the snapshot comes
+                                       self.inbox_seen, changed, None if pickling is None else pickling.result)
         except BaseException:
-            if frames_aside is not None:
-                frames_aside.stop()  # its tables would not be marked as complete: stop it writing them
             for child in (writing, pickling, snapshotting):
                 if child is not None:
                     child.wait()  # the tables' error is the one to tell
@@ -420,49 +355,6 @@ class Workspace:
                                 self.link_session(session))
         self.write_fingerprint(session, *counts, None if snapshotting is None else snapshotting.result())
         return projection
-
-    def derive_ahead(self, filed: list[tuple[str, Header]]) -> None:
-        """Start deriving the frames under raw/ as they will be once the frames `filed` (path, header) are
-        in place, in a forked child, while this process files them. `project` takes the result if the
-        frames turn out as forecast, and derives them itself when one went elsewhere or was added or removed
-        by hand."""
-        if self._forecast is not None:
-            self._forecast.call_off()
-        headers = headers_under_raw(self.state.files)
-        for path, header in filed:
-            headers.setdefault(path, header)  # a name taken there already: the frame goes elsewhere
-        session = self.session
-        child = Forked(derive_ahead, headers, self.rules, self.state, session)
-        records = Handover()
-        try:
-            helper = tables.tables_aside(self.log.db_path, records)
-        except BaseException:
-            child.stop()  # it would wait on its pipe for good, holding megabytes nobody reads
-            raise
-        self._forecast = Forecast(headers, session, failure_facts(self.state, session), child, helper, records)
-
-    def _derived_ahead(self, session: str, meta: dict[str, str]) -> tuple[DerivedAhead, Helper] | None:
-        """The forecast's derivation when the frames, session and failures are those forecast, and the helper
-        to hand its frame tables (else None)."""
-        forecast, self._forecast = self._forecast, None
-        if forecast is None:
-            return None
-        if (self._frames_as_projected(meta) or session != forecast.session
-                or failure_facts(self.state, session) != forecast.failure_facts
-                or headers_under_raw(self.state.files) != forecast.headers):
-            forecast.call_off()
-            return None
-        try:
-            ahead = forecast.child.result()
-            rejected = tables.frame_tables([], frames_of(self.state.files, self.rules)[1])[1]
-        except Exception:
-            forecast.call_off()  # e.g. the child ran out of memory: derived here instead
-            return None
-        except BaseException:
-            forecast.call_off()  # its helper would wait for its records for good
-            raise
-        forecast.frame_records.give(itertools.chain(ahead.raw_frame_records, tables.table_records(rejected)))
-        return ahead, forecast.frame_tables
 
     def _complete_projection(self, meta: dict[str, str]) -> tables.ProjectedAssociation | None:
         """The association the tables show, when the last projection ran to its end (its fingerprint is

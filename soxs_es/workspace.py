@@ -2,12 +2,13 @@
 
 Order of work, chosen so that a crash at any point loses nothing and a re-run heals:
 1. reconcile move intents left by an interrupted run, and drop our own half-written temp files;
-2. decompress `*.fits.Z` into hidden temp files and read every new header (nothing user-visible changes yet);
+2. decompress `*.fits.Z` and `*.fits.gz` into hidden temp files and read every new header (nothing
+   user-visible changes yet);
 3. refuse the whole run (moving nothing) on mixed instruments;
 4. rename decompressed frames into their night folder (a frame found there already is adopted, never
    replaced); record them together with the other files' facts and move intents in one transaction;
-5. rename the other files, record the moves; a helper process then syncs the disk and only then removes
-   the decompressed frames' `.Z` files (a killed run leaves them for the next one);
+5. rename the other files, record the moves; a forked child then syncs the disk and only then removes
+   the decompressed frames' `.Z` (or `.gz`) files (a killed run leaves them for the next one);
 6. sync `raw/` (frames deleted or added by hand) and rebuild the projections from the log.
 """
 
@@ -52,10 +53,6 @@ __all__ = ["Prep", "PrepReport", "UserError", "load_rules", "prep", "workspace_l
 
 TEMP_PREFIX = ".soxs-es-"
 TEMP_SUFFIX = ".part"
-
-#: New raw frames from which their derivation is started while they are filed (below, the fork costs more
-#: than filing them takes).
-DERIVE_AHEAD_FROM = 1000
 
 Progress = Callable[[str, int, int], None]
 
@@ -235,13 +232,6 @@ class Prep(Workspace):
             raise UserError(f"frames of {len(families)} instruments in {self.root} ({listing}); "
                             "keep one instrument per workspace - nothing was moved")
 
-    def forecast(self, found: list[_RootFile]) -> None:
-        """Many raw frames to file: their derivation starts in a forked child, on the other core, while this
-        process files them (`Workspace.derive_ahead`)."""
-        filed = [(self._home(item), item.header) for item in found if item.kind == "raw" and item.header is not None]
-        if len(filed) >= DERIVE_AHEAD_FROM:
-            self.derive_ahead(filed)
-
     # -- 4. file the root --------------------------------------------------------------------------
 
     def _destination(self, item: _RootFile, source: str) -> tuple[str, str]:
@@ -306,7 +296,7 @@ class Prep(Workspace):
         return kept, done
 
     def _let_go_of_compressed(self, recorded: list[ev.Event]) -> None:
-        """The compressed copy goes only once its frame is in place, recorded and on the disk: a helper process
+        """The compressed copy goes only once its frame is in place, recorded and on the disk: a forked child
         syncs the disk and removes the .Z files while this one projects (`finish_removals` waits for it)."""
         sources = [event.source for event in recorded if isinstance(event, ev.FrameDecompressed)]
         self.report.decompressed.extend(sources)
@@ -477,7 +467,6 @@ class Prep(Workspace):
         # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
         self.ensure_session()
         self.check_settings(self.session)
-        self.forecast(found)
         self.file_root(found)
         self.sync_raw()
         self.record_qc_ranges(self.session)

@@ -225,38 +225,3 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     a = derive(state, RULES, frames=read_back).association
     b = derive(state, RULES).association
     assert sof_files(a) == sof_files(b) and a.sets == b.sets and a.products == b.products
-
-
-def test_failure_facts_differ_whenever_the_failures_may() -> None:
-    """A derivation forecast while frames are filed is used only if the facts of what fails are unchanged:
-    facts that compare equal must fail the same sets, and facts that fail a set differently must differ."""
-    from soxs_es import events as ev
-    from soxs_es.eventlog import RecordedEvent
-    from soxs_es.pure.association import FrameSet
-    from soxs_es.pure.sessions import failure_facts, failure_of
-    from soxs_es.pure.state import fold
-
-    def state(*events: ev.Event):
-        return fold([RecordedEvent(i + 1, "t", e) for i, e in enumerate(events)])
-
-    bias = FrameSet(sof="bias.sof", entry="mbias", recipe="soxs_mbias", recipe_order=1, dpr_type="BIAS",
-                    keys=pmap({"eso seq arm": "NIR"}), frames=(), mjd_obs=60000.0, date_obs="20230101T000000")
-    session = [ev.SessionCreated(session="base"), ev.SessionSwitched(session="base")]
-    ranges = ev.QcRangesInForce(session="base", ranges={"soxs_mbias": {"*": {"MASTER RON": (0.0, 1.0)}}})
-    measured = ev.QcMeasured(session="base", sof="bias.sof", name="MASTER RON", value=5.0)
-
-    def verdict(s):
-        return failure_facts(s, "base"), failure_of(s, "base")(bias)
-
-    # ranges without any QC value fail nothing: the facts are the same as before the ranges were in force
-    (plain, plain_fails), (ranged, ranged_fails) = verdict(state(*session)), verdict(state(*session, ranges))
-    assert plain == ranged and plain_fails is None and ranged_fails is None
-    # a value outside the ranges fails the set: the facts differ from the value alone and from no value
-    (alone, alone_fails), (out, out_fails) = verdict(state(*session, measured)), verdict(state(*session, ranges,
-                                                                                            measured))
-    assert alone_fails is None and out_fails is not None and out not in (alone, plain)
-    # a failed recipe, and a later pass, are facts too
-    failed = verdict(state(*session, ev.RecipeFailed(session="base", sof="bias.sof")))
-    passed = verdict(state(*session, ev.RecipeFailed(session="base", sof="bias.sof"),
-                           ev.RecipePassed(session="base", sof="bias.sof")))
-    assert failed[1] is not None and passed[1] is None and len({failed[0], passed[0], plain}) == 3

@@ -16,7 +16,6 @@ from soxs_es.demo import fits_bytes, write_demo
 from soxs_es.eventlog import EventLog
 from soxs_es.fitsio import compress_z, read_header
 from soxs_es.projections import tables
-from soxs_es.projections.tables import project_frames_aside
 from soxs_es.workspace import UserError, prep
 
 
@@ -90,29 +89,6 @@ def test_parallel_header_reads_give_the_same_workspace(tmp_path: Path, clock) ->
     prep(a, clock, workers=1, notify=lambda m: None)
     prep(b, clock, workers=2, notify=lambda m: None)
     assert len(raw_frames(a)) == 576 and raw_frames(a) == raw_frames(b)
-
-
-def test_frame_tables_written_aside_are_those_written_here(download: Path, tmp_path: Path, clock,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large workspaces have their frame tables written by a helper process while the association is derived:
-    the tables are the same as when this process writes them."""
-    aside = tmp_path / "aside"
-    shutil.copytree(download, aside)
-    prep(download, clock, workers=1, notify=lambda m: None)
-    used = []
-    monkeypatch.setattr(tables, "TABLES_ASIDE_FROM", 1)
-    monkeypatch.setattr(tables, "project_frames_aside",
-                        lambda *args: used.append(len(args[1])) or project_frames_aside(*args))
-    prep(aside, clock, workers=1, notify=lambda m: None)
-    assert used == [len(raw_frames(download))] and used[0] > 0
-    here, there = (sqlite3.connect(ws / "soxspipe.db") for ws in (download, aside))
-    try:
-        for name in ("raw_frames", "rejected_files"):
-            query = f"SELECT * FROM {name} ORDER BY rowid"
-            assert here.execute(query).fetchall() == there.execute(query).fetchall()
-    finally:
-        here.close()
-        there.close()
 
 
 def test_duplicates_and_conflicts_are_set_aside_never_overwritten(download: Path, clock) -> None:
@@ -402,106 +378,3 @@ def test_a_failed_sof_write_leaves_no_child_behind(tmp_path: Path, clock, monkey
     with pytest.raises(OSError, match="No space"):
         prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert multiprocessing.active_children() == []
-
-
-def _projection(ws: Path) -> tuple[dict[str, list[tuple]], dict[str, str]]:
-    """Every projected table's rows and every SOF file's text of a workspace."""
-    conn = sqlite3.connect(ws / "soxspipe.db")
-    try:
-        rows = {name: conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall()
-                for name in tables.PROJECTED_TABLES}
-    finally:
-        conn.close()
-    return rows, {p.name: p.read_text() for p in (ws / "sof").iterdir()}
-
-
-def _children() -> set[int]:
-    """Process ids of this process's living children (of all its threads)."""
-    pids: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        pids.update(int(pid) for pid in (task / "children").read_text().split())
-    return pids
-
-
-def _forecasts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Derive ahead from the first raw frame; each projection appends whether it took the forecast."""
-    from soxs_es import shell, workspace
-
-    taken: list[bool] = []
-    real = shell.Workspace._derived_ahead
-
-    def spy(self: shell.Workspace, *args: object):  # type: ignore[no-untyped-def]
-        outcome = real(self, *args)
-        taken.append(outcome is not None)
-        return outcome
-
-    monkeypatch.setattr(workspace, "DERIVE_AHEAD_FROM", 1)
-    monkeypatch.setattr(shell.Workspace, "_derived_ahead", spy)
-    return taken
-
-
-def test_a_derivation_forecast_while_filing_is_the_one_made_after(download: Path, tmp_path: Path, clock,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large ingest derives its frames in a forked child while this process files them: the tables and
-    SOF files are exactly those of deriving the filed frames afterwards, and no child is left."""
-    ahead = tmp_path / "ahead"
-    shutil.copytree(download, ahead)
-    prep(download, clock, workers=1, notify=lambda m: None)  # 2 nights: below the threshold, derived after
-    before = _children()
-    taken = _forecasts(monkeypatch)
-    prep(ahead, clock, workers=1, notify=lambda m: None)
-    assert taken == [True]
-    assert _projection(ahead) == _projection(download) and len(_projection(ahead)[1]) > 0
-    assert _children() <= before
-
-
-@pytest.mark.parametrize("surprise", ["frame placed under raw/", "home taken by another frame"])
-def test_a_wrong_forecast_is_called_off(download: Path, tmp_path: Path, clock, monkeypatch: pytest.MonkeyPatch,
-                                        surprise: str) -> None:
-    """Frames that do not end up as forecast (one put under raw/ by hand; another frame already under one's
-    name in its night folder, so that it is set aside as a conflict): the forecast is called off, its child
-    and table helper stopped, and the frames derived as filed."""
-    frame = sorted(download.glob("*.fits"))[0]
-    probe = tmp_path / "probe"  # where prep files that frame
-    shutil.copytree(download, probe)
-    prep(probe, clock, workers=1, notify=lambda m: None)
-    home = next((probe / "raw").rglob(frame.name)).parent.name
-    if surprise == "frame placed under raw/":
-        extra = download / "raw" / home / "by-hand.fits"
-        extra.parent.mkdir(parents=True)
-        shutil.copy(frame, extra)
-    else:
-        taken_home = download / "raw" / home / frame.name  # another frame (another header) under its name
-        taken_home.parent.mkdir(parents=True)
-        shutil.copy(sorted(download.glob("*.fits"))[1], taken_home)
-    after = tmp_path / "after"
-    shutil.copytree(download, after)
-    prep(after, clock, workers=1, notify=lambda m: None)
-    before = _children()
-    taken = _forecasts(monkeypatch)
-    prep(download, clock, workers=1, notify=lambda m: None)
-    assert taken == [False]
-    assert _projection(download) == _projection(after)
-    assert _children() <= before
-
-
-def test_a_forecast_whose_child_fails_is_derived_here(download: Path, tmp_path: Path, clock,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The child deriving ahead fails (out of memory, say): prep derives the frames itself, with the same
-    result, and leaves no child or helper."""
-    from soxs_es import shell
-
-    ahead = tmp_path / "ahead"
-    shutil.copytree(download, ahead)
-    prep(download, clock, workers=1, notify=lambda m: None)
-
-    def fail(*_: object) -> None:
-        raise MemoryError("no room for the association")
-
-    before = _children()
-    taken = _forecasts(monkeypatch)
-    monkeypatch.setattr(shell, "derive_ahead", fail)
-    prep(ahead, clock, workers=1, notify=lambda m: None)
-    assert taken == [False]
-    assert _projection(ahead) == _projection(download)
-    assert _children() <= before

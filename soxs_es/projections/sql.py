@@ -1,5 +1,4 @@
-"""Replacing a projected table with rows: the SQLite side shared by this process and the table-writing helper
-(`soxs_es.helpers.tables_main`), which imports this module at every start - so it imports little."""
+"""Replacing a projected table with rows, and the one transaction helper for writing the projections."""
 
 from __future__ import annotations
 

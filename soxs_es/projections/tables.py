@@ -8,17 +8,13 @@ disagree, so the next outcome can update just the difference.
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from soxs_es.helpers import ROWS_PER_RECORD, framed
-from soxs_es.processes import Helper
 from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 from soxs_es.pure.association import Association
@@ -44,11 +40,6 @@ PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_f
 REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
 RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
 
-#: Frames from which their tables are written by a helper process while this one derives the association:
-#: the 72,000 raw_frames rows of 1,000 nights take SQLite ~2 s; for a few hundred, starting it costs more.
-TABLES_ASIDE_FROM = 2000
-
-
 def frame_tables(raw_frames: Sequence[Mapping[str, Any]], rejected_files: Sequence[Mapping[str, Any]]
                  ) -> tuple[TableRows, TableRows]:
     return (TableRows("raw_frames", RAW_FRAME_COLUMNS, raw_frames, RAW_FRAME_INDEXES),
@@ -59,29 +50,6 @@ def project_frames(conn: sqlite3.Connection, raw_frames: Sequence[Mapping[str, A
                    rejected_files: Sequence[Mapping[str, Any]]) -> None:
     """The raw_frames and rejected_files tables, in one transaction."""
     replace_tables(conn, frame_tables(raw_frames, rejected_files))
-
-
-def project_frames_aside(db_path: Path, raw_frames: Sequence[Mapping[str, Any]],
-                         rejected_files: Sequence[Mapping[str, Any]]) -> Helper:
-    """`project_frames` done by a helper process (`soxs_es.helpers.tables_main`) while this one goes on;
-    its `finish()` waits and raises a one-line OSError if the tables could not be written (then nothing
-    was: one transaction). Nothing else may write to the database meanwhile."""
-    records = itertools.chain.from_iterable(map(table_records, frame_tables(raw_frames, rejected_files)))
-    return tables_aside(db_path, records)
-
-
-def tables_aside(db_path: Path, records: Iterable[bytes]) -> Helper:
-    """A helper process writing the tables of `records` (`table_records`, made or handed over as it takes
-    them; its transaction begins with the first)."""
-    return Helper("tables_main", itertools.chain(records, [framed(("end",))]),
-                  "writing the raw_frames table failed ({why}); run prep again", str(db_path))
-
-
-def table_records(table: TableRows) -> Iterator[bytes]:
-    """A table as the records `soxs_es.helpers.tables_main` reads (made as the helper takes them)."""
-    yield framed(("table", table.name, tuple(table.columns), tuple(table.indexes)))
-    for start in range(0, len(table.rows), ROWS_PER_RECORD):
-        yield framed(("rows", table.rows[start:start + ROWS_PER_RECORD]))
 
 
 @attrs.frozen

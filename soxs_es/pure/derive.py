@@ -68,17 +68,5 @@ def frames_of(files: Mapping[str, KnownFile], rules: Rules) -> tuple[list[tuple[
     return raw, rejected
 
 
-def headers_under_raw(files: Mapping[str, KnownFile]) -> dict[str, Header | None]:
-    """Path -> header (None: unreadable) of the files under raw/: all the raw frame rows depend on."""
-    prefix = layout.RAW + "/"
-    return {path: known.header for path, known in files.items() if path.startswith(prefix)}
-
-
-def raw_frames_in(headers: Mapping[str, Header | None], rules: Rules) -> list[tuple[str, Header]]:
-    """`frames_of`'s raw frames, from `headers_under_raw` (or a forecast of it)."""
-    return [(path, header) for path, header in sorted(headers.items())
-            if header is not None and _is_raw_frame(path, classify(header, rules))]
-
-
 def _is_raw_frame(path: str, verdict: Classification) -> bool:
     return verdict.kind == "raw" and path.startswith(layout.RAW + "/")

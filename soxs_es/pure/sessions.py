@@ -96,12 +96,3 @@ def failure_of(state: WorkspaceState, session: str | None) -> Callable[[FrameSet
         return None
 
     return failure
-
-
-def failure_facts(state: WorkspaceState, session: str | None) -> tuple[Any, ...]:
-    """What `failure_of(state, session)` depends on: two states with equal facts fail the same sets (QC
-    ranges matter only once QC values are recorded)."""
-    if session is None:
-        return (None,)
-    qc = state.qc.get(session)
-    return (session, state.outcomes.get(session), qc, state.qc_ranges.get(session) if qc else None)
