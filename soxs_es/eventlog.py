@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from soxs_es import events as ev
+from soxs_es.projections.sql import transaction
 
 #: The database format this version writes; a newer one is refused rather than misread.
 DATABASE_FORMAT = 1
@@ -119,19 +120,13 @@ class EventLog:
         stamp = format_time(self.clock())
         # encoded one at a time as SQLite takes them: a batch of 10k frames never holds all its JSON at once
         rows = ((stamp, type(e).__name__, ev.encode(e).decode(), type(e).VERSION) for e in batch)
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn) as cur:
             (last,) = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             cur.executemany(
                 "INSERT INTO events (recorded_at, type, payload, schema_version) VALUES (?, ?, ?, ?)", rows
             )
             if also is not None:
                 also(cur)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return [RecordedEvent(last + i + 1, stamp, e) for i, e in enumerate(batch)]
 
     def read(self, *, after: int = 0, until_seq: int | None = None, until_time: str | None = None

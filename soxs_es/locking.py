@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from soxs_es.errors import UserError
 from soxs_es.fsops import HELD_LOCKS
 from soxs_es.pure import layout
-from soxs_es.shell import UserError
 
 LOCK_WAIT_SECONDS = 60.0
 

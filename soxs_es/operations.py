@@ -24,6 +24,7 @@ from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import fingerprint, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
+from soxs_es.projections.sql import transaction
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
@@ -278,11 +279,10 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
     try:
         # copied inside SQLite: a 100k-event log is never decoded and re-encoded in Python
         log.conn.execute("ATTACH DATABASE ? AS live", (f"{live_db.resolve().as_uri()}?mode=ro",))
-        log.conn.execute("BEGIN IMMEDIATE")
-        log.conn.execute("INSERT INTO events (seq, recorded_at, type, payload, schema_version) "
-                         "SELECT seq, recorded_at, type, payload, schema_version FROM live.events WHERE seq <= ?",
-                         (cut,))
-        log.conn.execute("COMMIT")
+        with transaction(log.conn) as cur:
+            cur.execute("INSERT INTO events (seq, recorded_at, type, payload, schema_version) "
+                        "SELECT seq, recorded_at, type, payload, schema_version FROM live.events WHERE seq <= ?",
+                        (cut,))
         log.conn.execute("DETACH DATABASE live")
         tables.project_frames(log.conn, derived.raw_frames, derived.rejected_files)
         tables.project_association(log.conn, tables.ProjectedAssociation(

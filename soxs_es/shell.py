@@ -6,11 +6,9 @@ without it. Projection is always the same pure derivation of the log for one ses
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es import soxspipe
+from soxs_es.errors import UserError
 from soxs_es.eventlog import Clock, EventLog, utc_now
 from soxs_es.processes import Forked
 from soxs_es.projections import fingerprint, pipeline, tables
@@ -38,14 +37,6 @@ SESSIONS = "sessions"
 SESSION_FOLDERS = ("sof", "reduced", "qc")
 SETTINGS = "soxspipe.yaml"
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
-
-
-class UserError(Exception):
-    """A problem the user can fix: printed as one line, with exit code `code`."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def load_rules(root: Path) -> Rules:
@@ -99,7 +90,6 @@ class Workspace:
         # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
         # Commands about outcomes and sessions read it without the files (the frames are read when needed).
         self.state: WorkspaceState = fingerprint.fold_log(self.log, with_files=with_files)
-        keep_for_the_run()
         self.appended = 0
         #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
         self.inbox_seen = 0
@@ -113,11 +103,9 @@ class Workspace:
         """Read the state's files too, when it was opened without them."""
         if not self.state.files_loaded:
             self.state = fingerprint.fold_log(self.log)
-            keep_for_the_run()
 
     def close(self) -> None:
         self.log.close()
-        done_with_the_run()
 
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
         """Append facts (one transaction, with what `also` writes) and fold them into the state."""
@@ -313,9 +301,7 @@ class Workspace:
                 if frames is None:  # the frames changed: their tables are rewritten
                     frames = frame_rows(self.state, self.rules)
                     tables.project_frames(conn, *frames)
-                keep_for_the_run()
                 derived = derive(self.state, self.rules, session, frames=frames)
-                keep_for_the_run()
                 counts = frames_and_nights(derived.raw_frames)
                 del frames
             association = derived.association
@@ -397,34 +383,6 @@ class Workspace:
             "outputs": self.outputs_stamp(session),
         }
         fingerprint.write(self.log.conn, self.state, meta, self.root, snapshot)
-
-
-@contextlib.contextmanager
-def no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector off for a `prep`: it makes no reference cycles (its objects are freed as
-    soon as nothing refers to them; a test checks that it leaves none), while each collection rescanned the
-    events and state made so far (0.7 s of the 1,000-night fold of 144,000 events)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def keep_for_the_run() -> None:
-    """Exempt the objects made so far from the cyclic garbage collector (`gc.freeze`): a large workspace's
-    state, headers and rows live until the command ends, and every full collection scanned them all again
-    (~3 s of the 1,000-night derive). They are still freed as soon as nothing refers to them, and handed
-    back to the collector when the workspace is closed (`done_with_the_run`)."""
-    gc.freeze()
-
-
-def done_with_the_run() -> None:
-    """Give the collector back what `keep_for_the_run` exempted (a program calling soxs-es repeatedly would
-    otherwise keep any garbage cycles frozen with it)."""
-    gc.unfreeze()
 
 
 def _thaw(value: object) -> object:

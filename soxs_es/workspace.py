@@ -40,10 +40,8 @@ from soxs_es.shell import (
     UserError,
     Workspace,
     default_settings,
-    keep_for_the_run,
     listdir,
     load_rules,
-    no_cycle_collection,
     short_settings_note,
 )
 
@@ -462,7 +460,6 @@ class Prep(Workspace):
         self.reconcile()
         self.record_rules()
         found = self.scan_root()
-        keep_for_the_run()  # the headers read
         self.check_instruments(found)
         # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
         self.ensure_session()
@@ -498,8 +495,7 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         quick = _nothing_to_do(root)
         if quick is not None:
             return quick
-        with no_cycle_collection():
-            return Prep(root, clock, workers, progress).run()
+        return Prep(root, clock, workers, progress).run()
 
 
 def _nothing_to_do(root: Path) -> PrepReport | None:

@@ -326,8 +326,8 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
 
 
 def test_prep_leaves_no_reference_cycles(tmp_path: Path, clock) -> None:
-    """prep runs with the cyclic garbage collector off (it rescanned the growing state): that is only right
-    while prep makes no cycles, whose memory would then stay until the collector runs again."""
+    """soxs-es commands run with the cyclic garbage collector off (it rescanned the growing state): that is
+    only right while prep makes no cycles, whose memory would then stay until the collector runs again."""
     import gc
 
     write_demo(tmp_path, nights=2, seed=5)

@@ -20,6 +20,7 @@ from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
 from soxs_es.projections.pipeline import inbox_is_empty
+from soxs_es.projections.sql import transaction
 from soxs_es.pure import layout
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
@@ -136,9 +137,7 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
     """
     previous = read_meta(conn)
     frames_changed = previous.get("frames_seq") != str(state.frames_seq)
-    cur = conn.cursor()
-    cur.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn) as cur:
         if frames_changed or not has_tables(cur, ("cache_files",)):
             if not state.files_loaded:
                 raise ValueError("a state read without its files cannot record changed frames")
@@ -151,10 +150,6 @@ def write(conn: sqlite3.Connection, state: WorkspaceState, meta: dict[str, Any],
         cur.execute("CREATE TABLE cache_meta (key TEXT PRIMARY KEY, value)")
         cur.executemany("INSERT INTO cache_meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         _write_snapshot(cur, state, snapshot)
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
 
 
 def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:

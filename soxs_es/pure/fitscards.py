@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-try:  # the same reader compiled (soxs_es/_speedups.c), ~4x faster; absent when the install had no C compiler
-    from soxs_es._speedups import wanted_cards as _wanted_cards_compiled
-except ImportError:  # pragma: no cover - the Python reader below gives the same values
-    _wanted_cards_compiled = None
+#: A reader of the wanted cards that does what `_parse_wanted` does, faster (the compiled one in
+#: soxs_es/_speedups.c, which `soxs_es.fitsio` hands in when it was built): (header bytes, end, keyword bytes ->
+#: keyword, the value parser for what it does not decode itself) -> values.
+CardsReader = Callable[[bytes, int, dict[bytes, str], Callable[[str], Any]], dict[str, Any]]
 
 BLOCK = 2880
 CARD = 80
@@ -94,8 +94,9 @@ def parse_card(card: str) -> tuple[str, str | int | float | bool | None] | None:
 
 
 def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_block: bool = False,
-                 length: int | None = None) -> dict[str, str | int | float | bool]:
-    """Parse header bytes (up to and including END) into {keyword: value}; only `wanted` ones if given.
+                 length: int | None = None, reader: CardsReader | None = None) -> dict[str, str | int | float | bool]:
+    """Parse header bytes (up to and including END) into {keyword: value}; only `wanted` ones if given (read by
+    `reader` when given and able to).
 
     `end_in_last_block`: the caller read block by block up to the first block with an END card (the END
     card is then looked for in that block only; "END" also ends keywords such as `ESO TEL AIRM END`).
@@ -107,7 +108,7 @@ def parse_header(raw: bytes, wanted: Iterable[str] | None = None, end_in_last_bl
     size = len(raw) if length is None else min(length, len(raw))
     if wanted is not None:
         end = end_card(raw, max(size - BLOCK, 0) // CARD * CARD if end_in_last_block else 0, size)
-        return _parse_wanted(raw, wanted, size if end < 0 else end)
+        return _parse_wanted(raw, wanted, size if end < 0 else end, reader)
     text = raw[:size].decode("ascii", errors="replace")
     values: dict[str, str | int | float | bool] = {}
     for start in range(0, len(text), CARD):
@@ -163,23 +164,23 @@ def _trie(words: list[bytes]) -> bytes:
 
 @functools.lru_cache(maxsize=8)
 def _wanted_matcher(wanted: frozenset[str]) -> tuple[re.Pattern[bytes], dict[bytes, str], bool]:
-    """A matcher of `HIERARCH <wanted keyword> =`, the wanted keywords by their bytes, and whether the
-    compiled reader may look them up (it takes a HIERARCH keyword to be the text before the card's first
+    """A matcher of `HIERARCH <wanted keyword> =`, the wanted keywords by their bytes, and whether a
+    `CardsReader` may look them up (it takes a HIERARCH keyword to be the text before the card's first
     `=`, stripped: true of every keyword without `=` or blanks at its ends)."""
     want = {k.encode("ascii", errors="replace"): k for k in wanted}
-    compiled = _wanted_cards_compiled is not None and all(b"=" not in k and k == k.strip() for k in want)
-    return re.compile(b"HIERARCH +(" + _trie(sorted(want)) + b") *="), want, compiled
+    readable = all(b"=" not in k and k == k.strip() for k in want)
+    return re.compile(b"HIERARCH +(" + _trie(sorted(want)) + b") *="), want, readable
 
 
-def _parse_wanted(raw: bytes, wanted: Iterable[str], end: int, compiled: bool = True
+def _parse_wanted(raw: bytes, wanted: Iterable[str], end: int, reader: CardsReader | None = None
                   ) -> dict[str, str | int | float | bool]:
     """Only the wanted cards, located without visiting every card: HIERARCH cards by one regular
     expression over the header, standard cards by the `= ` in columns 9-10 (read as one strided slice).
     The same result as the full parser restricted to `wanted`: the first card of a keyword with a value wins.
-    With `compiled` (and the compiled reader built), the same is done card by card in C."""
-    hierarch, want, may_compile = _wanted_matcher(wanted if isinstance(wanted, frozenset) else frozenset(wanted))
-    if compiled and may_compile and end % CARD == 0:
-        return _wanted_cards_compiled(raw, end, want, _parse_value)  # type: ignore[misc]
+    A `reader` does the same card by card, when the keywords and `end` allow it."""
+    hierarch, want, readable = _wanted_matcher(wanted if isinstance(wanted, frozenset) else frozenset(wanted))
+    if reader is not None and readable and end % CARD == 0:
+        return reader(raw, end, want, _parse_value)
     found: list[tuple[int, str, int]] = []  # (card offset, keyword, value offset)
     for match in hierarch.finditer(raw, 0, end):
         at = match.start()
