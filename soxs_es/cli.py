@@ -164,29 +164,17 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _derived_readonly(workspace: str) -> tuple[Any, Any]:
-    """Fold the log and derive the association without writing anything (readers never take the lock)."""
-    from soxs_es.pure.derive import derive
-    from soxs_es.pure.state import fold
-    from soxs_es.shell import load_rules
-
-    log = _open_log(workspace)
-    try:
-        state = fold(log.read())
-    finally:
-        log.close()
-    rules = load_rules(Path(workspace))
-    return derive(state, rules), rules
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
+    from soxs_es import operations as ops
     from soxs_es.pure.cascade import cascade_of
     from soxs_es.pure.explain import explain
 
-    derived, rules = _derived_readonly(args.workspace)
+    root = Path(args.workspace)
+    view = ops.current_view(root)
+    association = view.derived.association
     # a name as given first: one made from an unsafe header value may hold '/'
-    name = args.sof if args.sof in derived.association.sofs else Path(args.sof).name
-    result = explain(derived.association, name, cascade_of(rules))
+    name = args.sof if args.sof in association.sofs else Path(args.sof).name
+    result = explain(association, name, cascade_of(view.rules))
     if result is None:
         raise UserError(f"no SOF named {name} in {args.workspace}; `soxs-es list sof` shows them", code=2)
     if args.json:
@@ -555,7 +543,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = Path(args.workspace)
     view = ops.current_view(root)
     # the same derivation without the session's failures: the edges that differ are the fallbacks
-    baseline = derive(view.state, ops.rules_of(view.state, root), view.session, failures=False).association
+    baseline = derive(view.state, view.rules, view.session, failures=False).association
     out = Path(args.out) if args.out else root / "report"
     page = write_report(out, f"soxs-es report: {root.resolve().name}", view.session, view.derived.raw_frames,
                         view.derived.association, baseline, view.found)

@@ -164,21 +164,27 @@ def _projected_failure(ws: Workspace, name: str) -> str | None:
 
 @attrs.frozen
 class View:
-    """The current session as readers see it: derived from the log, products checked on disk."""
+    """The current session as readers see it: derived from the log."""
 
     state: WorkspaceState
     session: str
+    rules: Rules  # those recorded in the log (the workspace's file only before any was recorded)
     derived: Derived
-    found: frozenset[str]  # predicted product paths that exist in the session's reduced/ folder
+    found: frozenset[str]  # product paths the log has found in the session's reduced/ folder
 
 
 def current_view(root: Path) -> View:
+    """The one reader's view of a workspace: the log folded, derived with the rules recorded in it for the
+    current session; a product exists when the log says it was found (as the tables say)."""
     state = read_state(root)
     session = state.current_session or BASE
-    derived = derive(state, rules_of(state, root), session)
-    folder = root / "sessions" / session
-    found = frozenset(p.filepath for p in derived.association.products if (folder / p.filepath).exists())
-    return View(state, session, derived, found)
+    rules = rules_of(state, root)
+    return View(state, session, rules, derive(state, rules, session), found_products(state, session))
+
+
+def found_products(state: WorkspaceState, session: str) -> frozenset[str]:
+    """The products the log has found on disk in `session` (`prep` records each one it finds)."""
+    return frozenset(state.products.get(session, {}))
 
 
 def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
@@ -286,7 +292,7 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
         log.conn.execute("DETACH DATABASE live")
         tables.project_frames(log.conn, derived.raw_frames, derived.rejected_files)
         tables.project_association(log.conn, tables.ProjectedAssociation(
-            derived.association, session, frozenset(), state.frames_seq, rules.digest, cut),
+            derived.association, session, found_products(state, session), state.frames_seq, rules.digest, cut),
             pipeline_cells(state, session), inbox_seen=0)
     finally:
         log.close()
