@@ -25,12 +25,22 @@ class Event(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 class FrameIngested(Event, frozen=True):
-    """A FITS file's primary header was read at `path` (only the keywords the rules need are kept)."""
+    """A FITS file's primary header was read at `path` (only the keywords the rules need are kept: those of
+    the `KeywordsAsked` named `asked`; "" in events recorded before it was, whose frames are read again)."""
 
     path: str
     size: int
     mtime_ns: int
     header: dict[str, HeaderValue]
+    asked: str = ""
+
+
+class KeywordsAsked(Event, frozen=True):
+    """The header keywords ingests keep from now on (those the rules in force need), named `digest`; a frame
+    read for fewer than the rules want is read again."""
+
+    digest: str
+    keywords: list[str]
 
 
 class FileRejected(Event, frozen=True):
@@ -195,6 +205,7 @@ class ProductLost(Event, frozen=True):
 
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FrameIngested,
+    KeywordsAsked,
     FileRejected,
     FrameDecompressed,
     MoveIntended,

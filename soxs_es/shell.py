@@ -225,6 +225,12 @@ class Workspace:
                                          source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml",
                                          text=self.rules.text)])
 
+    def record_keywords(self) -> None:
+        """The keywords ingests keep under the rules in force, recorded once (frames name them by digest)."""
+        digest = self.rules.keywords_digest
+        if digest not in self.state.keyword_sets:
+            self.record([ev.KeywordsAsked(digest=digest, keywords=sorted(self.rules.keywords))])
+
     def record_qc_ranges(self, session: str) -> None:
         """The session settings' QC ranges, recorded when they differ from those last in force."""
         settings = self.session_dir(session) / SETTINGS

@@ -323,7 +323,8 @@ class Prep(Workspace):
             if item.kind == "rejected":
                 self.report.rejected.append((item.name, item.reason or "unreadable"))
         return [self._decompressed(item, home, size),
-                ev.FrameIngested(path=home, size=size, mtime_ns=mtime, header=item.header)]
+                ev.FrameIngested(path=home, size=size, mtime_ns=mtime, header=item.header,
+                                 asked=self.rules.keywords_digest)]
 
     def _decompressed(self, item: _RootFile, target: str, size: int | None = None) -> ev.FrameDecompressed:
         assert item.compressed is not None
@@ -374,7 +375,8 @@ class Prep(Workspace):
             path = self._at(item.name)
             size, mtime = _stat_key(path)
             if item.header is not None:
-                ingests.append(ev.FrameIngested(path=item.name, size=size, mtime_ns=mtime, header=item.header))
+                ingests.append(ev.FrameIngested(path=item.name, size=size, mtime_ns=mtime, header=item.header,
+                                                asked=self.rules.keywords_digest))
             elif layout.is_fits_name(item.name) or item.compressed:
                 ingests.append(ev.FileRejected(path=item.name, size=size, mtime_ns=mtime,
                                                reason=item.reason or "unreadable"))
@@ -418,16 +420,18 @@ class Prep(Workspace):
             if path.startswith(layout.RAW + "/") and path not in on_disk:
                 batch.append(ev.FrameMissing(path=path))
                 self.report.missing.append(path)
+        # new or changed, or read for fewer keywords than the rules in force want (a rules file that needs more)
+        asked, wanted = self.rules.keywords_digest, self.rules.keywords
         new: list[tuple[str, Path, int, int]] = [
             (rel, self.root / rel, size, mtime) for rel, (size, mtime) in sorted(on_disk.items())
-            if not self.state.unchanged(rel, size, mtime)]
+            if not (self.state.unchanged(rel, size, mtime) and self.state.read_for(rel, asked, wanted))]
         reads = fitsio.read_headers([p for _, p, _, _ in new], self.rules.keywords, self.workers,
                                     self._tick("reading raw/"))
         for (rel, _, size, mtime), read in zip(new, reads, strict=True):
             if read.header is None:
                 batch.append(ev.FileRejected(path=rel, size=size, mtime_ns=mtime, reason=read.problem or ""))
             else:
-                batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header))
+                batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header, asked=asked))
         self.report.ingested += len(new)
         self.record(batch)
         for rel, known in sorted(self.state.files.items()):
@@ -459,6 +463,7 @@ class Prep(Workspace):
     def _run(self) -> PrepReport:
         self.reconcile()
         self.record_rules()
+        self.record_keywords()
         found = self.scan_root()
         self.check_instruments(found)
         # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's

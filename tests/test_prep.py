@@ -222,6 +222,27 @@ def test_an_unsafe_header_value_makes_only_its_own_set_unusable(tmp_path: Path, 
     assert any("STARE_OBJ" in n for n in written)
 
 
+def test_frames_are_read_again_when_the_rules_want_keywords_they_were_not_read_for(download: Path, clock) -> None:
+    """A workspace rules file that takes a column from a keyword the shipped rules never read: the frames
+    already ingested are read again for it (their ingest kept only the keywords asked for then)."""
+    from importlib import resources
+
+    prep(download, clock, workers=1, notify=lambda m: None)
+    rows = raw_frames(download)
+    assert rows and all(r["eso obs targ name"] != "from-misc" for r in rows)
+    shipped = (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    assert "    eso obs targ name: ESO OBS TARG NAME\n" in shipped
+    (download / "soxs-es-rules.yaml").write_text(
+        shipped.replace("    eso obs targ name: ESO OBS TARG NAME\n", "    eso obs targ name: ESO TEL MISC001\n"))
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.ingested == len(rows)  # every frame read again, once
+    expected = {r["filepath"]: read_header(download / r["filepath"], frozenset({"ESO TEL MISC001"}))
+                .header.get("ESO TEL MISC001") for r in raw_frames(download)}
+    assert {r["filepath"]: r["eso obs targ name"] for r in raw_frames(download)} == expected
+    assert all(expected.values())
+    assert prep(download, clock, workers=1, notify=lambda m: None).ingested == 0  # and not again
+
+
 def test_folder_without_fits_is_refused_and_untouched(tmp_path: Path, clock) -> None:
     (tmp_path / "thesis.txt").write_text("precious")
     with pytest.raises(UserError, match="no FITS files") as caught:

@@ -25,7 +25,7 @@ from soxs_es.pure import layout
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 8
+STATE_FORMAT = 9
 #: A new snapshot of the folded state is written once this many events have been added since the last one.
 SNAPSHOT_EVERY = 500
 
@@ -231,14 +231,15 @@ def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[bytes]:
     known = list(files.values())
     for start in range(0, len(known), FILES_PER_CHUNK):
         yield msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
-                                       k.problem) for k in known[start:start + FILES_PER_CHUNK]])
+                                       k.problem, k.asked) for k in known[start:start + FILES_PER_CHUNK]])
 
 
 def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
     files = {}
     for blob in blobs:
-        for path, size, mtime, header, problem in msgspec.msgpack.decode(blob):
-            files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem)
+        for path, size, mtime, header, problem, asked in msgspec.msgpack.decode(blob):
+            files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
+                                    asked)
     return pmap(files)
 
 

@@ -27,6 +27,11 @@ class Rules:
     text: str = ""
     raw: PMap[str, Any] = attrs.field(factory=pmap)
 
+    @property
+    def keywords_digest(self) -> str:
+        """A name for the set of keywords an ingest keeps (`KeywordsAsked`): equal sets, equal names."""
+        return hashlib.sha256("\n".join(sorted(self.keywords)).encode()).hexdigest()[:16]
+
     def section(self, *path: str) -> Any:
         """A part of the rules document as plain values (read-only by convention; memoised per document)."""
         node: Any = _plain(self)

@@ -26,6 +26,7 @@ class KnownFile:
     mtime_ns: int
     header: Mapping[str, Any] | None  # a read-only view; None when the file could not be read
     problem: str | None = None  # why it could not be read
+    asked: str = ""  # the keywords its header was read for (`KeywordsAsked`)
 
 
 @attrs.frozen
@@ -85,6 +86,8 @@ class WorkspaceState:
     qc_rows: PMap[str, tuple[FrozenQcRow, ...]] = attrs.field(factory=pmap)
     #: session -> SOF -> its latest `soxs-es reduce` run
     runs: PMap[str, PMap[str, Run]] = attrs.field(factory=pmap)
+    #: digest -> the keywords ingests kept under it (`KeywordsAsked`)
+    keyword_sets: PMap[str, frozenset[str]] = attrs.field(factory=pmap)
     #: False in a state read without its files (by a command that needs no frame): `files` is then empty
     files_loaded: bool = True
 
@@ -92,6 +95,14 @@ class WorkspaceState:
         """True when the log already holds this file with this size and modification time."""
         known = self.files.get(path)
         return known is not None and known.size == size and known.mtime_ns == mtime_ns
+
+    def read_for(self, path: str, digest: str, keywords: frozenset[str]) -> bool:
+        """Whether the header the log holds of `path` was read for at least `keywords` (named `digest`); an
+        unreadable file has nothing more to give."""
+        known = self.files.get(path)
+        if known is None or known.header is None or known.asked == digest:
+            return True
+        return keywords <= self.keyword_sets.get(known.asked, frozenset())
 
 
 EMPTY = WorkspaceState()
@@ -218,7 +229,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     rules_digest, rules_text, frames_seq = state.rules_digest, state.rules_text, state.frames_seq
     sessions, current = state.sessions, state.current_session
     outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
-    qc_rows, runs = state.qc_rows, state.runs
+    qc_rows, runs, keyword_sets = state.qc_rows, state.runs, state.keyword_sets
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
@@ -241,8 +252,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         if isinstance(event, FRAME_EVENTS):
             frames_seq = item.seq
         match event:  # the most frequent kinds first: each case is a type check
-            case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header):
-                files[path] = KnownFile(path, size, mtime, MappingProxyType(header))
+            case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header, asked=asked):
+                files[path] = KnownFile(path, size, mtime, MappingProxyType(header), None, asked)
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
                 files[path] = KnownFile(path, size, mtime, None, reason)
             case ev.MoveIntended(source=source):
@@ -257,6 +268,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameMissing(path=path):
                 if path in files:
                     del files[path]
+            case ev.KeywordsAsked(digest=digest, keywords=keywords):
+                keyword_sets = keyword_sets.set(digest, frozenset(keywords))
             case ev.RulesInForce(digest=digest, text=text):
                 rules_digest, rules_text = digest, text
             case ev.SessionCreated(session=session):
@@ -301,4 +314,4 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         qc = _nested_set(qc, session, sof, pmap(made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
-                          qc_rows, runs, state.files_loaded)
+                          qc_rows, runs, keyword_sets, state.files_loaded)
