@@ -170,20 +170,24 @@ class View:
     session: str
     rules: Rules  # those recorded in the log (the workspace's file only before any was recorded)
     derived: Derived
-    found: frozenset[str]  # product paths the log has found in the session's reduced/ folder
+    found: frozenset[str]  # predicted product paths whose files are in the session's reduced/ folder
 
 
 def current_view(root: Path) -> View:
     """The one reader's view of a workspace: the log folded, derived with the rules recorded in it for the
-    current session; a product exists when the log says it was found (as the tables say)."""
+    current session; a product exists when its file is in the session's reduced/ folder now (what the next
+    writing command records, and the tables then show)."""
     state = read_state(root)
     session = state.current_session or BASE
     rules = rules_of(state, root)
-    return View(state, session, rules, derive(state, rules, session), found_products(state, session))
+    derived = derive(state, rules, session)
+    folder = root / "sessions" / session
+    found = frozenset(p.filepath for p in derived.association.products if (folder / p.filepath).exists())
+    return View(state, session, rules, derived, found)
 
 
 def found_products(state: WorkspaceState, session: str) -> frozenset[str]:
-    """The products the log has found on disk in `session` (`prep` records each one it finds)."""
+    """The products the log had found in `session` by the end of `state` (a replay's products then)."""
     return frozenset(state.products.get(session, {}))
 
 
