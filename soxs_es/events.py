@@ -113,9 +113,10 @@ class SessionSwitched(Event, frozen=True):
     session: str
 
 
-#: Who said a recipe failed or passed: `soxs-es record` by hand (""), the recipe itself in the database
-#: ("pipeline": its `status_<session>` / `error_message` cells, read by `harvest`), or a `soxs-es reduce` run.
-BY_HAND, BY_PIPELINE, BY_REDUCE = "", "pipeline", "reduce"
+#: Who said a recipe failed or passed: `soxs-es record` by hand (""), or the recipe itself in the database
+#: ("pipeline": its `status_<session>` / `error_message` cells, read by `harvest`). A `soxs-es reduce` run's
+#: outcome is its own event, `RecipeRun`.
+BY_HAND, BY_PIPELINE = "", "pipeline"
 
 
 class RecipeFailed(Event, frozen=True):

@@ -280,19 +280,19 @@ class Reduce:
     def run(self) -> ReduceReport:
         stopping = False
         try:
-            while True:
-                now = self._plan()
-                if now.finished or (stopping and not now.running):
-                    break
-                if not stopping:
-                    for sof in now.runnable[:self.executor.slots - len(now.running)]:
-                        self._start(sof)
+            now = self._plan()
+            while not (now.finished or (stopping and not now.running)):
+                starting = [] if stopping else now.runnable[:self.executor.slots - len(now.running)]
+                for sof in starting:
+                    self._start(sof)
                 ended = self.executor.wait(0.5)
                 for result in ended:
                     if self._finish(result) == "failed" and self.quit_on_fail:
                         stopping = True
                 if ended:
                     self._project()
+                if starting or ended:  # else nothing changed: the plan stands
+                    now = self._plan()
         finally:
             self.executor.stop()  # a Ctrl-C or an error: the runs still going end with it (resumed next time)
             self.ws.close()

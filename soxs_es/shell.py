@@ -54,6 +54,14 @@ def default_settings() -> str:
     return (resources.files("soxs_es") / "rules/session_settings.yaml").read_text()
 
 
+def holds_short_settings(path: Path) -> bool:
+    """Whether `path` is soxs-es's short settings file as shipped (unedited; not soxspipe's full one)."""
+    try:
+        return path.read_bytes() == default_settings().encode()
+    except OSError:
+        return False
+
+
 def short_settings_note(path: str) -> str:
     return (f"{path} holds soxs-es's QC ranges only, not soxspipe's settings, so soxspipe's recipes cannot run "
             f"in this workspace yet: {soxspipe.HOW_TO_INSTALL}, then run `soxs-es prep` again")
@@ -192,11 +200,7 @@ class Workspace:
         """A session still holding soxs-es's short settings file, unedited, gets soxspipe's full one once a
         soxspipe is found; else the user is told how to get it (an edited file is never replaced)."""
         settings = self.session_dir(session) / SETTINGS
-        try:
-            short = settings.read_text() == default_settings()
-        except OSError:
-            return
-        if not short:
+        if not holds_short_settings(settings):
             return
         full = session_settings(self.session_dir(session))
         if full is not None:

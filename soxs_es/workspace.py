@@ -39,7 +39,7 @@ from soxs_es.shell import (
     SETTINGS,
     UserError,
     Workspace,
-    default_settings,
+    holds_short_settings,
     listdir,
     load_rules,
     short_settings_note,
@@ -524,7 +524,7 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
     if meta is None:
         return None
     settings = root / SESSIONS / meta["session"] / SETTINGS
-    short = settings.is_file() and settings.read_bytes() == default_settings().encode()
+    short = holds_short_settings(settings)
     if short and soxspipe.find_soxspipe():
         return None  # the short settings file is replaced by soxspipe's full one
     report = PrepReport(workspace=str(root), raw_frames=int(meta["raw_frames"]), nights=int(meta["nights"]),

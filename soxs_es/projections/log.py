@@ -50,4 +50,4 @@ def describe(event: ev.Event) -> str:
 
 
 def _by(by: str) -> str:
-    return {ev.BY_PIPELINE: " (the recipe's own record)", ev.BY_REDUCE: " (soxs-es reduce)"}.get(by, "")
+    return " (the recipe's own record)" if by == ev.BY_PIPELINE else ""
