@@ -28,6 +28,7 @@ from soxs_es.projections.sql import transaction
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
@@ -294,7 +295,7 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
                         "SELECT seq, recorded_at, type, payload, schema_version FROM live.events WHERE seq <= ?",
                         (cut,))
         log.conn.execute("DETACH DATABASE live")
-        tables.project_frames(log.conn, derived.raw_frames, derived.rejected_files)
+        tables.project_frames(log.conn, raw_frame_columns(rules), derived.raw_frames, derived.rejected_files)
         tables.project_association(log.conn, tables.ProjectedAssociation(
             derived.association, session, found_products(state, session), state.frames_seq, rules.digest, cut),
             pipeline_cells(state, session), inbox_seen=0)

@@ -25,7 +25,7 @@ from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_re
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import derive, frame_rows, frames_and_nights
-from soxs_es.pure.frames import RAW_FRAME_COLUMNS
+from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
@@ -310,7 +310,7 @@ class Workspace:
                 frames = self._projected_frames(meta)
                 if frames is None:  # the frames changed: their tables are rewritten
                     frames = frame_rows(self.state, self.rules)
-                    tables.project_frames(conn, *frames)
+                    tables.project_frames(conn, raw_frame_columns(self.rules), *frames)
                 derived = derive(self.state, self.rules, session, frames=frames)
                 counts = frames_and_nights(derived.raw_frames)
                 del frames
@@ -376,7 +376,7 @@ class Workspace:
         if not self._frames_as_projected(meta):
             return None
         try:
-            return (tables.read_rows(self.log.conn, "raw_frames", RAW_FRAME_COLUMNS),
+            return (tables.read_rows(self.log.conn, "raw_frames", raw_frame_columns(self.rules)),
                     tables.read_rows(self.log.conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
         except sqlite3.OperationalError:
             return None

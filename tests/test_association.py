@@ -210,7 +210,7 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     from soxs_es.eventlog import EventLog
     from soxs_es.projections import tables
     from soxs_es.pure.derive import derive, frame_rows
-    from soxs_es.pure.frames import RAW_FRAME_COLUMNS
+    from soxs_es.pure.frames import raw_frame_columns
     from soxs_es.pure.state import fold
     from soxs_es.pure.tables import sof_files
 
@@ -219,7 +219,7 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     state = fold(EventLog(tmp_path / "soxspipe.db", readonly=True).read())
     computed = frame_rows(state, RULES)
     conn = sqlite3.connect(tmp_path / "soxspipe.db")
-    read_back = (tables.read_rows(conn, "raw_frames", RAW_FRAME_COLUMNS),
+    read_back = (tables.read_rows(conn, "raw_frames", raw_frame_columns(RULES)),
                  tables.read_rows(conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
     assert read_back == computed
     a = derive(state, RULES, frames=read_back).association

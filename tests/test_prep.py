@@ -243,6 +243,29 @@ def test_frames_are_read_again_when_the_rules_want_keywords_they_were_not_read_f
     assert prep(download, clock, workers=1, notify=lambda m: None).ingested == 0  # and not again
 
 
+def test_a_column_the_rules_file_adds_is_in_raw_frames(download: Path, clock) -> None:
+    """The raw_frames columns come from the rules: a copied keyword the shipped rules do not know becomes a
+    column (after soxspipe's, for frames ingested before too), and one left out of `order` still comes."""
+    import sqlite3
+    from importlib import resources
+
+    prep(download, clock, workers=1, notify=lambda m: None)
+    shipped = (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    anchor = "    eso obs targ name: ESO OBS TARG NAME\n"
+    own = shipped.replace(anchor, anchor + "    tel misc: ESO TEL MISC001\n").replace(" eso tel az,", "")
+    assert own.count("tel misc") == 1 and "eso tel az," not in own
+    (download / "soxs-es-rules.yaml").write_text(own)
+    prep(download, clock, workers=1, notify=lambda m: None)
+    conn = sqlite3.connect(download / "soxspipe.db")
+    columns = [c[1] for c in conn.execute("PRAGMA table_info(raw_frames)")]
+    assert columns[-2:] == ["eso tel az", "tel misc"] and columns[:3] == ["file", "filepath", "instrume"]
+    assert columns.count("eso tel az") == 1
+    values = {p: v for p, v in conn.execute('SELECT filepath, "tel misc" FROM raw_frames')}
+    expected = {p: read_header(download / p, frozenset({"ESO TEL MISC001"})).header.get("ESO TEL MISC001")
+                for p in values}
+    assert values == expected and all(expected.values())
+
+
 def test_folder_without_fits_is_refused_and_untouched(tmp_path: Path, clock) -> None:
     (tmp_path / "thesis.txt").write_text("precious")
     with pytest.raises(UserError, match="no FITS files") as caught:

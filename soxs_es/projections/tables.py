@@ -18,7 +18,6 @@ import attrs
 from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 from soxs_es.pure.association import Association
-from soxs_es.pure.frames import RAW_FRAME_COLUMNS
 from soxs_es.pure.tables import (
     PRODUCT_COLUMNS,
     SET_COLUMNS,
@@ -40,16 +39,11 @@ PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_f
 REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
 RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
 
-def frame_tables(raw_frames: Sequence[Mapping[str, Any]], rejected_files: Sequence[Mapping[str, Any]]
-                 ) -> tuple[TableRows, TableRows]:
-    return (TableRows("raw_frames", RAW_FRAME_COLUMNS, raw_frames, RAW_FRAME_INDEXES),
-            TableRows("rejected_files", REJECTED_FILE_COLUMNS, rejected_files))
-
-
-def project_frames(conn: sqlite3.Connection, raw_frames: Sequence[Mapping[str, Any]],
+def project_frames(conn: sqlite3.Connection, columns: Sequence[str], raw_frames: Sequence[Mapping[str, Any]],
                    rejected_files: Sequence[Mapping[str, Any]]) -> None:
-    """The raw_frames and rejected_files tables, in one transaction."""
-    replace_tables(conn, frame_tables(raw_frames, rejected_files))
+    """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction."""
+    replace_tables(conn, (TableRows("raw_frames", tuple(columns), raw_frames, RAW_FRAME_INDEXES),
+                          TableRows("rejected_files", REJECTED_FILE_COLUMNS, rejected_files)))
 
 
 @attrs.frozen

@@ -19,17 +19,25 @@ from soxs_es.pure.rules import Rules, derived
 Header = Mapping[str, Any]
 MJD_EPOCH = date(1858, 11, 17)
 
-#: `raw_frames` columns in table order.
-RAW_FRAME_COLUMNS: tuple[str, ...] = (
-    "file", "filepath", "instrume", "eso seq arm", "mjd-obs", "date-obs", "mjd-date", "night start date",
-    "night start mjd", "eso dpr catg", "eso dpr type", "eso dpr tech", "exptime", "binning", "rospeed",
-    "gain", "slit", "slitmask", "lamp", "filter", "object", "template", "eso obs id", "eso obs name",
-    "eso obs targ name", "eso obs start", "eso obs tplno", "eso obs ntpl", "eso tpl name", "eso tpl start",
-    "eso tpl nexp", "eso tpl expno", "ra", "dec", "absrot", "eso tel az", "eso tel alt",
-    "eso tel parang start", "eso tel parang end", "eso tel ambi fwhm start", "eso tel ambi fwhm end",
-    "eso tel airm start", "eso tel airm end", "nir temp k", "vis temp c", "cp temp c", "afc1 pos1",
-    "afc1 pos2", "afc2 pos1", "afc2 pos2", "simulation", "ignore", "ignore reason",
+#: `raw_frames` columns soxs-es makes itself (the others are header copies named by the rules' `copied`).
+MADE_COLUMNS: tuple[str, ...] = (
+    "file", "filepath", "eso seq arm", "mjd-obs", "mjd-date", "night start date", "night start mjd", "exptime",
+    "binning", "rospeed", "gain", "slit", "slitmask", "lamp", "filter", "simulation", "ignore", "ignore reason",
 )
+#: copied columns read as numbers (a value of another type is left empty)
+NUMERIC_COPIES = ("ra", "dec", "absrot", "eso tpl nexp", "eso tpl expno")
+
+
+def raw_frame_columns(rules: Rules) -> tuple[str, ...]:
+    """The `raw_frames` columns in table order: the rules' `order`, then the columns it leaves out (copied
+    ones in `copied` order, then those soxs-es makes), so that a column a rules file adds is never dropped."""
+    return derived(rules, _columns_of)
+
+
+def _columns_of(rules: Rules) -> tuple[str, ...]:
+    columns = rules.section("columns")
+    ordered = list(dict.fromkeys(columns.get("order", ())))
+    return (*ordered, *(c for c in dict.fromkeys((*columns["copied"], *MADE_COLUMNS)) if c not in ordered))
 
 
 @attrs.frozen
@@ -71,9 +79,7 @@ class _Plan:
     filter_keyword: str
     maintenance_name: str
     no_optics_types: frozenset[str]
-
-
-_EMPTY_ROW: dict[str, Any] = dict.fromkeys(RAW_FRAME_COLUMNS)
+    empty_row: Mapping[str, None]  # every column, in table order
 
 
 def _plan(rules: Rules) -> _Plan:
@@ -95,7 +101,8 @@ def _make_plan(rules: Rules) -> _Plan:
         product_keyword=ingest["product_keyword"], camera_keyword=acq["camera_keyword"],
         camera_value=acq["camera_value"], acq_exptime_keyword=acq["exptime_keyword"],
         filter_keyword=acq["filter_keyword"], maintenance_name=columns["maintenance_name"],
-        no_optics_types=frozenset(columns["no_optics_types"]))
+        no_optics_types=frozenset(columns["no_optics_types"]),
+        empty_row=dict.fromkeys(raw_frame_columns(rules)))
 
 
 def _is_acquisition(header: Header, plan: _Plan) -> bool:
@@ -190,10 +197,11 @@ def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
     arm = get("ESO SEQ ARM")
     arm = arm.upper() if isinstance(arm, str) and arm else ("ACQ" if acquisition else None)
     mjd = float(header["MJD-OBS"])
-    row = dict(_EMPTY_ROW)  # the columns in table order; keys only copied by the rules follow (dropped later)
+    row = dict(plan.empty_row)  # the columns in table order
     row.update(zip(plan.copied_names, map(get, plan.copied_keywords), strict=True))
-    for name in ("ra", "dec", "absrot", "eso tpl nexp", "eso tpl expno"):
-        row[name] = _number_or_none(row[name])
+    for name in NUMERIC_COPIES:
+        if name in row:
+            row[name] = _number_or_none(row[name])
     slit_keyword = plan.slit.get(arm) if arm else None
     slit = get(slit_keyword) if slit_keyword else None
     if not (isinstance(slit, str) and slit):
@@ -262,8 +270,4 @@ def raw_frame_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[d
         row["ignore"] = 1 if reason else 0
         row["ignore reason"] = reason
     rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
-    extra = [name for name in plan.copied_names if name not in _EMPTY_ROW]
-    for row in rows if extra else ():  # a rules file may copy a keyword to a name that is no column
-        for name in extra:
-            del row[name]
     return rows
