@@ -1,4 +1,4 @@
-"""`soxs-es` command line: a thin shell over `soxs_es.workspace` and the projections.
+"""`soxs-es` command line: a thin shell over `soxs_es.prep` and the projections.
 
 Exit codes: 0 done; 1 internal error; 2 refused, nothing changed (bad arguments, no FITS, mixed
 instruments, unusable database); 3 done, but some inputs were rejected or conflicted (see the report);
@@ -29,7 +29,7 @@ from soxs_es.pure import layout
 from soxs_es.pure.summary import AssociationSummary
 
 if TYPE_CHECKING:
-    from soxs_es.workspace import PrepReport
+    from soxs_es.prep import PrepReport
 
 
 class ProgressBar:
@@ -117,7 +117,7 @@ def _print_association(summary: AssociationSummary) -> None:
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
-    from soxs_es.workspace import prep  # only prep needs the FITS readers and decompression
+    from soxs_es.prep import prep  # only prep needs the FITS readers and decompression
 
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.json)
     report = prep(Path(args.workspace), workers=args.workers, progress=bar,

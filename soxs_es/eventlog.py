@@ -15,7 +15,9 @@ from pathlib import Path
 import msgspec
 
 from soxs_es import events as ev
+from soxs_es.projections.caches import read_state
 from soxs_es.projections.sql import transaction
+from soxs_es.pure.state import WorkspaceState, fold, touch_frames
 
 #: The database format this version writes; a newer one is refused rather than misread.
 DATABASE_FORMAT = 1
@@ -178,3 +180,22 @@ class Checkpoints:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join()
+
+
+def load_state(log: EventLog, until_seq: int | None = None, with_files: bool = True) -> WorkspaceState:
+    """The log (up to `until_seq`) folded, starting from the state's snapshot when it covers a prefix of it.
+
+    The same fold either way: a snapshot only spares re-folding the events it includes. Without
+    `with_files` the state's files are left out (`files_loaded` False) when no event after the snapshot
+    touches them; otherwise they are read too.
+    """
+    last = log.last_seq() if until_seq is None else until_seq
+    snapshot = read_state(log.conn, with_files)
+    if snapshot is None or snapshot.last_seq > last:
+        return fold(log.read(until_seq=until_seq))
+    tail = list(log.read(after=snapshot.last_seq, until_seq=until_seq))
+    if not snapshot.files_loaded and touch_frames(tail):
+        snapshot = read_state(log.conn, with_files=True)
+        if snapshot is None:
+            return fold(log.read(until_seq=until_seq))
+    return fold(tail, snapshot)

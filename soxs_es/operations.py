@@ -18,10 +18,10 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es.eventlog import Clock, EventLog, format_time, utc_now
+from soxs_es.eventlog import Clock, EventLog, format_time, load_state, utc_now
 from soxs_es.fsops import same_bytes
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
-from soxs_es.projections import fingerprint, tables
+from soxs_es.projections import caches, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
 from soxs_es.projections.sql import transaction
@@ -30,6 +30,7 @@ from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
+from soxs_es.pure.projection import ProjectedAssociation
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
@@ -64,7 +65,7 @@ def read_state(root: Path) -> WorkspaceState:
     _require_workspace(root)
     log = EventLog(root / layout.DATABASE, readonly=True)
     try:
-        return fingerprint.fold_log(log)
+        return load_state(log)
     finally:
         log.close()
 
@@ -153,8 +154,8 @@ def _projected_failure(ws: Workspace, name: str) -> str | None:
 
     The projection is used only when it was made from the whole log as it is, for the current session.
     """
-    meta = fingerprint.read_meta(ws.log.conn)
-    if meta.get("last_seq") != str(ws.state.last_seq) or meta.get("session") != ws.session:
+    stamp = caches.read_stamp(ws.log.conn)
+    if stamp is None or stamp.last_seq != ws.state.last_seq or stamp.session != ws.session:
         return None
     row = ws.log.conn.execute("SELECT failed FROM raw_frame_sets WHERE sof = ?", (name,)).fetchone()
     return None if row is None else (row[0] or "")
@@ -296,7 +297,7 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
                         (cut,))
         log.conn.execute("DETACH DATABASE live")
         tables.project_frames(log.conn, raw_frame_columns(rules), derived.raw_frames, derived.rejected_files)
-        tables.project_association(log.conn, tables.ProjectedAssociation(
+        tables.project_association(log.conn, ProjectedAssociation(
             derived.association, session, found_products(state, session), state.frames_seq, rules.digest, cut),
             pipeline_cells(state, session), inbox_seen=0)
     finally:
@@ -318,7 +319,7 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
         (cut, count, cut_time) = log.conn.execute(
             "SELECT COALESCE(MAX(seq), 0), COUNT(*), MAX(recorded_at) FROM events WHERE seq <= ? AND recorded_at <= ?",
             (until_seq if until_seq is not None else 2**62, until_time or "9999")).fetchone()
-        then_state = fingerprint.fold_log(log, until_seq=cut)
+        then_state = load_state(log, until_seq=cut)
         later = list(log.read(after=cut))
     finally:
         log.close()

@@ -1,10 +1,13 @@
 """Work handed to other processes, so that it neither waits for the main one nor takes its interpreter lock.
 
 - `worker_pool`: forked workers that decompress and read headers (CPU-bound, one per core);
-- `Forked`: one function run in a forked child (the SOF folder is written while the main process writes
-  the tables: a thread would wait ~5 ms for the interpreter lock after each of its thousands of system calls);
-  `Removal` syncs the disk and removes the `.Z` files of decompressed frames in one (thousands of unlinks,
-  each waiting on the disk) while the main process projects.
+- `beside(function, *args)`: one function run in a forked child while this process goes on (the SOF
+  folder is written while the main process writes the tables: a thread would wait for the interpreter lock
+  after each of its thousands of system calls); `Removal` syncs the disk and removes the `.Z` files of
+  decompressed frames in one (thousands of unlinks, each waiting on the disk) while the main process projects.
+
+This is the one place that decides what runs beside: with `SOXS_ES_SERIAL=1` in the environment everything
+runs in this process, one step after the other (for a debugger or a profiler; the results are the same).
 
 A forked child lets go of the workspace lock and dies with its parent (`_child_start`), never touches the
 database its parent has open, and hands back its value.
@@ -28,6 +31,11 @@ T = TypeVar("T")
 _FORK = multiprocessing.get_context("fork")
 
 
+def serial() -> bool:
+    """Whether everything runs in this process (`SOXS_ES_SERIAL=1`)."""
+    return os.environ.get("SOXS_ES_SERIAL", "") not in ("", "0")
+
+
 def die_with(parent: int) -> None:
     """Be killed when `parent` dies (Linux); exit now if it already has. A child left running after a killed
     `prep` would work on the workspace while the next `prep` holds the lock."""
@@ -48,6 +56,13 @@ def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     die_with(parent)
+
+
+def worker_count(asked: int | None) -> int:
+    """How many processes read headers: those asked for (default: one per core); one when `serial()`."""
+    if serial():
+        return 1
+    return asked if asked is not None else (os.cpu_count() or 1)
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -108,6 +123,33 @@ class Forked(Generic[T]):
         return value  # type: ignore[no-any-return]
 
 
+class Done(Generic[T]):
+    """`function(*args)` run here and now (`SOXS_ES_SERIAL`): the same interface as `Forked`."""
+
+    def __init__(self, function: Callable[..., T], *args: Any) -> None:
+        try:
+            self._outcome: tuple[bool, Any] = (True, function(*args))
+        except Exception as error:  # raised by result(), as a child's would be
+            self._outcome = (False, error)
+
+    def wait(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def result(self) -> T:
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+def beside(function: Callable[..., T], *args: Any) -> Forked[T] | Done[T]:
+    """`function(*args)` run in a forked child while this process goes on (here and now when `serial()`)."""
+    return Done(function, *args) if serial() else Forked(function, *args)
+
+
 def remove_files(paths: list[str]) -> list[tuple[str, str]]:
     """Sync the disk (the decompressed frames reach it before their compressed copies leave it), then remove
     `paths`; (path, why) of those that could not be removed (one already gone is not a problem)."""
@@ -138,7 +180,7 @@ class Removal:
     already decompressed)."""
 
     def __init__(self, paths: list[str]) -> None:
-        self._child = Forked(remove_files, paths)
+        self._child = beside(remove_files, paths)
 
     def problems(self) -> list[tuple[str, str]]:
         """Wait for the child: (path, why) of the files it could not remove."""

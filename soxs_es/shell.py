@@ -11,31 +11,26 @@ import sqlite3
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import attrs
 
 from soxs_es import events as ev
-from soxs_es import soxspipe
+from soxs_es import listing, soxspipe
 from soxs_es.errors import UserError
-from soxs_es.eventlog import Clock, EventLog, utc_now
-from soxs_es.processes import Forked
-from soxs_es.projections import fingerprint, pipeline, tables
-from soxs_es.projections.sof_files import SofWrite, atomic_write_text, ensure_relative_link, write_sof_folder
+from soxs_es.eventlog import Clock, EventLog, load_state, utc_now
+from soxs_es.projections import caches, pipeline, tables
+from soxs_es.projections.execute import write_plan
+from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
-from soxs_es.pure.derive import derive, frame_rows, frames_and_nights
-from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.harvest import harvested_events
+from soxs_es.pure.projection import plan_projection
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
-from soxs_es.pure.tables import pipeline_cells, sof_files
 
-SESSIONS = "sessions"
-SESSION_FOLDERS = ("sof", "reduced", "qc")
-SETTINGS = "soxspipe.yaml"
+SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, layout.SETTINGS
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
 
 
@@ -97,7 +92,7 @@ class Workspace:
         self.clock = clock
         # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
         # Commands about outcomes and sessions read it without the files (the frames are read when needed).
-        self.state: WorkspaceState = fingerprint.fold_log(self.log, with_files=with_files)
+        self.state: WorkspaceState = load_state(self.log, with_files=with_files)
         self.appended = 0
         #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
         self.inbox_seen = 0
@@ -110,7 +105,7 @@ class Workspace:
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
         if not self.state.files_loaded:
-            self.state = fingerprint.fold_log(self.log)
+            self.state = load_state(self.log)
 
     def close(self) -> None:
         self.log.close()
@@ -253,7 +248,7 @@ class Workspace:
     def product_changes(self, session: str) -> list[ev.Event]:
         """FITS files that appeared in, changed in or vanished from the session's reduced/ folder."""
         known = self.state.products.get(session, {})
-        on_disk = fingerprint.products_listing(self.session_dir(session))
+        on_disk = listing.products_listing(self.session_dir(session))
         batch: list[ev.Event] = [ev.ProductFound(session=session, path=p, size=size, mtime_ns=mtime)
                                  for p, (size, mtime) in sorted(on_disk.items()) if known.get(p) != (size, mtime)]
         batch += [ev.ProductLost(session=session, path=p) for p in sorted(known) if p not in on_disk]
@@ -261,138 +256,48 @@ class Workspace:
 
     # -- projection --------------------------------------------------------------------------------
 
-    def outputs_stamp(self, session: str) -> str:
-        return fingerprint.outputs_stamp(self.root, self.session_dir(session), (*SESSION_FOLDERS, SETTINGS))
-
     def projection_current(self) -> bool:
-        """The projections were completed from the whole log as it is, for the current session and rules.
-
-        The fingerprint is written last, so a projection cut short by a crash is never taken as current.
-        """
-        meta = fingerprint.read_meta(self.log.conn)
-        return (fingerprint.has_tables(self.log.conn, tables.PROJECTED_TABLES)
-                and meta.get("last_seq") == str(self.state.last_seq) and meta.get("session") == self.session
-                and meta.get("rules_digest") == self.rules.digest
-                and meta.get("outputs") == self.outputs_stamp(self.session))
+        """The projections were completed from the whole log as it is, for the current session and rules
+        (the stamp is written last, so a projection cut short by a crash is never taken as current)."""
+        stamp = caches.read_stamp(self.log.conn)
+        return (stamp is not None and caches.has_tables(self.log.conn, tables.PROJECTED_TABLES)
+                and stamp.current(self.state, self.rules, self.session,
+                                  listing.outputs_stamp(self.root, self.session_dir(self.session))))
 
     def project(self) -> Projection:
-        """`project_once`, again after reading what a recipe wrote meanwhile (until none wrote meanwhile)."""
+        """Make the projected tables and the current session's SOF files show the log as it is: plan what
+        to write (pure), write it, and stamp what was made. A recipe that wrote into the database meanwhile
+        refuses the write: what it wrote is read into the log and the plan made again."""
+        session = self.session
         while True:
+            self.record(self.product_changes(session))
+            shown = caches.shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES)
+            if shown.association is None:
+                self.load_files()  # the frames are derived, or their tables read back
+            plan = plan_projection(self.state, self.rules, session, shown, self.running)
+            del shown
             try:
-                return self.project_once()
+                written, snapshot = write_plan(self.log.conn, plan, self.session_dir(session) / "sof", self.state,
+                                               self.rules, self.inbox_seen)
             except pipeline.PipelineWroteMeanwhile:
                 self.harvest()
+                continue
+            projection = Projection(session, plan.association.association, plan.raw_frames, plan.nights,
+                                    summarise(plan.association.association, written), self.link_session(session))
+            self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
+            return projection
 
-    def project_once(self) -> Projection:
-        """Make the projected tables and the current session's SOF files show the log as it is.
-
-        When only outcomes, QC values, products on disk or the session changed since the last complete
-        projection (the frames and rules did not), the association it left is matched again where the
-        change reaches (`refail`) and only the changed rows and SOF files are rewritten: the fallback
-        after a recipe failure. Otherwise everything is derived from the frames and rebuilt.
-        """
-        session = self.session
-        self.record(self.product_changes(session))
-        conn = self.log.conn
-        folder = self.session_dir(session) / "sof"
-        found = frozenset(self.state.products.get(session, {}))
-        meta = fingerprint.read_meta(conn)
-        old = self._complete_projection(meta)
-        writing: Forked[SofWrite] | None = None
-        pickling: Forked[bytes] | None = None
-        snapshotting: Forked[fingerprint.Snapshot] | None = None
-        try:
-            if old is not None:
-                derived = derive(self.state, self.rules, session, frames=([], []), previous=old.association)
-                counts = int(meta["raw_frames"]), int(meta["nights"])
-            else:
-                self.load_files()
-                frames = self._projected_frames(meta)
-                if frames is None:  # the frames changed: their tables are rewritten
-                    frames = frame_rows(self.state, self.rules)
-                    tables.project_frames(conn, raw_frame_columns(self.rules), *frames)
-                derived = derive(self.state, self.rules, session, frames=frames)
-                counts = frames_and_nights(derived.raw_frames)
-                del frames
-            association = derived.association
-            del derived
-            new = tables.ProjectedAssociation(association, session, found, self.state.frames_seq,
-                                              self.rules.digest, self.state.last_seq)
-            changed = tables.changed_since(old, new)
-            if changed is None:
-                # the SOF files the last projection wrote, read before the tables are replaced
-                wanted, before = sof_files(association), tables.previous_sof_files(conn, session)
-            else:
-                assert old is not None
-                wanted, before = sof_files(association, changed), sof_files(old.association, changed)
-            # SOF files are written by a forked child while SQLite writes the tables: a thread would wait for
-            # the interpreter lock after each of its thousands of system calls, and slow the tables down
-            writing = Forked(write_sof_folder, folder, wanted, before)
-            if changed is None:  # the cached association is pickled by a forked child meanwhile
-                pickling = Forked(tables.association_blob, association)
-            if changed is None and fingerprint.snapshot_files_stale(conn, self.state):  # and the state's snapshot
-                snapshotting = Forked(fingerprint.encode_snapshot, self.state, True)
-            tables.project_association(conn, new, pipeline_cells(self.state, session, self.running),
-                                       self.inbox_seen, changed, None if pickling is None else pickling.result)
-        except BaseException:
-            for child in (writing, pickling, snapshotting):
-                if child is not None:
-                    child.wait()  # the tables' error is the one to tell
-            raise
-        try:
-            written = writing.result()
-        except BaseException:
-            if snapshotting is not None:
-                snapshotting.wait()  # it hands over megabytes: left unread, it would wait on its pipe for good
-            raise
-        if changed is not None:
-            written.unchanged += len(association.complete_sofs()) - len(wanted)
-        projection = Projection(session, association, *counts, summarise(association, written),
-                                self.link_session(session))
-        self.write_fingerprint(session, *counts, None if snapshotting is None else snapshotting.result())
-        return projection
-
-    def _complete_projection(self, meta: dict[str, str]) -> tables.ProjectedAssociation | None:
-        """The association the tables show, when the last projection ran to its end (its fingerprint is
-        written last), its frames and rules are still those of the log and its SOF files are as it left
-        them; None otherwise (then everything is rebuilt)."""
-        if not self._frames_as_projected(meta):
-            return None
-        old = tables.projected_association(self.log.conn)
-        if old is None or meta.get("last_seq") != str(old.seq) or old.frames_seq != self.state.frames_seq:
-            return None
-        if meta.get("session") != old.session or meta.get("outputs") != self.outputs_stamp(old.session):
-            return None
-        return old if fingerprint.has_tables(self.log.conn, tables.PROJECTED_TABLES) else None
-
-    def _frames_as_projected(self, meta: dict[str, str]) -> bool:
-        """No event since the last projection changed the frames or the rules (an outcome or a session
-        switch does not)."""
-        return meta.get("frames_seq") == str(self.state.frames_seq) and meta.get("rules_digest") == self.rules.digest
-
-    def _projected_frames(self, meta: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-        """The raw_frames and rejected_files rows as last projected, when no event since changed the frames
-        (an outcome or a session switch does not): reading them back is cheaper than deriving them."""
-        if not self._frames_as_projected(meta):
-            return None
-        try:
-            return (tables.read_rows(self.log.conn, "raw_frames", raw_frame_columns(self.rules)),
-                    tables.read_rows(self.log.conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
-        except sqlite3.OperationalError:
-            return None
-
-    def write_fingerprint(self, session: str, raw_frames: int, nights: int,
-                          snapshot: fingerprint.Snapshot | None = None) -> None:
+    def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: caches.Snapshot | None = None
+                    ) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
-        (`snapshot`: the state's snapshot, when a child encoded it meanwhile)."""
-        meta = {
-            "last_seq": self.state.last_seq, "rules_digest": self.rules.digest, "session": session,
-            "settings": fingerprint.fingerprint_settings(self.session_dir(session)),
-            "products": fingerprint.listing_digest(fingerprint.products_listing(self.session_dir(session))),
-            "raw_frames": raw_frames, "frames_seq": self.state.frames_seq, "nights": nights,
-            "outputs": self.outputs_stamp(session),
-        }
-        fingerprint.write(self.log.conn, self.state, meta, self.root, snapshot)
+        (`snapshot`: the state's snapshot, when it was encoded meanwhile)."""
+        folder = self.session_dir(session)
+        stamp = caches.ProjectionStamp(
+            last_seq=self.state.last_seq, frames_seq=self.state.frames_seq, rules_digest=self.rules.digest,
+            session=session, settings=listing.file_stamp(folder / SETTINGS),
+            products=listing.listing_digest(listing.products_listing(folder)),
+            outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights)
+        caches.write_stamp(self.log.conn, stamp, self.state, snapshot)
 
 
 def _thaw(value: object) -> object:

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from pyrsistent import pmap
 
 from soxs_es.demo import write_demo
+from soxs_es.prep import prep
 from soxs_es.pure.association import FrameSet, Product, _Index, choose, explain_slot, rank_key, upstream_rejection
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.rules import parse_rules
-from soxs_es.workspace import prep
 
 PARITY = Path(__file__).parent / "parity"
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
@@ -208,9 +208,8 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     import sqlite3
 
     from soxs_es.eventlog import EventLog
-    from soxs_es.projections import tables
+    from soxs_es.projections import caches
     from soxs_es.pure.derive import derive, frame_rows
-    from soxs_es.pure.frames import raw_frame_columns
     from soxs_es.pure.state import fold
     from soxs_es.pure.tables import sof_files
 
@@ -219,8 +218,7 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     state = fold(EventLog(tmp_path / "soxspipe.db", readonly=True).read())
     computed = frame_rows(state, RULES)
     conn = sqlite3.connect(tmp_path / "soxspipe.db")
-    read_back = (tables.read_rows(conn, "raw_frames", raw_frame_columns(RULES)),
-                 tables.read_rows(conn, "rejected_files", tables.REJECTED_FILE_COLUMNS))
+    read_back = caches.frames_shown(conn, RULES)
     assert read_back == computed
     a = derive(state, RULES, frames=read_back).association
     b = derive(state, RULES).association

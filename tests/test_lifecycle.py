@@ -17,6 +17,7 @@ from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog, RecordedEvent
+from soxs_es.prep import prep
 from soxs_es.pure.association import associate, refail
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
@@ -26,7 +27,6 @@ from soxs_es.pure.schedule import plan
 from soxs_es.pure.state import fold
 from soxs_es.pure.tables import sof_files
 from soxs_es.shell import UserError
-from soxs_es.workspace import prep
 
 PARITY = Path(__file__).parent / "parity"
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
@@ -327,7 +327,7 @@ def test_outcomes_update_only_changed_rows_yet_tables_equal_a_full_rebuild(three
     incremental, files = _association_tables(three_nights), sofs(three_nights)
     assert files == before  # the pass restores every SOF
     conn = sqlite3.connect(three_nights / "soxspipe.db")
-    conn.execute("DROP TABLE cache_meta")  # the projection is no longer trusted: prep rebuilds everything
+    conn.execute("DROP TABLE cache_stamp")  # the projection is no longer trusted: prep rebuilds everything
     conn.commit()
     conn.close()
     prep(three_nights, clock, workers=1, notify=lambda m: None)

@@ -15,8 +15,8 @@ from soxs_es import events as ev
 from soxs_es.demo import fits_bytes, write_demo
 from soxs_es.eventlog import EventLog
 from soxs_es.fitsio import compress_z, read_header
-from soxs_es.projections import tables
-from soxs_es.workspace import UserError, prep
+from soxs_es.prep import UserError, prep
+from soxs_es.projections import caches
 
 
 def raw_frames(ws: Path) -> list[dict]:
@@ -89,6 +89,30 @@ def test_parallel_header_reads_give_the_same_workspace(tmp_path: Path, clock) ->
     prep(a, clock, workers=1, notify=lambda m: None)
     prep(b, clock, workers=2, notify=lambda m: None)
     assert len(raw_frames(a)) == 576 and raw_frames(a) == raw_frames(b)
+
+
+def test_serial_runs_give_the_same_workspace_in_one_process(tmp_path: Path, clock, monkeypatch) -> None:
+    """SOXS_ES_SERIAL=1 runs what is otherwise forked (header reads, the SOF folder, the caches' encodings,
+    the .Z removal) in the process itself, for a debugger: no child is started, and the result is the same."""
+    from soxs_es import fitsio, processes
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_demo(a, nights=8, seed=3, compressed_fraction=0.5)  # enough frames for the process pool
+    shutil.copytree(a, b)
+    prep(a, clock, workers=2, notify=lambda m: None)
+
+    def no_fork(*_: object, **__: object) -> None:
+        raise AssertionError("a child was forked")
+
+    monkeypatch.setenv("SOXS_ES_SERIAL", "1")
+    monkeypatch.setattr(processes, "Forked", no_fork)
+    monkeypatch.setattr(fitsio, "worker_pool", no_fork)
+    report = prep(b, clock, workers=2, notify=lambda m: None)
+    assert report.decompressed and not list(b.glob("*.Z"))
+    assert raw_frames(a) == raw_frames(b) and len(raw_frames(a)) == 576
+    sof = sorted(p.name for p in (a / "sessions/base/sof").iterdir())
+    assert sof and sof == sorted(p.name for p in (b / "sessions/base/sof").iterdir())
+    assert all((a / "sessions/base/sof" / n).read_bytes() == (b / "sessions/base/sof" / n).read_bytes() for n in sof)
 
 
 def test_duplicates_and_conflicts_are_set_aside_never_overwritten(download: Path, clock) -> None:
@@ -245,7 +269,8 @@ def test_frames_are_read_again_when_the_rules_want_keywords_they_were_not_read_f
 
 def test_a_column_the_rules_file_adds_is_in_raw_frames(download: Path, clock) -> None:
     """The raw_frames columns come from the rules: a copied keyword the shipped rules do not know becomes a
-    column (after soxspipe's, for frames ingested before too), and one left out of `order` still comes."""
+    column (after soxspipe's, in `copied` order, for frames ingested before too), and one left out of
+    `order` still comes."""
     import sqlite3
     from importlib import resources
 
@@ -258,7 +283,7 @@ def test_a_column_the_rules_file_adds_is_in_raw_frames(download: Path, clock) ->
     prep(download, clock, workers=1, notify=lambda m: None)
     conn = sqlite3.connect(download / "soxspipe.db")
     columns = [c[1] for c in conn.execute("PRAGMA table_info(raw_frames)")]
-    assert columns[-2:] == ["eso tel az", "tel misc"] and columns[:3] == ["file", "filepath", "instrume"]
+    assert columns[-2:] == ["tel misc", "eso tel az"] and columns[:3] == ["file", "filepath", "instrume"]
     assert columns.count("eso tel az") == 1
     values = {p: v for p, v in conn.execute('SELECT filepath, "tel misc" FROM raw_frames')}
     expected = {p: read_header(download / p, frozenset({"ESO TEL MISC001"})).header.get("ESO TEL MISC001")
@@ -350,22 +375,23 @@ def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
 def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock, monkeypatch) -> None:
     """The snapshot (state without files + files in chunks) gives the state folding the whole log gives;
     read without its files, frame events after it bring the files back in."""
-    from soxs_es.projections import fingerprint
+    from soxs_es.eventlog import load_state
+    from soxs_es.projections import caches
     from soxs_es.pure.state import fold
 
-    monkeypatch.setattr(fingerprint, "FILES_PER_CHUNK", 7)
+    monkeypatch.setattr(caches, "FILES_PER_CHUNK", 7)
     write_demo(tmp_path, nights=1, seed=2, compressed_fraction=0.5)
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
     log = EventLog(tmp_path / "soxspipe.db")
     (chunks,) = log.conn.execute("SELECT COUNT(*) FROM cache_snapshot_files").fetchone()
     assert chunks > 1
-    snapshot = fingerprint.read_state(log.conn)  # made by a forked child while the tables were written
+    snapshot = caches.read_state(log.conn)  # made by a forked child while the tables were written
     assert snapshot is not None and snapshot == fold(log.read())
-    assert fingerprint.fold_log(log) == fold(log.read())
-    light = fingerprint.fold_log(log, with_files=False)
+    assert load_state(log) == fold(log.read())
+    light = load_state(log, with_files=False)
     assert not light.files_loaded and not light.files and light.outcomes == fold(log.read()).outcomes
     log.append([ev.FrameMissing(path=sorted(fold(log.read()).files)[0])])
-    assert fingerprint.fold_log(log, with_files=False) == fold(log.read())  # the files came back
+    assert load_state(log, with_files=False) == fold(log.read())  # the files came back
     log.close()
 
 
@@ -399,7 +425,7 @@ def test_the_cached_association_is_the_one_derived_from_the_log(download: Path, 
     ws = Workspace(download)
     try:
         ws.load_files()
-        cached = tables.projected_association(ws.log.conn)
+        cached = caches.projected_association(ws.log.conn)
         assert cached is not None and cached.session == "base" and cached.seq == ws.state.last_seq
         assert cached.association == derive(ws.state, ws.rules).association
         assert len(cached.association.sofs) > 0
@@ -412,12 +438,12 @@ def test_a_failed_sof_write_leaves_no_child_behind(tmp_path: Path, clock, monkey
     the state's snapshot hands over megabytes, and would wait on its pipe if nobody read it)."""
     import multiprocessing
 
-    from soxs_es import shell
+    from soxs_es.projections import execute
 
     def fail(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(shell, "write_sof_folder", fail)
+    monkeypatch.setattr(execute, "write_sof_folder", fail)
     write_demo(tmp_path, nights=1, seed=3, compressed_fraction=0.5)
     with pytest.raises(OSError, match="No space"):
         prep(tmp_path, clock, workers=1, notify=lambda m: None)

@@ -19,10 +19,10 @@ from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.eventlog import EventLog
 from soxs_es.locking import workspace_lock
+from soxs_es.prep import prep
 from soxs_es.pure.listings import cascade_of_sof
 from soxs_es.reduce import reduce
 from soxs_es.shell import UserError
-from soxs_es.workspace import prep
 
 DOUBLE = Path(__file__).parent / "recipe_double.py"
 

@@ -18,7 +18,7 @@ from conftest import content_digests, write_frame
 
 from soxs_es.cli import main
 from soxs_es.demo import write_demo
-from soxs_es.workspace import UserError, prep
+from soxs_es.prep import UserError, prep
 
 PYTHON = [sys.executable, "-m", "soxs_es"]
 #: kills in CI; `make soak` raises it

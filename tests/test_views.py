@@ -9,7 +9,7 @@ import pytest
 
 from soxs_es.cli import main
 from soxs_es.demo import write_demo
-from soxs_es.workspace import prep
+from soxs_es.prep import prep
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,11 @@ RAW, MISC = "raw", "misc"
 DUPLICATES, CONFLICTS = "misc/duplicates", "misc/conflicts"
 LOCK_FILE = ".soxs-es.lock"
 RULES_FILE = "soxs-es-rules.yaml"
+SESSIONS = "sessions"
+SESSION_FOLDERS = ("sof", "reduced", "qc")
+SETTINGS = "soxspipe.yaml"  # a session's settings file, soxspipe's
+#: what the workspace root links to in the current session
+ROOT_LINKS = (*SESSION_FOLDERS, SETTINGS)
 
 _OWN_SUFFIXES = (".yaml", ".yml", ".log", ".sh", ".py", ".db")
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")

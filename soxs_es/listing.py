@@ -1,0 +1,75 @@
+"""What is on disk now: the FITS files under raw/ and in a session's reduced/ folder, and a stamp of the files
+soxs-es derives (SOF files, root links, `.sessionid`) - what the caches compare with what they saw."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from soxs_es.pure import layout
+
+
+def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) -> dict[str, tuple[int, int]]:
+    """Workspace path -> (size, mtime_ns) of every FITS file under raw/.
+
+    `known` gives (size, mtime_ns) of files this process has just put there itself: they are taken as they
+    are instead of being stat'ed again (tens of thousands of stats are noticeable in a cold `prep`).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    known = known or {}
+    for folder, dirs, files in os.walk(root / layout.RAW):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
+        for name in files:
+            if layout.is_fits_name(name) and not name.startswith("."):
+                rel = prefix + name
+                if rel in known:
+                    out[rel] = known[rel]
+                    continue
+                st = os.stat(os.path.join(folder, name))
+                out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def products_listing(session_dir: Path) -> dict[str, tuple[int, int]]:
+    """'./reduced/...' path -> (size, mtime_ns) of every FITS file in a session's reduced/ folder."""
+    out: dict[str, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(session_dir / "reduced"):
+        dirs.sort()
+        for name in files:
+            if layout.is_fits_name(name) and not name.startswith("."):
+                path = os.path.join(folder, name)
+                st = os.stat(path)
+                out["./" + os.path.relpath(path, session_dir).replace(os.sep, "/")] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def listing_digest(listing: Mapping[str, tuple[int, int]]) -> str:
+    return hashlib.sha256(repr(sorted(listing.items())).encode()).hexdigest()
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time of one file ("missing" when there is none)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def outputs_stamp(root: Path, session_dir: Path) -> str:
+    """The derived files as they stand: the session's SOF files (name, size, mtime) and the root links."""
+    sofs = []
+    if (session_dir / "sof").is_dir():
+        for entry in os.scandir(session_dir / "sof"):
+            if entry.name.endswith(".sof"):
+                st = entry.stat(follow_symlinks=False)
+                sofs.append((entry.name, st.st_size, st.st_mtime_ns))
+    targets = [(name, os.readlink(root / name) if (root / name).is_symlink() else None) for name in layout.ROOT_LINKS]
+    try:
+        current = (session_dir.parent / ".sessionid").read_bytes()
+    except OSError:
+        current = None
+    return hashlib.sha256(repr((sorted(sofs), targets, current)).encode()).hexdigest()

@@ -1,0 +1,590 @@
+"""`soxs-es prep`: turn a folder of downloaded frames into a reduction workspace, top to bottom in `run_prep`.
+
+Each step takes the open workspace (`Workspace`: the log, the folded state, the rules) and returns what it
+found or did; `run_prep` composes them and the report. The order is chosen so that a crash at any point
+loses nothing and a re-run heals:
+
+1. `reconcile`: finish or abandon moves an interrupted run recorded as intended; drop our own half-written
+   temp files;
+2. `scan_root`: decompress `*.fits.Z` and `*.fits.gz` into hidden temp files and read every new header
+   (nothing user-visible changes yet); `check_instruments` refuses the whole run (moving nothing) on mixed
+   instruments;
+3. `file_root`: rename decompressed frames into their night folder (a frame found there already is adopted,
+   never replaced); record them with the other files' facts and move intents in one transaction; rename
+   the other files and record the moves; then a forked child syncs the disk and only then removes the
+   decompressed frames' `.Z` (or `.gz`) files (a killed run leaves them for the next one);
+4. `sync_raw`: frames deleted or added by hand under raw/, and frames the rules want read again;
+5. the session's QC ranges, and the projections rebuilt from the log (`Workspace.project`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from soxs_es import events as ev
+from soxs_es import fitsio, listing, soxspipe
+from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
+from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
+from soxs_es.processes import Removal, worker_count
+from soxs_es.projections import caches
+from soxs_es.projections.tables import PROJECTED_TABLES
+from soxs_es.pure import layout
+from soxs_es.pure.frames import classify, instrument_family, raw_folder
+from soxs_es.pure.summary import AssociationSummary
+from soxs_es.shell import (
+    SESSIONS,
+    SETTINGS,
+    UserError,
+    Workspace,
+    holds_short_settings,
+    listdir,
+    load_rules,
+    short_settings_note,
+)
+
+__all__ = ["PrepReport", "UserError", "load_rules", "prep", "run_prep", "workspace_lock"]
+
+TEMP_PREFIX = ".soxs-es-"
+TEMP_SUFFIX = ".part"
+
+Progress = Callable[[str, int, int], None]
+Reason = tuple[str, str]  # (file, why)
+
+
+@attrs.define
+class PrepReport:
+    """What one `prep` run did, for the terminal or `--json`."""
+
+    workspace: str
+    decompressed: list[str] = attrs.Factory(list)
+    ingested: int = 0
+    filed_raw: int = 0
+    moved_misc: list[str] = attrs.Factory(list)
+    duplicates: list[tuple[str, str]] = attrs.Factory(list)
+    conflicts: list[tuple[str, str]] = attrs.Factory(list)
+    rejected: list[tuple[str, str]] = attrs.Factory(list)
+    missing: list[str] = attrs.Factory(list)
+    left_alone: list[tuple[str, str]] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+    reconciled: list[str] = attrs.Factory(list)
+    raw_frames: int = 0
+    nights: int = 0
+    events_appended: int = 0
+    session: str | None = None
+    association: AssociationSummary | None = None
+
+    @property
+    def had_bad_input(self) -> bool:
+        return bool(self.rejected or self.conflicts)
+
+
+# -- the run, top to bottom --------------------------------------------------------------------------------
+
+
+def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,
+         notify: Callable[[str], None] = print, wait: float = LOCK_WAIT_SECONDS) -> PrepReport:
+    """Prepare (or refresh) the workspace at `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give the folder holding your downloaded frames")
+    if not (root / layout.DATABASE).exists() and not (root / layout.RAW).is_dir() and not _has_fits(root):
+        raise UserError(f"no FITS files in {root}; add your data (or run in the right folder) - "
+                        "nothing was prepared or moved")
+    if not os.access(root, os.W_OK):
+        raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
+    with workspace_lock(root, wait=wait, notify=notify):
+        quick = _nothing_to_do(root)
+        if quick is not None:
+            return quick
+        ws = Workspace(root, clock)
+        ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
+        return run_prep(ws, worker_count(workers), progress)
+
+
+def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> PrepReport:
+    """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here)."""
+    filed: Filed | None = None
+    try:
+        reconciled = reconcile(ws)
+        ws.record_rules()
+        ws.record_keywords()
+        scan = scan_root(ws, workers, progress)
+        check_instruments(ws, scan.found)
+        # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
+        ws.ensure_session()
+        ws.check_settings(ws.session)
+        filed = file_root(ws, scan.found, progress)
+        synced = sync_raw(ws, filed.placed, workers, progress)
+        ws.record_qc_ranges(ws.session)
+        facts_appended = ws.appended
+        if ws.appended or not ws.projection_current() or ws.product_changes(ws.session):
+            projection = ws.project()
+            raw_frames, nights = projection.raw_frames, projection.nights
+            association, link_problems = projection.summary, projection.link_problems
+        else:
+            raw_frames, nights = _counts_shown(ws.log.conn)
+            association, link_problems = None, []
+    finally:
+        try:
+            ws.close()  # its last checkpoint runs while the .Z files are being removed
+        finally:
+            not_removed = filed.removal.problems() if filed is not None and filed.removal is not None else []
+    return PrepReport(
+        workspace=str(ws.root), decompressed=list(filed.decompressed), ingested=filed.ingested + synced.ingested,
+        filed_raw=filed.filed_raw, moved_misc=list(filed.moved_misc), duplicates=list(filed.duplicates),
+        conflicts=list(filed.conflicts), rejected=list(filed.rejected), missing=list(synced.missing),
+        left_alone=[*scan.left_alone, *synced.left_alone, *link_problems, *_not_removed(ws.root, not_removed)],
+        notes=list(ws.notes), reconciled=[*reconciled, *filed.reconciled], raw_frames=raw_frames, nights=nights,
+        events_appended=facts_appended if association is None else ws.appended, session=ws.session,
+        association=association)
+
+
+def _not_removed(root: Path, problems: list[tuple[str, str]]) -> list[Reason]:
+    """.Z files whose frames are in place but which could not be removed (the next prep removes them)."""
+    return [(os.path.relpath(path, root), f"decompressed, but could not be removed ({why})") for path, why in problems]
+
+
+def _counts_shown(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Raw frames and nights of the `raw_frames` table (a run that found the projections current)."""
+    (count, nights) = conn.execute('SELECT COUNT(*), COUNT(DISTINCT "night start date") FROM raw_frames').fetchone()
+    return count, nights
+
+
+# -- 1. reconcile ------------------------------------------------------------------------------------------
+
+
+def reconcile(ws: Workspace) -> list[str]:
+    """Finish or abandon the moves an interrupted run recorded as intended; returns their sources."""
+    batch: list[ev.Event] = []
+    reconciled: list[str] = []
+    for source, intent in sorted(ws.state.pending_moves.items()):
+        src, dst = ws.root / source, ws.root / intent.target
+        src_there, dst_there = os.path.lexists(src), os.path.lexists(dst)
+        if src_there and dst_there and os.path.samefile(src, dst):
+            os.unlink(src)  # the hard link claimed the target; only the old name is left to drop
+            src_there = False
+        if not src_there and dst_there:
+            batch.append(ev.FileMoved(source=source, target=intent.target))
+        elif src_there and not dst_there:
+            move_no_overwrite(src, dst)
+            batch.append(ev.FileMoved(source=source, target=intent.target))
+        elif src_there:
+            batch.append(ev.MoveAbandoned(source=source, target=intent.target, reason="target taken"))
+        else:
+            batch.append(ev.MoveAbandoned(source=source, target=intent.target, reason="file vanished"))
+            if source in ws.state.files:
+                batch.append(ev.FrameMissing(path=source))
+        reconciled.append(source)
+    for entry in os.scandir(ws.root):
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+            os.unlink(entry.path)  # our own half-written decompression; its .Z is still there
+    ws.record(batch)
+    return reconciled
+
+
+# -- 2. scan the root --------------------------------------------------------------------------------------
+
+
+@attrs.define
+class RootFile:
+    """A file found at the workspace root and what was learnt about it."""
+
+    name: str
+    kind: str = "other"  # raw | product | rejected | other
+    header: dict[str, Any] | None = None
+    reason: str | None = None
+    staged: str | None = None  # decompressed temp file, for a .fits.Z
+    compressed: str | None = None  # the .Z name it came from
+    compressed_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of that .Z when it was read
+    staged_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file
+
+
+@attrs.frozen
+class Scan:
+    found: list[RootFile]
+    left_alone: list[Reason]
+
+
+def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
+    """Every file at the root, decompressed into a temp file where compressed, its header read and judged."""
+    found: list[RootFile] = []
+    to_read: list[RootFile] = []
+    left_alone: list[Reason] = []
+    # one listing with the entries' types (no stat of each of thousands of files), in name order
+    with os.scandir(ws.root) as entries_found:
+        entries = sorted(entries_found, key=lambda entry: entry.name)
+    compressed = [e.name for e in entries if layout.is_compressed_fits(e.name) and not e.is_symlink()]
+    compressed_names = set(compressed)
+    others: list[RootFile] = []
+    for entry in entries:
+        name = entry.name
+        if layout.is_workspace_own(name) or name in compressed_names or _is(entry.is_dir):
+            continue
+        if entry.is_symlink():
+            left_alone.append((name, "symbolic link: not moved (move the file itself)"))
+            continue
+        if not _is(entry.is_file):
+            continue
+        item = RootFile(name)
+        others.append(item)
+        if layout.is_fits_name(name):
+            to_read.append(item)
+    # the pid keeps this run's temp names apart from any left by a killed run's workers
+    temp_names = [f"{TEMP_PREFIX}{os.getpid()}-{layout.decompressed_name(n)}{TEMP_SUFFIX}" for n in compressed]
+    staged_all, reads = fitsio.stage_and_read(
+        ws.root, compressed, temp_names, [ws.root / i.name for i in to_read], ws.rules.keywords,
+        workers, _tick(progress, "decompressing"), _tick(progress, "reading headers"))
+    for staged in staged_all:
+        if staged.temp is None:
+            found.append(RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
+        else:
+            found.append(RootFile(layout.decompressed_name(staged.name), header=staged.header,
+                                  staged=staged.temp, compressed=staged.name,
+                                  compressed_stat=staged.source_stat, staged_stat=staged.temp_stat))
+    found += others
+    for item, read in zip(to_read, reads, strict=True):
+        item.header, item.reason = read.header, read.problem
+        item.kind = "fits" if read.header is not None else "rejected"
+    for item in found:
+        if item.header is not None:
+            verdict = classify(item.header, ws.rules)
+            item.kind, item.reason = verdict.kind, verdict.reason
+    return Scan(found, left_alone)
+
+
+def check_instruments(ws: Workspace, found: list[RootFile]) -> None:
+    """Refuse a folder holding raw frames of more than one instrument (before anything is moved)."""
+    families: dict[str, list[str]] = {}
+    for item in found:
+        if item.kind == "raw" and item.header is not None:
+            families.setdefault(instrument_family(item.header, ws.rules), []).append(item.name)
+    for known in ws.state.files.values():
+        if known.header is not None and classify(known.header, ws.rules).kind == "raw":
+            families.setdefault(instrument_family(known.header, ws.rules), []).append(known.path)
+    if len(families) > 1:
+        for item in found:
+            if item.staged is not None:
+                os.unlink(item.staged)
+        listing_ = "; ".join(f"{fam}: {len(files)} frames (e.g. {sorted(files)[0]})"
+                             for fam, files in sorted(families.items()))
+        raise UserError(f"frames of {len(families)} instruments in {ws.root} ({listing_}); "
+                        "keep one instrument per workspace - nothing was moved")
+
+
+# -- 3. file the root --------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Filed:
+    """What `file_root` did."""
+
+    decompressed: tuple[str, ...]  # .Z files whose frames were put in place (and are being removed)
+    ingested: int
+    filed_raw: int
+    moved_misc: tuple[str, ...]
+    duplicates: tuple[tuple[str, str], ...]
+    conflicts: tuple[tuple[str, str], ...]
+    rejected: tuple[Reason, ...]
+    reconciled: tuple[str, ...]  # .Z files an earlier run had decompressed but not removed
+    placed: frozenset[str]  # workspace paths this run put files at
+    removal: Removal | None  # of the .Z files of `decompressed`
+
+
+def file_root(ws: Workspace, found: list[RootFile], progress: Progress | None) -> Filed:
+    """File every root file where it belongs, recorded before and after each move (see the module's
+    docstring, step 3)."""
+    filing = _Filing(ws)
+    kept, decompressions = filing.place_decompressed(found)
+    ingests: list[ev.Event] = []
+    intents: list[ev.MoveIntended] = []
+    claimed: set[str] = set()
+    for item in kept:
+        path = filing.at(item.name)
+        size, mtime = _stat_key(path)
+        if item.header is not None:
+            ingests.append(ev.FrameIngested(path=item.name, size=size, mtime_ns=mtime, header=item.header,
+                                            asked=ws.rules.keywords_digest))
+        elif layout.is_fits_name(item.name) or item.compressed:
+            ingests.append(ev.FileRejected(path=item.name, size=size, mtime_ns=mtime,
+                                           reason=item.reason or "unreadable"))
+        if item.kind == "rejected":
+            filing.rejected.append((item.name, item.reason or "unreadable"))
+        target, why = filing.destination(item, path)
+        # Two root files may claim one free name in the same batch: keep names unique within it.
+        if target in claimed:
+            folder, name = target.rsplit("/", 1)
+            taken = {t.rsplit("/", 1)[1] for t in claimed if t.startswith(folder + "/")}
+            target = f"{folder}/{layout.free_name(name, taken | set(listdir(ws.root / folder)))}"
+        claimed.add(target)
+        intents.append(ev.MoveIntended(source=item.name, target=target, why=why))
+    filing.ingested += len(ingests)
+    # one transaction: the frames already decompressed into place, the other files' facts and their intents
+    ws.record([*decompressions, *ingests, *intents])
+    filing.placed.update(e.target for e in decompressions if isinstance(e, ev.FrameDecompressed))
+    filing.placed.update(intent.target for intent in intents)
+    done: list[ev.Event] = []
+    for i, intent in enumerate(intents):
+        if progress:
+            progress("filing", i + 1, len(intents))
+        move_no_overwrite(filing.at(intent.source), filing.at(intent.target))
+        done.append(ev.FileMoved(source=intent.source, target=intent.target))
+        filing.moved(intent.source, intent.target, intent.why)
+    for folder in {Path(i.target).parent for i in intents}:
+        fsync_dir(ws.root / folder)
+    ws.record(done)
+    # The compressed copies go only once their frames are in place, recorded and on the disk: a forked child
+    # syncs the disk and removes them while this process projects (only now: its sync of the whole disk
+    # would hold up each of the folder syncs above).
+    sources = [event.source for event in decompressions if isinstance(event, ev.FrameDecompressed)]
+    removal = Removal([filing.at(s) for s in sources]) if sources else None
+    return Filed(tuple(sources), filing.ingested, filing.filed_raw, tuple(filing.moved_misc),
+                 tuple(filing.duplicates), tuple(filing.conflicts), tuple(filing.rejected),
+                 tuple(filing.reconciled), frozenset(filing.placed), removal)
+
+
+@attrs.define
+class _Filing:
+    """`file_root`'s work in progress: the workspace, and what was filed so far."""
+
+    ws: Workspace
+    ingested: int = 0
+    filed_raw: int = 0
+    moved_misc: list[str] = attrs.Factory(list)
+    duplicates: list[tuple[str, str]] = attrs.Factory(list)
+    conflicts: list[tuple[str, str]] = attrs.Factory(list)
+    rejected: list[Reason] = attrs.Factory(list)
+    reconciled: list[str] = attrs.Factory(list)
+    placed: set[str] = attrs.Factory(set)
+
+    def at(self, rel: str) -> str:
+        """The path of a workspace file (a string: the file loops handle tens of thousands)."""
+        return os.path.join(self.ws.root, rel)
+
+    def home(self, item: RootFile) -> str:
+        """Where a file belongs when nothing is in the way: its night folder, or misc/."""
+        night = raw_folder(item.header, self.ws.rules) if item.kind == "raw" and item.header else None
+        return f"{layout.home_folder(item.kind, night)}/{item.name}"  # type: ignore[arg-type]
+
+    def destination(self, item: RootFile, source: str) -> tuple[str, str]:
+        """Where a file goes and why: its home, or set aside as a duplicate or a conflict of what is there."""
+        home = self.home(item)
+        folder, target = home.rsplit("/", 1)[0], self.at(home)
+        if not os.path.lexists(target):
+            return home, item.kind
+        collision: layout.Collision = "identical" if same_bytes(source, target) else "different"
+        folder = layout.collision_folder(collision, folder)
+        why = {"identical": "duplicate", "different": "conflict"}[collision]
+        return f"{folder}/{layout.free_name(item.name, set(listdir(self.ws.root / folder)))}", why
+
+    def moved(self, source: str, target: str, why: str) -> None:
+        if why == "duplicate":
+            self.duplicates.append((source, target))
+        elif why == "conflict":
+            self.conflicts.append((source, target))
+        elif why == "raw":
+            self.filed_raw += 1
+        else:
+            self.moved_misc.append(source)
+
+    def move_recorded(self, source: str, target: str, why: str) -> None:
+        self.ws.record([ev.MoveIntended(source=source, target=target, why=why)])
+        move_no_overwrite(self.ws.root / source, self.ws.root / target)
+        self.ws.record([ev.FileMoved(source=source, target=target)])
+        self.moved(source, target, why)
+
+    def place_decompressed(self, found: list[RootFile]) -> tuple[list[RootFile], list[ev.Event]]:
+        """Put staged decompressed frames where they belong; returns the items still to file and the events
+        to record (`file_root` records them with its own, then lets the .Z files go).
+
+        A frame goes straight to its home (raw/<night>/ or misc/) when the name is free there; a frame found
+        there byte for byte but unknown to the log (an earlier run cut short) is adopted. Otherwise it is
+        put at the root and filed like any other file (duplicates and conflicts set aside).
+        """
+        kept: list[RootFile] = []
+        done: list[ev.Event] = []
+        for item in found:
+            if item.staged is None or item.compressed is None:
+                kept.append(item)
+                continue
+            if self.already_decompressed(item):
+                continue
+            home = self.home(item)
+            try:
+                move_no_overwrite(item.staged, self.at(home))  # never replaces: fails when the name is taken
+            except FileExistsError:
+                if home not in self.ws.state.files and same_bytes(item.staged, self.at(home)):
+                    os.unlink(item.staged)
+                    done += self.decompressed_home(item, home, _stat_key(self.at(home)))
+                    continue
+            else:
+                done += self.decompressed_home(item, home, item.staged_stat)
+                continue
+            target = self.at(item.name)
+            try:
+                move_no_overwrite(item.staged, target)
+            except FileExistsError:
+                identical = same_bytes(item.staged, target)
+                os.unlink(item.staged)
+                if identical:
+                    # X.fits beside X.fits.Z with the same frame (e.g. a decompression cut short): it is done
+                    done.append(self.decompressed(item, item.name))
+                    continue
+                # A different frame with that name already sits at the root: keep the .Z as a conflict.
+                folder = layout.collision_folder("different", layout.MISC)
+                dest = f"{folder}/{layout.free_name(item.compressed, set(listdir(self.ws.root / folder)))}"
+                self.move_recorded(item.compressed, dest, "conflict")
+                continue
+            done.append(self.decompressed(item, item.name))
+            kept.append(item)
+        return kept, done
+
+    def decompressed_home(self, item: RootFile, home: str, stat: tuple[int, int]) -> list[ev.Event]:
+        """The facts of a frame decompressed straight into its home (`stat`: its size and mtime there):
+        decompressed, and ingested there."""
+        assert item.header is not None
+        size, mtime = stat
+        self.ingested += 1
+        if item.kind == "raw":
+            self.filed_raw += 1
+        else:
+            self.moved_misc.append(item.name)
+            if item.kind == "rejected":
+                self.rejected.append((item.name, item.reason or "unreadable"))
+        return [self.decompressed(item, home, size),
+                ev.FrameIngested(path=home, size=size, mtime_ns=mtime, header=item.header,
+                                 asked=self.ws.rules.keywords_digest)]
+
+    def decompressed(self, item: RootFile, target: str, size: int | None = None) -> ev.FrameDecompressed:
+        assert item.compressed is not None
+        source_size, source_mtime = item.compressed_stat
+        if size is None:
+            size = os.stat(self.at(target)).st_size
+        return ev.FrameDecompressed(source=item.compressed, target=target, size=size,
+                                    source_size=source_size, source_mtime_ns=source_mtime)
+
+    def already_decompressed(self, item: RootFile) -> bool:
+        """A .Z the log says was decompressed, whose frame is still in the workspace byte for byte: an earlier
+        run stopped before removing it. Finish that (the frame is safe) instead of filing a duplicate."""
+        assert item.staged is not None and item.compressed is not None
+        earlier = self.ws.state.decompressed.get(item.compressed)
+        if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != item.compressed_stat:
+            return False  # never decompressed, or a new copy of that file: handled as any other file
+        target = earlier.target
+        for path in self.ws.state.files:
+            if (path == target or path.endswith("/" + target)) and same_bytes(item.staged, self.ws.root / path):
+                os.unlink(item.staged)
+                os.unlink(self.ws.root / item.compressed)
+                self.reconciled.append(item.compressed)
+                return True
+        return False
+
+
+# -- 4. sync raw/ ------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Synced:
+    ingested: int
+    missing: list[str]
+    left_alone: list[Reason]
+
+
+def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None) -> Synced:
+    """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
+    for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
+    the paths this run filed, not stat'ed again."""
+    files = ws.state.files
+    known = {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files}
+    on_disk = listing.raw_listing(ws.root, known=known)
+    batch: list[ev.Event] = []
+    missing = [path for path in sorted(files) if path.startswith(layout.RAW + "/") and path not in on_disk]
+    batch += [ev.FrameMissing(path=path) for path in missing]
+    asked, wanted = ws.rules.keywords_digest, ws.rules.keywords
+    new: list[tuple[str, Path, int, int]] = [
+        (rel, ws.root / rel, size, mtime) for rel, (size, mtime) in sorted(on_disk.items())
+        if not (ws.state.unchanged(rel, size, mtime) and ws.state.read_for(rel, asked, wanted))]
+    reads = fitsio.read_headers([p for _, p, _, _ in new], wanted, workers, _tick(progress, "reading raw/"))
+    for (rel, _, size, mtime), read in zip(new, reads, strict=True):
+        if read.header is None:
+            batch.append(ev.FileRejected(path=rel, size=size, mtime_ns=mtime, reason=read.problem or ""))
+        else:
+            batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header, asked=asked))
+    ws.record(batch)
+    left_alone: list[Reason] = []
+    for rel, file in sorted(ws.state.files.items()):
+        if not rel.startswith(layout.RAW + "/") or rel in placed:
+            continue  # a frame this run filed under raw/ went there as a raw frame
+        verdict = classify(file.header, ws.rules) if file.header is not None else None
+        if verdict is None or verdict.kind != "raw":
+            reason = file.problem if verdict is None else verdict.reason
+            left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
+    return Synced(len(new), missing, left_alone)
+
+
+# -- a prep with nothing to do -----------------------------------------------------------------------------
+
+
+def _nothing_to_do(root: Path) -> PrepReport | None:
+    """The report of a `prep` with nothing new, decided from a listing and stats alone (None: do the work)."""
+    db = root / layout.DATABASE
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != DATABASE_FORMAT:
+            return None  # the full path explains (or upgrades) the database format
+        stamp = caches.nothing_new(root, conn, load_rules(root).digest, PROJECTED_TABLES)
+    except (sqlite3.Error, OSError):
+        stamp = None
+    finally:
+        conn.close()
+    if stamp is None:
+        return None
+    settings = root / SESSIONS / stamp.session / SETTINGS
+    short = holds_short_settings(settings)
+    if short and soxspipe.find_soxspipe():
+        return None  # the short settings file is replaced by soxspipe's full one
+    report = PrepReport(workspace=str(root), raw_frames=stamp.raw_frames, nights=stamp.nights, session=stamp.session)
+    report.left_alone = [(e.name, "symbolic link: not moved (move the file itself)") for e in os.scandir(root)
+                         if e.is_symlink() and not e.is_dir() and e.name not in layout.ROOT_LINKS]
+    if short:
+        report.notes.append(short_settings_note(settings.relative_to(root).as_posix()))
+    return report
+
+
+# -- small helpers -----------------------------------------------------------------------------------------
+
+
+def _tick(progress: Progress | None, what: str) -> fitsio.Tick | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(what, done, total)
+
+
+def _is(test: Callable[[], bool]) -> bool:
+    """A directory entry's type test, False when it cannot be told (a symbolic link loop, a file gone)."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _stat_key(path: str | Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _has_fits(root: Path) -> bool:
+    with os.scandir(root) as entries:
+        return any(layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name) for e in entries)

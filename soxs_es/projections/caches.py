@@ -1,0 +1,358 @@
+"""Every cache soxs-es keeps beside the projections: its tables, its format version and its validity check.
+
+A cache is derived like a projection: dropped, stale or written by another version, it only costs a full
+run; the log stays the truth. The tables:
+
+- `cache_stamp` (`ProjectionStamp`): what the last complete projection saw - the log's last event, the rules,
+  the session, the settings file, the products on disk, the derived files. Written last, in the projection's
+  final transaction, so a projection cut short is never taken as complete. With `cache_files`, the raw/
+  listing it saw: a `prep` with nothing new stops after comparing listings (`nothing_new`).
+- `cache_snapshot`, `cache_snapshot_files` (`Snapshot`): the folded state, so that a command folds only the
+  events after it (`read_state`; `soxs_es.eventlog.load_state` does the folding). In two parts, the files
+  apart, so that a command about outcomes or sessions reads the small part only.
+- `cache_association`, `cache_association_sofs`: the association the tables show, written in the same
+  transaction as the tables (they can never disagree), so that an outcome re-matches only what it reaches
+  (`shown`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import msgspec
+from pyrsistent import pmap
+from pyrsistent.typing import PMap
+
+from soxs_es import listing
+from soxs_es.projections.pipeline import inbox_is_empty
+from soxs_es.projections.sql import quote, transaction
+from soxs_es.pure import layout
+from soxs_es.pure.association import Association
+from soxs_es.pure.frames import raw_frame_columns
+from soxs_es.pure.projection import ProjectedAssociation, Shown
+from soxs_es.pure.rules import Rules
+from soxs_es.pure.state import KnownFile, WorkspaceState
+
+#: Bump when the stamp changes shape.
+STAMP_FORMAT = 1
+#: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
+STATE_FORMAT = 9
+#: Bump when Association changes shape: an older cached association is then ignored.
+ASSOCIATION_FORMAT = 2
+
+CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
+                "cache_association_sofs")
+#: tables of earlier versions, dropped when met
+_FORMER_TABLES = ("cache_meta", "cache_state")
+
+#: A new snapshot of the folded state is written once this many events have been added since the last one.
+SNAPSHOT_EVERY = 500
+#: Files per row of the files snapshot: rows of a few MB keep the memory of writing and reading it small.
+FILES_PER_CHUNK = 1000
+
+REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
+
+
+def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:
+    """Whether every one of these tables exists."""
+    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return set(names) <= have
+
+
+# -- the stamp of the last complete projection ------------------------------------------------------------
+
+
+class ProjectionStamp(msgspec.Struct, frozen=True, kw_only=True):
+    """What the last complete projection saw."""
+
+    last_seq: int  # the log's last event
+    frames_seq: int  # the last event that changed the frames
+    rules_digest: str
+    session: str
+    settings: str  # `listing.file_stamp` of the session's settings file
+    products: str  # `listing.listing_digest` of the session's reduced/ folder
+    outputs: str  # `listing.outputs_stamp`: SOF files, root links, .sessionid
+    raw_frames: int
+    nights: int
+
+    def frames_current(self, state: WorkspaceState, rules: Rules) -> bool:
+        """No event since changed the frames, and the rules are the same (an outcome or a session switch
+        changes neither)."""
+        return self.frames_seq == state.frames_seq and self.rules_digest == rules.digest
+
+    def current(self, state: WorkspaceState, rules: Rules, session: str, outputs: str) -> bool:
+        """The projection was made from the whole log as it is, for this session and these rules, and its
+        derived files are as it left them."""
+        return (self.last_seq == state.last_seq and self.session == session and self.rules_digest == rules.digest
+                and self.outputs == outputs)
+
+
+def read_stamp(conn: sqlite3.Connection | sqlite3.Cursor) -> ProjectionStamp | None:
+    try:
+        row = conn.execute("SELECT format, stamp FROM cache_stamp").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[0] != STAMP_FORMAT:
+        return None
+    try:
+        return msgspec.json.decode(row[1], type=ProjectionStamp)
+    except msgspec.ValidationError:
+        return None
+
+
+def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: WorkspaceState,
+                snapshot: Snapshot | None = None) -> None:
+    """Record what the projection just made saw, the raw/ listing with it, and a snapshot of the folded
+    state (one transaction). `snapshot` may bring `encode_snapshot(state, ...)` made meanwhile by another
+    process; it is used if it is of `state`."""
+    previous = read_stamp(conn)
+    with transaction(conn) as cur:
+        for table in _FORMER_TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        if previous is None or previous.frames_seq != state.frames_seq or not has_tables(cur, ("cache_files",)):
+            if not state.files_loaded:
+                raise ValueError("a state read without its files cannot record changed frames")
+            files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
+                     if path.startswith(layout.RAW + "/")]
+            cur.execute("DROP TABLE IF EXISTS cache_files")
+            cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+            cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", files)
+        cur.execute("DROP TABLE IF EXISTS cache_stamp")
+        cur.execute("CREATE TABLE cache_stamp (format INTEGER, stamp TEXT)")
+        cur.execute("INSERT INTO cache_stamp VALUES (?, ?)", (STAMP_FORMAT, msgspec.json.encode(stamp).decode()))
+        _write_snapshot(cur, state, snapshot)
+
+
+def _files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
+
+
+def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, projected_tables: tuple[str, ...]
+                ) -> ProjectionStamp | None:
+    """The stamp when the workspace is exactly as last projected (nothing for `prep` to do), else None.
+
+    Costs one query of the log, a listing of the root, and a stat of every file under raw/ and reduced/.
+    """
+    stamp = read_stamp(conn)
+    if stamp is None or stamp.rules_digest != rules_digest:
+        return None
+    (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+    if last != stamp.last_seq or not has_tables(conn, projected_tables):
+        return None  # new events, or a projection was dropped: rebuild it
+    if not inbox_is_empty(conn):
+        return None  # a recipe wrote into the database: what it recorded enters the log
+    for entry in os.scandir(root):
+        if not (entry.is_dir() or entry.is_symlink() or layout.is_workspace_own(entry.name)):
+            return None  # a new file at the root
+    session_dir = root / layout.SESSIONS / stamp.session
+    if listing.file_stamp(session_dir / layout.SETTINGS) != stamp.settings:
+        return None
+    if listing.listing_digest(listing.products_listing(session_dir)) != stamp.products:
+        return None
+    if listing.outputs_stamp(root, session_dir) != stamp.outputs:
+        return None  # a SOF file or a root link was removed or changed: write them again
+    return stamp if listing.raw_listing(root) == _files_seen(conn) else None
+
+
+# -- what the projections show, for the next plan ----------------------------------------------------------
+
+
+def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
+          projected_tables: tuple[str, ...]) -> Shown:
+    """What of the projections a plan for `session` can build on (`Shown`)."""
+    stamp = read_stamp(conn)
+    if stamp is None or not stamp.frames_current(state, rules) or not has_tables(conn, projected_tables):
+        return Shown(sof_files=_sof_files_shown(conn, session))
+    old = projected_association(conn)
+    if (old is not None and stamp.last_seq == old.seq and old.frames_seq == state.frames_seq
+            and stamp.session == old.session
+            and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session)):
+        sof_files = {} if old.session == session else _sof_files_shown(conn, session)
+        return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
+    return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
+
+
+def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The raw_frames and rejected_files rows as projected (reading them back is cheaper than deriving
+    them), or None when a table cannot be read."""
+    try:
+        return (_read_rows(conn, "raw_frames", raw_frame_columns(rules)),
+                _read_rows(conn, "rejected_files", REJECTED_FILE_COLUMNS))
+    except sqlite3.OperationalError:
+        return None
+
+
+def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:
+    """A projected table's rows back as dicts, in the order they were written."""
+    columns = tuple(columns)
+    query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} ORDER BY rowid"
+    return [dict(zip(columns, row, strict=True)) for row in conn.execute(query)]
+
+
+def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:
+    """The SOF files the tables show for `session`, rebuilt from `sof_map` (empty if there is none)."""
+    from soxs_es.pure.tables import format_sof
+
+    try:
+        rows = conn.execute("SELECT sof, filepath, tag FROM sof_map WHERE session = ? ORDER BY rowid",
+                            (session,)).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    lines: dict[str, list[tuple[str, str]]] = {}
+    for sof, path, tag in rows:
+        lines.setdefault(sof, []).append((path, tag))
+    return {sof: format_sof(sof_lines) for sof, sof_lines in lines.items()}
+
+
+# -- the association the tables show -----------------------------------------------------------------------
+
+
+def association_blob(association: Association) -> bytes:
+    """The cached association as stored (a pickle)."""
+    return pickle.dumps(association, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _header(projected: ProjectedAssociation) -> bytes:
+    return pickle.dumps((projected.session, projected.found, projected.frames_seq, projected.rules_digest,
+                         projected.seq))
+
+
+def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, changed: frozenset[str] | None,
+                      blob: Callable[[], bytes] | None = None) -> None:
+    """Inside the tables' transaction: the whole association after a rebuild (`changed` None; `blob` may
+    give its `association_blob` made meanwhile by another process), only the changed SOFs otherwise."""
+    if changed is None:
+        cur.execute("DROP TABLE IF EXISTS cache_association")
+        cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
+        cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
+        cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
+        cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
+            ASSOCIATION_FORMAT, _header(new), blob() if blob is not None else association_blob(new.association)))
+    else:
+        cur.execute("UPDATE cache_association SET header = ?", (_header(new),))
+        cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)",
+                        [(n, pickle.dumps(new.association.sofs[n], protocol=pickle.HIGHEST_PROTOCOL))
+                         for n in sorted(changed)])
+
+
+def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
+    """The association the tables show now (None when there is no usable cache of it)."""
+    try:
+        row = conn.execute("SELECT format, header, association FROM cache_association").fetchone()
+        changed = conn.execute("SELECT sof, blob FROM cache_association_sofs").fetchall()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[0] != ASSOCIATION_FORMAT:
+        return None
+    try:
+        # our own cache, in the user's own database
+        session, found, frames_seq, rules_digest, seq = pickle.loads(row[1])  # noqa: S301
+        association = pickle.loads(row[2])  # noqa: S301
+        if not isinstance(association, Association):
+            return None
+        if changed:
+            association = attrs.evolve(association, sofs=association.sofs.update(
+                {sof: pickle.loads(blob) for sof, blob in changed}))  # noqa: S301
+    except Exception:
+        return None
+    return ProjectedAssociation(association, session, found, frames_seq, rules_digest, seq)
+
+
+# -- the snapshot of the folded state ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Snapshot:
+    """The folded state encoded as stored: the state without its files, and the files' chunks (None when
+    only the first part was encoded)."""
+
+    seq: int
+    frames_seq: int
+    rest: bytes
+    files: tuple[bytes, ...] | None
+
+
+def encode_snapshot(state: WorkspaceState, with_files: bool) -> Snapshot:
+    """`state` as `_write_snapshot` stores it (megabytes: made by another process while the tables are
+    written, when a projection rebuilds everything)."""
+    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_loaded=False), protocol=pickle.HIGHEST_PROTOCOL)
+    return Snapshot(state.last_seq, state.frames_seq, rest, tuple(_encode_files(state.files)) if with_files else None)
+
+
+def snapshot_files_stale(conn: sqlite3.Connection | sqlite3.Cursor, state: WorkspaceState) -> bool:
+    """Whether the stored snapshot's files are not those of `state` (then they are encoded again)."""
+    try:
+        row = conn.execute("SELECT format, files_frames_seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return True
+    return row is None or row[0] != STATE_FORMAT or row[1] != state.frames_seq
+
+
+def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapshot | None = None) -> None:
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot "
+                "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (chunk INTEGER PRIMARY KEY, blob BLOB)")
+    row = cur.execute("SELECT seq FROM cache_snapshot").fetchone()
+    files_stale = snapshot_files_stale(cur, state)
+    if not files_stale and row is not None and state.last_seq - row[0] < SNAPSHOT_EVERY:
+        return  # a snapshot costs a pickle: refreshed only after enough new events
+    if files_stale and not state.files_loaded:
+        return  # cannot happen (the frames did not change), but never write a snapshot without its files
+    if (snapshot is None or (snapshot.seq, snapshot.frames_seq) != (state.last_seq, state.frames_seq)
+            or (files_stale and snapshot.files is None)):
+        snapshot = encode_snapshot(state, files_stale)
+    if files_stale:
+        assert snapshot.files is not None
+        cur.execute("DELETE FROM cache_snapshot")
+        cur.execute("DELETE FROM cache_snapshot_files")
+        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", enumerate(snapshot.files))
+        cur.execute("INSERT INTO cache_snapshot VALUES (?, ?, ?, ?)",
+                    (STATE_FORMAT, state.last_seq, snapshot.rest, state.frames_seq))
+    else:
+        cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?", (state.last_seq, snapshot.rest))
+
+
+def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[bytes]:
+    """msgpack of plain tuples (several times faster both ways than pickling the persistent map of views),
+    FILES_PER_CHUNK files per blob, one blob at a time."""
+    known = list(files.values())
+    for start in range(0, len(known), FILES_PER_CHUNK):
+        yield msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
+                                       k.problem, k.asked) for k in known[start:start + FILES_PER_CHUNK]])
+
+
+def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
+    files = {}
+    for blob in blobs:
+        for path, size, mtime, header, problem, asked in msgspec.msgpack.decode(blob):
+            files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
+                                    asked)
+    return pmap(files)
+
+
+def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceState | None:
+    """The snapshot of the folded state (without its files unless `with_files`), or None when there is
+    none usable."""
+    try:
+        row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[0] != STATE_FORMAT:
+        return None  # none yet, or written by another version of soxs-es
+    try:
+        state = pickle.loads(row[2])  # noqa: S301 - our own cache, in the user's own database
+        if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
+            return None
+        if with_files:
+            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files ORDER BY chunk"))
+            state = attrs.evolve(state, files=_decode_files(blobs), files_loaded=True)
+    except Exception:
+        return None
+    return state

@@ -1,0 +1,49 @@
+"""Writing a projection plan (`soxs_es.pure.projection.ProjectionPlan`).
+
+The tables are written by this process, in one transaction each; the SOF folder, and after a rebuild the
+encodings of the caches (the association, the state's snapshot), are made beside it (`processes.beside`:
+a forked child, or here one after the other with `SOXS_ES_SERIAL=1`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from soxs_es.processes import beside
+from soxs_es.projections import caches, tables
+from soxs_es.projections.sof_files import SofWrite, write_sof_folder
+from soxs_es.pure.frames import raw_frame_columns
+from soxs_es.pure.projection import ProjectionPlan
+from soxs_es.pure.rules import Rules
+from soxs_es.pure.state import WorkspaceState
+
+
+def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path, state: WorkspaceState,
+               rules: Rules, inbox_seen: int) -> tuple[SofWrite, caches.Snapshot | None]:
+    """Write `plan`: the frame tables, the association tables with the pipeline's cells and the cached
+    association, and the SOF files. Returns what the SOF folder got, and the state's snapshot when it was
+    encoded meanwhile (for `caches.write_stamp`, written once the rest is done). Raises
+    `PipelineWroteMeanwhile` (nothing of the association written) when a recipe wrote after `inbox_seen`."""
+    if plan.frame_tables is not None:  # the frames changed: their tables are rewritten
+        tables.project_frames(conn, raw_frame_columns(rules), *plan.frame_tables)
+    writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
+    pickling = beside(caches.association_blob, plan.association.association) if plan.rebuilds else None
+    snapshotting = (beside(caches.encode_snapshot, state, True)
+                    if plan.rebuilds and caches.snapshot_files_stale(conn, state) else None)
+    try:
+        tables.project_association(conn, plan.association, plan.pipeline, inbox_seen, plan.changed,
+                                   None if pickling is None else pickling.result)
+    except BaseException:
+        for child in (writing, pickling, snapshotting):
+            if child is not None:
+                child.wait()  # the tables' error is the one to tell
+        raise
+    try:
+        written = writing.result()
+    except BaseException:
+        if snapshotting is not None:
+            snapshotting.wait()  # it hands over megabytes: left unread, it would wait on its pipe for good
+        raise
+    written.unchanged += plan.sofs_not_rewritten
+    return written, None if snapshotting is None else snapshotting.result()
