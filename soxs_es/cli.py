@@ -660,11 +660,11 @@ def run() -> None:
 
     The one garbage-collector policy: a command runs with the cyclic collector off. soxs-es makes no reference
     cycles (a test holds prep to that: its objects are freed as soon as nothing refers to them), and each
-    collection rescanned the events, state and rows made so far (~3 s of a 1,000-night prep)."""
+    collection rescanned the events, state and rows made so far, more of them at every collection."""
     gc.disable()
     code = main()
     # The process ends here. Shutdown would run one last full collection over every object still alive
-    # (~60 ms after a prep of 100 nights, as long as a no-op prep) only to find nothing worth freeing first.
+    # (as long as a whole no-op prep) only to find nothing worth freeing first.
     gc.freeze()
     sys.exit(code)
 

@@ -106,8 +106,7 @@ class EventLog:
 
     def checkpoint_in_background(self) -> None:
         """Copy committed writes from the write-ahead log into the database file from a thread of its own
-        (`Checkpoints`) instead of at the end of each large transaction, where it stopped this thread (~1 s
-        for the events of 1,000 nights)."""
+        (`Checkpoints`) instead of at the end of each large transaction, where it stopped this thread."""
         if self._checkpoints is None:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpoints = Checkpoints(self.db_path)
@@ -143,7 +142,7 @@ class EventLog:
             sql += " AND recorded_at <= ?"
             args.append(until_time)
         cursor = self.conn.execute(sql + " ORDER BY seq", args)
-        while rows := cursor.fetchmany(5000):  # batches: a 100k-event log is read in ~20 round trips
+        while rows := cursor.fetchmany(5000):  # batches: a long log in few round trips
             events = ev.decode_many([(type_name, version, payload) for _, _, type_name, payload, version in rows])
             for (seq, at, *_), event in zip(rows, events, strict=True):
                 yield RecordedEvent(seq, at, event)

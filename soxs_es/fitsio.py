@@ -21,12 +21,12 @@ from soxs_es.fsops import write_new_file
 from soxs_es.processes import worker_pool
 from soxs_es.pure.fitscards import BLOCK, HeaderError, data_size, end_card, parse_header
 
-try:  # the wanted cards read in C (`pure.fitscards.CardsReader`), ~4x faster; absent without a C compiler
+try:  # the wanted cards read in C (`pure.fitscards.CardsReader`), several times faster; absent without a C compiler
     from soxs_es._speedups import wanted_cards as cards_reader
 except ImportError:  # the Python reader gives the same values
     cards_reader = None
 
-try:  # an LZW decoder ~4x faster than ncompress's, built from soxs_es/_speedups.c when the install could compile
+try:  # an LZW decoder several times faster than ncompress's, built from soxs_es/_speedups.c (when it compiled)
     from soxs_es._speedups import lzw_decompress
 except ImportError:  # pragma: no cover - ncompress gives the same bytes
 

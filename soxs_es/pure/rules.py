@@ -40,7 +40,7 @@ class Rules:
         return node
 
 
-#: libyaml's safe loader parses ~10x faster than the pure-Python one; both build plain values only.
+#: libyaml's safe loader parses much faster than the pure-Python one; both build plain values only.
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DERIVED: dict[tuple[str, Callable[[Rules], Any]], Any] = {}

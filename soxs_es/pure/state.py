@@ -114,10 +114,9 @@ _GONE, _UNCHANGED = object(), object()
 class _Changes:
     """Writes to a persistent map gathered in a plain dict and made persistent once, at the end of a fold.
 
-    A pyrsistent evolver rehashes as it grows: folding 115,000 frame events into one took 3 s at 1,000
-    nights. Changes that outnumber the map twice over make a new map in one go; fewer go through an evolver
-    (~10 us a change, while a new map costs ~6 us for every entry of the old one as well: 14,400 frames
-    moved in a 72,000-frame map, 0.14 s against 0.5-0.7 s)."""
+    A pyrsistent evolver rehashes as it grows, so a fold of a whole download into one is slow. Changes that
+    outnumber the map twice over make a new map in one go; fewer go through an evolver (a change through
+    an evolver costs more than an entry of a new map, but a new map pays for every entry of the old one too)."""
 
     def __init__(self, base: PMap[str, Any]) -> None:
         self.base = base
