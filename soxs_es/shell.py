@@ -19,7 +19,7 @@ from soxs_es import listing, soxspipe
 from soxs_es.errors import UserError
 from soxs_es.eventlog import Clock, EventLog, load_state, utc_now
 from soxs_es.projections import caches, pipeline, tables
-from soxs_es.projections.execute import write_plan
+from soxs_es.projections.execute import write_frame_tables, write_plan
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
@@ -276,9 +276,10 @@ class Workspace:
                 self.load_files()  # the frames are derived, or their tables read back
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
             del shown
+            plan = write_frame_tables(self.log.conn, plan, self.rules)
             try:
                 written, snapshot = write_plan(self.log.conn, plan, self.session_dir(session) / "sof", self.state,
-                                               self.rules, self.inbox_seen)
+                                               self.inbox_seen)
             except pipeline.PipelineWroteMeanwhile:
                 self.harvest()
                 continue

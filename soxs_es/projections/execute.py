@@ -1,14 +1,18 @@
-"""Writing a projection plan (`soxs_es.pure.projection.ProjectionPlan`).
+"""Writing a projection plan (`soxs_es.pure.projection.ProjectionPlan`), in two calls: `write_frame_tables`,
+then `write_plan`.
 
 The tables are written by this process, in one transaction each; the SOF folder, and after a rebuild the
 encodings of the caches (the association, the state's snapshot), are made beside it (`processes.beside`:
-a forked child, or here one after the other with `SOXS_ES_SERIAL=1`).
+a forked child, or here one after the other with `SOXS_ES_SERIAL=1`). The frame tables come first, so
+that their rows are let go before the rest: a forked child starts with a copy of what this process holds.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
+import attrs
 
 from soxs_es.processes import beside
 from soxs_es.projections import caches, tables
@@ -19,14 +23,23 @@ from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
 
 
+def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Rules) -> ProjectionPlan:
+    """Write the plan's raw_frames and rejected_files rows when it has any (the frames changed); returns the
+    plan without them (drop the one given: its rows are the largest part of a cold projection's memory)."""
+    if plan.frame_tables is None:
+        return plan
+    tables.project_frames(conn, raw_frame_columns(rules), *plan.frame_tables)
+    return attrs.evolve(plan, frame_tables=None)
+
+
 def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path, state: WorkspaceState,
-               rules: Rules, inbox_seen: int) -> tuple[SofWrite, caches.Snapshot | None]:
-    """Write `plan`: the frame tables, the association tables with the pipeline's cells and the cached
-    association, and the SOF files. Returns what the SOF folder got, and the state's snapshot when it was
-    encoded meanwhile (for `caches.write_stamp`, written once the rest is done). Raises
+               inbox_seen: int) -> tuple[SofWrite, caches.Snapshot | None]:
+    """Write the rest of `plan` (after `write_frame_tables`): the association tables with the pipeline's
+    cells and the cached association, and the SOF files. Returns what the SOF folder got, and the state's
+    snapshot when it was encoded meanwhile (for `caches.write_stamp`, written once the rest is done). Raises
     `PipelineWroteMeanwhile` (nothing of the association written) when a recipe wrote after `inbox_seen`."""
-    if plan.frame_tables is not None:  # the frames changed: their tables are rewritten
-        tables.project_frames(conn, raw_frame_columns(rules), *plan.frame_tables)
+    if plan.frame_tables is not None:
+        raise ValueError("write_frame_tables(plan) first")
     writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
     pickling = beside(caches.association_blob, plan.association.association) if plan.rebuilds else None
     snapshotting = (beside(caches.encode_snapshot, state, True)

@@ -53,7 +53,7 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
 
     A previously written SOF whose content was changed by hand is kept and reported, never removed.
     SOF files are derived: they are replaced atomically but not synced one by one. Should a crash lose
-    some, their names, sizes and times no longer match the fingerprint and the next `prep` writes them.
+    some, their names, sizes and times no longer match the projection's stamp and the next `prep` writes them.
     """
     folder.mkdir(parents=True, exist_ok=True)
     present: dict[str, bool] = {}  # name -> is a link: one listing, not a stat and a read per SOF
