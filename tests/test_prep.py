@@ -395,6 +395,24 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     log.close()
 
 
+def test_a_damaged_stamp_costs_a_projection_not_the_run(download: Path, clock) -> None:
+    """The stamp of the last projection is a cache: unreadable, prep projects again and writes a good one."""
+    prep(download, clock, workers=1, notify=lambda m: None)
+    rows, sofs = raw_frames(download), sorted(p.name for p in (download / "sessions/base/sof").iterdir())
+    assert prep(download, clock, workers=1, notify=lambda m: None).association is None  # nothing to do
+    conn = sqlite3.connect(download / "soxspipe.db")
+    conn.execute("UPDATE cache_stamp SET stamp = '{\"last_seq\": \"many\"'")
+    conn.commit()
+    assert caches.read_stamp(conn) is None
+    conn.close()
+    report = prep(download, clock, workers=1, notify=lambda m: None)
+    assert report.association is not None and report.events_appended == 0
+    assert raw_frames(download) == rows and sorted(p.name for p in (download / "sessions/base/sof").iterdir()) == sofs
+    conn = sqlite3.connect(download / "soxspipe.db")
+    assert caches.read_stamp(conn) is not None
+    conn.close()
+
+
 def test_prep_leaves_no_reference_cycles(tmp_path: Path, clock) -> None:
     """soxs-es commands run with the cyclic garbage collector off (it rescanned the growing state): that is
     only right while prep makes no cycles, whose memory would then stay until the collector runs again."""

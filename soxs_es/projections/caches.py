@@ -103,7 +103,7 @@ def read_stamp(conn: sqlite3.Connection | sqlite3.Cursor) -> ProjectionStamp | N
         return None
     try:
         return msgspec.json.decode(row[1], type=ProjectionStamp)
-    except msgspec.ValidationError:
+    except (msgspec.DecodeError, TypeError):  # malformed, of another shape, or not text
         return None
 
 
