@@ -204,6 +204,78 @@ class ProductLost(Event, frozen=True):
     path: str
 
 
+# -- decisions ---------------------------------------------------------------------------------------------
+# What the organiser decided, made by the pure core from the facts above and recorded apart from them
+# (`Decision`): a fact is never derived, a decision never read back as a fact. Each names `facts_until`, the
+# last event it was decided from; what changed since the decision before it is its cause.
+
+
+class Decision(Event, frozen=True):
+    """Base of the organiser's decisions."""
+
+    facts_until: int
+
+
+class DecisionsBegun(Decision, frozen=True):
+    """Decisions are recorded from here on; the workspace's facts up to `facts_until` came before (made by a
+    soxs-es that did not record decisions, or by this run)."""
+
+    reason: str
+
+
+class SetFormed(Decision, frozen=True):
+    """Raw frames form the set of SOF `sof` (new, or its frames changed)."""
+
+    sof: str
+    recipe: str
+    arm: str | None
+    frames: list[str]
+
+
+class SetDissolved(Decision, frozen=True):
+    """The set of `sof` no longer exists."""
+
+    sof: str
+    why: str
+
+
+class SofWritten(Decision, frozen=True):
+    """SOF `sof` of `session` holds `lines` ((path, tag) in file order: its frames, then the product chosen
+    for each calibration slot) - new, or changed."""
+
+    session: str
+    sof: str
+    lines: list[tuple[str, str]]
+
+
+class SofRemoved(Decision, frozen=True):
+    """SOF `sof` of `session` is no longer written."""
+
+    session: str
+    sof: str
+    why: str
+
+
+class QcFailed(Decision, frozen=True):
+    """The QC value `name` of `sof` in `session` is outside the range in force: its products are not used."""
+
+    session: str
+    sof: str
+    name: str
+    value: float
+    low: float
+    high: float
+
+
+class QcFailureEnded(Decision, frozen=True):
+    """The QC failure of `name` of `sof` in `session` no longer holds (the ranges changed, or a new value)."""
+
+    session: str
+    sof: str
+    name: str
+    why: str
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FrameIngested,
     KeywordsAsked,
@@ -225,6 +297,13 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     QcRangesInForce,
     ProductFound,
     ProductLost,
+    DecisionsBegun,
+    SetFormed,
+    SetDissolved,
+    SofWritten,
+    SofRemoved,
+    QcFailed,
+    QcFailureEnded,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENT_TYPES}
 

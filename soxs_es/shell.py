@@ -23,6 +23,7 @@ from soxs_es.projections.execute import write_frame_tables, write_plan
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
+from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.projection import plan_projection
 from soxs_es.pure.rules import Rules, parse_rules
@@ -276,6 +277,12 @@ class Workspace:
                 self.load_files()  # the frames are derived, or their tables read back
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
             del shown
+            # what the organiser decided, recorded before it is written (a write cut short is redone from the
+            # same decisions); the cached association is then of the log with them
+            decisions = decide(self.state, plan.association.association, session, plan.changed, self.state.last_seq)
+            if decisions:
+                self.record(decisions)
+                plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
             plan = write_frame_tables(self.log.conn, plan, self.rules)
             try:
                 written, snapshot = write_plan(self.log.conn, plan, self.session_dir(session) / "sof", self.state,

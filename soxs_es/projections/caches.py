@@ -43,7 +43,7 @@ from soxs_es.pure.state import KnownFile, WorkspaceState
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 9
+STATE_FORMAT = 10
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 2
 

@@ -46,7 +46,26 @@ def describe(event: ev.Event) -> str:
             return f"[{session}] {count} QC ranges for {len(ranges)} recipes"
         case ev.ProductFound(session=session, path=path) | ev.ProductLost(session=session, path=path):
             return f"[{session}] {path}"
+        case ev.DecisionsBegun(reason=reason, facts_until=until):
+            return f"decisions recorded from here on ({reason}; facts up to #{until})"
+        case ev.SetFormed(sof=sof, recipe=recipe, arm=arm, frames=frames, facts_until=until):
+            return f"{sof}: {recipe} {arm or ''} set of {len(frames)} frames (from facts up to #{until})"
+        case ev.SetDissolved(sof=sof, why=why, facts_until=until):
+            return f"{sof}: {why} (from facts up to #{until})"
+        case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until):
+            return f"[{session}] {sof}: {len(lines)} lines (from facts up to #{until})"
+        case ev.SofRemoved(session=session, sof=sof, why=why, facts_until=until):
+            return f"[{session}] {sof}: {why} (from facts up to #{until})"
+        case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high, facts_until=until):
+            return f"[{session}] {sof} {name} = {value:g} outside [{low:g}, {high:g}] (from facts up to #{until})"
+        case ev.QcFailureEnded(session=session, sof=sof, name=name, why=why, facts_until=until):
+            return f"[{session}] {sof} {name}: {why} (from facts up to #{until})"
     return repr(event)
+
+
+def sof_of(event: ev.Event) -> str | None:
+    """The SOF an event is about, if it is about one."""
+    return getattr(event, "sof", None)
 
 
 def _by(by: str) -> str:

@@ -56,6 +56,63 @@ class Run:
     seq: int = 0
 
 
+@attrs.frozen
+class SofVersion:
+    """A SOF's content as last decided (`SofWritten`), and the decision's place in the log."""
+
+    lines: tuple[tuple[str, str], ...]
+    seq: int
+    facts_until: int
+
+
+@attrs.frozen
+class Decisions:
+    """What the organiser last decided, folded from the decision events."""
+
+    #: seq of `DecisionsBegun` (0: no decision recorded yet)
+    begun: int = 0
+    #: SOF -> the raw frames of its set
+    sets: PMap[str, tuple[str, ...]] = attrs.field(factory=pmap)
+    #: session -> SOF -> its content as written
+    sofs: PMap[str, PMap[str, SofVersion]] = attrs.field(factory=pmap)
+    #: session -> SOF -> QC name -> (value, low, high) of the failures in force
+    qc_failed: PMap[str, PMap[str, PMap[str, tuple[float, float, float]]]] = attrs.field(factory=pmap)
+
+
+def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
+    """Apply recorded decision events in order."""
+    begun, sets, sofs, qc_failed = decisions.begun, dict(decisions.sets), dict(decisions.sofs), decisions.qc_failed
+    sof_changes: dict[str, dict[str, SofVersion | None]] = {}
+    for item in recorded:
+        match item.event:
+            case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until):
+                sof_changes.setdefault(session, {})[sof] = SofVersion(tuple(map(tuple, lines)), item.seq, until)
+            case ev.SofRemoved(session=session, sof=sof):
+                sof_changes.setdefault(session, {})[sof] = None
+            case ev.SetFormed(sof=sof, frames=frames):
+                sets[sof] = tuple(frames)
+            case ev.SetDissolved(sof=sof):
+                sets.pop(sof, None)
+            case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high):
+                per_sof = qc_failed.get(session, pmap()).get(sof, pmap()).set(name, (value, low, high))
+                qc_failed = _nested_set(qc_failed, session, sof, per_sof)
+            case ev.QcFailureEnded(session=session, sof=sof, name=name):
+                per_sof = qc_failed.get(session, pmap()).get(sof, pmap())
+                if name in per_sof:
+                    qc_failed = _nested_set(qc_failed, session, sof, per_sof.remove(name))
+            case ev.DecisionsBegun():
+                begun = begun or item.seq
+    for session, changes in sof_changes.items():
+        current = dict(sofs.get(session, {}))
+        for sof, version in changes.items():
+            if version is None:
+                current.pop(sof, None)
+            else:
+                current[sof] = version
+        sofs[session] = pmap(current)
+    return Decisions(begun, pmap(sets), pmap(sofs), qc_failed)
+
+
 #: A `quality_control` row kept in the state: (column, value) pairs in the recipe's column order.
 FrozenQcRow = tuple[tuple[str, Any], ...]
 
@@ -90,6 +147,8 @@ class WorkspaceState:
     keyword_sets: PMap[str, frozenset[str]] = attrs.field(factory=pmap)
     #: False in a state read without its files (by a command that needs no frame): `files` is then empty
     files_loaded: bool = True
+    #: what the organiser last decided (sets, SOF contents, QC failures)
+    decisions: Decisions = attrs.field(factory=Decisions)
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -233,6 +292,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
     qc_measured = ev.QcMeasured
+    decided: list[Any] = []
     for item in recorded:
         last = item.seq
         event = item.event
@@ -247,6 +307,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             if normal is None:
                 normal = qc_keys[name] = qc_key(name)
             touched[normal] = (name, event.value, event.unit, item.seq)  # only the latest becomes a QcValue
+            continue
+        if isinstance(event, ev.Decision):
+            decided.append(item)
             continue
         if isinstance(event, FRAME_EVENTS):
             frames_seq = item.seq
@@ -313,4 +376,5 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         qc = _nested_set(qc, session, sof, pmap(made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
-                          qc_rows, runs, keyword_sets, state.files_loaded)
+                          qc_rows, runs, keyword_sets, state.files_loaded,
+                          fold_decisions(decided, state.decisions) if decided else state.decisions)
