@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from soxs_es import __version__
+from soxs_es import events as ev
 from soxs_es.errors import UserError
 from soxs_es.eventlog import DatabaseError, EventLog
 from soxs_es.projections.log import describe
@@ -150,9 +151,20 @@ def _open_log(workspace: str) -> EventLog:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from soxs_es.projections.log import sof_of
+
+    types = {t.strip() for given in args.type or () for t in given.split(",") if t.strip()}
+    unknown = sorted(t for t in types if t not in ev.EVENT_TYPES and t != "Decision")
+    if unknown:
+        raise UserError(f"no event type {', '.join(unknown)}; the types are {', '.join(sorted(ev.EVENT_TYPES))}"
+                        " (or Decision, for every decision)")
+    wanted_sof = Path(args.sof).name if args.sof else None
     log = _open_log(args.workspace)
     try:
-        rows = [(r.seq, r.recorded_at, type(r.event).__name__, describe(r.event)) for r in log.read()]
+        rows = [(r.seq, r.recorded_at, type(r.event).__name__, describe(r.event)) for r in log.read()
+                if (not types or type(r.event).__name__ in types
+                    or ("Decision" in types and isinstance(r.event, ev.Decision)))
+                and (wanted_sof is None or _about(sof_of(r.event), wanted_sof))]
     finally:
         log.close()
     if args.json:
@@ -161,6 +173,44 @@ def cmd_log(args: argparse.Namespace) -> int:
         return 0
     for seq, at, kind, summary in rows:
         print(f"{seq:>7}  {at}  {kind:<18}  {summary}")
+    return 0
+
+
+def _about(sof: str | None, wanted: str) -> bool:
+    """An event's SOF is the one asked for, or one of its parts (soxspipe's `<sof>_F1.sof`, `_CYCLES.sof`)."""
+    from soxs_es.pure.state import qc_parent
+
+    return sof is not None and (sof == wanted or qc_parent(sof)[0] == wanted)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from soxs_es.pure.history import history
+
+    name = Path(args.sof).name
+    log = _open_log(args.workspace)
+    try:
+        recorded = list(log.read())
+    finally:
+        log.close()
+    current = next((r.event.session for r in reversed(recorded) if isinstance(r.event, ev.SessionSwitched)), "base")
+    session = args.session or current
+    versions = history(recorded, name, session, describe)
+    if not versions:
+        raise UserError(f"no decision about {name} in session {session} is recorded in {args.workspace} "
+                        "(`soxs-es list sof` names the SOFs; a workspace records decisions from its first prep "
+                        "with this soxs-es on)")
+    if args.json:
+        print(json.dumps({"sof": name, "session": session, "versions": [v.as_dict() for v in versions]}, indent=2))
+        return 0
+    print(f"{name} in session {session}: {len(versions)} decisions")
+    for version in versions:
+        print(f"\n#{version.seq}  {version.at}  {version.kind}")
+        for change in version.changes:
+            print(f"    {change}")
+        if version.causes:
+            print("  after:")
+            for seq, kind, summary in version.causes:
+                print(f"    {'#' + str(seq) if seq else '':>8}  {kind:<16}  {summary}" if seq else f"    {summary}")
     return 0
 
 
@@ -650,8 +700,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("log", help="list the workspace's events")
     p.add_argument("workspace", nargs="?", default=".")
+    p.add_argument("--type", action="append", metavar="TYPE",
+                   help="only events of this type (repeat, or a comma list; Decision: every decision)")
+    p.add_argument("--sof", help="only events about this SOF (and its parts)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("history", help="every version of a SOF: when, what changed, and the facts that led there")
+    p.add_argument("sof", help="SOF file name or path")
+    p.add_argument("--session", help="the session (default: the current one)")
+    _workspace_options(p)
+    p.set_defaults(func=cmd_history)
     return parser
 
 

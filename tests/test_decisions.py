@@ -133,3 +133,27 @@ def test_folding_the_decisions_gives_the_sof_files_derived_from_the_facts(prepar
         state, association = fold(batch, state), new
     assert decided_files(state) == sof_files(association)
     assert decide(state, association, "base", None, seq) == []
+
+
+def test_history_says_what_changed_and_after_which_fact(three_nights: Path, clock, capsys) -> None:
+    import json
+
+    from soxs_es.cli import main
+
+    bias = sorted(n for n in on_disk(three_nights) if "_VIS_" in n and "MBIAS" in n)[0]
+    ops.record_outcome(three_nights, bias, lambda s, n: ev.RecipeFailed(session=s, sof=n, reason="bad"), clock)
+    recorded = log_of(three_nights)
+    failure = next(r for r in recorded if isinstance(r.event, ev.RecipeFailed))
+    user = next(r.event.sof for r in recorded if isinstance(r.event, ev.SofWritten) and r.seq > failure.seq)
+    assert main(["history", user, "-w", str(three_nights), "--json"]) == 0
+    versions = json.loads(capsys.readouterr().out)["versions"]
+    assert [v["kind"] for v in versions] == ["set formed", "written", "written"]
+    last = versions[-1]
+    assert any("replaced by" in c and "MASTER_BIAS_VIS" in c for c in last["changes"])
+    assert failure.seq in [c["seq"] for c in last["causes"]]
+    assert last["lines"] == [line.split() for line in (three_nights / "sof" / user).read_text().splitlines()]
+    # the log, filtered to that SOF's decisions
+    assert main(["log", str(three_nights), "--sof", user, "--type", "Decision", "--json"]) == 0
+    kinds = [row["type"] for row in json.loads(capsys.readouterr().out)]
+    assert kinds == ["SetFormed", "SofWritten", "SofWritten"]
+    assert main(["log", str(three_nights), "--type", "NoSuchEvent"]) == 2
