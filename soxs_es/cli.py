@@ -429,7 +429,7 @@ def cmd_todo(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
 
-    result = ops.replay(Path(args.workspace), args.until, Path(args.into) if args.into else None)
+    result = ops.replay(Path(args.workspace), args.until, Path(args.into) if args.into else None, args.rederive)
     if args.json:
         print(json.dumps(attrs.asdict(result, value_serializer=lambda i, a, v: str(v) if isinstance(v, Path) else v),
                          indent=2))
@@ -437,7 +437,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.events} events (up to #{result.last_seq}, {result.last_time or 'the start'}) "
           f"into {result.folder}")
     print(f"  then: session {result.session}, {result.frames} raw frames, {result.sets} sets, "
-          f"{result.sofs} complete SOFs (in {result.folder}/sof)")
+          f"{result.sofs} complete SOFs (in {result.folder}/sof, "
+          + ("as the organiser wrote them then)" if result.source == "decisions"
+             else "as today's soxs-es derives them from the facts of then)"))
+    if result.rederived_differ:
+        print(f"  today's soxs-es would write {len(result.rederived_differ)} of them otherwise "
+              f"({'shown' if result.source == 'rederived' else 'replay with --rederive to see them'}):")
+        for name in result.rederived_differ:
+            print(f"    {name}")
     print(f"  since then: {len(result.added)} SOFs added, {len(result.removed)} removed, "
           f"{len(result.changed)} changed")
     for title, names in (("added", result.added), ("removed", result.removed), ("changed", result.changed)):
@@ -673,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild the workspace as it stood at a time, into another folder")
     p.add_argument("--until", required=True, help="ISO-8601 UTC time, or #N for an event number")
     p.add_argument("--into", help="folder for the replayed database and sof/ (default: a new temp folder)")
+    p.add_argument("--rederive", action="store_true",
+                   help="the SOF files today's soxs-es derives from the facts of then, not those written then")
     _workspace_options(p)
     p.set_defaults(func=cmd_replay)
 

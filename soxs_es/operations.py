@@ -34,7 +34,7 @@ from soxs_es.pure.projection import ProjectedAssociation
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
-from soxs_es.pure.tables import pipeline_cells, sof_files, sof_text
+from soxs_es.pure.tables import format_sof, pipeline_cells, sof_files, sof_text
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
 
 
@@ -281,11 +281,17 @@ class Replay:
     removed: tuple[str, ...]  # then, not now
     changed: tuple[str, ...]
     since: tuple[tuple[int, str, str, str], ...]  # (seq, time, type, summary) of explaining events after then
+    #: where the SOF files of then come from: "decisions" (what the organiser wrote then) or "rederived"
+    #: (today's code on the facts of then: asked for, or no decision recorded yet then)
+    source: str = "decisions"
+    #: SOFs whose content today's code derives otherwise than the organiser decided then
+    rederived_differ: tuple[str, ...] = ()
 
 
 def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, session: str,
-                     state: WorkspaceState, rules: Rules) -> None:
-    """A database holding the events up to `cut` (copied row for row) and every projection, and the SOFs."""
+                     state: WorkspaceState, rules: Rules, sof_texts: dict[str, str]) -> None:
+    """A database holding the events up to `cut` (copied row for row) and every projection, and the SOF
+    files `sof_texts`."""
     folder.mkdir(parents=True, exist_ok=True)
     log = EventLog(folder / layout.DATABASE, scratch=True)
     try:
@@ -302,15 +308,26 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
             pipeline_cells(state, session), inbox_seen=0)
     finally:
         log.close()
-    write_sof_folder(folder / "sof", sof_files(derived.association), {})  # a rebuildable copy
+    write_sof_folder(folder / "sof", sof_texts, {})  # a rebuildable copy
 
 
 _EXPLAINING = (ev.RecipeFailed, ev.RecipePassed, ev.QcMeasured, ev.QcRangesInForce, ev.SessionSwitched,
                ev.SessionCreated, ev.RulesInForce, ev.FrameMissing, ev.ProductFound, ev.ProductLost)
 
 
-def replay(root: Path, until: str, into: Path | None = None) -> Replay:
-    """Rebuild the projections and SOF files as they stood at `until` into a new folder; diff with now."""
+def decided_sof_files(state: WorkspaceState, session: str) -> dict[str, str] | None:
+    """The SOF files of `session` as the organiser last decided them in `state` (None before any decision)."""
+    if not state.decisions.begun:
+        return None
+    return {name: format_sof(v.lines) for name, v in state.decisions.sofs.get(session, {}).items()}
+
+
+def replay(root: Path, until: str, into: Path | None = None, rederive: bool = False) -> Replay:
+    """Rebuild the projections and SOF files as they stood at `until` into a new folder; diff with now.
+
+    The SOF files are those the organiser decided then (byte for byte what it wrote, whatever today's code
+    would derive); with `rederive`, today's code on the facts of then. Either way the SOFs where the two
+    differ are named."""
     until_seq, until_time = parse_until(until)
     _require_workspace(root)
     live_db = root / layout.DATABASE
@@ -346,12 +363,18 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
                      previous=then.association)
     else:
         now = derive(now_state, now_rules, now_session)
+    then_derived, then_decided = sof_files(then.association), decided_sof_files(then_state, then_session)
+    use_decisions = then_decided is not None and not rederive
+    then_files = then_decided if use_decisions and then_decided is not None else then_derived
+    now_decided = decided_sof_files(now_state, now_session)
+    now_files = now_decided if use_decisions and now_decided is not None else sof_files(now.association)
+    differ = () if then_decided is None else tuple(sorted(
+        n for n in set(then_decided) | set(then_derived) if then_decided.get(n) != then_derived.get(n)))
     try:
-        write_projection(into, live_db, cut, then, then_session, then_state, then_rules)
+        write_projection(into, live_db, cut, then, then_session, then_state, then_rules, then_files)
     except BaseException:
         shutil.rmtree(into, ignore_errors=True)
         raise
-    then_files, now_files = sof_files(then.association), sof_files(now.association)
     added = tuple(sorted(set(now_files) - set(then_files)))
     removed = tuple(sorted(set(then_files) - set(now_files)))
     changed = tuple(sorted(n for n in set(then_files) & set(now_files) if then_files[n] != now_files[n]))
@@ -362,4 +385,4 @@ def replay(root: Path, until: str, into: Path | None = None) -> Replay:
         since += ((0, "", "FrameIngested", f"{ingested} frames ingested since"),)
     return Replay(into, count, cut, cut_time,
                   then_session, len(then.raw_frames), len(then.association.sets), len(then_files),
-                  added, removed, changed, since)
+                  added, removed, changed, since, "decisions" if use_decisions else "rederived", differ)

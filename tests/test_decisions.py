@@ -157,3 +157,37 @@ def test_history_says_what_changed_and_after_which_fact(three_nights: Path, cloc
     kinds = [row["type"] for row in json.loads(capsys.readouterr().out)]
     assert kinds == ["SetFormed", "SofWritten", "SofWritten"]
     assert main(["log", str(three_nights), "--type", "NoSuchEvent"]) == 2
+
+
+def test_replay_gives_the_sof_files_written_then_whatever_todays_code_derives(three_nights: Path, clock,
+                                                                                 monkeypatch) -> None:
+    """`replay --until T` writes the SOF files the organiser wrote at T, from the decisions, even once the
+    matching code has changed (here: monkeypatched to list each set's frames in reverse); `--rederive` writes
+    what today's code makes of the facts of T, and both name the SOFs where the two differ."""
+    import attrs
+    from pyrsistent import pmap
+
+    written_then = {p.name: p.read_bytes() for p in (three_nights / "sof").glob("*.sof")}
+    until = f"#{log_of(three_nights)[-1].seq}"
+    bias = sorted(n for n in written_then if "MBIAS" in n)[0]
+    ops.record_outcome(three_nights, bias, lambda s, n: ev.RecipeFailed(session=s, sof=n), clock)
+    assert {p.name: p.read_bytes() for p in (three_nights / "sof").glob("*.sof")} != written_then
+    real = ops.derive
+
+    def changed_matching(*args, **kwargs):
+        derived = real(*args, **kwargs)
+        sofs = {n: attrs.evolve(s, set=attrs.evolve(s.set, frames=tuple(reversed(s.set.frames))))
+                for n, s in derived.association.sofs.items()}
+        return attrs.evolve(derived, association=attrs.evolve(derived.association, sofs=pmap(sofs)))
+
+    monkeypatch.setattr(ops, "derive", changed_matching)
+    replayed = ops.replay(three_nights, until, three_nights.parent / "then")
+    assert replayed.source == "decisions"
+    assert {p.name: p.read_bytes() for p in (replayed.folder / "sof").glob("*.sof")} == written_then
+    multi_frame = {n for n, text in written_then.items() if text.count(b"./raw/") > 1}
+    assert multi_frame and set(replayed.rederived_differ) == multi_frame
+    rederived = ops.replay(three_nights, until, three_nights.parent / "today", rederive=True)
+    assert rederived.source == "rederived" and rederived.rederived_differ == replayed.rederived_differ
+    again = {p.name: p.read_bytes() for p in (rederived.folder / "sof").glob("*.sof")}
+    assert set(again) == set(written_then)
+    assert {n for n in again if again[n] != written_then[n]} == multi_frame
