@@ -192,7 +192,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         recorded = list(log.read())
     finally:
         log.close()
-    current = next((r.event.session for r in reversed(recorded) if isinstance(r.event, ev.SessionSwitched)), "base")
+    from soxs_es.pure.sessions import BASE
+
+    current = next((r.event.session for r in reversed(recorded) if isinstance(r.event, ev.SessionSwitched)), BASE)
     session = args.session or current
     versions = history(recorded, name, session, describe)
     if not versions:

@@ -129,7 +129,9 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             raw_frames, nights = projection.raw_frames, projection.nights
             association, link_problems = projection.summary, projection.link_problems
         else:
-            raw_frames, nights = _counts_shown(ws.log.conn)
+            stamp = caches.read_stamp(ws.log.conn)  # current: projection_current() said so
+            assert stamp is not None
+            raw_frames, nights = stamp.raw_frames, stamp.nights
             association, link_problems = None, []
     finally:
         try:
@@ -149,12 +151,6 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
 def _not_removed(root: Path, problems: list[tuple[str, str]]) -> list[Reason]:
     """.Z files whose frames are in place but which could not be removed (the next prep removes them)."""
     return [(os.path.relpath(path, root), f"decompressed, but could not be removed ({why})") for path, why in problems]
-
-
-def _counts_shown(conn: sqlite3.Connection) -> tuple[int, int]:
-    """Raw frames and nights of the `raw_frames` table (a run that found the projections current)."""
-    (count, nights) = conn.execute('SELECT COUNT(*), COUNT(DISTINCT "night start date") FROM raw_frames').fetchone()
-    return count, nights
 
 
 # -- 1. reconcile ------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive
 from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.state import WorkspaceState, fold
-from soxs_es.pure.tables import format_sof, sof_files
+from soxs_es.pure.tables import sof_files
 
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 
@@ -33,7 +33,9 @@ def log_of(ws: Path) -> list[RecordedEvent]:
 
 
 def decided_files(state: WorkspaceState, session: str = "base") -> dict[str, str]:
-    return {name: format_sof(v.lines) for name, v in state.decisions.sofs.get(session, {}).items()}
+    files = ops.decided_sof_files(state, session)
+    assert files is not None, "no decision recorded"
+    return files
 
 
 def on_disk(ws: Path) -> dict[str, str]:

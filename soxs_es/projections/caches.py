@@ -35,10 +35,12 @@ from soxs_es.projections.pipeline import inbox_is_empty
 from soxs_es.projections.sql import quote, transaction
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
+from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import KnownFile, WorkspaceState
+from soxs_es.pure.tables import format_sof
 
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
@@ -56,9 +58,6 @@ _FORMER_TABLES = ("cache_meta", "cache_state")
 SNAPSHOT_EVERY = 500
 #: Files per row of the files snapshot: rows of a few MB keep the memory of writing and reading it small.
 FILES_PER_CHUNK = 1000
-
-REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
-
 
 def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:
     """Whether every one of these tables exists."""
@@ -198,8 +197,6 @@ def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> 
 
 def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:
     """The SOF files the tables show for `session`, rebuilt from `sof_map` (empty if there is none)."""
-    from soxs_es.pure.tables import format_sof
-
     try:
         rows = conn.execute("SELECT sof, filepath, tag FROM sof_map WHERE session = ? ORDER BY rowid",
                             (session,)).fetchall()

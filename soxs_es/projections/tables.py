@@ -11,6 +11,7 @@ from typing import Any
 from soxs_es.projections import caches
 from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
+from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.projection import ProjectedAssociation
 from soxs_es.pure.tables import (
     PRODUCT_COLUMNS,
@@ -32,7 +33,7 @@ def project_frames(conn: sqlite3.Connection, columns: Sequence[str], raw_frames:
                    rejected_files: Sequence[Mapping[str, Any]]) -> None:
     """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction."""
     replace_tables(conn, (TableRows("raw_frames", tuple(columns), raw_frames, RAW_FRAME_INDEXES),
-                          TableRows("rejected_files", caches.REJECTED_FILE_COLUMNS, rejected_files)))
+                          TableRows("rejected_files", REJECTED_FILE_COLUMNS, rejected_files)))
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)

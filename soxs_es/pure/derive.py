@@ -15,6 +15,9 @@ from soxs_es.pure.rules import Rules
 from soxs_es.pure.sessions import failure_of
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
+#: `rejected_files` columns, in table order (the rows `frames_of` makes)
+REJECTED_FILE_COLUMNS: tuple[str, ...] = ("file", "filepath", "reason")
+
 
 @attrs.frozen
 class Derived:
