@@ -209,6 +209,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"\n#{version.seq}  {version.at}  {version.kind}")
         for change in version.changes:
             print(f"    {change}")
+        if version.cause:
+            seq, kind, summary = version.cause
+            print(f"  because: #{seq} {kind}  {summary}")
         if version.causes:
             print("  after:")
             for seq, kind, summary in version.causes:

@@ -207,13 +207,15 @@ class ProductLost(Event, frozen=True):
 # -- decisions ---------------------------------------------------------------------------------------------
 # What the organiser decided, made by the pure core from the facts above and recorded apart from them
 # (`Decision`): a fact is never derived, a decision never read back as a fact. Each names `facts_until`, the
-# last event it was decided from; what changed since the decision before it is its cause.
+# last event it was decided from, and `cause`, the latest fact among those it was made from (0: none known,
+# as in decisions recorded before they named one).
 
 
-class Decision(Event, frozen=True):
+class Decision(Event, frozen=True, kw_only=True):
     """Base of the organiser's decisions."""
 
     facts_until: int
+    cause: int = 0
 
 
 class DecisionsBegun(Decision, frozen=True):
@@ -241,11 +243,13 @@ class SetDissolved(Decision, frozen=True):
 
 class SofWritten(Decision, frozen=True):
     """SOF `sof` of `session` holds `lines` ((path, tag) in file order: its frames, then the product chosen
-    for each calibration slot) - new, or changed."""
+    for each calibration slot) - new, or changed. `slots` names each line's slot ("raw" for the set's own
+    frames, else the calibration type; empty in decisions recorded before slots were)."""
 
     session: str
     sof: str
     lines: list[tuple[str, str]]
+    slots: list[str] = []
 
 
 class SofRemoved(Decision, frozen=True):

@@ -24,7 +24,7 @@ from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import caches, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
-from soxs_es.projections.sql import transaction
+from soxs_es.projections.sql import TableRows, replace_tables, transaction
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
@@ -34,7 +34,14 @@ from soxs_es.pure.projection import ProjectedAssociation
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
-from soxs_es.pure.tables import format_sof, pipeline_cells, sof_files, sof_text
+from soxs_es.pure.tables import (
+    SOF_MAP_COLUMNS,
+    decided_sof_map_rows,
+    format_sof,
+    pipeline_cells,
+    sof_files,
+    sof_text,
+)
 from soxs_es.shell import Projection, UserError, Workspace, load_rules
 
 
@@ -289,9 +296,10 @@ class Replay:
 
 
 def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, session: str,
-                     state: WorkspaceState, rules: Rules, sof_texts: dict[str, str]) -> None:
+                     state: WorkspaceState, rules: Rules, sof_texts: dict[str, str],
+                     sof_map: list[dict[str, Any]] | None = None) -> None:
     """A database holding the events up to `cut` (copied row for row) and every projection, and the SOF
-    files `sof_texts`."""
+    files `sof_texts`; `sof_map` replaces the derived rows of that table (the SOFs as decided then)."""
     folder.mkdir(parents=True, exist_ok=True)
     log = EventLog(folder / layout.DATABASE, scratch=True)
     try:
@@ -306,6 +314,8 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
         tables.project_association(log.conn, ProjectedAssociation(
             derived.association, session, found_products(state, session), state.frames_seq, rules.digest, cut),
             pipeline_cells(state, session), inbox_seen=0)
+        if sof_map is not None:
+            replace_tables(log.conn, [TableRows("sof_map", SOF_MAP_COLUMNS, sof_map, ("sof", "filepath"))])
     finally:
         log.close()
     write_sof_folder(folder / "sof", sof_texts, {})  # a rebuildable copy
@@ -371,7 +381,9 @@ def replay(root: Path, until: str, into: Path | None = None, rederive: bool = Fa
     differ = () if then_decided is None else tuple(sorted(
         n for n in set(then_decided) | set(then_derived) if then_decided.get(n) != then_derived.get(n)))
     try:
-        write_projection(into, live_db, cut, then, then_session, then_state, then_rules, then_files)
+        decided_map = list(decided_sof_map_rows(then_state.decisions.sofs.get(then_session, {}), then_session)) \
+            if use_decisions else None
+        write_projection(into, live_db, cut, then, then_session, then_state, then_rules, then_files, decided_map)
     except BaseException:
         shutil.rmtree(into, ignore_errors=True)
         raise

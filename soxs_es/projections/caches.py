@@ -45,7 +45,7 @@ from soxs_es.pure.tables import format_sof
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 10
+STATE_FORMAT = 11
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 2
 
@@ -322,15 +322,15 @@ def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[bytes]:
     known = list(files.values())
     for start in range(0, len(known), FILES_PER_CHUNK):
         yield msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
-                                       k.problem, k.asked) for k in known[start:start + FILES_PER_CHUNK]])
+                                       k.problem, k.asked, k.seq) for k in known[start:start + FILES_PER_CHUNK]])
 
 
 def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
     files = {}
     for blob in blobs:
-        for path, size, mtime, header, problem, asked in msgspec.msgpack.decode(blob):
+        for path, size, mtime, header, problem, asked, seq in msgspec.msgpack.decode(blob):
             files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
-                                    asked)
+                                    asked, seq)
     return pmap(files)
 
 

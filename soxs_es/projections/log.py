@@ -48,24 +48,31 @@ def describe(event: ev.Event) -> str:
             return f"[{session}] {path}"
         case ev.DecisionsBegun(reason=reason, facts_until=until):
             return f"decisions recorded from here on ({reason}; facts up to #{until})"
-        case ev.SetFormed(sof=sof, recipe=recipe, arm=arm, frames=frames, facts_until=until):
-            return f"{sof}: {recipe} {arm or ''} set of {len(frames)} frames (from facts up to #{until})"
-        case ev.SetDissolved(sof=sof, why=why, facts_until=until):
-            return f"{sof}: {why} (from facts up to #{until})"
-        case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until):
-            return f"[{session}] {sof}: {len(lines)} lines (from facts up to #{until})"
-        case ev.SofRemoved(session=session, sof=sof, why=why, facts_until=until):
-            return f"[{session}] {sof}: {why} (from facts up to #{until})"
-        case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high, facts_until=until):
-            return f"[{session}] {sof} {name} = {value:g} outside [{low:g}, {high:g}] (from facts up to #{until})"
-        case ev.QcFailureEnded(session=session, sof=sof, name=name, why=why, facts_until=until):
-            return f"[{session}] {sof} {name}: {why} (from facts up to #{until})"
+        case ev.SetFormed(sof=sof, recipe=recipe, arm=arm, frames=frames):
+            return f"{sof}: {recipe} {arm or ''} set of {len(frames)} frames ({_basis(event)})"
+        case ev.SetDissolved(sof=sof, why=why):
+            return f"{sof}: {why} ({_basis(event)})"
+        case ev.SofWritten(session=session, sof=sof, lines=lines):
+            return f"[{session}] {sof}: {len(lines)} lines ({_basis(event)})"
+        case ev.SofRemoved(session=session, sof=sof, why=why):
+            return f"[{session}] {sof}: {why} ({_basis(event)})"
+        case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high):
+            return f"[{session}] {sof} {name} = {value:g} outside [{low:g}, {high:g}] ({_basis(event)})"
+        case ev.QcFailureEnded(session=session, sof=sof, name=name, why=why):
+            return f"[{session}] {sof} {name}: {why} ({_basis(event)})"
     return repr(event)
 
 
 def sof_of(event: ev.Event) -> str | None:
     """The SOF an event is about, if it is about one."""
     return getattr(event, "sof", None)
+
+
+def _basis(decision: ev.Decision) -> str:
+    """What a decision was made from: the fact it names as its cause, else the facts up to the last."""
+    if decision.cause:
+        return f"caused by #{decision.cause}"
+    return f"from facts up to #{decision.facts_until}"
 
 
 def _by(by: str) -> str:

@@ -106,6 +106,11 @@ class Sof:
         return raw + tuple((p.filepath, p.tag) for slot in self.slots for p in slot.chosen)
 
     @property
+    def line_slots(self) -> tuple[str, ...]:
+        """The slot of each of `lines`: "raw" for the set's own frames, else the calibration type."""
+        return ("raw",) * len(self.set.frames) + tuple(slot.cal_type for slot in self.slots for _ in slot.chosen)
+
+    @property
     def quality(self) -> int | None:
         """The largest distance in nights between the SOF's own frames and a calibration it uses (0: same night)."""
         nights = [int(self.set.keys.get("night start mjd") or 0)]

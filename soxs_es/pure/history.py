@@ -28,10 +28,12 @@ class Version:
     changes: tuple[str, ...]
     causes: tuple[tuple[int, str, str], ...]  # (seq, type, summary) of the facts since the decision before
     lines: tuple[tuple[str, str], ...] | None = None  # the SOF's content, for a version written
+    cause: tuple[int, str, str] | None = None  # the fact the decision names as its cause
 
     def as_dict(self) -> dict[str, Any]:
+        cause = None if self.cause is None else dict(zip(("seq", "type", "summary"), self.cause, strict=True))
         return {"seq": self.seq, "recorded_at": self.at, "kind": self.kind, "changes": list(self.changes),
-                "causes": [{"seq": s, "type": t, "summary": d} for s, t, d in self.causes],
+                "cause": cause, "causes": [{"seq": s, "type": t, "summary": d} for s, t, d in self.causes],
                 "lines": None if self.lines is None else [list(line) for line in self.lines]}
 
 
@@ -71,8 +73,17 @@ def history(recorded: Sequence[Any], sof: str, session: str, describe: Callable[
                 version = Version(item.seq, item.recorded_at, "QC failure ended", (f"{name}: {why}",), causes)
             case _:
                 continue
-        out.append(version)
+        out.append(attrs.evolve(version, cause=_fact(facts, fact_seqs, event.cause, describe)))
     return out
+
+
+def _fact(facts: Sequence[Any], seqs: list[int], seq: int, describe: Callable[[ev.Event], str]
+          ) -> tuple[int, str, str] | None:
+    """(seq, type, summary) of the fact recorded at `seq`, if there is one."""
+    at = bisect.bisect_left(seqs, seq)
+    if not seq or at == len(seqs) or seqs[at] != seq:
+        return None
+    return seq, type(facts[at].event).__name__, describe(facts[at].event)
 
 
 def changes(before: tuple[tuple[str, str], ...] | None, after: tuple[tuple[str, str], ...]) -> list[str]:

@@ -27,6 +27,7 @@ class KnownFile:
     header: Mapping[str, Any] | None  # a read-only view; None when the file could not be read
     problem: str | None = None  # why it could not be read
     asked: str = ""  # the keywords its header was read for (`KeywordsAsked`)
+    seq: int = 0  # the event that recorded it (its ingest or rejection), which a decision may name as its cause
 
 
 @attrs.frozen
@@ -63,6 +64,15 @@ class SofVersion:
     lines: tuple[tuple[str, str], ...]
     seq: int
     facts_until: int
+    slots: tuple[str, ...] = ()  # the slot of each line (empty: recorded before slots were)
+
+
+@attrs.frozen
+class DecidedSet:
+    """A set as last decided (`SetFormed`): its raw frames, and the decision's place in the log."""
+
+    frames: tuple[str, ...]
+    seq: int
 
 
 @attrs.frozen
@@ -71,8 +81,8 @@ class Decisions:
 
     #: seq of `DecisionsBegun` (0: no decision recorded yet)
     begun: int = 0
-    #: SOF -> the raw frames of its set
-    sets: PMap[str, tuple[str, ...]] = attrs.field(factory=pmap)
+    #: SOF -> its set
+    sets: PMap[str, DecidedSet] = attrs.field(factory=pmap)
     #: session -> SOF -> its content as written
     sofs: PMap[str, PMap[str, SofVersion]] = attrs.field(factory=pmap)
     #: session -> SOF -> QC name -> (value, low, high) of the failures in force
@@ -85,12 +95,13 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
     sof_changes: dict[str, dict[str, SofVersion | None]] = {}
     for item in recorded:
         match item.event:
-            case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until):
-                sof_changes.setdefault(session, {})[sof] = SofVersion(tuple(map(tuple, lines)), item.seq, until)
+            case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until, slots=slots):
+                sof_changes.setdefault(session, {})[sof] = SofVersion(tuple(map(tuple, lines)), item.seq, until,
+                                                                      tuple(slots))
             case ev.SofRemoved(session=session, sof=sof):
                 sof_changes.setdefault(session, {})[sof] = None
             case ev.SetFormed(sof=sof, frames=frames):
-                sets[sof] = tuple(frames)
+                sets[sof] = DecidedSet(tuple(frames), item.seq)
             case ev.SetDissolved(sof=sof):
                 sets.pop(sof, None)
             case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high):
@@ -127,6 +138,8 @@ class WorkspaceState:
     decompressed: PMap[str, ev.FrameDecompressed] = attrs.field(factory=pmap)
     rules_digest: str = ""
     rules_text: str = ""
+    #: sequence number of the `RulesInForce` of the rules in force
+    rules_seq: int = 0
     #: sequence number of the last event that changed which frames there are or what they mean
     frames_seq: int = 0
     sessions: tuple[str, ...] = ()
@@ -137,6 +150,8 @@ class WorkspaceState:
     qc: PMap[str, PMap[str, PMap[str, QcValue]]] = attrs.field(factory=pmap)
     #: session -> ranges in force ({recipe: {arm or "*": {qc name: (min, max)}}})
     qc_ranges: PMap[str, Any] = attrs.field(factory=pmap)
+    #: session -> sequence number of its `QcRangesInForce`
+    qc_ranges_seq: PMap[str, int] = attrs.field(factory=pmap)
     #: session -> product path -> (size, mtime_ns) of products found on disk
     products: PMap[str, PMap[str, tuple[int, int]]] = attrs.field(factory=pmap)
     #: soxspipe's `sof_name` -> the `quality_control` rows last recorded for it (the table is not per session)
@@ -284,9 +299,11 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         raise ValueError("frame events folded into a state read without its files")
     files, pending, decompressed = _Changes(state.files), _Changes(state.pending_moves), _Changes(state.decompressed)
     last = state.last_seq
-    rules_digest, rules_text, frames_seq = state.rules_digest, state.rules_text, state.frames_seq
+    rules_digest, rules_text, rules_seq, frames_seq = state.rules_digest, state.rules_text, state.rules_seq, \
+        state.frames_seq
     sessions, current = state.sessions, state.current_session
-    outcomes, qc, qc_ranges, products = state.outcomes, state.qc, state.qc_ranges, state.products
+    outcomes, qc, qc_ranges, qc_ranges_seq = state.outcomes, state.qc, state.qc_ranges, state.qc_ranges_seq
+    products = state.products
     qc_rows, runs, keyword_sets = state.qc_rows, state.runs, state.keyword_sets
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
@@ -315,9 +332,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             frames_seq = item.seq
         match event:  # the most frequent kinds first: each case is a type check
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header, asked=asked):
-                files[path] = KnownFile(path, size, mtime, MappingProxyType(header), None, asked)
+                files[path] = KnownFile(path, size, mtime, MappingProxyType(header), None, asked, item.seq)
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
-                files[path] = KnownFile(path, size, mtime, None, reason)
+                files[path] = KnownFile(path, size, mtime, None, reason, "", item.seq)
             case ev.MoveIntended(source=source):
                 pending[source] = event
             case ev.FileMoved(source=source, target=target):
@@ -333,7 +350,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.KeywordsAsked(digest=digest, keywords=keywords):
                 keyword_sets = keyword_sets.set(digest, frozenset(keywords))
             case ev.RulesInForce(digest=digest, text=text):
-                rules_digest, rules_text = digest, text
+                rules_digest, rules_text, rules_seq = digest, text, item.seq
             case ev.SessionCreated(session=session):
                 if session not in sessions:
                     sessions = (*sessions, session)
@@ -364,6 +381,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 outcomes = _nested_set(outcomes, session, sof, Outcome(status, reason, item.seq))
             case ev.QcRangesInForce(session=session, ranges=ranges):
                 qc_ranges = qc_ranges.set(session, ranges)
+                qc_ranges_seq = qc_ranges_seq.set(session, item.seq)
             case ev.ProductFound(session=session, path=path, size=size, mtime_ns=mtime):
                 products = _nested_set(products, session, path, (size, mtime))
             case ev.ProductLost(session=session, path=path):
@@ -375,6 +393,6 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
         qc = _nested_set(qc, session, sof, pmap(made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
-                          rules_text, frames_seq, sessions, current, outcomes, qc, qc_ranges, products,
-                          qc_rows, runs, keyword_sets, state.files_loaded,
+                          rules_text, rules_seq, frames_seq, sessions, current, outcomes, qc, qc_ranges,
+                          qc_ranges_seq, products, qc_rows, runs, keyword_sets, state.files_loaded,
                           fold_decisions(decided, state.decisions) if decided else state.decisions)

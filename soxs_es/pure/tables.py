@@ -9,7 +9,7 @@ import attrs
 
 from soxs_es.pure.association import Association, Product, Sof
 from soxs_es.pure.sessions import BASE
-from soxs_es.pure.state import FrozenQcRow, WorkspaceState
+from soxs_es.pure.state import FrozenQcRow, SofVersion, WorkspaceState
 
 SET_COLUMNS: tuple[str, ...] = (
     "sof", "recipe", "recipe_order", "eso seq arm", "eso dpr catg", "eso dpr tech", "eso dpr type", "mjd-obs",
@@ -134,6 +134,20 @@ def sof_map_rows(association: Association, session: str, only: frozenset[str] | 
             for rank, product in enumerate(slot.chosen, start=1):
                 yield {"sof": sof.set.sof, "file": product.file, "filepath": product.filepath,
                        "tag": product.tag, "slot": slot.cal_type, "rank": rank, "complete": 1, "session": session}
+
+
+def decided_sof_map_rows(sofs: Mapping[str, SofVersion], session: str) -> Iterator[dict[str, Any]]:
+    """`sof_map` rows of the SOF contents as decided (`Decisions.sofs` of `session`), as `sof_map_rows` gives
+    them of an association (a line recorded without its slot: "raw" for a raw frame, else none)."""
+    for name in sorted(sofs):
+        version = sofs[name]
+        slots = version.slots or tuple("raw" if p.startswith("./raw/") else None for p, _ in version.lines)
+        rank, previous = 0, None
+        for (path, tag), slot in zip(version.lines, slots, strict=True):
+            rank = rank + 1 if slot == previous else 1
+            previous = slot
+            yield {"sof": name, "file": path.rsplit("/", 1)[-1], "filepath": path, "tag": tag, "slot": slot,
+                   "rank": None if slot in ("raw", None) else rank, "complete": 1, "session": session}
 
 
 def format_sof(lines: Sequence[tuple[str, str]]) -> str:
