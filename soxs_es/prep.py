@@ -133,6 +133,7 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             assert stamp is not None
             raw_frames, nights = stamp.raw_frames, stamp.nights
             association, link_problems = None, []
+            caches.refresh_snapshot(ws.log.conn, ws.state)
     finally:
         try:
             ws.close()  # its last checkpoint runs while the .Z files are being removed

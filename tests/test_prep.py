@@ -395,6 +395,27 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     log.close()
 
 
+def test_a_snapshot_of_another_soxs_es_is_made_again_by_the_next_prep(tmp_path: Path, clock) -> None:
+    """A snapshot this soxs-es cannot read (written by another version) makes every run fold the whole log:
+    the next prep writes a current one even when it has nothing to project, and the prep after takes the
+    quick path again."""
+    from soxs_es.projections.tables import PROJECTED_TABLES
+    from soxs_es.pure.state import fold
+
+    write_demo(tmp_path, nights=1, seed=2, compressed_fraction=0.0)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    conn = sqlite3.connect(tmp_path / "soxspipe.db")
+    conn.execute("UPDATE cache_snapshot SET format = format - 1")
+    conn.commit()
+    assert caches.nothing_new(tmp_path, conn, caches.read_stamp(conn).rules_digest, PROJECTED_TABLES) is None
+    assert caches.read_state(conn) is None
+    conn.close()
+    assert prep(tmp_path, clock, workers=1, notify=lambda m: None).events_appended == 0
+    log = EventLog(tmp_path / "soxspipe.db", readonly=True)
+    assert caches.read_state(log.conn) == fold(log.read())
+    log.close()
+
+
 def test_a_damaged_stamp_costs_a_projection_not_the_run(download: Path, clock) -> None:
     """The stamp of the last projection is a cache: unreadable, prep projects again and writes a good one."""
     prep(download, clock, workers=1, notify=lambda m: None)

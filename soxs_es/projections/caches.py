@@ -147,6 +147,8 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, project
         return None  # new events, or a projection was dropped: rebuild it
     if not inbox_is_empty(conn):
         return None  # a recipe wrote into the database: what it recorded enters the log
+    if not snapshot_current(conn, last):
+        return None  # the snapshot is of another soxs-es, or far behind: the full path makes it again
     for entry in os.scandir(root):
         if not (entry.is_dir() or entry.is_symlink() or layout.is_workspace_own(entry.name)):
             return None  # a new file at the root
@@ -290,6 +292,24 @@ def snapshot_files_stale(conn: sqlite3.Connection | sqlite3.Cursor, state: Works
     except sqlite3.OperationalError:
         return True
     return row is None or row[0] != STATE_FORMAT or row[1] != state.frames_seq
+
+
+def snapshot_current(conn: sqlite3.Connection, last_seq: int) -> bool:
+    """Whether the stored snapshot can be read by this soxs-es and is less than SNAPSHOT_EVERY events
+    behind `last_seq` (else it is written again at the end of the next run that folds the log)."""
+    try:
+        row = conn.execute("SELECT format, seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] == STATE_FORMAT and last_seq - row[1] < SNAPSHOT_EVERY
+
+
+def refresh_snapshot(conn: sqlite3.Connection, state: WorkspaceState) -> None:
+    """Write the snapshot of `state` if the stored one is stale (a run that projects nothing still leaves
+    one this soxs-es can read, so the next run need not fold the whole log)."""
+    if not snapshot_current(conn, state.last_seq) or snapshot_files_stale(conn, state):
+        with transaction(conn) as cur:
+            _write_snapshot(cur, state)
 
 
 def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapshot | None = None) -> None:
