@@ -304,7 +304,8 @@ class Workspace:
             last_seq=self.state.last_seq, frames_seq=self.state.frames_seq, rules_digest=self.rules.digest,
             session=session, settings=listing.file_stamp(folder / SETTINGS),
             products=listing.listing_digest(listing.products_listing(folder)),
-            outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights)
+            outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights,
+            decided=bool(self.state.decisions.begun))
         caches.write_stamp(self.log.conn, stamp, self.state, snapshot)
 
 

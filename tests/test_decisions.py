@@ -83,6 +83,30 @@ def test_prep_records_every_set_and_sof_once(three_nights: Path, clock) -> None:
     assert len(log_of(three_nights)) == len(recorded)
 
 
+def test_a_workspace_from_before_decisions_gets_them_from_its_next_prep(tmp_path: Path, clock,
+                                                                         monkeypatch) -> None:
+    """A workspace prepared by a soxs-es that recorded no decisions (here: this one with `decide` deciding
+    nothing): its next prep, though nothing is new, records them - after a DecisionsBegun that says they
+    come late - and nothing else changes: the same SOF files, byte for byte, no fact added."""
+    from soxs_es import shell
+
+    write_demo(tmp_path, nights=2, seed=5, compressed_fraction=0.0)
+    with monkeypatch.context() as patched:
+        patched.setattr(shell, "decide", lambda *args, **kwargs: [])
+        prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    files_before = on_disk(tmp_path)
+    facts_before = [(r.seq, r.event) for r in log_of(tmp_path)]
+    assert files_before and not any(isinstance(e, ev.Decision) for _, e in facts_before)
+    report = prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    recorded = log_of(tmp_path)
+    new = [r.event for r in recorded if r.seq > facts_before[-1][0]]
+    assert report.events_appended == len(new) > 0 and all(isinstance(e, ev.Decision) for e in new)
+    assert isinstance(new[0], ev.DecisionsBegun) and new[0].reason == "first decisions of this workspace"
+    assert [(r.seq, r.event) for r in recorded if not isinstance(r.event, ev.Decision)] == facts_before
+    assert on_disk(tmp_path) == files_before == decided_files(fold(recorded))
+    assert prep(tmp_path, clock, workers=1, notify=lambda m: None).events_appended == 0
+
+
 def test_a_failure_is_recorded_as_the_sofs_it_changed_and_points_at_it(three_nights: Path, clock) -> None:
     before = on_disk(three_nights)
     bias = sorted(n for n in before if "MBIAS" in n)[0]

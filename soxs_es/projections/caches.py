@@ -80,6 +80,9 @@ class ProjectionStamp(msgspec.Struct, frozen=True, kw_only=True):
     outputs: str  # `listing.outputs_stamp`: SOF files, root links, .sessionid
     raw_frames: int
     nights: int
+    #: its decisions are in the log (False in the stamps of a soxs-es that recorded none: the next prep
+    #: projects once more, and records them)
+    decided: bool = False
 
     def frames_current(self, state: WorkspaceState, rules: Rules) -> bool:
         """No event since changed the frames, and the rules are the same (an outcome or a session switch
@@ -89,8 +92,8 @@ class ProjectionStamp(msgspec.Struct, frozen=True, kw_only=True):
     def current(self, state: WorkspaceState, rules: Rules, session: str, outputs: str) -> bool:
         """The projection was made from the whole log as it is, for this session and these rules, and its
         derived files are as it left them."""
-        return (self.last_seq == state.last_seq and self.session == session and self.rules_digest == rules.digest
-                and self.outputs == outputs)
+        return (self.decided and self.last_seq == state.last_seq and self.session == session
+                and self.rules_digest == rules.digest and self.outputs == outputs)
 
 
 def read_stamp(conn: sqlite3.Connection | sqlite3.Cursor) -> ProjectionStamp | None:
@@ -140,7 +143,7 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, project
     Costs one query of the log, a listing of the root, and a stat of every file under raw/ and reduced/.
     """
     stamp = read_stamp(conn)
-    if stamp is None or stamp.rules_digest != rules_digest:
+    if stamp is None or stamp.rules_digest != rules_digest or not stamp.decided:
         return None
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
     if last != stamp.last_seq or not has_tables(conn, projected_tables):
