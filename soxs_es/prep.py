@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Removal, worker_count
 from soxs_es.projections import caches
 from soxs_es.projections.tables import PROJECTED_TABLES
-from soxs_es.pure import layout
+from soxs_es.pure import arrival, layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.shell import (
@@ -253,7 +254,27 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
         if item.header is not None:
             verdict = classify(item.header, ws.rules)
             item.kind, item.reason = verdict.kind, verdict.reason
+    arriving = _still_arriving(ws.root, [i for i in found if i.kind == "rejected" and i.header is None])
+    left_alone += arriving
+    if arriving:
+        names = {name for name, _ in arriving}
+        found = [i for i in found if (i.compressed or i.name) not in names]
     return Scan(found, left_alone)
+
+
+def _still_arriving(root: Path, unreadable: list[RootFile]) -> list[Reason]:
+    """The unreadable files that may still be being written (`arrival.still_arriving`), with why."""
+    out: list[Reason] = []
+    now = time.time()  # against the files' own modification times: the file system's clock, not the log's
+    for item in unreadable:
+        name = item.compressed or item.name
+        try:
+            age = now - os.stat(root / name).st_mtime
+        except OSError:
+            continue  # gone meanwhile: the next run sees what is there
+        if arrival.still_arriving(age):
+            out.append((name, arrival.arriving_note(item.reason or "unreadable", age)))
+    return out
 
 
 def check_instruments(ws: Workspace, found: list[RootFile]) -> None:

@@ -84,3 +84,14 @@ def without_soxspipe(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     """Every test but the real soxspipe's runs as on a machine without soxspipe (whatever is on PATH here)."""
     if request.node.module.__name__ != "test_soxspipe":
         monkeypatch.setenv("SOXSPIPE", "/nonexistent/soxspipe")
+
+
+def settled(*paths: Path) -> None:
+    """Give files a modification time an hour ago: unreadable ones are then judged, not waited for as
+    still arriving (`soxs_es.pure.arrival`)."""
+    import os
+    import time
+
+    past = time.time() - 3600
+    for path in paths:
+        os.utime(path, (past, past))

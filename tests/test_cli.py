@@ -62,10 +62,11 @@ def test_corrupt_database_gives_a_clear_line(download: Path) -> None:
 
 
 def test_rejected_inputs_exit_3_after_finishing(tmp_path: Path, capsys) -> None:
-    from conftest import write_frame
+    from conftest import settled, write_frame
 
     write_frame(tmp_path / "good.fits")
     (tmp_path / "bad.fits").write_text("not fits")
+    settled(tmp_path / "bad.fits")
     assert main(["prep", str(tmp_path)]) == 3
     out = capsys.readouterr().out
     assert "bad.fits: not a FITS file" in out

@@ -6,10 +6,11 @@ import gzip
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
-from conftest import content_digests, write_frame
+from conftest import content_digests, settled, write_frame
 
 from soxs_es import events as ev
 from soxs_es.demo import fits_bytes, write_demo
@@ -185,6 +186,7 @@ def test_bad_inputs_are_rejected_to_misc_with_a_reason(tmp_path: Path, clock) ->
     (ws / "notz.fits.Z").write_bytes(b"plain text")
     write_frame(ws / "nomjd.fits", **{"MJD-OBS": None})
     write_frame(ws / "product.fits", **{"ESO PRO CATG": "MASTER_BIAS_VIS"})
+    settled(*(ws / n for n in ("empty.fits", "text.fits", "truncated.fits", "corrupt.fits.Z", "notz.fits.Z")))
     before = content_digests(ws)
     report = prep(ws, clock, workers=1, notify=lambda m: None)
     reasons = dict(report.rejected)
@@ -202,6 +204,40 @@ def test_bad_inputs_are_rejected_to_misc_with_a_reason(tmp_path: Path, clock) ->
     assert {r[0] for r in conn.execute("SELECT file FROM rejected_files")} == set(reasons)
 
 
+def test_a_frame_still_arriving_is_left_alone_until_it_reads_whole(tmp_path: Path, clock) -> None:
+    """A frame being downloaded or copied (here: the first bytes of a .fits and of a .fits.Z, just written) is
+    neither read into the log nor moved: prep says it waits for it. Once whole, the next prep takes it like
+    any frame; one that stays unreadable past `SETTLED_SECONDS` is set aside to misc/ as unreadable."""
+    from soxs_es.pure.arrival import SETTLED_SECONDS
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_frame(ws / "good.fits")
+    write_frame(tmp_path / "other.fits", **{"MJD-OBS": 60737.6})
+    whole = (tmp_path / "other.fits").read_bytes()
+    (ws / "coming.fits").write_bytes(whole[:5000])
+    write_frame(tmp_path / "third.fits", **{"MJD-OBS": 60737.7})
+    compressed = compress_z((tmp_path / "third.fits").read_bytes())
+    (ws / "coming2.fits.Z").write_bytes(compressed[: len(compressed) // 2])
+    (ws / "stalled.fits").write_bytes(whole[:4000])
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    waiting = dict(report.left_alone)
+    assert {"coming.fits", "coming2.fits.Z", "stalled.fits"} <= set(waiting)
+    assert "not complete yet" in waiting["coming.fits"] and "truncated" in waiting["coming.fits"]
+    assert report.rejected == [] and not (ws / "misc").exists()
+    assert (ws / "coming.fits").read_bytes() == whole[:5000]
+    logged = [e for e in event_types(ws) if e in ("FileRejected", "FrameIngested")]
+    assert logged == ["FrameIngested"]  # good.fits alone
+    # the copies finish; the stalled one is left as it was, long enough to be judged
+    (ws / "coming.fits").write_bytes(whole)
+    (ws / "coming2.fits.Z").write_bytes(compressed)
+    past = time.time() - SETTLED_SECONDS - 1
+    os.utime(ws / "stalled.fits", (past, past))
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    assert report.decompressed == ["coming2.fits.Z"] and event_types(ws).count("FrameIngested") == 3
+    assert dict(report.rejected).keys() == {"stalled.fits"} and (ws / "misc" / "stalled.fits").exists()
+
+
 def test_gzip_frames_are_decompressed_like_unix_compressed_ones(tmp_path: Path, clock) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -211,6 +247,7 @@ def test_gzip_frames_are_decompressed_like_unix_compressed_ones(tmp_path: Path, 
     (ws / "good.fits").unlink()
     (ws / "corrupt.fits.gz").write_bytes(b"\x1f\x8b" + os.urandom(100))
     (ws / "notgz.fits.gz").write_bytes(b"plain text")
+    settled(ws / "corrupt.fits.gz", ws / "notgz.fits.gz")
     report = prep(ws, clock, workers=1, notify=lambda m: None)
     assert report.decompressed == ["good.fits.gz"]
     (filed,) = (ws / "raw").rglob("good.fits")

@@ -1,0 +1,28 @@
+"""Whether a file at the workspace root has finished arriving: the decision `prep` (and `watch`) make before
+reading a frame, so that a frame still being downloaded or copied is never judged, moved or set aside.
+
+A frame is complete when it reads whole: its header ends with an END card and the file holds every byte the
+header promises for its data unit (a `.Z` is complete when it decompresses to such a frame). A file that
+does not read whole and was written to a moment ago is taken to be still arriving: it is left where it is
+and looked at again by the next run. Once it has not changed for `SETTLED_SECONDS`, it is judged as it is
+(a truncated download is then set aside to misc/ like any unreadable file).
+"""
+
+from __future__ import annotations
+
+#: How long an unreadable file must have been left unchanged before it is judged unreadable rather than
+#: still arriving (generous: a download may stall for minutes and then resume).
+SETTLED_SECONDS = 600.0
+
+
+def still_arriving(seconds_since_written: float) -> bool:
+    """Whether a root file that does not read whole is left alone this run: it was written to less than
+    `SETTLED_SECONDS` ago (a clock behind the file's time counts as just written)."""
+    return seconds_since_written < SETTLED_SECONDS
+
+
+def arriving_note(problem: str, seconds_since_written: float) -> str:
+    """The line `prep` reports for a file it leaves alone as still arriving."""
+    ago = max(seconds_since_written, 0.0)
+    return (f"not complete yet ({problem}; written {ago:.0f} s ago): left where it is until it reads whole; "
+            f"set aside to misc/ if it stays like this for {SETTLED_SECONDS / 60:.0f} minutes")
