@@ -219,6 +219,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from soxs_es.watch import watch
+
+    root = Path(args.workspace)
+    if args.settle <= 0 or args.rescan <= 0:
+        raise UserError("--settle and --rescan take a number of seconds above 0", code=2)
+    print(f"watching {root.resolve()} ({'polling' if args.poll else 'file-system events'}; "
+          f"{'prep, then reduce' if args.reduce else 'prep'} after each batch); Ctrl-C stops", flush=True)
+    batches = watch(root, then_reduce=args.reduce, jobs=args.jobs, workers=args.workers,
+                    settle=args.settle, rescan=args.rescan, polling=True if args.poll else None,
+                    show=lambda b: print(b.line(), flush=True))
+    print(f"stopped after {batches} batches", flush=True)
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
     from soxs_es.pure.cascade import cascade_of
@@ -652,6 +667,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="the Dask scheduler's address (tcp://host:8786)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_reduce)
+
+    p = sub.add_parser("watch", help="turn frames into SOFs as they arrive (and reduce them with --reduce)")
+    p.add_argument("workspace", nargs="?", default=".")
+    p.add_argument("--reduce", action="store_true", help="reduce what has become reducible after each batch")
+    p.add_argument("-j", "--jobs", type=int, help="with --reduce: recipes run at once (default: the cores)")
+    p.add_argument("--workers", type=int, default=None, help="processes for header reads (default: cores)")
+    p.add_argument("--settle", type=float, default=0.5,
+                   help="seconds without a new change that end a batch of arrivals (default: 0.5)")
+    p.add_argument("--rescan", type=float, default=30.0,
+                   help="seconds between catch-up preps without events, for file systems that deliver none "
+                        "(default: 30)")
+    p.add_argument("--poll", action="store_true", help="poll the folder instead of kernel events (NFS, SMB)")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("explain", help="why a SOF holds the calibrations it holds")
     p.add_argument("sof", help="SOF file name or path")

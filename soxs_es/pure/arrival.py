@@ -10,6 +10,8 @@ and looked at again by the next run. Once it has not changed for `SETTLED_SECOND
 
 from __future__ import annotations
 
+from soxs_es.pure import layout
+
 #: How long an unreadable file must have been left unchanged before it is judged unreadable rather than
 #: still arriving (generous: a download may stall for minutes and then resume).
 SETTLED_SECONDS = 600.0
@@ -21,8 +23,26 @@ def still_arriving(seconds_since_written: float) -> bool:
     return seconds_since_written < SETTLED_SECONDS
 
 
+#: How the note of a file left alone as still arriving begins.
+ARRIVING = "not complete yet"
+
+
 def arriving_note(problem: str, seconds_since_written: float) -> str:
     """The line `prep` reports for a file it leaves alone as still arriving."""
     ago = max(seconds_since_written, 0.0)
-    return (f"not complete yet ({problem}; written {ago:.0f} s ago): left where it is until it reads whole; "
+    return (f"{ARRIVING} ({problem}; written {ago:.0f} s ago): left where it is until it reads whole; "
             f"set aside to misc/ if it stays like this for {SETTLED_SECONDS / 60:.0f} minutes")
+
+
+def worth_a_prep(kind: str, path: str) -> bool:
+    """Whether a change the watcher saw (`kind` "added" | "modified" | "deleted", at workspace-relative POSIX
+    `path`) can give `prep` something to do: a frame arriving at the root, or a frame placed under or
+    removed from raw/. The rest (the database, SOF files, products, logs, the temp files of a decompression,
+    a file leaving the root because prep filed it) cannot."""
+    parts = path.split("/")
+    name = parts[-1]
+    if name.startswith(".") or not (layout.is_fits_name(name) or layout.is_compressed_fits(name)):
+        return False
+    if len(parts) == 1:
+        return kind != "deleted"
+    return parts[0] == layout.RAW

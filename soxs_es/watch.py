@@ -1,0 +1,161 @@
+"""`soxs-es watch`: turn frames into SOFs as they land - file-system events, batched, then `prep` (and with
+`--reduce`, `reduce`), until stopped.
+
+Events come from the kernel (inotify, through `watchfiles`); a workspace on a file system that delivers
+none (NFS, SMB) is still caught up every `rescan` seconds, when a `prep` with nothing new costs a listing.
+A frame still being written is left alone by `prep` itself (`soxs_es.pure.arrival`): its next write is
+another event, and the batch after its last one takes it whole. Ctrl-C or SIGTERM stops between steps;
+a kill -9 loses nothing, as the next start begins with a `prep` of whatever arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from soxs_es.errors import UserError
+from soxs_es.pure import arrival
+
+_KINDS = {1: "added", 2: "modified", 3: "deleted"}
+
+
+@attrs.frozen
+class Batch:
+    """What one batch of arrivals did."""
+
+    at: str  # local time, HH:MM:SS
+    changes: int  # file-system changes that asked for it (0: the start, or a rescan)
+    ingested: int
+    nights: int
+    new_sofs: tuple[str, ...]
+    changed_sofs: tuple[str, ...]
+    removed_sofs: tuple[str, ...]
+    arriving: int  # frames left at the root as still arriving
+    reduced: int = 0
+    failed: int = 0
+    problem: str | None = None  # why this batch could not be done (the next one tries again)
+
+    @property
+    def did_something(self) -> bool:
+        return bool(self.ingested or self.new_sofs or self.changed_sofs or self.removed_sofs or self.reduced
+                    or self.problem or self.arriving)
+
+    def line(self) -> str:
+        if self.problem:
+            return f"{self.at}  not done: {self.problem}"
+        parts = [f"{self.ingested} frames in" if self.ingested else "no new frame"]
+        sofs = [f"{len(self.new_sofs)} new" if self.new_sofs else "", f"{len(self.changed_sofs)} changed"
+                if self.changed_sofs else "", f"{len(self.removed_sofs)} removed" if self.removed_sofs else ""]
+        if any(sofs):
+            parts.append("SOFs " + ", ".join(s for s in sofs if s))
+        if self.reduced:
+            parts.append(f"reduced {self.reduced}" + (f" ({self.failed} failed)" if self.failed else ""))
+        if self.arriving:
+            parts.append(f"{self.arriving} still arriving (left at the root until whole)")
+        return f"{self.at}  " + "; ".join(parts) + f"  [{self.nights} nights]"
+
+
+def batch(root: Path, changes: int, then_reduce: bool, jobs: int | None, workers: int | None) -> Batch:
+    """One `prep` (and `reduce` of what it made reducible, `jobs` recipes at once, when `then_reduce`) of the
+    workspace, as a `Batch`."""
+    from soxs_es.prep import prep
+    from soxs_es.reduce import reduce
+
+    at = time.strftime("%H:%M:%S")
+    before = _sof_names(root)
+    try:
+        report = prep(root, workers=workers, notify=lambda m: None)
+    except UserError as error:
+        return Batch(at, changes, 0, 0, (), (), (), 0, problem=str(error))
+    written = set(report.association.sofs_written) if report.association is not None else set()
+    removed = tuple(sorted(report.association.sofs_removed)) if report.association is not None else ()
+    out = Batch(at, changes, report.ingested, report.nights, tuple(sorted(written - before)),
+                tuple(sorted(written & before)), removed,
+                sum(1 for _, why in report.left_alone if why.startswith(arrival.ARRIVING)))
+    if not then_reduce:
+        return out
+    try:
+        reduced = reduce(root, jobs=jobs)
+    except UserError as error:
+        return attrs.evolve(out, problem=f"reduce: {error}")
+    return attrs.evolve(out, reduced=len(reduced.runs), failed=len(reduced.failed))
+
+
+def _sof_names(root: Path) -> set[str]:
+    try:
+        return {n for n in os.listdir(root / "sof") if n.endswith(".sof")}
+    except OSError:
+        return set()
+
+
+def _relevant(root: Path) -> Callable[[Any, str], bool]:
+    prefix = str(root.resolve()) + os.sep
+
+    def relevant(change: Any, path: str) -> bool:
+        rel = path[len(prefix):] if path.startswith(prefix) else path
+        return arrival.worth_a_prep(_KINDS.get(int(change), "modified"), rel.replace(os.sep, "/"))
+
+    return relevant
+
+
+def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, workers: int | None = None,
+          settle: float = 0.5, rescan: float = 30.0, polling: bool | None = None, stop: threading.Event | None = None,
+          show: Callable[[Batch], None] = lambda b: None) -> int:
+    """Watch the workspace at `root` until `stop` is set (or SIGINT/SIGTERM, when run in the main thread):
+    a batch now, then one after every burst of arrivals (`settle` seconds without a new change) and every
+    `rescan` seconds. Returns how many batches ran."""
+    from watchfiles import watch as changes_of
+
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give the workspace (or download folder) to watch")
+    stop = stop or threading.Event()
+    restore = _stop_on_signals(stop)
+    batches = 0
+    try:
+        for found in _bursts(changes_of, root, settle, rescan, polling, stop):
+            if stop.is_set():
+                break
+            result = batch(root, found, then_reduce, jobs, workers)
+            batches += 1
+            if result.did_something or batches == 1:
+                show(result)
+    finally:
+        restore()
+    return batches
+
+
+def _bursts(changes_of: Callable[..., Iterable[set[Any]]], root: Path, settle: float, rescan: float,
+            polling: bool | None, stop: threading.Event) -> Iterable[int]:
+    """The number of relevant changes of each burst: 0 first (catching up), then one per burst, and 0 after
+    each `rescan` seconds without one (what events may have missed)."""
+    yield 0
+    last = time.monotonic()
+    for changes in changes_of(root, watch_filter=_relevant(root), step=int(settle * 1000), debounce=10_000,
+                              stop_event=stop, rust_timeout=int(min(rescan, 5.0) * 1000), yield_on_timeout=True,
+                              force_polling=polling, raise_interrupt=False):
+        if stop.is_set():
+            return
+        if changes or time.monotonic() - last >= rescan:
+            last = time.monotonic()
+            yield len(changes)
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT and SIGTERM set `stop` (the step under way finishes first); a second SIGINT stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in old.items()] and None
