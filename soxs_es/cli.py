@@ -220,11 +220,39 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from soxs_es.watch import watch
+    from soxs_es import watch as watching
 
-    root = Path(args.workspace)
+    action = args.target[0] if args.target and args.target[0] in ("start", "stop", "status") else None
+    rest = args.target[1:] if action else args.target
+    if len(rest) > 1:
+        raise UserError(f"one workspace to watch, not {len(rest)} ({' '.join(rest)})", code=2)
+    root = Path(rest[0] if rest else ".")
     if args.settle <= 0 or args.rescan <= 0:
         raise UserError("--settle and --rescan take a number of seconds above 0", code=2)
+    if action == "start":
+        options = ["--settle", str(args.settle), "--rescan", str(args.rescan)] + (["--reduce"] if args.reduce else [])
+        options += (["-j", str(args.jobs)] if args.jobs else []) + (["--workers", str(args.workers)]
+                                                                    if args.workers else [])
+        options += ["--poll"] if args.poll else []
+        status = watching.start_service(root, options)
+        print(f"watching {root} in the background (pid {status.pid}); its log: {root / layout.WATCH_LOG}; "
+              f"`soxs-es watch stop {root}` ends it")
+        return 0
+    if action == "stop":
+        status = watching.stop_service(root)
+        if status is None:
+            print(f"no watcher runs in {root}")
+            return 1
+        print(f"stopped the watcher of {root} (pid {status.pid}, since {status.since}, {status.batches} batches)")
+        return 0
+    if action == "status":
+        return _watch_status(root, args.json)
+    from soxs_es.watch import watch
+
+    if watching.watched(root):
+        other = watching.read_status(root)
+        raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}); "
+                        f"`soxs-es watch status {root}` tells more", code=4)
     print(f"watching {root.resolve()} ({'polling' if args.poll else 'file-system events'}; "
           f"{'prep, then reduce' if args.reduce else 'prep'} after each batch); Ctrl-C stops", flush=True)
     batches = watch(root, then_reduce=args.reduce, jobs=args.jobs, workers=args.workers,
@@ -232,6 +260,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     show=lambda b: print(b.line(), flush=True))
     print(f"stopped after {batches} batches", flush=True)
     return 0
+
+
+def _watch_status(root: Path, as_json: bool) -> int:
+    from soxs_es import watch as watching
+
+    status, running = watching.read_status(root), watching.watched(root)
+    healthy = running and status is not None and watching.healthy(status)
+    if as_json:
+        print(json.dumps({"running": running, "healthy": healthy,
+                          "status": None if status is None else attrs.asdict(status)}, indent=2))
+    elif not running:
+        print(f"no watcher runs in {root}" + (f" (the last one, pid {status.pid}, ran from {status.since} to "
+                                              f"{status.stopped or status.heartbeat})" if status else ""))
+    else:
+        assert status is not None
+        print(f"watching {root} since {status.since} (pid {status.pid}, {status.mode}"
+              f"{', then reduce' if status.reduce else ''}): {'healthy' if healthy else 'NOT HEALTHY'}, "
+              f"last heard of at {status.heartbeat}, {status.batches} batches")
+        if status.last_batch:
+            print(f"  last batch: {status.last_batch}")
+        if status.problem:
+            print(f"  its last batch could not be done: {status.problem}")
+    return 0 if healthy else 1
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -668,8 +719,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_reduce)
 
-    p = sub.add_parser("watch", help="turn frames into SOFs as they arrive (and reduce them with --reduce)")
-    p.add_argument("workspace", nargs="?", default=".")
+    p = sub.add_parser("watch", help="turn frames into SOFs as they arrive (and reduce them with --reduce); "
+                                     "start|stop|status: the same in the background")
+    p.add_argument("target", nargs="*", metavar="[start|stop|status] WORKSPACE",
+                   help="the workspace (default: .), after start, stop or status for the background watcher")
+    p.add_argument("--json", action="store_true", help="status: as JSON")
     p.add_argument("--reduce", action="store_true", help="reduce what has become reducible after each batch")
     p.add_argument("-j", "--jobs", type=int, help="with --reduce: recipes run at once (default: the cores)")
     p.add_argument("--workers", type=int, default=None, help="processes for header reads (default: cores)")

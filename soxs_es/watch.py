@@ -10,18 +10,26 @@ a kill -9 loses nothing, as the next start begins with a `prep` of whatever arri
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from soxs_es.errors import UserError
-from soxs_es.pure import arrival
+from soxs_es.fsops import HELD_LOCKS
+from soxs_es.projections.sof_files import atomic_write_text
+from soxs_es.pure import arrival, layout
 
 _KINDS = {1: "added", 2: "modified", 3: "deleted"}
 
@@ -118,23 +126,153 @@ def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, wor
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     batches = 0
+    status = Status(pid=os.getpid(), since=_now(), mode="polling" if polling else "events",
+                    reduce=then_reduce, heartbeat=_now(), rescan=rescan)
     try:
-        for found in _bursts(changes_of, root, settle, rescan, polling, stop):
-            if stop.is_set():
-                break
-            result = batch(root, found, then_reduce, jobs, workers)
-            batches += 1
-            if result.did_something or batches == 1:
-                show(result)
+        with watch_lock(root):
+            _write_status(root, status)
+            for found in _bursts(changes_of, root, settle, rescan, polling, stop):
+                if stop.is_set():
+                    break
+                if found is not None:
+                    result = batch(root, found, then_reduce, jobs, workers)
+                    batches += 1
+                    if result.did_something or batches == 1:
+                        show(result)
+                        status = attrs.evolve(status, last_batch=result.line(), last_batch_at=_now(),
+                                              problem=result.problem)
+                    status = attrs.evolve(status, batches=batches)
+                status = attrs.evolve(status, heartbeat=_now())
+                _write_status(root, status)
+            _write_status(root, attrs.evolve(status, stopped=_now()))
     finally:
         restore()
     return batches
 
 
+# -- one watcher per workspace, and what it last did -------------------------------------------------------
+
+
+@attrs.frozen
+class Status:
+    """What a watcher says of itself in the workspace (`layout.WATCH_STATUS`), after every batch and every
+    few seconds between them."""
+
+    pid: int
+    since: str
+    mode: str  # "events" | "polling"
+    reduce: bool
+    heartbeat: str
+    rescan: float = 30.0
+    batches: int = 0
+    last_batch: str | None = None
+    last_batch_at: str | None = None
+    problem: str | None = None
+    stopped: str | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_status(root: Path, status: Status) -> None:
+    atomic_write_text(root / layout.WATCH_STATUS, json.dumps(attrs.asdict(status), indent=1) + "\n", sync=False)
+
+
+def read_status(root: Path) -> Status | None:
+    try:
+        return Status(**json.loads((root / layout.WATCH_STATUS).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def watched(root: Path) -> bool:
+    """Whether a watcher holds the workspace's watch lock now."""
+    try:
+        with open(root / layout.WATCH_LOCK, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+@contextmanager
+def watch_lock(root: Path) -> Iterator[None]:
+    """The one watcher of `root`: refused (exit 4) when another holds it. The kernel lets go of the lock
+    when the process ends, however it ends: a watcher killed leaves nothing to clean up."""
+    handle = open(root / layout.WATCH_LOCK, "a+")  # noqa: SIM115 - held for the whole watch
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = read_status(root)
+            raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}, since "
+                            f"{other.since if other else '?'}); `soxs-es watch stop {root}` ends it", code=4) from None
+        HELD_LOCKS.add(handle.fileno())
+        yield
+    finally:
+        HELD_LOCKS.discard(handle.fileno())
+        handle.close()
+
+
+def start_service(root: Path, options: list[str], wait: float = 30.0) -> Status:
+    """Start a watcher of `root` in the background (its own session, its output in `layout.WATCH_LOG`) and
+    return its status once it runs; refused when one already does."""
+    if watched(root):
+        other = read_status(root)
+        raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}); "
+                        f"`soxs-es watch status {root}` tells more", code=4)
+    log = open(root / layout.WATCH_LOG, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "soxs_es", "watch", str(root), *options],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        status = read_status(root)
+        if status is not None and status.pid == child.pid and status.stopped is None:
+            return status
+        if child.poll() is not None:
+            raise UserError(f"the watcher of {root} stopped at once (exit {child.returncode}); see "
+                            f"{root / layout.WATCH_LOG}")
+        time.sleep(0.1)
+    raise UserError(f"the watcher of {root} (pid {child.pid}) did not report within {wait:.0f} s; see "
+                    f"{root / layout.WATCH_LOG}")
+
+
+def stop_service(root: Path, wait: float = 120.0) -> Status | None:
+    """Ask the watcher of `root` to stop (SIGTERM: it finishes the step under way) and wait until it has;
+    None when none runs."""
+    status = read_status(root)
+    if not watched(root) or status is None:
+        return None
+    os.kill(status.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while watched(root):
+        if time.monotonic() >= deadline:
+            raise UserError(f"the watcher of {root} (pid {status.pid}) has not stopped after {wait:.0f} s; "
+                            f"it may be in a long reduce (kill {status.pid} ends it at once)")
+        time.sleep(0.1)
+    return read_status(root)
+
+
+def healthy(status: Status, now: datetime | None = None) -> bool:
+    """A watcher is healthy when it said it was alive within the last minute, or two of its rescans (it does
+    every few seconds between batches; a long batch - a reduce - delays it) and its last batch was done."""
+    beat = datetime.fromisoformat(status.heartbeat.replace("Z", "+00:00"))
+    recent = ((now or datetime.now(UTC)) - beat).total_seconds() < max(60.0, 2 * status.rescan)
+    return recent and status.problem is None
+
+
 def _bursts(changes_of: Callable[..., Iterable[set[Any]]], root: Path, settle: float, rescan: float,
-            polling: bool | None, stop: threading.Event) -> Iterable[int]:
+            polling: bool | None, stop: threading.Event) -> Iterable[int | None]:
     """The number of relevant changes of each burst: 0 first (catching up), then one per burst, and 0 after
-    each `rescan` seconds without one (what events may have missed)."""
+    each `rescan` seconds without one (what events may have missed); None every few seconds between."""
     yield 0
     last = time.monotonic()
     for changes in changes_of(root, watch_filter=_relevant(root), step=int(settle * 1000), debounce=10_000,
@@ -145,6 +283,8 @@ def _bursts(changes_of: Callable[..., Iterable[set[Any]]], root: Path, settle: f
         if changes or time.monotonic() - last >= rescan:
             last = time.monotonic()
             yield len(changes)
+        else:
+            yield None
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:

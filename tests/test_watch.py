@@ -159,3 +159,43 @@ def test_a_watcher_killed_catches_up_when_started_again(download: Path, tmp_path
             second.kill()
     assert second.returncode == 0, err
     assert "stopped after" in out and "Traceback" not in err
+
+
+def soxs_es(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "soxs_es", *args], capture_output=True, text=True, timeout=180)
+
+
+def test_a_background_watcher_starts_says_how_it_is_and_stops(download: Path, tmp_path: Path) -> None:
+    """`watch start` runs one watcher per workspace in the background (a second one is refused, so is a
+    foreground one), `watch status` says since when, what it last did and that it is healthy, `watch stop`
+    ends it between steps; its pid, status and log live in the workspace."""
+    import json
+
+    nights = night_files(download)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for path in nights[0]:
+        shutil.copy2(path, ws / path.name)
+    started = soxs_es("watch", "start", str(ws), "--settle", "0.2", "--workers", "1")
+    assert started.returncode == 0, started.stderr
+    try:
+        again = soxs_es("watch", "start", str(ws))
+        assert again.returncode == 4 and "already watched" in again.stderr and "Traceback" not in again.stderr
+        foreground = soxs_es("watch", str(ws))
+        assert foreground.returncode == 4 and "already watched" in foreground.stderr
+        for path in nights[1]:
+            shutil.copy2(path, ws / path.name)
+        expected = reference(download, tmp_path, {p.name for p in nights[2]})
+        wait_for(lambda: sofs(ws) == expected, "the background watcher's SOFs")
+        wait_for(lambda: "2 nights" in (json.loads(soxs_es("watch", "status", str(ws), "--json").stdout)
+                                        ["status"]["last_batch"] or ""), "its status to name the last batch")
+        status = soxs_es("watch", "status", str(ws))
+        assert status.returncode == 0 and "healthy" in status.stdout and "since" in status.stdout
+    finally:
+        stopped = soxs_es("watch", "stop", str(ws))
+    assert stopped.returncode == 0 and "stopped the watcher" in stopped.stdout
+    after = soxs_es("watch", "status", str(ws), "--json")
+    assert after.returncode == 1 and json.loads(after.stdout)["running"] is False
+    assert soxs_es("watch", "stop", str(ws)).returncode == 1  # none runs
+    log = (ws / "soxs-es-watch.log").read_text()
+    assert "frames in" in log and "stopped after" in log

@@ -9,6 +9,8 @@ DATABASE = "soxspipe.db"
 RAW, MISC = "raw", "misc"
 DUPLICATES, CONFLICTS = "misc/duplicates", "misc/conflicts"
 LOCK_FILE = ".soxs-es.lock"
+#: `soxs-es watch`: held by the one watcher of a workspace; what it last did; the background one's log
+WATCH_LOCK, WATCH_STATUS, WATCH_LOG = ".soxs-es-watch.lock", ".soxs-es-watch.json", "soxs-es-watch.log"
 RULES_FILE = "soxs-es-rules.yaml"
 SESSIONS = "sessions"
 SESSION_FOLDERS = ("sof", "reduced", "qc")
