@@ -154,16 +154,12 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
 
     def one_more_night(scratch: Path) -> list[str]:
         ws = copy_to(done, scratch)
-        extra = scratch / "extra"
-        in_python(f"from pathlib import Path; from soxs_es.demo import write_demo; "
-                  f"write_demo(Path({str(extra)!r}), nights={nights + 1}, seed=1)")
-        last_night = sorted(extra.glob("SOXS.*"))[-72:]  # the new night's frames (72 per night)
-        for path in last_night:
-            if not (ws / path.name).exists():
-                shutil.copy2(path, ws / path.name)
+        for path in next_night(nights):
+            shutil.copy2(path, ws / path.name)
         return [*SOXS_ES, "prep", str(ws), "-q"]
 
     out["prep + 1 night"] = measure("night", runs, one_more_night)[1:]
+    out["watch: night to SOFs"] = watch_latency(done, nights, runs)
     out["fallback (record failed)"] = measure(
         "fail", runs, lambda s: [*SOXS_ES, "record", "failed", first_bias(copy_to(done, s)), "-w",
                                  str(s / "ws"), "--json"])[1:]
@@ -234,6 +230,49 @@ log.close()
     return t, r, total
 
 
+def next_night(nights: int) -> list[Path]:
+    """The frames of the night after a download of `nights` nights (72 per night), made once."""
+    extra = CACHE / f"next-night-{nights}"
+    if not extra.is_dir():
+        in_python(f"from pathlib import Path; from soxs_es.demo import write_demo; "
+                  f"write_demo(Path({str(extra)!r}), nights={nights + 1}, seed=1)")
+    first = {p.name for p in download(nights).glob("SOXS.*")}
+    return [p for p in sorted(extra.glob("SOXS.*"))[-72:] if p.name not in first]
+
+
+def watch_latency(done: Path, nights: int, runs: int) -> tuple[float, int]:
+    """From the last frame of a new night landing in a watched workspace to the watcher having written its
+    SOFs (its status file names the batch, written once the batch's prep returned), median of `runs`."""
+    latencies = []
+    for _ in range(runs):
+        scratch = Path(tempfile.mkdtemp(dir=CACHE, prefix="scratch-"))
+        SCRATCH.append(scratch)
+        ws = copy_to(done, scratch)
+        status = ws / ".soxs-es-watch.json"
+        watcher = subprocess.Popen([*SOXS_ES, "watch", str(ws)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            while not status.is_file() or json.loads(status.read_text()).get("batches", 0) < 1:
+                time.sleep(0.05)
+            time.sleep(2.0)  # its first (catch-up) batch settled
+            for path in next_night(nights):
+                shutil.copy2(path, ws / path.name)
+            landed = time.perf_counter()
+            while time.perf_counter() - landed < 300 and not _batch_of(status, nights + 1):
+                time.sleep(0.02)
+            latencies.append(time.perf_counter() - landed)  # 300 s: it never came (the bench says so)
+        finally:
+            watcher.terminate()
+            watcher.wait(timeout=120)
+    return statistics.median(latencies), 0
+
+
+def _batch_of(status: Path, nights: int) -> bool:
+    """Whether the watcher's last batch took frames in and left the workspace with `nights` nights."""
+    line = json.loads(status.read_text()).get("last_batch") or ""
+    return "frames in" in line and f"[{nights} nights]" in line
+
+
 def bench_soxspipe(venv: Path, nights: int, runs: int) -> dict[str, tuple[float, int]]:
     soxspipe = [str(venv / "bin" / "soxspipe"), "prep", "."]
     out: dict[str, tuple[float, int]] = {}
@@ -245,6 +284,14 @@ def bench_soxspipe(venv: Path, nights: int, runs: int) -> dict[str, tuple[float,
     out["cold prep"] = measure("cold", runs, lambda s: (copy_to(download(nights), s), soxspipe)[1],
                                cwd_in_copy=True, deletes_files=True)[1:]
     out["no-op prep"] = measure("noop", runs, lambda s: (copy_to(done, s), soxspipe)[1], cwd_in_copy=True)[1:]
+
+    def one_more_night(scratch: Path) -> list[str]:
+        ws = copy_to(done, scratch)
+        for path in next_night(nights):
+            shutil.copy2(path, ws / path.name)
+        return soxspipe
+
+    out["prep + 1 night"] = measure("night", runs, one_more_night, cwd_in_copy=True)[1:]
     out["fallback (record failed)"] = measure(
         "fail", runs, lambda s: [str(venv / "bin" / "python"), str(FAIL_SCRIPT), str(copy_to(done, s)),
                                  first_bias(s / "ws")])[1:]
