@@ -649,18 +649,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _writer_active(root: Path) -> bool:
     """Whether a soxs-es command holds the workspace's writer lock now (probed without waiting or holding)."""
-    import fcntl
+    from soxs_es.locking import lock_held
 
-    try:
-        with open(root / layout.LOCK_FILE, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
+    return lock_held(root / layout.LOCK_FILE)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -41,3 +41,18 @@ def workspace_lock(root: Path, wait: float = LOCK_WAIT_SECONDS, notify: Callable
     finally:
         HELD_LOCKS.discard(handle.fileno())
         handle.close()
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an exclusive lock on `path` now (probed with a shared lock: not waited for,
+    not kept)."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False

@@ -28,6 +28,7 @@ import attrs
 
 from soxs_es.errors import UserError
 from soxs_es.fsops import HELD_LOCKS
+from soxs_es.locking import lock_held
 from soxs_es.projections.sof_files import atomic_write_text
 from soxs_es.pure import arrival, layout
 
@@ -104,10 +105,10 @@ def _sof_names(root: Path) -> set[str]:
 
 
 def _relevant(root: Path) -> Callable[[Any, str], bool]:
-    prefix = str(root.resolve()) + os.sep
+    """The watch filter: `arrival.worth_a_prep` of a change, at its path relative to `root` (absolute)."""
 
     def relevant(change: Any, path: str) -> bool:
-        rel = path[len(prefix):] if path.startswith(prefix) else path
+        rel = os.path.relpath(os.path.abspath(path), root)
         return arrival.worth_a_prep(_KINDS.get(int(change), "modified"), rel.replace(os.sep, "/"))
 
     return relevant
@@ -131,17 +132,18 @@ def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, wor
     try:
         with watch_lock(root):
             _write_status(root, status)
-            for found in _bursts(changes_of, root, settle, rescan, polling, stop):
+            for found in _bursts(changes_of, root.resolve(), settle, rescan, polling, stop):
                 if stop.is_set():
                     break
                 if found is not None:
                     result = batch(root, found, then_reduce, jobs, workers)
                     batches += 1
-                    if result.did_something or batches == 1:
+                    # a problem is told once, not again at every rescan while it lasts
+                    repeated = result.problem is not None and result.problem == status.problem
+                    if (result.did_something and not repeated) or batches == 1:
                         show(result)
-                        status = attrs.evolve(status, last_batch=result.line(), last_batch_at=_now(),
-                                              problem=result.problem)
-                    status = attrs.evolve(status, batches=batches)
+                        status = attrs.evolve(status, last_batch=result.line(), last_batch_at=_now())
+                    status = attrs.evolve(status, batches=batches, problem=result.problem)
                 status = attrs.evolve(status, heartbeat=_now())
                 _write_status(root, status)
             _write_status(root, attrs.evolve(status, stopped=_now()))
@@ -188,15 +190,7 @@ def read_status(root: Path) -> Status | None:
 
 def watched(root: Path) -> bool:
     """Whether a watcher holds the workspace's watch lock now."""
-    try:
-        with open(root / layout.WATCH_LOCK, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-    except OSError:
-        return False
+    return lock_held(root / layout.WATCH_LOCK)
 
 
 @contextmanager

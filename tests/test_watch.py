@@ -161,8 +161,10 @@ def test_a_watcher_killed_catches_up_when_started_again(download: Path, tmp_path
     assert "stopped after" in out and "Traceback" not in err
 
 
-def soxs_es(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "soxs_es", *args], capture_output=True, text=True, timeout=180)
+def soxs_es(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "soxs_es", *args], capture_output=True, text=True, timeout=180,
+                          cwd=cwd, env=env)
 
 
 def test_a_background_watcher_starts_says_how_it_is_and_stops(download: Path, tmp_path: Path) -> None:
@@ -176,7 +178,9 @@ def test_a_background_watcher_starts_says_how_it_is_and_stops(download: Path, tm
     ws.mkdir()
     for path in nights[0]:
         shutil.copy2(path, ws / path.name)
-    started = soxs_es("watch", "start", str(ws), "--settle", "0.2", "--workers", "1")
+    # from inside the workspace, as "." (the events' paths are then made relative to the resolved folder), and
+    # with no rescan before the test ends: only the file-system events can bring the second night in
+    started = soxs_es("watch", "start", ".", "--settle", "0.2", "--rescan", "600", "--workers", "1", cwd=ws)
     assert started.returncode == 0, started.stderr
     try:
         again = soxs_es("watch", "start", str(ws))
