@@ -250,9 +250,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from soxs_es.watch import watch
 
     if watching.watched(root):
-        other = watching.read_status(root)
-        raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}); "
-                        f"`soxs-es watch status {root}` tells more", code=4)
+        raise watching.already_watched(root)  # before the header line (the watch's own lock says the same)
     print(f"watching {root.resolve()} ({'polling' if args.poll else 'file-system events'}; "
           f"{'prep, then reduce' if args.reduce else 'prep'} after each batch); Ctrl-C stops", flush=True)
     batches = watch(root, then_reduce=args.reduce, jobs=args.jobs, workers=args.workers,

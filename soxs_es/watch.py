@@ -193,6 +193,14 @@ def watched(root: Path) -> bool:
     return lock_held(root / layout.WATCH_LOCK)
 
 
+def already_watched(root: Path) -> UserError:
+    """The refusal of a second watcher of `root` (exit 4)."""
+    other = read_status(root)
+    return UserError(f"{root} is already watched (pid {other.pid if other else '?'}, since "
+                     f"{other.since if other else '?'}); `soxs-es watch status {root}` tells more, "
+                     f"`soxs-es watch stop {root}` ends it", code=4)
+
+
 @contextmanager
 def watch_lock(root: Path) -> Iterator[None]:
     """The one watcher of `root`: refused (exit 4) when another holds it. The kernel lets go of the lock
@@ -202,9 +210,7 @@ def watch_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            other = read_status(root)
-            raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}, since "
-                            f"{other.since if other else '?'}); `soxs-es watch stop {root}` ends it", code=4) from None
+            raise already_watched(root) from None
         HELD_LOCKS.add(handle.fileno())
         yield
     finally:
@@ -216,9 +222,7 @@ def start_service(root: Path, options: list[str], wait: float = 30.0) -> Status:
     """Start a watcher of `root` in the background (its own session, its output in `layout.WATCH_LOG`) and
     return its status once it runs; refused when one already does."""
     if watched(root):
-        other = read_status(root)
-        raise UserError(f"{root} is already watched (pid {other.pid if other else '?'}); "
-                        f"`soxs-es watch status {root}` tells more", code=4)
+        raise already_watched(root)
     log = open(root / layout.WATCH_LOG, "ab")  # noqa: SIM115 - handed to the child
     try:
         child = subprocess.Popen([sys.executable, "-m", "soxs_es", "watch", str(root), *options],

@@ -45,7 +45,7 @@ from soxs_es.pure.tables import format_sof
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 11
+STATE_FORMAT = 12
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 2
 

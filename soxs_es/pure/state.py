@@ -59,11 +59,9 @@ class Run:
 
 @attrs.frozen
 class SofVersion:
-    """A SOF's content as last decided (`SofWritten`), and the decision's place in the log."""
+    """A SOF's content as last decided (`SofWritten`)."""
 
     lines: tuple[tuple[str, str], ...]
-    seq: int
-    facts_until: int
     slots: tuple[str, ...] = ()  # the slot of each line (empty: recorded before slots were)
 
 
@@ -95,9 +93,8 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
     sof_changes: dict[str, dict[str, SofVersion | None]] = {}
     for item in recorded:
         match item.event:
-            case ev.SofWritten(session=session, sof=sof, lines=lines, facts_until=until, slots=slots):
-                sof_changes.setdefault(session, {})[sof] = SofVersion(tuple(map(tuple, lines)), item.seq, until,
-                                                                      tuple(slots))
+            case ev.SofWritten(session=session, sof=sof, lines=lines, slots=slots):
+                sof_changes.setdefault(session, {})[sof] = SofVersion(tuple(map(tuple, lines)), tuple(slots))
             case ev.SofRemoved(session=session, sof=sof):
                 sof_changes.setdefault(session, {})[sof] = None
             case ev.SetFormed(sof=sof, frames=frames):
