@@ -30,7 +30,7 @@ from soxs_es.pure.association import Association
 from soxs_es.pure.derive import Derived, derive
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
-from soxs_es.pure.projection import ProjectedAssociation
+from soxs_es.pure.projection import FrameTables, ProjectedAssociation
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
@@ -310,7 +310,8 @@ def write_projection(folder: Path, live_db: Path, cut: int, derived: Derived, se
                         "SELECT seq, recorded_at, type, payload, schema_version FROM live.events WHERE seq <= ?",
                         (cut,))
         log.conn.execute("DETACH DATABASE live")
-        tables.project_frames(log.conn, raw_frame_columns(rules), derived.raw_frames, derived.rejected_files)
+        tables.project_frames(log.conn, raw_frame_columns(rules),
+                              FrameTables(derived.raw_frames, derived.rejected_files))
         tables.project_association(log.conn, ProjectedAssociation(
             derived.association, session, found_products(state, session), state.frames_seq, rules.digest, cut),
             pipeline_cells(state, session), inbox_seen=0)

@@ -258,11 +258,12 @@ class Workspace:
     # -- projection --------------------------------------------------------------------------------
 
     def projection_current(self) -> bool:
-        """The projections were completed from the whole log as it is, for the current session and rules
-        (the stamp is written last, so a projection cut short by a crash is never taken as current)."""
+        """The projections were completed from the whole log as it is, for the current session and rules,
+        with a cached association this soxs-es reads (the stamp is written last, so a projection cut short
+        by a crash is never taken as current)."""
         stamp = caches.read_stamp(self.log.conn)
         return (stamp is not None and caches.has_tables(self.log.conn, tables.PROJECTED_TABLES)
-                and stamp.current(self.state, self.rules, self.session,
+                and caches.association_readable(self.log.conn) and stamp.current(self.state, self.rules, self.session,
                                   listing.outputs_stamp(self.root, self.session_dir(self.session))))
 
     def project(self) -> Projection:
@@ -273,8 +274,8 @@ class Workspace:
         while True:
             self.record(self.product_changes(session))
             shown = caches.shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES)
-            if shown.association is None:
-                self.load_files()  # the frames are derived, or their tables read back
+            if shown.counts is None:
+                self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
             del shown
             # what the organiser decided, recorded before it is written (a write cut short is redone from the

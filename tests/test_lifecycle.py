@@ -18,7 +18,7 @@ from soxs_es.cli import main
 from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog, RecordedEvent
 from soxs_es.prep import prep
-from soxs_es.pure.association import associate, refail
+from soxs_es.pure.association import associate, reassociate
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.listings import products_by_sof
@@ -297,7 +297,7 @@ def test_matching_again_after_failures_equals_associating_afresh(base_rows, befo
 
     previous = associate(base_rows, cascade, failing(before))
     fresh = associate(base_rows, cascade, failing(after))
-    again = refail(previous, cascade, failing(after))
+    again = reassociate(previous, cascade, failing(after))
     assert again == fresh
     assert sof_files(again) == sof_files(fresh)
 

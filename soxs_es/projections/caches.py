@@ -11,8 +11,8 @@ run; the log stays the truth. The tables:
   events after it (`read_state`; `soxs_es.eventlog.load_state` does the folding). In two parts, the files
   apart, so that a command about outcomes or sessions reads the small part only.
 - `cache_association`, `cache_association_sofs`: the association the tables show, written in the same
-  transaction as the tables (they can never disagree), so that an outcome re-matches only what it reaches
-  (`shown`).
+  transaction as the tables (they can never disagree), so that an outcome or a new night makes and matches
+  again only what it reaches (`shown`): the whole association, and the SOFs changed since it was written.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from soxs_es import listing
 from soxs_es.projections.pipeline import inbox_is_empty
 from soxs_es.projections.sql import quote, transaction
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association
+from soxs_es.pure.association import Association, Product
 from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import ProjectedAssociation, Shown
@@ -47,7 +47,7 @@ STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
 STATE_FORMAT = 12
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 2
+ASSOCIATION_FORMAT = 3
 
 CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
                 "cache_association_sofs")
@@ -150,8 +150,8 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, project
         return None  # new events, or a projection was dropped: rebuild it
     if not inbox_is_empty(conn):
         return None  # a recipe wrote into the database: what it recorded enters the log
-    if not snapshot_current(conn, last):
-        return None  # the snapshot is of another soxs-es, or far behind: the full path makes it again
+    if not snapshot_current(conn, last) or not association_readable(conn):
+        return None  # a cache of another soxs-es, or a snapshot far behind: the full path makes it again
     for entry in os.scandir(root):
         if not (entry.is_dir() or entry.is_symlink() or layout.is_workspace_own(entry.name)):
             return None  # a new file at the root
@@ -172,15 +172,23 @@ def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Ru
           projected_tables: tuple[str, ...]) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`)."""
     stamp = read_stamp(conn)
-    if stamp is None or not stamp.frames_current(state, rules) or not has_tables(conn, projected_tables):
+    if stamp is None or stamp.rules_digest != rules.digest or not has_tables(conn, projected_tables):
         return Shown(sof_files=_sof_files_shown(conn, session))
     old = projected_association(conn)
-    if (old is not None and stamp.last_seq == old.seq and old.frames_seq == state.frames_seq
-            and stamp.session == old.session
-            and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session)):
-        sof_files = {} if old.session == session else _sof_files_shown(conn, session)
-        return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
-    return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
+    usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
+              and stamp.session == old.session
+              and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
+    if stamp.frames_current(state, rules):
+        if usable:
+            assert old is not None
+            sof_files = {} if old.session == session else _sof_files_shown(conn, session)
+            return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
+        return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
+    if usable and old is not None and old.session == session:
+        frames = frames_shown(conn, rules)  # the rows `old` was made from: new frames are made again from them
+        if frames is not None:
+            return Shown(association=old, frames=frames)
+    return Shown(sof_files=_sof_files_shown(conn, session))
 
 
 def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
@@ -229,23 +237,42 @@ def _header(projected: ProjectedAssociation) -> bytes:
 def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, changed: frozenset[str] | None,
                       blob: Callable[[], bytes] | None = None) -> None:
     """Inside the tables' transaction: the whole association after a rebuild (`changed` None; `blob` may
-    give its `association_blob` made meanwhile by another process), only the changed SOFs otherwise."""
-    if changed is None:
-        cur.execute("DROP TABLE IF EXISTS cache_association")
-        cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
-        cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
-        cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
-        cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
-            ASSOCIATION_FORMAT, _header(new), blob() if blob is not None else association_blob(new.association)))
-    else:
+    give its `association_blob` made meanwhile by another process); otherwise the changed SOFs alone, each
+    with its products (or none when it is gone), the whole once they are a good part of it."""
+    if changed is not None:
         cur.execute("UPDATE cache_association SET header = ?", (_header(new),))
-        cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)",
-                        [(n, pickle.dumps(new.association.sofs[n], protocol=pickle.HIGHEST_PROTOCOL))
-                         for n in sorted(changed)])
+        association = new.association
+        products: dict[str, list[Product]] = {name: [] for name in changed}
+        for product in association.products:
+            if product.sof in products:
+                products[product.sof].append(product)
+        cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)", [
+            (name, None if name not in association.sofs else pickle.dumps(
+                (association.sofs[name], tuple(products[name])), protocol=pickle.HIGHEST_PROTOCOL))
+            for name in sorted(changed)])
+        (count,) = cur.execute("SELECT COUNT(*) FROM cache_association_sofs").fetchone()
+        if count <= max(len(association.sofs) // 4, 100):
+            return
+    cur.execute("DROP TABLE IF EXISTS cache_association")
+    cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
+    cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
+    cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
+    cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
+        ASSOCIATION_FORMAT, _header(new), blob() if blob is not None else association_blob(new.association)))
+
+
+def association_readable(conn: sqlite3.Connection) -> bool:
+    """Whether the cached association is of this soxs-es's format."""
+    try:
+        row = conn.execute("SELECT format FROM cache_association").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] == ASSOCIATION_FORMAT
 
 
 def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
-    """The association the tables show now (None when there is no usable cache of it)."""
+    """The association the tables show now (None when there is no usable cache of it): the whole as last
+    written, with the SOFs changed since in place of theirs (their sets and products last)."""
     try:
         row = conn.execute("SELECT format, header, association FROM cache_association").fetchone()
         changed = conn.execute("SELECT sof, blob FROM cache_association_sofs").fetchall()
@@ -260,8 +287,18 @@ def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | No
         if not isinstance(association, Association):
             return None
         if changed:
-            association = attrs.evolve(association, sofs=association.sofs.update(
-                {sof: pickle.loads(blob) for sof, blob in changed}))  # noqa: S301
+            now = {name: None if blob is None else pickle.loads(blob) for name, blob in changed}  # noqa: S301
+            sofs = association.sofs.evolver()
+            for name, item in now.items():
+                if item is not None:
+                    sofs[name] = item[0]
+                elif name in sofs:
+                    del sofs[name]
+            items = [item for item in now.values() if item is not None]
+            association = Association(
+                (*(s for s in association.sets if s.sof not in now), *(sof.set for sof, _ in items)),
+                (*(p for p in association.products if p.sof not in now), *(p for _, ps in items for p in ps)),
+                sofs.persistent())
     except Exception:
         return None
     return ProjectedAssociation(association, session, found, frames_seq, rules_digest, seq)

@@ -28,7 +28,7 @@ def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Ru
     plan without them (drop the one given: its rows are the largest part of a cold projection's memory)."""
     if plan.frame_tables is None:
         return plan
-    tables.project_frames(conn, raw_frame_columns(rules), *plan.frame_tables)
+    tables.project_frames(conn, raw_frame_columns(rules), plan.frame_tables)
     return attrs.evolve(plan, frame_tables=None)
 
 

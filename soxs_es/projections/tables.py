@@ -5,14 +5,13 @@ and it can never disagree, so the next outcome can update just the difference.""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from soxs_es.projections import caches
 from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
-from soxs_es.pure.projection import ProjectedAssociation
+from soxs_es.pure.projection import FrameTables, ProjectedAssociation
 from soxs_es.pure.tables import (
     PRODUCT_COLUMNS,
     SET_COLUMNS,
@@ -29,11 +28,19 @@ PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_f
 RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
 
 
-def project_frames(conn: sqlite3.Connection, columns: Sequence[str], raw_frames: Sequence[Mapping[str, Any]],
-                   rejected_files: Sequence[Mapping[str, Any]]) -> None:
-    """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction."""
-    replace_tables(conn, (TableRows("raw_frames", tuple(columns), raw_frames, RAW_FRAME_INDEXES),
-                          TableRows("rejected_files", REJECTED_FILE_COLUMNS, rejected_files)))
+def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: FrameTables) -> None:
+    """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction:
+    rebuilt, or only the rows of the frames in `frames.only` replaced."""
+    if frames.only is None:
+        replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
+                              TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)))
+        return
+    gone = [(path,) for path in sorted(frames.only)]
+    with transaction(conn) as cur:
+        for table, table_columns, rows in (("raw_frames", columns, frames.raw_frames),
+                                           ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
+            cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
+            insert_rows(cur, table, table_columns, rows)
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)

@@ -223,9 +223,10 @@ def _group(frames: Iterable[Row], keys: Sequence[str]) -> list[list[Row]]:
     return list(groups.values())
 
 
-def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[FrameSet]:
-    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD; those of other types are
-    passed over)."""
+def _chosen_groups(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[list[Row]]:
+    """The frames of one cascade entry and DPR type grouped as sets form (frames: usable frames, by MJD; those
+    of other types are passed over): by the grouping columns, then one group per exposure of the pinhole
+    techniques. Cheap: no set is made yet."""
     sets_cfg = cascade.sets
     techs = set(entry.techs)
     chosen = [r for r in frames if r["eso dpr type"] == dpr_type and (not techs or r["eso dpr tech"] in techs)]
@@ -241,21 +242,31 @@ def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Casca
                      cascade.group_by)
     grouped += [[r] for r in chosen if r["eso dpr tech"] in per_exposure
                 and (r["eso seq arm"] == NIR or r["lamp"] not in excluded_lamps)]
-    out = []
-    for members in grouped:
-        first = members[0]
-        keys = {k: first[k] for k in cascade.group_by}
-        nexp = first["eso tpl nexp"]
-        if entry.recipe in sets_cfg["full_template_recipes"] and nexp is not None and len(members) < nexp:
-            continue
-        if len(members) < sets_cfg["min_frames"].get(entry.recipe, 0):
-            continue
-        date_obs = _compact_date(min(str(r["date-obs"]) for r in members))
-        mjd = sum(r["mjd-obs"] for r in members) / len(members)
-        frames_out = tuple((r["filepath"], f"{r['eso dpr type']}_{r['eso seq arm']}", r["mjd-obs"]) for r in members)
-        out.append(FrameSet(sof_name(entry, dpr_type, keys, date_obs, cascade), entry.name, entry.recipe,
-                            entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs))
-    return out
+    return grouped
+
+
+def _frame_set(members: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> FrameSet | None:
+    """The set a group of frames forms (None: too few frames for the recipe)."""
+    sets_cfg = cascade.sets
+    first = members[0]
+    nexp = first["eso tpl nexp"]
+    if entry.recipe in sets_cfg["full_template_recipes"] and nexp is not None and len(members) < nexp:
+        return None
+    if len(members) < sets_cfg["min_frames"].get(entry.recipe, 0):
+        return None
+    keys = {k: first[k] for k in cascade.group_by}
+    date_obs = _compact_date(min(str(r["date-obs"]) for r in members))
+    mjd = sum(r["mjd-obs"] for r in members) / len(members)
+    frames_out = tuple((r["filepath"], f"{r['eso dpr type']}_{r['eso seq arm']}", r["mjd-obs"]) for r in members)
+    return FrameSet(sof_name(entry, dpr_type, keys, date_obs, cascade), entry.name, entry.recipe,
+                    entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs)
+
+
+def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[FrameSet]:
+    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD)."""
+    made = (_frame_set(members, entry, dpr_type, cascade) for members in _chosen_groups(frames, entry, dpr_type,
+                                                                                         cascade))
+    return [s for s in made if s is not None]
 
 
 def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
@@ -468,6 +479,42 @@ def _never_failed(frame_set: FrameSet) -> str | None:
     return None
 
 
+def _sets(rows: Sequence[Row], cascade: Cascade,
+          known: Mapping[tuple[str, str, tuple[str, ...]], FrameSet] | None = None,
+          changed: frozenset[str] = frozenset()) -> list[FrameSet]:
+    """Every set the raw frame rows form, in cascade order; of two sets with one name the first keeps it.
+
+    `known` holds sets made before, by (entry, DPR type, frame paths): a group none of whose frames is in
+    `changed` (filepaths) is the set made before from the same frames."""
+    by_type: dict[Any, list[Row]] = defaultdict(list)  # each entry's DPR types read only their own frames
+    for row in usable_frames(rows, cascade):
+        by_type[row["eso dpr type"]].append(row)
+    out: list[FrameSet] = []
+    names: set[str] = set()
+    for entry in cascade.entries:
+        for dpr_type in entry.types:
+            for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
+                frame_set = None
+                if known:
+                    paths = tuple(r["filepath"] for r in members)
+                    if changed.isdisjoint(paths):
+                        frame_set = known.get((entry.name, dpr_type, paths))
+                frame_set = frame_set or _frame_set(members, entry, dpr_type, cascade)
+                if frame_set is not None and frame_set.sof not in names:
+                    names.add(frame_set.sof)
+                    out.append(frame_set)
+    return out
+
+
+def _in_cascade_order(sets: Iterable[FrameSet], cascade: Cascade) -> list[list[FrameSet]]:
+    """The sets of each cascade entry, entry by entry (a product serves only the entries after its own)."""
+    position = {e.name: i for i, e in enumerate(cascade.entries)}
+    out: list[list[FrameSet]] = [[] for _ in cascade.entries]
+    for frame_set in sets:
+        out[position[frame_set.entry]].append(frame_set)
+    return out
+
+
 def associate(rows: Sequence[Row], cascade: Cascade,
               failure: Callable[[FrameSet], str | None] = _never_failed) -> Association:
     """Sets, predicted products and SOFs for raw frame rows.
@@ -475,27 +522,21 @@ def associate(rows: Sequence[Row], cascade: Cascade,
     `failure(set)` says why a set's products must not be used (None: they may); the products of a failed
     SOF are never chosen, so every SOF that would have used them gets the next-best eligible product.
     """
-    by_type: dict[Any, list[Row]] = defaultdict(list)  # each entry's DPR types read only their own frames
-    for row in usable_frames(rows, cascade):
-        by_type[row["eso dpr type"]].append(row)
+    sets = _sets(rows, cascade)
+    entries = {e.name: e for e in cascade.entries}
     indexes = {name: _Index(rule) for name, rule in cascade.rules.items()}
-    all_sets: list[FrameSet] = []
     all_products: list[Product] = []
     sofs: dict[str, Sof] = {}
-    for entry in cascade.entries:
-        entry_sofs: list[tuple[Sof, list[Product]]] = []
-        for dpr_type in entry.types:
-            for frame_set in form_sets(by_type.get(dpr_type, []), entry, dpr_type, cascade):
-                if frame_set.sof in sofs:
-                    continue  # a second set with the same name: the first one keeps it
-                sofs[frame_set.sof] = attrs.evolve(_fill(frame_set, entry, cascade, indexes),
-                                                   failed=failure(frame_set))
-                entry_sofs.append((sofs[frame_set.sof], predict_products(frame_set, entry)))
-        # Only now do this entry's products become candidates: a product serves later entries only. They go
-        # into each index in one batch (an index sorts what it is given; SOF by SOF that was quadratic).
+    for entry_sets in _in_cascade_order(sets, cascade):
+        # Only once an entry is matched do its products become candidates: a product serves later entries
+        # only. They go into each index in one batch (an index sorts what it is given; SOF by SOF that was
+        # quadratic).
         eligible: dict[str, list[Product]] = {name: [] for name in indexes}
-        for sof, products in entry_sofs:
-            all_sets.append(sof.set)
+        for frame_set in entry_sets:
+            entry = entries[frame_set.entry]
+            sof = attrs.evolve(_fill(frame_set, entry, cascade, indexes), failed=failure(frame_set))
+            sofs[frame_set.sof] = sof
+            products = predict_products(frame_set, entry)
             all_products.extend(products)
             if sof.complete and not sof.failed:
                 for name, batch in eligible.items():
@@ -504,7 +545,7 @@ def associate(rows: Sequence[Row], cascade: Cascade,
         for name, batch in eligible.items():
             if batch:
                 indexes[name].add(batch)
-    return Association(tuple(all_sets), tuple(all_products), pmap(sofs))
+    return Association(tuple(sets), tuple(all_products), pmap(sofs))
 
 
 def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[str, _Index]) -> Sof:
@@ -527,7 +568,7 @@ def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[
     return Sof(frame_set, tuple(slots), tuple(missing))
 
 
-# -- the same association with other failures, matched again only where it can change ------------------------
+# -- the same association after a change, made and matched again only where the change reaches -------------
 
 
 class _CatchingUpIndex:
@@ -577,44 +618,67 @@ def _could_change(old: Sof, entry: Entry, cascade: Cascade, products: Iterable[P
     return False
 
 
-def refail(previous: Association, cascade: Cascade,
-           failure: Callable[[FrameSet], str | None] = _never_failed) -> Association:
-    """`associate(rows, cascade, failure)`, given `previous = associate(rows, cascade, <other failures>)`.
+def reassociate(previous: Association, cascade: Cascade, failure: Callable[[FrameSet], str | None] = _never_failed,
+                rows: Sequence[Row] | None = None, changed: frozenset[str] = frozenset()) -> Association:
+    """`associate(rows, cascade, failure)`, given `previous = associate(rows_before, cascade, <other failures>)`
+    and `changed`, the `filepath` of every frame whose row differs between `rows_before` and `rows`, added and
+    removed ones included (a superset will do). Without `rows` the frames are those of `previous`: only
+    failures changed.
 
-    Sets and predicted products do not depend on failures, so they are kept. In cascade order, a SOF is
-    matched again only when a product whose eligibility changed (its SOF failed, recovered, became complete
-    or incomplete) could enter or leave the nearest candidates of one of its slots; everything else stands.
-    This is the fallback after one recipe failure: it touches the SOFs downstream of the failed product only.
+    A set is made again only when its frames changed. In cascade order, a SOF is matched again only when it
+    is new, or a product that is new, gone, or whose eligibility changed (its SOF failed, recovered, became
+    complete or incomplete) could enter or leave the nearest candidates of one of its slots; everything else
+    stands. So a new night makes that night's sets and matches again the few SOFs whose nearest calibration
+    it changes; a recipe failure matches again the SOFs downstream of the failed product.
     """
     entries = {e.name: e for e in cascade.entries}
     position = {e.name: i for i, e in enumerate(cascade.entries)}
-    per_entry: list[list[Product]] = [[] for _ in cascade.entries]
+    if rows is None:
+        sets = list(previous.sets)
+    else:
+        known = {(s.entry, s.dpr_type, tuple(path for path, _, _ in s.frames)): s for s in previous.sets}
+        sets = _sets(rows, cascade, known, changed)
+    before: dict[str, list[Product]] = defaultdict(list)
     for product in previous.products:
-        per_entry[position[previous.sofs[product.sof].set.entry]].append(product)
-    by_sof: dict[str, list[Product]] = defaultdict(list)
-    for product in previous.products:
-        by_sof[product.sof].append(product)
-    usable = {name: sof.complete and not sof.failed for name, sof in previous.sofs.items()}
+        before[product.sof].append(product)
+    kept = {s.sof for s in sets if s.sof in previous.sofs and previous.sofs[s.sof].set == s}
+    products_of = {s.sof: before[s.sof] if s.sof in kept else predict_products(s, entries[s.entry]) for s in sets}
+    # products that are new, gone, or whose eligibility flipped, by arm: a SOF only takes products of its own arm
+    changed_products: dict[str | None, list[Product]] = defaultdict(list)
+    for name in previous.sofs:
+        if name not in kept:
+            for product in before[name]:
+                changed_products[product.arm].append(product)
+    for frame_set in sets:
+        if frame_set.sof not in kept:
+            for product in products_of[frame_set.sof]:
+                changed_products[product.arm].append(product)
+    ordered = _in_cascade_order(sets, cascade)
+    per_entry = [[p for s in entry_sets for p in products_of[s.sof]] for entry_sets in ordered]
+    usable = {name: previous.sofs[name].complete and not previous.sofs[name].failed for name in kept}
     indexes: dict[str, _CatchingUpIndex] = {}
-    # products whose eligibility flipped, by arm: a SOF only ever takes products of its own arm
-    changed: dict[str | None, list[Product]] = defaultdict(list)
     sofs = previous.sofs.evolver()
-    for frame_set in previous.sets:
-        old = previous.sofs[frame_set.sof]
+    for name in previous.sofs:
+        if name not in products_of:
+            del sofs[name]
+    for frame_set in (s for entry_sets in ordered for s in entry_sets):
+        name, arm = frame_set.sof, frame_set.arm
         entry = entries[frame_set.entry]
+        old = previous.sofs[name] if name in kept else None
         sof = old
-        if changed.get(frame_set.arm) and _could_change(old, entry, cascade, changed[frame_set.arm]):
-            here = position[entry.name]
-            for cal_type in entry.calibrations.get(frame_set.arm, ()) if entry.calibrations else ():
+        if old is None or (changed_products.get(arm) and _could_change(old, entry, cascade, changed_products[arm])):
+            for cal_type in entry.calibrations.get(arm, ()) if entry.calibrations else ():
                 if cal_type not in indexes:
                     indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
+            here = position[entry.name]
             sof = _fill(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()})
         failed = failure(frame_set)
-        if sof.failed != failed or sof is not old:
+        if sof is not old or sof.failed != failed:
             sof = attrs.evolve(sof, failed=failed)
-            sofs[frame_set.sof] = sof
+            sofs[name] = sof
         now = sof.complete and not sof.failed
-        if now != usable[frame_set.sof]:
-            changed[frame_set.arm].extend(by_sof[frame_set.sof])
-        usable[frame_set.sof] = now
-    return Association(previous.sets, previous.products, sofs.persistent())
+        if old is not None and now != usable[name]:
+            changed_products[arm].extend(products_of[name])
+        usable[name] = now
+    products = previous.products if rows is None else tuple(p for s in sets for p in products_of[s.sof])
+    return Association(tuple(sets), products, sofs.persistent())

@@ -23,8 +23,9 @@ def decide(state: WorkspaceState, association: Association, session: str, change
            facts_until: int) -> list[ev.Decision]:
     """The decision events that bring the recorded decisions to `association` for `session`.
 
-    `changed` names the SOFs whose rows changed since the last projection (None: compare every set and
-    SOF - a rebuild); `facts_until` is the last event the association was derived from.
+    `changed` names the SOFs whose rows changed since the last projection, new and gone ones included
+    (None: compare every set and SOF - a rebuild); `facts_until` is the last event the association was
+    derived from.
     """
     decided = state.decisions
     out: list[ev.Decision] = []
@@ -34,20 +35,23 @@ def decide(state: WorkspaceState, association: Association, session: str, change
             "first decisions of this workspace" if facts_until and state.rules_digest else "a new workspace")))
     by_sof = association.sofs
     causes = _Causes(state, association, session)
-    if changed is None:
-        now = {s.sof: s for s in association.sets}
-        for name, frame_set in sorted(now.items()):
-            frames = tuple(path for path, _, _ in frame_set.frames)
-            before = decided.sets.get(name)
-            if before is None or before.frames != frames:
-                out.append(ev.SetFormed(facts_until=facts_until, cause=causes.of_set(frame_set), sof=name,
-                                        recipe=frame_set.recipe, arm=frame_set.arm, frames=list(frames)))
-        gone_sets = [(name, before) for name, before in sorted(decided.sets.items()) if name not in now]
-        if gone_sets:
-            set_of_frame = {path: s.sof for s in association.sets for path, _, _ in s.frames}
-            for name, before in gone_sets:
-                why, cause = _why_dissolved(state, before.frames, before.seq, set_of_frame)
-                out.append(ev.SetDissolved(facts_until=facts_until, cause=cause, sof=name, why=why))
+    now = {s.sof: s for s in association.sets}
+    # a plan names the SOFs whose rows changed; the sets among them are compared too (a new night's)
+    names = sorted(now) if changed is None else sorted(n for n in changed if n in now)
+    for name in names:
+        frame_set = now[name]
+        frames = tuple(path for path, _, _ in frame_set.frames)
+        before = decided.sets.get(name)
+        if before is None or before.frames != frames:
+            out.append(ev.SetFormed(facts_until=facts_until, cause=causes.of_set(frame_set), sof=name,
+                                    recipe=frame_set.recipe, arm=frame_set.arm, frames=list(frames)))
+    gone_sets = [(name, decided.sets[name]) for name in (decided.sets if changed is None else changed)
+                 if name in decided.sets and name not in now]
+    if gone_sets:
+        set_of_frame = {path: s.sof for s in association.sets for path, _, _ in s.frames}
+        for name, before in sorted(gone_sets):
+            why, cause = _why_dissolved(state, before.frames, before.seq, set_of_frame)
+            out.append(ev.SetDissolved(facts_until=facts_until, cause=cause, sof=name, why=why))
     recorded = decided.sofs.get(session, {})
     names = set(recorded) | {s.set.sof for s in association.complete_sofs()} if changed is None else changed
     for name in sorted(names):

@@ -8,9 +8,18 @@ from typing import Any
 import attrs
 
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association, associate, refail
+from soxs_es.pure.association import Association, associate, reassociate
 from soxs_es.pure.cascade import cascade_of
-from soxs_es.pure.frames import Classification, Header, classify, raw_frame_rows
+from soxs_es.pure.frames import (
+    Classification,
+    Header,
+    classify,
+    finish_rows,
+    lamp_group,
+    own_lamp,
+    raw_frame_rows,
+    unfinished_rows,
+)
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.sessions import failure_of
 from soxs_es.pure.state import KnownFile, WorkspaceState
@@ -26,24 +35,31 @@ class Derived:
     association: Association
 
 
+Rows = list[dict[str, Any]]
+
+
 def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, failures: bool = True,
-           frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
-           previous: Association | None = None) -> Derived:
+           frames: tuple[Rows, Rows] | None = None, previous: Association | None = None,
+           changed_frames: frozenset[str] | None = None) -> Derived:
     """The raw frames under raw/, the files that could not be used, and the association of the raw frames
     with the failures recorded in `session` (default: the current session) applied.
 
     `frames` may pass `frame_rows(state, rules)` computed earlier (they depend on the frames only), and
-    `previous` an association of those same rows under the same rules with any failures: only what the
-    failures change is then matched again (`refail`); the result is the same."""
+    `previous` an association under the same rules with any failures: of the same rows (only what the
+    failures change is then matched again), or of rows that differ from these only in the frames named by
+    `changed_frames` (`frame_rows_since`: only what those frames reach is made and matched again). The
+    result is the same."""
     rows, rejected = frames if frames is not None else frame_rows(state, rules)
     session = session if session is not None else state.current_session
     failure = failure_of(state, session if failures else None)
     if previous is not None:
-        return Derived(rows, rejected, refail(previous, cascade_of(rules), failure))
+        again = reassociate(previous, cascade_of(rules), failure, None if changed_frames is None else rows,
+                            changed_frames or frozenset())
+        return Derived(rows, rejected, again)
     return Derived(rows, rejected, associate(rows, cascade_of(rules), failure))
 
 
-def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[Rows, Rows]:
     """`raw_frames` rows of the raw frames under raw/, and `rejected_files` rows of the unusable files."""
     if not state.files_loaded:
         raise ValueError("frame rows asked of a state read without its files")
@@ -51,7 +67,40 @@ def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[list[dict[str, Any]
     return raw_frame_rows(raw, rules), rejected
 
 
-def frames_and_nights(raw_frames: list[dict[str, Any]]) -> tuple[int, int]:
+def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Rows], since: int
+                     ) -> tuple[Rows, Rows, frozenset[str]]:
+    """`frame_rows(state, rules)`, given `shown`, the rows as they were after event `since` under the same
+    rules, and the `filepath` of every row that may differ from them.
+
+    Only the rows of the files recorded after `since` and of the files gone or moved are made again; the
+    other frames of their OBs take their lamps from them again (a NIR lamp-off frame takes the first lamp
+    of its OB), and count as changed when their lamp does. A new night costs its own frames."""
+    if not state.files_loaded:
+        raise ValueError("frame rows asked of a state read without its files")
+    files = state.files
+    rows_at = {row["filepath"][2:]: row for row in shown[0]}
+    rejected_at = {row["filepath"][2:]: row for row in shown[1]}
+    touched = {path for path, known in files.items()
+               if known.seq > since or (path not in rows_at and path not in rejected_at)}
+    touched.update(path for path in (*rows_at, *rejected_at) if path not in files)
+    raw, rejected = frames_of({path: files[path] for path in touched if path in files}, rules)
+    fresh = unfinished_rows(raw, rules)
+    obs = {lamp_group(row, rules) for row in fresh}
+    obs.update(lamp_group(rows_at[path], rules) for path in touched if path in rows_at)
+    obs.discard(None)
+    mates = {path: dict(row, lamp=own_lamp(files[path].header, rules))  # type: ignore[arg-type]
+             for path, row in rows_at.items() if path not in touched and lamp_group(row, rules) in obs}
+    finish_rows([*fresh, *mates.values()], rules)
+    relit = [path for path, row in mates.items() if row != rows_at[path]]
+    again = touched.union(relit)
+    rows = [row for path, row in rows_at.items() if path not in again] + fresh + [mates[path] for path in relit]
+    rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
+    rejected = [row for path, row in rejected_at.items() if path not in touched] + rejected
+    rejected.sort(key=lambda r: r["filepath"])
+    return rows, rejected, frozenset(f"./{path}" for path in again)
+
+
+def frames_and_nights(raw_frames: Rows) -> tuple[int, int]:
     """How many raw frames the `raw_frames` rows hold, and of how many nights."""
     return len(raw_frames), len({row["night start date"] for row in raw_frames})
 

@@ -210,9 +210,6 @@ def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
     binx, biny = get(plan.binx), get(plan.biny)
     gains = [g for g in map(_number_or_none, map(get, plan.gain)) if g is not None]
     exptime = _exptime(header, plan)
-    lamp = "".join(symbol for keyword, symbol in plan.lamps if keyword in header) or None
-    if lamp is None and get("ESO DPR TYPE") == plan.dome_flat_type:
-        lamp = plan.dome_flat_lamp
     rospeed = get(plan.rospeed)
     night_offset = plan.night_offset
     row["file"] = path.rsplit("/", 1)[-1]
@@ -229,15 +226,29 @@ def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
     row["gain"] = max(gains) if gains else None
     row["slit"] = slit
     row["slitmask"] = next((mask for contains, mask in plan.slitmask if contains in slit), None) if slit else None
-    row["lamp"] = lamp
+    row["lamp"] = _own_lamp(header, plan)
     row["filter"] = (get(plan.filter_keyword)
                      if arm == "ACQ" and get("ESO DPR TYPE") not in ("BIAS", "DARK") else None)
     row["simulation"] = 1 if get(sim_keyword) in (True, "T") else 0
     if row["eso obs name"] == plan.maintenance_name:
         row["eso obs name"] = f"{row['eso obs name']}{row['eso dpr type']}"
     if row["eso dpr type"] in plan.no_optics_types:
-        row["lamp"] = row["slit"] = row["slitmask"] = None
+        row["slit"] = row["slitmask"] = None
     return row
+
+
+def _own_lamp(header: Header, plan: _Plan) -> str | None:
+    """The lamps a frame's own header names (before it inherits one from its OB)."""
+    if header.get("ESO DPR TYPE") in plan.no_optics_types:
+        return None
+    lamp = "".join(symbol for keyword, symbol in plan.lamps if keyword in header) or None
+    if lamp is None and header.get("ESO DPR TYPE") == plan.dome_flat_type:
+        lamp = plan.dome_flat_lamp
+    return lamp
+
+
+def own_lamp(header: Header, rules: Rules) -> str | None:
+    return _own_lamp(header, _plan(rules))
 
 
 def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules) -> None:
@@ -262,12 +273,29 @@ def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules) -> None:
 
 def raw_frame_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[dict[str, Any]]:
     """Rows of `raw_frames` for (path, header) pairs of raw frames, sorted by MJD-OBS then file."""
+    rows = unfinished_rows(frames, rules)
+    finish_rows(rows, rules)
+    rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
+    return rows
+
+
+def unfinished_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[dict[str, Any]]:
+    """The rows of raw frames as their own headers make them, before `finish_rows`."""
     plan = _plan(rules)
-    rows = [_raw_frame_row(path, header, plan) for path, header in frames]
+    return [_raw_frame_row(path, header, plan) for path, header in frames]
+
+
+def finish_rows(rows: list[dict[str, Any]], rules: Rules) -> None:
+    """Lamps inherited within each OB, then why a frame is ignored. `rows` must hold every frame of each OB
+    among them (a NIR lamp-off frame takes the lamp of another frame of its OB)."""
     _inherit_lamps(rows, rules)
     for row in rows:
         reason = ignore_reason(row, rules)
         row["ignore"] = 1 if reason else 0
         row["ignore reason"] = reason
-    rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
-    return rows
+
+
+def lamp_group(row: Mapping[str, Any], rules: Rules) -> str | None:
+    """The OB a raw frame shares its lamp with (None: its arm inherits no lamp)."""
+    inherit = rules.section("columns", "lamp_inherit")
+    return str(row[inherit["group_by"]] or "") if row["eso seq arm"] in inherit["arms"] else None

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from soxs_es.pure.association import Association
-from soxs_es.pure.derive import derive, frame_rows, frames_and_nights
+from soxs_es.pure.derive import derive, frame_rows, frame_rows_since, frames_and_nights
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import PipelineCells, pipeline_cells, sof_files, sofs_changed
@@ -33,14 +33,12 @@ class ProjectedAssociation:
     rules_digest: str
     seq: int  # the log's last event when it was projected
 
-    def same_sets(self, other: ProjectedAssociation) -> bool:
-        return (self.session, self.frames_seq, self.rules_digest) == \
-            (other.session, other.frames_seq, other.rules_digest)
 
 
 def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -> frozenset[str] | None:
-    """The SOFs whose rows differ from what the tables show (`old`), or None when they must be rebuilt."""
-    if old is None or not old.same_sets(new):
+    """The SOFs whose rows differ from what the tables show (`old`), or None when they must be rebuilt (another
+    session or other rules)."""
+    if old is None or (old.session, old.rules_digest) != (new.session, new.rules_digest):
         return None
     return sofs_changed(old.association, new.association, old.found, new.found)
 
@@ -49,10 +47,12 @@ def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -
 class Shown:
     """What the workspace's projections show now, as far as a plan can build on it.
 
-    - `association`: the association of the last complete projection, when its frames, rules and session
-      are still those of the log (then only what outcomes changed is matched again);
-    - `frames`: the `raw_frames` and `rejected_files` rows, when no event since changed the frames or rules;
-    - `counts`: (raw frames, nights) the last complete projection counted, with `association`;
+    - `association`: the association of the last complete projection, when its rules and session are still
+      those of the log; with `counts` its frames are too (then only what outcomes changed is matched again),
+      with `frames` they are those rows (then only what the frames changed since reach is made again);
+    - `frames`: the `raw_frames` and `rejected_files` rows: those of the log's frames (without
+      `association`), or those `association` was made from;
+    - `counts`: (raw frames, nights) the last complete projection counted, when its frames are the log's;
     - `sof_files`: the SOF files the tables show, name -> text (needed only without `association`, which
       says the same of its own).
     """
@@ -61,6 +61,16 @@ class Shown:
     frames: tuple[Rows, Rows] | None = None
     counts: tuple[int, int] | None = None
     sof_files: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FrameTables:
+    """raw_frames and rejected_files rows to write: of the frames in `only` (their rows replaced; a frame in
+    `only` without a row is gone), or every row (`only` None: the tables rebuilt)."""
+
+    raw_frames: Rows
+    rejected_files: Rows
+    only: frozenset[str] | None = None
 
 
 @attrs.frozen
@@ -74,7 +84,7 @@ class ProjectionPlan:
     """
 
     session: str
-    frame_tables: tuple[Rows, Rows] | None
+    frame_tables: FrameTables | None
     association: ProjectedAssociation
     changed: frozenset[str] | None
     sof_files: dict[str, str]
@@ -99,21 +109,30 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
                     running: frozenset[str] = frozenset()) -> ProjectionPlan:
     """What makes the projections and the session's SOF files show the log (`state`) for `session`.
 
-    When only outcomes, QC values, products or the session changed since the last complete projection,
-    the association it left is matched again where the change reaches and only the changed rows and SOF
-    files are written (the fallback after a failure); otherwise everything is derived from the frames.
+    When only outcomes, QC values, products or frames changed since the last complete projection of this
+    session, the association it left is made and matched again where the change reaches (a failure's
+    fallback, a new night) and only the changed rows and SOF files are written; otherwise (the first
+    projection, other rules, another session) everything is derived from the frames.
     `running` names SOFs whose recipes run now: their status cells say so.
     """
     found = frozenset(state.products.get(session, {}))
     old = shown.association
-    frame_tables: tuple[Rows, Rows] | None = None
-    if old is not None and shown.counts is not None:
+    frame_tables: FrameTables | None = None
+    if old is not None and shown.counts is not None:  # the same frames: only outcomes changed
         association = derive(state, rules, session, frames=([], []), previous=old.association).association
         raw_frames, nights = shown.counts
+    elif old is not None and shown.frames is not None:  # frames came or went: made again where they reach
+        rows, rejected, changed_frames = frame_rows_since(state, rules, shown.frames, old.frames_seq)
+        association = derive(state, rules, session, frames=(rows, rejected), previous=old.association,
+                             changed_frames=changed_frames).association
+        frame_tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
+                                   [r for r in rejected if r["filepath"] in changed_frames], changed_frames)
+        raw_frames, nights = frames_and_nights(rows)
     else:
         frames = shown.frames
         if frames is None:
-            frames = frame_tables = frame_rows(state, rules)
+            frames = frame_rows(state, rules)
+            frame_tables = FrameTables(*frames)
         derived = derive(state, rules, session, frames=frames)
         association = derived.association
         raw_frames, nights = frames_and_nights(derived.raw_frames)

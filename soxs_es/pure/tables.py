@@ -167,9 +167,10 @@ def sof_files(association: Association, only: frozenset[str] | None = None) -> d
 
 def sofs_changed(before: Association, after: Association, found_before: frozenset[str],
                  found_after: frozenset[str]) -> frozenset[str]:
-    """SOFs whose rows differ between two associations of the same sets: their SOF changed (calibrations,
-    completeness, failure) or one of their products appeared on or vanished from disk."""
+    """SOFs whose rows differ between two associations: new, gone, changed (set, calibrations, completeness,
+    failure), or one of their products appeared on or vanished from disk."""
     changed = {name for name, sof in after.sofs.items() if before.sofs.get(name) != sof}
+    changed.update(name for name in before.sofs if name not in after.sofs)
     flipped = found_before ^ found_after
     changed.update(p.sof for p in after.products if p.filepath in flipped)
     return frozenset(changed)

@@ -1,0 +1,189 @@
+"""A new night costs what the new night is: the projection made again only where new or removed frames (and
+failures) reach gives what deriving everything from the log gives - frame rows, sets, products, SOFs byte
+for byte, the rows of every table, the decisions."""
+
+from __future__ import annotations
+
+import random
+from importlib import resources
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from soxs_es import events as ev
+from soxs_es.demo import write_demo
+from soxs_es.eventlog import EventLog, RecordedEvent
+from soxs_es.prep import prep
+from soxs_es.pure.association import Association
+from soxs_es.pure.decisions import decide
+from soxs_es.pure.derive import derive, frame_rows
+from soxs_es.pure.projection import ProjectionPlan, Shown, plan_projection
+from soxs_es.pure.rules import parse_rules
+from soxs_es.pure.sessions import BASE
+from soxs_es.pure.state import KnownFile, WorkspaceState, fold
+from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
+
+RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
+STAMP = "2030-01-01T00:00:00.000000Z"
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory) -> tuple[list[ev.Event], dict[str, list[KnownFile]]]:
+    """The facts of a prepared 4-night download other than its frames, and its raw frames by night folder."""
+    ws = tmp_path_factory.mktemp("incremental")
+    write_demo(ws, nights=4, seed=5, compressed_fraction=0.0)
+    prep(ws, workers=1, notify=lambda m: None)
+    log = EventLog(ws / "soxspipe.db", readonly=True)
+    recorded = list(log.read())
+    log.close()
+    state = fold(recorded)
+    frame_types = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameDecompressed, ev.MoveIntended,
+                   ev.FrameMissing)
+    others = [r.event for r in recorded if not isinstance(r.event, (*frame_types, ev.Decision))]
+    by_night: dict[str, list[KnownFile]] = {}
+    for path, known in sorted(state.files.items()):
+        if path.startswith("raw/") and known.header is not None:
+            by_night.setdefault(path.split("/")[1], []).append(known)
+    return others, by_night
+
+
+def ingest(known: KnownFile, **changes: object) -> ev.FrameIngested:
+    header = dict(known.header or {})
+    header.update(changes)
+    return ev.FrameIngested(path=known.path, size=known.size, mtime_ns=known.mtime_ns, header=header,
+                            asked=known.asked)
+
+
+def first_lit(known: KnownFile) -> tuple:
+    """Frames of an OB in the order the first lamp among them is looked for (unlit ones last)."""
+    h = known.header or {}
+    lit = any(k.endswith(" NAME") and k.startswith("ESO INS ") and k not in ("ESO INS NISE NAME",) for k in h)
+    return (not lit, h.get("ESO DPR CATG"), h.get("ESO DPR TECH"), h.get("ESO DPR TYPE"), h.get("MJD-OBS"),
+            known.path.rsplit("/", 1)[-1])
+
+
+pick = st.integers(0, 10_000)
+step = st.one_of(
+    st.tuples(st.just("night"), pick),  # a whole night arrives
+    st.tuples(st.just("some"), pick, st.integers(1, 12)),  # the first frames of a night (templates cut short)
+    st.tuples(st.sampled_from(["remove", "restore"]), pick),  # a raw frame deleted by hand, or back
+    st.tuples(st.just("relamp"), pick),  # a frame read again with another lamp and OB (NIR lamp inheritance)
+    st.tuples(st.sampled_from(["failed", "passed"]), pick),
+)
+
+
+def canonical(association: Association) -> tuple:
+    """An association with its order of sets and products left out (the cached one keeps changed SOFs last)."""
+    return (dict(association.sofs), sorted(association.sets, key=lambda s: s.sof),
+            sorted(association.products, key=lambda p: (p.sof, p.filepath)))
+
+
+def table(rows) -> list[tuple]:
+    return sorted(tuple(sorted((k, repr(v)) for k, v in row.items())) for row in rows)
+
+
+def applied(before: list[dict], written: list[dict], only: frozenset[str] | None, key: str) -> list[dict]:
+    """Table rows after a plan's write: the rows of `only` replaced by `written` (all, when `only` is None)."""
+    if only is None:
+        return list(written)
+    return [row for row in before if row[key] not in only] + list(written)
+
+
+def check_plan(plan: ProjectionPlan, old: Association | None, old_files: dict[str, str], fresh: Association,
+               session: str) -> None:
+    """What the plan writes turns the old tables and SOF files into the fresh derivation's."""
+    new = plan.association.association
+    assert canonical(new) == canonical(fresh)
+    changed = plan.changed
+    for rows in (lambda a, only=None: set_rows(a, session, only),
+                 lambda a, only=None: product_rows(a, session, frozenset(), only),
+                 lambda a, only=None: sof_map_rows(a, session, only)):
+        before = [] if old is None else list(rows(old))
+        written = list(rows(new, changed))
+        assert table(applied(before, written, changed, "sof")) == table(rows(fresh))
+    files = {name: text for name, text in old_files.items() if name not in plan.sof_files_before}
+    files.update(plan.sof_files)
+    assert files == sof_files(fresh)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 3), st.lists(step, min_size=1, max_size=8), st.randoms(use_true_random=False))
+def test_a_projection_made_again_where_frames_changed_equals_deriving_everything(nights, first, steps,
+                                                                                 shuffle: random.Random) -> None:
+    """Whatever nights (whole, or their first frames) arrive, frames are deleted, restored or read again with
+    another lamp, and recipes fail or pass, in any order: the plan prep makes from the previous projection
+    (its rows, and its association in any order, as the cache keeps it) gives the frame rows, association,
+    table rows and SOF files of a derivation from scratch, and decisions that leave nothing to decide."""
+    others, by_night = nights
+    folders = sorted(by_night)
+    arrived = folders[:first]
+    log: list[RecordedEvent] = []
+
+    def append(facts: list[ev.Event], state: WorkspaceState | None) -> WorkspaceState:
+        start = log[-1].seq if log else 0
+        batch = [RecordedEvent(start + i + 1, STAMP, f) for i, f in enumerate(facts)]
+        log.extend(batch)
+        return fold(batch, state) if state is not None else fold(batch)
+
+    state = append([*others, *(ingest(k) for f in arrived for k in by_night[f])], None)
+    session = state.current_session or BASE
+    plan = plan_projection(state, RULES, session, Shown())
+    state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
+    old, old_frames, counts = plan.association, frame_rows(state, RULES), (plan.raw_frames, plan.nights)
+    removed: list[KnownFile] = []
+    for kind, *args in steps:
+        facts: list[ev.Event] = []
+        raw = sorted(p for p in state.files if p.startswith("raw/"))
+        nir = [p for p in raw if (state.files[p].header or {}).get("ESO SEQ ARM") == "NIR"]
+        if kind in ("night", "some"):
+            waiting = [f for f in folders if f not in arrived]
+            if waiting:
+                folder = waiting[args[0] % len(waiting)]
+                frames = by_night[folder] if kind == "night" else by_night[folder][:args[1]]
+                facts = [ingest(k) for k in frames if k.path not in state.files]
+                if kind == "night":
+                    arrived.append(folder)
+        elif kind == "remove" and raw:
+            known = state.files[raw[args[0] % len(raw)]]
+            removed.append(known)
+            facts = [ev.FrameMissing(path=known.path)]
+        elif kind == "restore" and removed:
+            facts = [ingest(removed.pop(args[0] % len(removed)))]
+        elif kind == "relamp" and nir:
+            # the frame an OB's lamp-off frames take their lamp from lit by another lamp, or moved to another OB
+            ob = (state.files[nir[args[0] % len(nir)]].header or {}).get("ESO OBS NAME")
+            known = min((state.files[p] for p in nir if (state.files[p].header or {}).get("ESO OBS NAME") == ob),
+                        key=first_lit)
+            facts = [ingest(known, **({"ESO INS XENO NAME": "Xe"} if args[0] % 2 else {"ESO OBS NAME": "CALIB_2"}))]
+        elif kind in ("failed", "passed"):
+            names = sorted(old.association.sofs)
+            sof = names[args[0] % len(names)]
+            facts = [ev.RecipeFailed(session=session, sof=sof) if kind == "failed" else
+                     ev.RecipePassed(session=session, sof=sof)]
+        state = append(facts, state)
+        # the cached association keeps changed SOFs last: any order of its sets and products will do
+        sets, products = list(old.association.sets), list(old.association.products)
+        shuffle.shuffle(sets)
+        shuffle.shuffle(products)
+        cached = type(old)(Association(tuple(sets), tuple(products), old.association.sofs), old.session,
+                           old.found, old.frames_seq, old.rules_digest, old.seq)
+        shown = (Shown(association=cached, counts=counts) if old.frames_seq == state.frames_seq
+                 else Shown(association=cached, frames=old_frames))
+        plan = plan_projection(state, RULES, session, shown)
+        fresh = derive(state, RULES, session)
+        old_files = sof_files(old.association)
+        check_plan(plan, old.association, old_files, fresh.association, session)
+        frames_now = old_frames
+        if plan.frame_tables is not None:
+            only = plan.frame_tables.only
+            frames_now = (applied(old_frames[0], plan.frame_tables.raw_frames, only, "filepath"),
+                          applied(old_frames[1], plan.frame_tables.rejected_files, only, "filepath"))
+        assert table(frames_now[0]) == table(fresh.raw_frames)
+        assert table(frames_now[1]) == table(fresh.rejected_files)
+        assert (plan.raw_frames, plan.nights) == (len(fresh.raw_frames),
+                                                  len({r["night start date"] for r in fresh.raw_frames}))
+        decisions = decide(state, plan.association.association, session, plan.changed, state.last_seq)
+        state = append(list(decisions), state)
+        assert decide(state, fresh.association, session, None, state.last_seq) == []
+        old, old_frames, counts = plan.association, frames_now, (plan.raw_frames, plan.nights)
