@@ -525,9 +525,11 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
     missing = [path for path in sorted(files) if path.startswith(layout.RAW + "/") and path not in on_disk]
     batch += [ev.FrameMissing(path=path) for path in missing]
     asked, wanted = ws.rules.keywords_digest, ws.rules.keywords
+    state = ws.state
     new: list[tuple[str, Path, int, int]] = [
         (rel, ws.root / rel, size, mtime) for rel, (size, mtime) in sorted(on_disk.items())
-        if not (ws.state.unchanged(rel, size, mtime) and ws.state.read_for(rel, asked, wanted))]
+        if (known := files.get(rel)) is None or (known.size, known.mtime_ns) != (size, mtime)
+        or (known.asked != asked and not state.read_for(rel, asked, wanted))]
     reads = fitsio.read_headers([p for _, p, _, _ in new], wanted, workers, _tick(progress, "reading raw/"))
     for (rel, _, size, mtime), read in zip(new, reads, strict=True):
         if read.header is None:

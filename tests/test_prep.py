@@ -409,21 +409,33 @@ def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists() and (tmp_path / "sub" / "c").read_text() == "mine"
 
 
-def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock, monkeypatch) -> None:
-    """The snapshot (state without files + files in chunks) gives the state folding the whole log gives;
-    read without its files, frame events after it bring the files back in."""
+def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock) -> None:
+    """The snapshot (state without files + files folder by folder) gives the state folding the whole log
+    gives, also once a new night rewrote its folders only; read without its files, frame events after it
+    bring the files back in."""
     from soxs_es.eventlog import load_state
     from soxs_es.projections import caches
     from soxs_es.pure.state import fold
 
-    monkeypatch.setattr(caches, "FILES_PER_CHUNK", 7)
-    write_demo(tmp_path, nights=1, seed=2, compressed_fraction=0.5)
+    write_demo(tmp_path / "download", nights=2, seed=2, compressed_fraction=0.5)
+    frames = sorted((tmp_path / "download").glob("SOXS.*"))
+    for path in frames[:2 * len(frames) // 3]:
+        path.rename(tmp_path / path.name)
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
     log = EventLog(tmp_path / "soxspipe.db")
     (chunks,) = log.conn.execute("SELECT COUNT(*) FROM cache_snapshot_files").fetchone()
     assert chunks > 1
     snapshot = caches.read_state(log.conn)  # made by a forked child while the tables were written
     assert snapshot is not None and snapshot == fold(log.read())
+    night_one = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
+    for path in frames[2 * len(frames) // 3:]:
+        path.rename(tmp_path / path.name)
+    (tmp_path / "raw" / next(iter(sorted(p.name for p in (tmp_path / "raw").iterdir())))).joinpath(
+        "stray.txt").write_text("not a frame")  # a file placed by hand beside the frames
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert caches.read_state(log.conn) == fold(log.read())
+    now = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
+    assert any(now.get(folder) == blob for folder, blob in night_one.items())  # a folder left as it was
     assert load_state(log) == fold(log.read())
     light = load_state(log, with_files=False)
     assert not light.files_loaded and not light.files and light.outcomes == fold(log.read()).outcomes

@@ -9,7 +9,8 @@ run; the log stays the truth. The tables:
   listing it saw: a `prep` with nothing new stops after comparing listings (`nothing_new`).
 - `cache_snapshot`, `cache_snapshot_files` (`Snapshot`): the folded state, so that a command folds only the
   events after it (`read_state`; `soxs_es.eventlog.load_state` does the folding). In two parts, the files
-  apart, so that a command about outcomes or sessions reads the small part only.
+  apart (folder by folder; a new night rewrites its own), so that a command about outcomes or sessions reads
+  the small part only.
 - `cache_association`, `cache_association_sofs`: the association the tables show, written in the same
   transaction as the tables (they can never disagree), so that an outcome or a new night makes and matches
   again only what it reaches (`shown`): the whole association, and the SOFs changed since it was written.
@@ -30,6 +31,7 @@ import msgspec
 from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
+from soxs_es import events as ev
 from soxs_es import listing
 from soxs_es.projections.pipeline import inbox_is_empty
 from soxs_es.projections.sql import quote, transaction
@@ -39,25 +41,23 @@ from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.state import KnownFile, WorkspaceState
+from soxs_es.pure.state import KnownFile, WorkspaceState, files_touched
 from soxs_es.pure.tables import format_sof
 
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 12
+STATE_FORMAT = 13
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 3
 
 CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
-                "cache_association_sofs")
+                "cache_association_sofs", "cache_frame_rows")
 #: tables of earlier versions, dropped when met
 _FORMER_TABLES = ("cache_meta", "cache_state")
 
 #: A new snapshot of the folded state is written once this many events have been added since the last one.
 SNAPSHOT_EVERY = 500
-#: Files per row of the files snapshot: rows of a few MB keep the memory of writing and reading it small.
-FILES_PER_CHUNK = 1000
 
 def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:
     """Whether every one of these tables exists."""
@@ -121,15 +121,43 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
         if previous is None or previous.frames_seq != state.frames_seq or not has_tables(cur, ("cache_files",)):
             if not state.files_loaded:
                 raise ValueError("a state read without its files cannot record changed frames")
-            files = [(path, known.size, known.mtime_ns) for path, known in state.files.items()
-                     if path.startswith(layout.RAW + "/")]
-            cur.execute("DROP TABLE IF EXISTS cache_files")
-            cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
-            cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", files)
+            _write_files_seen(cur, state, None if previous is None or not has_tables(cur, ("cache_files",))
+                              else _files_changed_since(cur, previous.frames_seq))
         cur.execute("DROP TABLE IF EXISTS cache_stamp")
         cur.execute("CREATE TABLE cache_stamp (format INTEGER, stamp TEXT)")
         cur.execute("INSERT INTO cache_stamp VALUES (?, ?)", (STAMP_FORMAT, msgspec.json.encode(stamp).decode()))
         _write_snapshot(cur, state, snapshot)
+
+
+def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[str] | None) -> None:
+    """`cache_files`: the raw/ files of `state`, rewritten, or only the rows of the paths in `changed`."""
+    def row(path: str) -> tuple[str, int, int]:
+        known = state.files[path]
+        return path, known.size, known.mtime_ns
+
+    if changed is None:
+        cur.execute("DROP TABLE IF EXISTS cache_files")
+        cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+        cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)",
+                        [row(path) for path in state.files if path.startswith(layout.RAW + "/")])
+        return
+    raw = sorted(path for path in changed if path.startswith(layout.RAW + "/"))
+    cur.executemany("DELETE FROM cache_files WHERE path = ?", [(path,) for path in raw])
+    cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", [row(path) for path in raw if path in state.files])
+
+
+#: Beyond this many events about files, a cache of them is written whole rather than path by path.
+CHANGED_FILES_AT_MOST = 20_000
+
+
+def _files_changed_since(cur: sqlite3.Cursor, seq: int) -> set[str] | None:
+    """The paths whose entry in the state's files the events after `seq` change (None: too many to tell)."""
+    rows = cur.execute("SELECT type, schema_version, payload FROM events WHERE seq > ? AND type IN "
+                       "('FrameIngested', 'FileRejected', 'FileMoved', 'FrameMissing') LIMIT ?",
+                       (seq, CHANGED_FILES_AT_MOST + 1)).fetchall()
+    if len(rows) > CHANGED_FILES_AT_MOST:
+        return None
+    return files_touched(ev.decode_many(rows))
 
 
 def _files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
@@ -172,8 +200,9 @@ def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Ru
           projected_tables: tuple[str, ...]) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`)."""
     stamp = read_stamp(conn)
-    if stamp is None or stamp.rules_digest != rules.digest or not has_tables(conn, projected_tables):
-        return Shown(sof_files=_sof_files_shown(conn, session))
+    if (stamp is None or stamp.rules_digest != rules.digest
+            or not has_tables(conn, (*projected_tables, "cache_frame_rows"))):
+        return Shown(sof_files=_sof_files_shown(conn, session))  # rebuilt (which makes the caches whole)
     old = projected_association(conn)
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
               and stamp.session == old.session
@@ -193,12 +222,41 @@ def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Ru
 
 def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """The raw_frames and rejected_files rows as projected (reading them back is cheaper than deriving
-    them), or None when a table cannot be read."""
+    them): from their cache, written with them, or the tables themselves; None when neither can be read."""
+    try:
+        cached = conn.execute("SELECT raw, rejected FROM cache_frame_rows").fetchall()
+    except sqlite3.OperationalError:
+        cached = None
+    if cached is not None:
+        raw: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for raw_blob, rejected_blob in cached:
+            raw += pickle.loads(raw_blob)  # noqa: S301 - our own cache, in the user's own database
+            rejected += pickle.loads(rejected_blob)  # noqa: S301
+        raw.sort(key=lambda r: (r["mjd-obs"], r["file"]))
+        rejected.sort(key=lambda r: r["filepath"])
+        return raw, rejected
     try:
         return (_read_rows(conn, "raw_frames", raw_frame_columns(rules)),
                 _read_rows(conn, "rejected_files", REJECTED_FILE_COLUMNS))
     except sqlite3.OperationalError:
         return None
+
+
+def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+                     whole: bool) -> None:
+    """Inside the frame tables' transaction: their rows folder by folder, all of them (`whole`), or those of
+    these folders (then only when the cache is there: it is made whole by the next rebuild)."""
+    if whole:
+        cur.execute("DROP TABLE IF EXISTS cache_frame_rows")
+        cur.execute("CREATE TABLE cache_frame_rows (folder TEXT PRIMARY KEY, raw BLOB, rejected BLOB)")
+    elif not has_tables(cur, ("cache_frame_rows",)):
+        return
+    cur.executemany("DELETE FROM cache_frame_rows WHERE folder = ?", [(f,) for f in sorted(folders)])
+    cur.executemany("INSERT INTO cache_frame_rows VALUES (?, ?, ?)", [
+        (folder, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL),
+         pickle.dumps(rejected, protocol=pickle.HIGHEST_PROTOCOL))
+        for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected])
 
 
 def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:
@@ -262,12 +320,13 @@ def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, changed: f
 
 
 def association_readable(conn: sqlite3.Connection) -> bool:
-    """Whether the cached association is of this soxs-es's format."""
+    """Whether the cached association is of this soxs-es's format, with the cache of the frame rows it was
+    made from."""
     try:
         row = conn.execute("SELECT format FROM cache_association").fetchone()
     except sqlite3.OperationalError:
         return False
-    return row is not None and row[0] == ASSOCIATION_FORMAT
+    return row is not None and row[0] == ASSOCIATION_FORMAT and has_tables(conn, ("cache_frame_rows",))
 
 
 def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
@@ -309,13 +368,13 @@ def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | No
 
 @attrs.frozen
 class Snapshot:
-    """The folded state encoded as stored: the state without its files, and the files' chunks (None when
-    only the first part was encoded)."""
+    """The folded state encoded as stored: the state without its files, and its files folder by folder
+    (None when only the first part was encoded)."""
 
     seq: int
     frames_seq: int
     rest: bytes
-    files: tuple[bytes, ...] | None
+    files: tuple[tuple[str, bytes], ...] | None
 
 
 def encode_snapshot(state: WorkspaceState, with_files: bool) -> Snapshot:
@@ -355,34 +414,53 @@ def refresh_snapshot(conn: sqlite3.Connection, state: WorkspaceState) -> None:
 def _write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapshot | None = None) -> None:
     cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot "
                 "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
-    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (chunk INTEGER PRIMARY KEY, blob BLOB)")
-    row = cur.execute("SELECT seq FROM cache_snapshot").fetchone()
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (folder TEXT PRIMARY KEY, blob BLOB)")
+    row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_snapshot").fetchone()
     files_stale = snapshot_files_stale(cur, state)
-    if not files_stale and row is not None and state.last_seq - row[0] < SNAPSHOT_EVERY:
+    if not files_stale and row is not None and state.last_seq - row[1] < SNAPSHOT_EVERY:
         return  # a snapshot costs a pickle: refreshed only after enough new events
     if files_stale and not state.files_loaded:
         return  # cannot happen (the frames did not change), but never write a snapshot without its files
+    # the files of the folders whose files changed since the stored snapshot's, when it is of this format
+    changed = None if not files_stale or row is None or row[0] != STATE_FORMAT else _files_changed_since(cur, row[2])
+    if changed is not None:
+        folders = {_folder(path) for path in changed}
+        files = tuple(_encode_files({p: k for p, k in state.files.items() if _folder(p) in folders}))
+        rest = snapshot.rest if snapshot is not None and snapshot.seq == state.last_seq else encode_snapshot(
+            state, False).rest
+        cur.executemany("DELETE FROM cache_snapshot_files WHERE folder = ?", [(f,) for f in sorted(folders)])
+        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", files)
+        cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?, files_frames_seq = ?",
+                    (state.last_seq, rest, state.frames_seq))
+        return
     if (snapshot is None or (snapshot.seq, snapshot.frames_seq) != (state.last_seq, state.frames_seq)
             or (files_stale and snapshot.files is None)):
         snapshot = encode_snapshot(state, files_stale)
     if files_stale:
         assert snapshot.files is not None
+        cur.execute("DROP TABLE cache_snapshot_files")  # of an earlier shape, perhaps
+        cur.execute("CREATE TABLE cache_snapshot_files (folder TEXT PRIMARY KEY, blob BLOB)")
         cur.execute("DELETE FROM cache_snapshot")
-        cur.execute("DELETE FROM cache_snapshot_files")
-        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", enumerate(snapshot.files))
+        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", snapshot.files)
         cur.execute("INSERT INTO cache_snapshot VALUES (?, ?, ?, ?)",
                     (STATE_FORMAT, state.last_seq, snapshot.rest, state.frames_seq))
     else:
         cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?", (state.last_seq, snapshot.rest))
 
 
-def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[bytes]:
-    """msgpack of plain tuples (several times faster both ways than pickling the persistent map of views),
-    FILES_PER_CHUNK files per blob, one blob at a time."""
-    known = list(files.values())
-    for start in range(0, len(known), FILES_PER_CHUNK):
-        yield msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
-                                       k.problem, k.asked, k.seq) for k in known[start:start + FILES_PER_CHUNK]])
+def _folder(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[tuple[str, bytes]]:
+    """(folder, msgpack of plain tuples) for each folder holding files (several times faster both ways than
+    pickling the persistent map of views); a folder is written again only when its files change."""
+    by_folder: dict[str, list[KnownFile]] = {}
+    for path, known in files.items():
+        by_folder.setdefault(_folder(path), []).append(known)
+    for folder, known in sorted(by_folder.items()):
+        yield folder, msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
+                                               k.problem, k.asked, k.seq) for k in known])
 
 
 def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
@@ -408,7 +486,7 @@ def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceSt
         if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
             return None
         if with_files:
-            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files ORDER BY chunk"))
+            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files"))
             state = attrs.evolve(state, files=_decode_files(blobs), files_loaded=True)
     except Exception:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -71,8 +71,11 @@ def recreate(cur: sqlite3.Cursor, table: TableRows) -> None:
     create_indexes(cur, table.name, table.indexes)
 
 
-def replace_tables(conn: sqlite3.Connection, tables: Iterable[TableRows]) -> None:
-    """Drop and recreate each of `tables` with its rows, all in one transaction."""
+def replace_tables(conn: sqlite3.Connection, tables: Iterable[TableRows],
+                   also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
+    """Drop and recreate each of `tables` with its rows, all in one transaction (with what `also` writes)."""
     with transaction(conn) as cur:
         for table in tables:
             recreate(cur, table)
+        if also is not None:
+            also(cur)

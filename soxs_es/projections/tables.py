@@ -30,10 +30,11 @@ RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
 
 def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: FrameTables) -> None:
     """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction:
-    rebuilt, or only the rows of the frames in `frames.only` replaced."""
+    rebuilt, or only the rows of the frames in `frames.only` replaced; and the cache of their rows."""
     if frames.only is None:
         replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
-                              TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)))
+                              TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)),
+                       also=lambda cur: caches.write_frame_rows(cur, frames.by_folder(), whole=True))
         return
     gone = [(path,) for path in sorted(frames.only)]
     with transaction(conn) as cur:
@@ -41,6 +42,7 @@ def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: Fra
                                            ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
             cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
             insert_rows(cur, table, table_columns, rows)
+        caches.write_frame_rows(cur, frames.by_folder(), whole=False)
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)

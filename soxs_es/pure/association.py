@@ -590,8 +590,31 @@ class _CatchingUpIndex:
         return self.index
 
 
-def _could_change(old: Sof, entry: Entry, cascade: Cascade, products: Iterable[Product]) -> bool:
-    """Whether a change in the eligibility of `products` can change what this SOF chose.
+class _Changed:
+    """Products that are new, gone, or whose eligibility flipped, by arm (a SOF only takes products of its
+    own arm), and of those the ones each rule's upstream conditions let through, worked out once per rule."""
+
+    def __init__(self, cascade: Cascade) -> None:
+        self.rules = cascade.rules
+        self.by_arm: dict[str | None, list[Product]] = defaultdict(list)
+        self._upstream: dict[tuple[str | None, str], tuple[int, list[Product]]] = {}
+
+    def add(self, products: Iterable[Product]) -> None:
+        for product in products:
+            self.by_arm[product.arm].append(product)
+
+    def upstream(self, arm: str | None, cal_type: str) -> list[Product]:
+        products = self.by_arm.get(arm, [])
+        seen, passing = self._upstream.get((arm, cal_type), (0, []))
+        if seen < len(products):
+            rule = self.rules[cal_type]
+            passing = passing + [p for p in products[seen:] if upstream_rejection(p, rule, frozenset()) is None]
+            self._upstream[(arm, cal_type)] = (len(products), passing)
+        return passing
+
+
+def _could_change(old: Sof, entry: Entry, cascade: Cascade, changed: _Changed) -> bool:
+    """Whether a change in the eligibility of the `changed` products can change what this SOF chose.
 
     A slot's choice depends only on its `keep` nearest passing candidates: a product that passes the
     slot's hard rules matters only when it ranks no worse than the worst one chosen. When a slot holds
@@ -605,15 +628,18 @@ def _could_change(old: Sof, entry: Entry, cascade: Cascade, products: Iterable[P
         rule = cascade.rules[cal_type]
         if not slot_applies(frame_set, rule):
             continue
-        passing = [p for p in products
-                   if upstream_rejection(p, rule, frozenset()) is None and hard_rejection(p, frame_set, rule) is None]
-        if not passing:
+        candidates = changed.upstream(frame_set.arm, cal_type)
+        if not candidates:
             continue
         held = chosen.get(cal_type, ())
         if len(held) < rule.keep:
-            return True
+            if any(hard_rejection(p, frame_set, rule) is None for p in candidates):
+                return True
+            continue
         worst = max(rank_key(p, frame_set, rule) for p in held)
-        if any(rank_key(p, frame_set, rule) <= worst for p in passing):
+        # the rank first: most changed products are too far away to matter
+        if any(rank_key(p, frame_set, rule) <= worst and hard_rejection(p, frame_set, rule) is None
+               for p in candidates):
             return True
     return False
 
@@ -641,18 +667,12 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
     before: dict[str, list[Product]] = defaultdict(list)
     for product in previous.products:
         before[product.sof].append(product)
-    kept = {s.sof for s in sets if s.sof in previous.sofs and previous.sofs[s.sof].set == s}
+    kept = {s.sof for s in sets if s.sof in previous.sofs
+            and (previous.sofs[s.sof].set is s or previous.sofs[s.sof].set == s)}
     products_of = {s.sof: before[s.sof] if s.sof in kept else predict_products(s, entries[s.entry]) for s in sets}
-    # products that are new, gone, or whose eligibility flipped, by arm: a SOF only takes products of its own arm
-    changed_products: dict[str | None, list[Product]] = defaultdict(list)
-    for name in previous.sofs:
-        if name not in kept:
-            for product in before[name]:
-                changed_products[product.arm].append(product)
-    for frame_set in sets:
-        if frame_set.sof not in kept:
-            for product in products_of[frame_set.sof]:
-                changed_products[product.arm].append(product)
+    changed_products = _Changed(cascade)  # new, gone, or whose eligibility flipped
+    changed_products.add(p for name in previous.sofs if name not in kept for p in before[name])
+    changed_products.add(p for s in sets if s.sof not in kept for p in products_of[s.sof])
     ordered = _in_cascade_order(sets, cascade)
     per_entry = [[p for s in entry_sets for p in products_of[s.sof]] for entry_sets in ordered]
     usable = {name: previous.sofs[name].complete and not previous.sofs[name].failed for name in kept}
@@ -666,7 +686,7 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
         entry = entries[frame_set.entry]
         old = previous.sofs[name] if name in kept else None
         sof = old
-        if old is None or (changed_products.get(arm) and _could_change(old, entry, cascade, changed_products[arm])):
+        if old is None or (changed_products.by_arm.get(arm) and _could_change(old, entry, cascade, changed_products)):
             for cal_type in entry.calibrations.get(arm, ()) if entry.calibrations else ():
                 if cal_type not in indexes:
                     indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
@@ -678,7 +698,7 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
             sofs[name] = sof
         now = sof.complete and not sof.failed
         if old is not None and now != usable[name]:
-            changed_products[arm].extend(products_of[name])
+            changed_products.add(products_of[name])
         usable[name] = now
     products = previous.products if rows is None else tuple(p for s in sets for p in products_of[s.sof])
     return Association(tuple(sets), products, sofs.persistent())

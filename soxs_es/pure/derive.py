@@ -15,7 +15,7 @@ from soxs_es.pure.frames import (
     Header,
     classify,
     finish_rows,
-    lamp_group,
+    lamp_groups,
     own_lamp,
     raw_frame_rows,
     unfinished_rows,
@@ -85,11 +85,12 @@ def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Row
     touched.update(path for path in (*rows_at, *rejected_at) if path not in files)
     raw, rejected = frames_of({path: files[path] for path in touched if path in files}, rules)
     fresh = unfinished_rows(raw, rules)
-    obs = {lamp_group(row, rules) for row in fresh}
-    obs.update(lamp_group(rows_at[path], rules) for path in touched if path in rows_at)
+    lamp_group = lamp_groups(rules)
+    obs = {lamp_group(row) for row in fresh}
+    obs.update(lamp_group(rows_at[path]) for path in touched if path in rows_at)
     obs.discard(None)
     mates = {path: dict(row, lamp=own_lamp(files[path].header, rules))  # type: ignore[arg-type]
-             for path, row in rows_at.items() if path not in touched and lamp_group(row, rules) in obs}
+             for path, row in rows_at.items() if path not in touched and lamp_group(row) in obs}
     finish_rows([*fresh, *mates.values()], rules)
     relit = [path for path, row in mates.items() if row != rows_at[path]]
     again = touched.union(relit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -295,7 +295,8 @@ def finish_rows(rows: list[dict[str, Any]], rules: Rules) -> None:
         row["ignore reason"] = reason
 
 
-def lamp_group(row: Mapping[str, Any], rules: Rules) -> str | None:
-    """The OB a raw frame shares its lamp with (None: its arm inherits no lamp)."""
+def lamp_groups(rules: Rules) -> Callable[[Mapping[str, Any]], str | None]:
+    """The OB a raw frame shares its lamp with (None: its arm inherits no lamp), as a function of its row."""
     inherit = rules.section("columns", "lamp_inherit")
-    return str(row[inherit["group_by"]] or "") if row["eso seq arm"] in inherit["arms"] else None
+    column, arms = inherit["group_by"], frozenset(inherit["arms"])
+    return lambda row: str(row[column] or "") if row["eso seq arm"] in arms else None

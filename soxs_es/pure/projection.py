@@ -66,11 +66,36 @@ class Shown:
 @attrs.frozen
 class FrameTables:
     """raw_frames and rejected_files rows to write: of the frames in `only` (their rows replaced; a frame in
-    `only` without a row is gone), or every row (`only` None: the tables rebuilt)."""
+    `only` without a row is gone), or every row (`only` None: the tables rebuilt). `folders`: every row of
+    each folder holding a frame in `only` (folder -> (raw frame rows, rejected file rows)), to cache."""
 
     raw_frames: Rows
     rejected_files: Rows
     only: frozenset[str] | None = None
+    folders: Mapping[str, tuple[Rows, Rows]] = attrs.field(factory=dict)
+
+    def by_folder(self) -> Mapping[str, tuple[Rows, Rows]]:
+        """The rows to cache, folder by folder: `folders`, or, when the tables are rebuilt, every row."""
+        return self.folders if self.only is not None else rows_by_folder(self.raw_frames, self.rejected_files)
+
+
+def folder_of(filepath: str) -> str:
+    """The folder of a row's `filepath` (./raw/2025-03-01/x.fits -> raw/2025-03-01)."""
+    return filepath[2:].rsplit("/", 1)[0] if "/" in filepath[2:] else ""
+
+
+def rows_by_folder(raw_frames: Rows, rejected_files: Rows, only: frozenset[str] | None = None
+                   ) -> dict[str, tuple[Rows, Rows]]:
+    """Rows by the folder of their file (of the folders in `only`, when given)."""
+    out: dict[str, tuple[Rows, Rows]] = {}
+    for part, rows in enumerate((raw_frames, rejected_files)):
+        for row in rows:
+            folder = folder_of(row["filepath"])
+            if only is None or folder in only:
+                out.setdefault(folder, ([], []))[part].append(row)
+    for folder in only or ():
+        out.setdefault(folder, ([], []))
+    return out
 
 
 @attrs.frozen
@@ -126,7 +151,8 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
         association = derive(state, rules, session, frames=(rows, rejected), previous=old.association,
                              changed_frames=changed_frames).association
         frame_tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
-                                   [r for r in rejected if r["filepath"] in changed_frames], changed_frames)
+                                   [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
+                                   rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))))
         raw_frames, nights = frames_and_nights(rows)
     else:
         frames = shown.frames

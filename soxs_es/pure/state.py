@@ -236,6 +236,18 @@ def _moved(files: Any, source: str, target: str) -> None:
 FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
 
 
+def files_touched(events: Iterable[ev.Event]) -> set[str]:
+    """The paths whose entry in `WorkspaceState.files` these events change (add, replace, move or drop)."""
+    out: set[str] = set()
+    for event in events:
+        match event:
+            case ev.FrameIngested(path=path) | ev.FileRejected(path=path) | ev.FrameMissing(path=path):
+                out.add(path)
+            case ev.FileMoved(source=source, target=target):
+                out.update((source, target))
+    return out
+
+
 def touch_frames(recorded: Iterable[Any]) -> bool:
     """Whether any of these recorded events changes which frames there are or what they mean."""
     return any(isinstance(r.event, FRAME_EVENTS) for r in recorded)
