@@ -254,7 +254,9 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
         if item.header is not None:
             verdict = classify(item.header, ws.rules)
             item.kind, item.reason = verdict.kind, verdict.reason
-    arriving = _still_arriving(ws.root, [i for i in found if i.kind == "rejected" and i.header is None])
+    arriving = _still_arriving(ws.root, [
+        (i.compressed or i.name, i.reason or "unreadable") for i in found if i.kind == "rejected" and i.header is None
+    ] + [(i.name, "a download being written") for i in others if i.kind == "other" and arrival.partial_download(i.name)])
     left_alone += arriving
     if arriving:
         names = {name for name, _ in arriving}
@@ -262,18 +264,18 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
     return Scan(found, left_alone)
 
 
-def _still_arriving(root: Path, unreadable: list[RootFile]) -> list[Reason]:
-    """The unreadable files that may still be being written (`arrival.still_arriving`), with why."""
+def _still_arriving(root: Path, unfinished: list[tuple[str, str]]) -> list[Reason]:
+    """Of the root files that look unfinished (name, why), those that may still be being written
+    (`arrival.still_arriving`), with why."""
     out: list[Reason] = []
     now = time.time()  # against the files' own modification times: the file system's clock, not the log's
-    for item in unreadable:
-        name = item.compressed or item.name
+    for name, problem in unfinished:
         try:
             age = now - os.stat(root / name).st_mtime
         except OSError:
             continue  # gone meanwhile: the next run sees what is there
         if arrival.still_arriving(age):
-            out.append((name, arrival.arriving_note(item.reason or "unreadable", age)))
+            out.append((name, arrival.arriving_note(problem, age)))
     return out
 
 

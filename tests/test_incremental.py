@@ -5,7 +5,10 @@ for byte, the rows of every table, the decisions."""
 from __future__ import annotations
 
 import random
+import shutil
+import sqlite3
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +18,8 @@ from soxs_es import events as ev
 from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog, RecordedEvent
 from soxs_es.prep import prep
+from soxs_es.projections import tables as tables_module
+from soxs_es.projections.pipeline import PipelineWroteMeanwhile
 from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
@@ -187,3 +192,52 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
         state = append(list(decisions), state)
         assert decide(state, fresh.association, session, None, state.last_seq) == []
         old, old_frames, counts = plan.association, frames_now, (plan.raw_frames, plan.nights)
+
+
+def _projected(ws: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(ws / "soxspipe.db")
+    try:
+        return {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in
+                ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map")}
+    finally:
+        conn.close()
+
+
+def _sof_texts(ws: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((ws / "sessions/base/sof").glob("*.sof"))}
+
+
+def test_nights_prepared_one_by_one_latest_first_equal_one_prep_of_them_all(tmp_path: Path, clock,
+                                                                              monkeypatch) -> None:
+    """Nights arriving latest first (each one's frames before every frame already prepared: new sets in front
+    of the old, new nearest calibrations for them), one prep each, the second one refused once by a recipe
+    writing meanwhile and made again: the workspace's tables and SOF files are those of one prep of every
+    night."""
+    write_demo(tmp_path / "download", nights=3, seed=7, compressed_fraction=0.3)
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path / "download", whole)
+    prep(whole, clock, workers=1, notify=lambda m: None)
+    night_of = {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+    step = tmp_path / "step"
+    step.mkdir()
+    refusals = []
+    real_check = tables_module.check_inbox
+
+    def refuse_once(cur, seen):
+        if len(refusals) == 1 and not refusals[0]:
+            refusals[0] = True
+            raise PipelineWroteMeanwhile("a recipe wrote (simulated)")
+        return real_check(cur, seen)
+
+    monkeypatch.setattr(tables_module, "check_inbox", refuse_once)
+    for number, night in enumerate(sorted(set(night_of.values()), reverse=True)):
+        for path in sorted((tmp_path / "download").iterdir()):
+            name = path.name.removesuffix(".Z")
+            if night_of.get(name) == night or (number == 2 and name not in night_of):
+                shutil.move(path, step / path.name)
+        if number == 1:
+            refusals.append(False)
+        prep(step, clock, workers=1, notify=lambda m: None)
+    assert refusals == [True]
+    assert _sof_texts(step) == _sof_texts(whole)
+    assert _projected(step) == _projected(whole)

@@ -220,9 +220,13 @@ def test_a_frame_still_arriving_is_left_alone_until_it_reads_whole(tmp_path: Pat
     compressed = compress_z((tmp_path / "third.fits").read_bytes())
     (ws / "coming2.fits.Z").write_bytes(compressed[: len(compressed) // 2])
     (ws / "stalled.fits").write_bytes(whole[:4000])
+    write_frame(tmp_path / "fourth.fits", **{"MJD-OBS": 60737.8})
+    fourth = compress_z((tmp_path / "fourth.fits").read_bytes())
+    (ws / "fourth.fits.Z.part").write_bytes(fourth[:300])  # a browser's download, renamed once complete
     report = prep(ws, clock, workers=1, notify=lambda m: None)
     waiting = dict(report.left_alone)
-    assert {"coming.fits", "coming2.fits.Z", "stalled.fits"} <= set(waiting)
+    assert {"coming.fits", "coming2.fits.Z", "stalled.fits", "fourth.fits.Z.part"} <= set(waiting)
+    assert "a download being written" in waiting["fourth.fits.Z.part"]
     assert "not complete yet" in waiting["coming.fits"] and "truncated" in waiting["coming.fits"]
     assert report.rejected == [] and not (ws / "misc").exists()
     assert (ws / "coming.fits").read_bytes() == whole[:5000]
@@ -231,11 +235,16 @@ def test_a_frame_still_arriving_is_left_alone_until_it_reads_whole(tmp_path: Pat
     # the copies finish; the stalled one is left as it was, long enough to be judged
     (ws / "coming.fits").write_bytes(whole)
     (ws / "coming2.fits.Z").write_bytes(compressed)
+    (ws / "fourth.fits.Z.part").write_bytes(fourth)
+    (ws / "fourth.fits.Z.part").rename(ws / "fourth.fits.Z")
+    (ws / "abandoned.fits.crdownload").write_bytes(b"half a download")
     past = time.time() - SETTLED_SECONDS - 1
-    os.utime(ws / "stalled.fits", (past, past))
+    for name in ("stalled.fits", "abandoned.fits.crdownload"):
+        os.utime(ws / name, (past, past))
     report = prep(ws, clock, workers=1, notify=lambda m: None)
-    assert report.decompressed == ["coming2.fits.Z"] and event_types(ws).count("FrameIngested") == 3
+    assert report.decompressed == ["coming2.fits.Z", "fourth.fits.Z"] and event_types(ws).count("FrameIngested") == 4
     assert dict(report.rejected).keys() == {"stalled.fits"} and (ws / "misc" / "stalled.fits").exists()
+    assert (ws / "misc" / "abandoned.fits.crdownload").exists()  # left unchanged for too long: set aside
 
 
 def test_gzip_frames_are_decompressed_like_unix_compressed_ones(tmp_path: Path, clock) -> None:

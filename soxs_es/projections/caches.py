@@ -14,6 +14,8 @@ run; the log stays the truth. The tables:
 - `cache_association`, `cache_association_sofs`: the association the tables show, written in the same
   transaction as the tables (they can never disagree), so that an outcome or a new night makes and matches
   again only what it reaches (`shown`): the whole association, and the SOFs changed since it was written.
+- `cache_frame_rows`: the raw_frames and rejected_files rows, folder by folder, written with those tables
+  (unpickled faster than SQLite gives its rows back): what a new night's rows are made beside.
 """
 
 from __future__ import annotations

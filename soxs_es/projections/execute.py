@@ -24,9 +24,11 @@ from soxs_es.pure.state import WorkspaceState
 
 
 def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Rules) -> ProjectionPlan:
-    """Write the plan's raw_frames and rejected_files rows when it has any (the frames changed); returns the
-    plan without them (drop the one given: its rows are the largest part of a cold projection's memory)."""
-    if plan.frame_tables is None:
+    """Write the plan's raw_frames and rejected_files tables when it rebuilds them; returns the plan without
+    them (drop the one given: its rows are the largest part of a cold projection's memory). Rows that replace
+    only some are left to `write_plan`, in the association's transaction: the tables, the cached association
+    and the frame rows it was made from then never disagree, even when that transaction is refused."""
+    if plan.frame_tables is None or plan.frame_tables.only is not None:
         return plan
     tables.project_frames(conn, raw_frame_columns(rules), plan.frame_tables)
     return attrs.evolve(plan, frame_tables=None)
@@ -38,7 +40,7 @@ def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path,
     cells and the cached association, and the SOF files. Returns what the SOF folder got, and the state's
     snapshot when it was encoded meanwhile (for `caches.write_stamp`, written once the rest is done). Raises
     `PipelineWroteMeanwhile` (nothing of the association written) when a recipe wrote after `inbox_seen`."""
-    if plan.frame_tables is not None:
+    if plan.frame_tables is not None and plan.frame_tables.only is None:
         raise ValueError("write_frame_tables(plan) first")
     writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
     pickling = beside(caches.association_blob, plan.association.association) if plan.rebuilds else None
@@ -46,7 +48,7 @@ def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path,
                     if plan.rebuilds and caches.snapshot_files_stale(conn, state) else None)
     try:
         tables.project_association(conn, plan.association, plan.pipeline, inbox_seen, plan.changed,
-                                   None if pickling is None else pickling.result)
+                                   None if pickling is None else pickling.result, plan.frame_tables)
     except BaseException:
         for child in (writing, pickling, snapshotting):
             if child is not None:

@@ -29,20 +29,24 @@ RAW_FRAME_INDEXES = ("mjd-obs", "filepath", "eso dpr type")
 
 
 def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: FrameTables) -> None:
-    """The raw_frames (of these columns, from the rules) and rejected_files tables, in one transaction:
-    rebuilt, or only the rows of the frames in `frames.only` replaced; and the cache of their rows."""
-    if frames.only is None:
-        replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
-                              TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)),
-                       also=lambda cur: caches.write_frame_rows(cur, frames.by_folder(), whole=True))
-        return
+    """The raw_frames (of these columns, from the rules) and rejected_files tables rebuilt, and the cache of
+    their rows, in one transaction."""
+    if frames.only is not None:
+        raise ValueError("rows that replace some are written with the association (project_association)")
+    replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
+                          TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)),
+                   also=lambda cur: caches.write_frame_rows(cur, frames.by_folder(), whole=True))
+
+
+def _replace_frame_rows(cur: sqlite3.Cursor, columns: Sequence[str], frames: FrameTables) -> None:
+    """The rows of the frames in `frames.only` replaced, and the cache of their folders' rows."""
+    assert frames.only is not None
     gone = [(path,) for path in sorted(frames.only)]
-    with transaction(conn) as cur:
-        for table, table_columns, rows in (("raw_frames", columns, frames.raw_frames),
-                                           ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
-            cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
-            insert_rows(cur, table, table_columns, rows)
-        caches.write_frame_rows(cur, frames.by_folder(), whole=False)
+    for table, table_columns, rows in (("raw_frames", columns, frames.raw_frames),
+                                       ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
+        cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
+        insert_rows(cur, table, table_columns, rows)
+    caches.write_frame_rows(cur, frames.by_folder(), whole=False)
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)
@@ -56,17 +60,20 @@ _ASSOCIATION_TABLES = (
 
 def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pipeline: PipelineCells,
                         inbox_seen: int, changed: frozenset[str] | None = None,
-                        blob: Callable[[], bytes] | None = None) -> None:
+                        blob: Callable[[], bytes] | None = None, frames: FrameTables | None = None) -> None:
     """Make the association tables show `new` (one transaction, with the cached association) and the cells the
     recipes write show `pipeline`; refused (`PipelineWroteMeanwhile`) when a recipe wrote after the inbox
     note `inbox_seen` was read.
 
     `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
     rebuilds every table. `blob`, asked for once the tables are written, gives the rebuilt association's
-    `caches.association_blob` when another process made it meanwhile.
+    `caches.association_blob` when another process made it meanwhile. `frames`: raw_frames and rejected_files
+    rows that replace some (`FrameTables.only`), written with the rest.
     """
     with transaction(conn) as cur:
         last_note = check_inbox(cur, inbox_seen)
+        if frames is not None:
+            _replace_frame_rows(cur, frames.columns, frames)
         for table, columns, rows, indexes in _ASSOCIATION_TABLES:
             if changed is None:
                 recreate(cur, TableRows(table, columns, rows(new, None), indexes))

@@ -5,7 +5,9 @@ A frame is complete when it reads whole: its header ends with an END card and th
 header promises for its data unit (a `.Z` is complete when it decompresses to such a frame). A file that
 does not read whole and was written to a moment ago is taken to be still arriving: it is left where it is
 and looked at again by the next run. Once it has not changed for `SETTLED_SECONDS`, it is judged as it is
-(a truncated download is then set aside to misc/ like any unreadable file).
+(a truncated download is then set aside to misc/ like any unreadable file). A file named as browsers and
+download managers name a file they are still writing (`x.fits.Z.part`, `.crdownload`, ...) is left alone
+the same way: moved away, it could not be renamed to its own name when the download ends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ def still_arriving(seconds_since_written: float) -> bool:
     """Whether a root file that does not read whole is left alone this run: it was written to less than
     `SETTLED_SECONDS` ago (a clock behind the file's time counts as just written)."""
     return seconds_since_written < SETTLED_SECONDS
+
+
+#: Name endings browsers and download managers give a file while they write it (renamed once complete).
+PARTIAL_DOWNLOAD_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".opdownload")
+
+
+def partial_download(name: str) -> bool:
+    """Whether a root file's name is that of a download still being written."""
+    return name.lower().endswith(PARTIAL_DOWNLOAD_SUFFIXES)
 
 
 #: How the note of a file left alone as still arriving begins.

@@ -13,6 +13,7 @@ import attrs
 
 from soxs_es.pure.association import Association
 from soxs_es.pure.derive import derive, frame_rows, frame_rows_since, frames_and_nights
+from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import PipelineCells, pipeline_cells, sof_files, sofs_changed
@@ -32,7 +33,6 @@ class ProjectedAssociation:
     frames_seq: int
     rules_digest: str
     seq: int  # the log's last event when it was projected
-
 
 
 def changed_since(old: ProjectedAssociation | None, new: ProjectedAssociation) -> frozenset[str] | None:
@@ -73,6 +73,7 @@ class FrameTables:
     rejected_files: Rows
     only: frozenset[str] | None = None
     folders: Mapping[str, tuple[Rows, Rows]] = attrs.field(factory=dict)
+    columns: tuple[str, ...] = ()  # of raw_frames, under the rules in force
 
     def by_folder(self) -> Mapping[str, tuple[Rows, Rows]]:
         """The rows to cache, folder by folder: `folders`, or, when the tables are rebuilt, every row."""
@@ -152,13 +153,14 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
                              changed_frames=changed_frames).association
         frame_tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
                                    [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
-                                   rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))))
+                                   rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))),
+                                   raw_frame_columns(rules))
         raw_frames, nights = frames_and_nights(rows)
     else:
         frames = shown.frames
         if frames is None:
             frames = frame_rows(state, rules)
-            frame_tables = FrameTables(*frames)
+            frame_tables = FrameTables(*frames, columns=raw_frame_columns(rules))
         derived = derive(state, rules, session, frames=frames)
         association = derived.association
         raw_frames, nights = frames_and_nights(derived.raw_frames)
