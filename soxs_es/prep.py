@@ -42,6 +42,7 @@ from soxs_es.pure.summary import AssociationSummary
 from soxs_es.shell import (
     SESSIONS,
     SETTINGS,
+    Remembered,
     UserError,
     Workspace,
     holds_short_settings,
@@ -90,8 +91,10 @@ class PrepReport:
 
 
 def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progress: Progress | None = None,
-         notify: Callable[[str], None] = print, wait: float = LOCK_WAIT_SECONDS) -> PrepReport:
-    """Prepare (or refresh) the workspace at `root`."""
+         notify: Callable[[str], None] = print, wait: float = LOCK_WAIT_SECONDS,
+         remembered: Remembered | None = None) -> PrepReport:
+    """Prepare (or refresh) the workspace at `root` (`remembered`: what a long-lived caller keeps of it from
+    one prep to the next)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give the folder holding your downloaded frames")
@@ -104,7 +107,7 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         quick = _nothing_to_do(root)
         if quick is not None:
             return quick
-        ws = Workspace(root, clock)
+        ws = Workspace(root, clock, remembered=remembered)
         ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
         return run_prep(ws, worker_count(workers), progress)
 
@@ -254,9 +257,11 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
         if item.header is not None:
             verdict = classify(item.header, ws.rules)
             item.kind, item.reason = verdict.kind, verdict.reason
-    arriving = _still_arriving(ws.root, [
-        (i.compressed or i.name, i.reason or "unreadable") for i in found if i.kind == "rejected" and i.header is None
-    ] + [(i.name, "a download being written") for i in others if i.kind == "other" and arrival.partial_download(i.name)])
+    unfinished = [(i.compressed or i.name, i.reason or "unreadable")
+                  for i in found if i.kind == "rejected" and i.header is None]
+    unfinished += [(i.name, "a download being written")
+                   for i in others if i.kind == "other" and arrival.partial_download(i.name)]
+    arriving = _still_arriving(ws.root, unfinished)
     left_alone += arriving
     if arriving:
         names = {name for name, _ in arriving}

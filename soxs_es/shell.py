@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -25,7 +26,7 @@ from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
-from soxs_es.pure.projection import plan_projection
+from soxs_es.pure.projection import ProjectedAssociation, plan_projection
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
@@ -72,6 +73,18 @@ def session_settings(session_dir: Path) -> str | None:
 
 
 @attrs.define
+class Remembered:
+    """What a long-lived process (a watcher) keeps of one workspace from one run to the next: the folded state,
+    and the association and frame rows of the last projection it wrote. Each stands in for the database's
+    copy only while the database shows that copy (another process writing meanwhile makes it be read)."""
+
+    database: tuple[int, int] | None = None  # (device, inode) of the database the rest was read from
+    state: WorkspaceState | None = None
+    projected: ProjectedAssociation | None = None
+    frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None  # the rows `projected` was made from
+
+
+@attrs.define
 class Projection:
     """What one projection did."""
 
@@ -86,14 +99,14 @@ class Projection:
 class Workspace:
     """A workspace opened for writing (the caller holds the workspace lock)."""
 
-    def __init__(self, root: Path, clock: Clock = utc_now, with_files: bool = True) -> None:
+    def __init__(self, root: Path, clock: Clock = utc_now, with_files: bool = True,
+                 remembered: Remembered | None = None) -> None:
         self.root = root
         self.rules = load_rules(root)
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
-        # A snapshot of the folded state (a cache) spares folding the whole log; only newer events are folded.
-        # Commands about outcomes and sessions read it without the files (the frames are read when needed).
-        self.state: WorkspaceState = load_state(self.log, with_files=with_files)
+        self.remembered = remembered
+        self.state: WorkspaceState = self._load_state(with_files)
         self.appended = 0
         #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
         self.inbox_seen = 0
@@ -103,12 +116,27 @@ class Workspace:
         self.running: frozenset[str] = frozenset()
         self.harvest()
 
+    def _load_state(self, with_files: bool) -> WorkspaceState:
+        """The state a run remembers from the last, with the events since folded in; else a snapshot of the
+        folded state (a cache: only newer events are folded). Commands about outcomes and sessions read it
+        without the files (the frames are read when needed)."""
+        memo = self.remembered
+        if memo is not None:
+            database = _identity(self.root / layout.DATABASE)
+            if memo.database != database:
+                memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
+            if memo.state is not None and memo.state.last_seq <= self.log.last_seq():
+                return fold(self.log.read(after=memo.state.last_seq), memo.state)
+        return load_state(self.log, with_files=with_files)
+
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
         if not self.state.files_loaded:
             self.state = load_state(self.log)
 
     def close(self) -> None:
+        if self.remembered is not None and self.state.files_loaded:
+            self.remembered.state = self.state
         self.log.close()
 
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
@@ -273,7 +301,9 @@ class Workspace:
         session = self.session
         while True:
             self.record(self.product_changes(session))
-            shown = caches.shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES)
+            memo = self.remembered
+            shown = caches.shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
+                                 None if memo is None else (memo.projected, memo.frames))
             if shown.counts is None:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
@@ -294,6 +324,10 @@ class Workspace:
             projection = Projection(session, plan.association.association, plan.raw_frames, plan.nights,
                                     summarise(plan.association.association, written), self.link_session(session))
             self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
+            if memo is not None:
+                same_frames = memo.projected is not None and memo.projected.frames_seq == plan.association.frames_seq
+                memo.frames = plan.frames if plan.frames is not None else memo.frames if same_frames else None
+                memo.projected = plan.association
             return projection
 
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: caches.Snapshot | None = None
@@ -308,6 +342,14 @@ class Workspace:
             outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights,
             decided=bool(self.state.decisions.begun))
         caches.write_stamp(self.log.conn, stamp, self.state, snapshot)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _thaw(value: object) -> object:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -31,6 +31,9 @@ from soxs_es.fsops import HELD_LOCKS
 from soxs_es.locking import lock_held
 from soxs_es.projections.sof_files import atomic_write_text
 from soxs_es.pure import arrival, layout
+
+if TYPE_CHECKING:
+    from soxs_es.shell import Remembered
 
 _KINDS = {1: "added", 2: "modified", 3: "deleted"}
 
@@ -71,16 +74,18 @@ class Batch:
         return f"{self.at}  " + "; ".join(parts) + f"  [{self.nights} nights]"
 
 
-def batch(root: Path, changes: int, then_reduce: bool, jobs: int | None, workers: int | None) -> Batch:
+def batch(root: Path, changes: int, then_reduce: bool, jobs: int | None, workers: int | None,
+          remembered: Remembered | None = None) -> Batch:
     """One `prep` (and `reduce` of what it made reducible, `jobs` recipes at once, when `then_reduce`) of the
-    workspace, as a `Batch`."""
+    workspace, as a `Batch` (`remembered`: what the watcher keeps of the workspace from one prep to the next,
+    so that a new night costs a fold of its events rather than a read of every cache)."""
     from soxs_es.prep import prep
     from soxs_es.reduce import reduce
 
     at = time.strftime("%H:%M:%S")
     before = _sof_names(root)
     try:
-        report = prep(root, workers=workers, notify=lambda m: None)
+        report = prep(root, workers=workers, notify=lambda m: None, remembered=remembered)
     except UserError as error:
         return Batch(at, changes, 0, 0, (), (), (), 0, problem=str(error))
     written = set(report.association.sofs_written) if report.association is not None else set()
@@ -126,7 +131,10 @@ def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, wor
         raise UserError(f"{root} is not a folder; give the workspace (or download folder) to watch")
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
+    from soxs_es.shell import Remembered
+
     batches = 0
+    remembered = Remembered()
     status = Status(pid=os.getpid(), since=_now(), mode="polling" if polling else "events",
                     reduce=then_reduce, heartbeat=_now(), rescan=rescan)
     try:
@@ -136,7 +144,7 @@ def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, wor
                 if stop.is_set():
                     break
                 if found is not None:
-                    result = batch(root, found, then_reduce, jobs, workers)
+                    result = batch(root, found, then_reduce, jobs, workers, remembered)
                     batches += 1
                     # a problem is told once, not again at every rescan while it lasts
                     repeated = result.problem is not None and result.problem == status.problem

@@ -28,6 +28,7 @@ from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import KnownFile, WorkspaceState, fold
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
+from soxs_es.shell import Remembered
 
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 STAMP = "2030-01-01T00:00:00.000000Z"
@@ -241,3 +242,43 @@ def test_nights_prepared_one_by_one_latest_first_equal_one_prep_of_them_all(tmp_
     assert refusals == [True]
     assert _sof_texts(step) == _sof_texts(whole)
     assert _projected(step) == _projected(whole)
+
+
+def test_a_watcher_remembering_the_workspace_between_preps_gives_what_one_prep_of_all_gives(
+        tmp_path: Path, clock) -> None:
+    """The state, association and frame rows a watcher keeps from one prep to the next stand in for the
+    database's only while the database still shows them: with a prep by another process in between (which it
+    must not take for its own), the workspace ends as one prep of every night leaves it."""
+    write_demo(tmp_path / "download", nights=3, seed=9, compressed_fraction=0.0)
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path / "download", whole)
+    prep(whole, clock, workers=1, notify=lambda m: None)
+    night_of = {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+    nights = sorted(set(night_of.values()))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    memo = Remembered()
+
+    def arrive(night: str, part: slice = slice(None)) -> None:
+        names = sorted(n for n, folder in night_of.items() if folder == night)[part]
+        for name in names:
+            if (tmp_path / "download" / name).exists():
+                shutil.move(tmp_path / "download" / name, ws / name)
+
+    arrive(nights[0])
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+    first = memo.state
+    assert first is not None and memo.projected is not None  # (a first projection's rows are let go)
+    arrive(nights[1])
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+    assert memo.state is not None and memo.state.last_seq > first.last_seq
+    assert memo.frames is not None and len(memo.frames[0]) == len(list((ws / "raw").glob("*/*.fits")))
+    arrive(nights[2], slice(0, 20))
+    prep(ws, clock, workers=1, notify=lambda m: None)  # another process: the memo is now behind the database
+    arrive(nights[2])
+    for rest in (tmp_path / "download").iterdir():
+        shutil.move(rest, ws / rest.name)
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+    assert _sof_texts(ws) == _sof_texts(whole)
+    assert _projected(ws) == _projected(whole)
+    assert memo.state == fold(EventLog(ws / "soxspipe.db", readonly=True).read())

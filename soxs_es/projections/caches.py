@@ -198,14 +198,19 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, project
 # -- what the projections show, for the next plan ----------------------------------------------------------
 
 
+Remembered = tuple[ProjectedAssociation | None, tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
+
+
 def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
-          projected_tables: tuple[str, ...]) -> Shown:
-    """What of the projections a plan for `session` can build on (`Shown`)."""
+          projected_tables: tuple[str, ...], remembered: Remembered | None = None) -> Shown:
+    """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
+    and frame rows this process last wrote, used in place of the cached ones while those are still them."""
     stamp = read_stamp(conn)
     if (stamp is None or stamp.rules_digest != rules.digest
             or not has_tables(conn, (*projected_tables, "cache_frame_rows"))):
         return Shown(sof_files=_sof_files_shown(conn, session))  # rebuilt (which makes the caches whole)
-    old = projected_association(conn)
+    mine, my_frames = remembered or (None, None)
+    old = mine if mine is not None and _header(mine) == _association_header(conn) else projected_association(conn)
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
               and stamp.session == old.session
               and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
@@ -216,7 +221,8 @@ def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Ru
             return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
         return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
     if usable and old is not None and old.session == session:
-        frames = frames_shown(conn, rules)  # the rows `old` was made from: new frames are made again from them
+        # the rows `old` was made from: new frames are made again beside them
+        frames = my_frames if old is mine and my_frames is not None else frames_shown(conn, rules)
         if frames is not None:
             return Shown(association=old, frames=frames)
     return Shown(sof_files=_sof_files_shown(conn, session))
@@ -319,6 +325,14 @@ def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, changed: f
     cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
     cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
         ASSOCIATION_FORMAT, _header(new), blob() if blob is not None else association_blob(new.association)))
+
+
+def _association_header(conn: sqlite3.Connection) -> bytes | None:
+    try:
+        row = conn.execute("SELECT format, header FROM cache_association").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[1] if row is not None and row[0] == ASSOCIATION_FORMAT else None
 
 
 def association_readable(conn: sqlite3.Connection) -> bool:

@@ -118,6 +118,8 @@ class ProjectionPlan:
     pipeline: PipelineCells
     raw_frames: int
     nights: int
+    #: every raw_frames and rejected_files row after it, when they were made again only where frames changed
+    frames: tuple[Rows, Rows] | None = None
 
     @property
     def rebuilds(self) -> bool:
@@ -144,6 +146,7 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
     found = frozenset(state.products.get(session, {}))
     old = shown.association
     frame_tables: FrameTables | None = None
+    frames_after: tuple[Rows, Rows] | None = None
     if old is not None and shown.counts is not None:  # the same frames: only outcomes changed
         association = derive(state, rules, session, frames=([], []), previous=old.association).association
         raw_frames, nights = shown.counts
@@ -156,6 +159,7 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
                                    rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))),
                                    raw_frame_columns(rules))
         raw_frames, nights = frames_and_nights(rows)
+        frames_after = (rows, rejected)
     else:
         frames = shown.frames
         if frames is None:
@@ -173,4 +177,4 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
     else:
         wanted, before = sof_files(association, changed), sof_files(old.association, changed)
     return ProjectionPlan(session, frame_tables, new, changed, wanted, before,
-                          pipeline_cells(state, session, running), raw_frames, nights)
+                          pipeline_cells(state, session, running), raw_frames, nights, frames_after)
