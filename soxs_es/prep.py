@@ -104,7 +104,8 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
     if not os.access(root, os.W_OK):
         raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
     with workspace_lock(root, wait=wait, notify=notify):
-        quick = _nothing_to_do(root)
+        # (a caller that remembers the workspace between preps learns it once, by the full path)
+        quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None
         if quick is not None:
             return quick
         ws = Workspace(root, clock, remembered=remembered)
@@ -138,6 +139,7 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             raw_frames, nights = stamp.raw_frames, stamp.nights
             association, link_problems = None, []
             caches.refresh_snapshot(ws.log.conn, ws.state)
+            ws.remember_projection()
     finally:
         try:
             ws.close()  # its last checkpoint runs while the .Z files are being removed
@@ -286,14 +288,23 @@ def _still_arriving(root: Path, unfinished: list[tuple[str, str]]) -> list[Reaso
 
 def check_instruments(ws: Workspace, found: list[RootFile]) -> None:
     """Refuse a folder holding raw frames of more than one instrument (before anything is moved)."""
-    families: dict[str, list[str]] = {}
-    for item in found:
-        if item.kind == "raw" and item.header is not None:
-            families.setdefault(instrument_family(item.header, ws.rules), []).append(item.name)
-    for known in ws.state.files.values():
-        if known.header is not None and classify(known.header, ws.rules).kind == "raw":
-            families.setdefault(instrument_family(known.header, ws.rules), []).append(known.path)
-    if len(families) > 1:
+    def raw_families(with_names: bool) -> dict[str, list[str]]:
+        """Instrument -> its raw frames (without `with_names`, only the first file that says so: a header is
+        classified only when it names an instrument not seen yet)."""
+        families: dict[str, list[str]] = {}
+        for item in found:
+            if item.kind == "raw" and item.header is not None:
+                families.setdefault(instrument_family(item.header, ws.rules), []).append(item.name)
+        for known in ws.state.files.values():
+            if known.header is None:
+                continue
+            family = instrument_family(known.header, ws.rules)
+            if (with_names or family not in families) and classify(known.header, ws.rules).kind == "raw":
+                families.setdefault(family, []).append(known.path)
+        return families
+
+    if len(raw_families(with_names=False)) > 1:
+        families = raw_families(with_names=True)
         for item in found:
             if item.staged is not None:
                 os.unlink(item.staged)
@@ -529,7 +540,7 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
     known = {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files}
     on_disk = listing.raw_listing(ws.root, known=known)
     batch: list[ev.Event] = []
-    missing = [path for path in sorted(files) if path.startswith(layout.RAW + "/") and path not in on_disk]
+    missing = sorted(path for path in files if path.startswith(layout.RAW + "/") and path not in on_disk)
     batch += [ev.FrameMissing(path=path) for path in missing]
     asked, wanted = ws.rules.keywords_digest, ws.rules.keywords
     state = ws.state
@@ -545,14 +556,14 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
             batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header, asked=asked))
     ws.record(batch)
     left_alone: list[Reason] = []
-    for rel, file in sorted(ws.state.files.items()):
+    for rel, file in ws.state.files.items():
         if not rel.startswith(layout.RAW + "/") or rel in placed:
             continue  # a frame this run filed under raw/ went there as a raw frame
         verdict = classify(file.header, ws.rules) if file.header is not None else None
         if verdict is None or verdict.kind != "raw":
             reason = file.problem if verdict is None else verdict.reason
             left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
-    return Synced(len(new), missing, left_alone)
+    return Synced(len(new), missing, sorted(left_alone))
 
 
 # -- a prep with nothing to do -----------------------------------------------------------------------------

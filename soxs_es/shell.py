@@ -330,6 +330,16 @@ class Workspace:
                 memo.projected = plan.association
             return projection
 
+    def remember_projection(self) -> None:
+        """Let `remembered` hold the projection the database shows, when it is current and not held yet."""
+        memo = self.remembered
+        if memo is None or memo.projected is not None:
+            return
+        conn = self.log.conn
+        shown = caches.shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
+        if shown.association is not None and shown.counts is not None:
+            memo.projected, memo.frames = shown.association, caches.frames_shown(conn, self.rules)
+
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: caches.Snapshot | None = None
                     ) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
