@@ -165,7 +165,8 @@ class DaskCluster:
 
         if not self._futures:
             return []
-        dask_wait(list(self._futures.values()), timeout=timeout, return_when="FIRST_COMPLETED")
+        with contextlib.suppress(TimeoutError):  # raised when no run ended in time: then none has
+            dask_wait(list(self._futures.values()), timeout=timeout, return_when="FIRST_COMPLETED")
         ended = []
         for sof, future in list(self._futures.items()):
             if future.done():

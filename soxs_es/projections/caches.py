@@ -43,7 +43,7 @@ from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.state import KnownFile, WorkspaceState, files_touched
+from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched
 from soxs_es.pure.tables import format_sof
 
 #: Bump when the stamp changes shape.
@@ -154,9 +154,10 @@ CHANGED_FILES_AT_MOST = 20_000
 
 def _files_changed_since(cur: sqlite3.Cursor, seq: int) -> set[str] | None:
     """The paths whose entry in the state's files the events after `seq` change (None: too many to tell)."""
-    rows = cur.execute("SELECT type, schema_version, payload FROM events WHERE seq > ? AND type IN "
-                       "('FrameIngested', 'FileRejected', 'FileMoved', 'FrameMissing') LIMIT ?",
-                       (seq, CHANGED_FILES_AT_MOST + 1)).fetchall()
+    types = [t.__name__ for t in FILE_EVENTS]
+    rows = cur.execute(f"SELECT type, schema_version, payload FROM events WHERE seq > ? AND type IN "
+                       f"({', '.join('?' for _ in types)}) LIMIT ?",
+                       (seq, *types, CHANGED_FILES_AT_MOST + 1)).fetchall()
     if len(rows) > CHANGED_FILES_AT_MOST:
         return None
     return files_touched(ev.decode_many(rows))

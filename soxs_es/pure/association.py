@@ -262,13 +262,6 @@ def _frame_set(members: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cas
                     entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs)
 
 
-def form_sets(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> list[FrameSet]:
-    """The sets of one cascade entry for one DPR type (frames: usable frames, by MJD)."""
-    made = (_frame_set(members, entry, dpr_type, cascade) for members in _chosen_groups(frames, entry, dpr_type,
-                                                                                         cascade))
-    return [s for s in made if s is not None]
-
-
 def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
     keys = frame_set.keys
     arm = frame_set.arm

@@ -236,8 +236,13 @@ def _moved(files: Any, source: str, target: str) -> None:
 FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
 
 
+#: The events that change `WorkspaceState.files`.
+FILE_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing)
+
+
 def files_touched(events: Iterable[ev.Event]) -> set[str]:
-    """The paths whose entry in `WorkspaceState.files` these events change (add, replace, move or drop)."""
+    """The paths whose entry in `WorkspaceState.files` these events (of FILE_EVENTS) change: added, replaced,
+    moved or dropped."""
     out: set[str] = set()
     for event in events:
         match event:
