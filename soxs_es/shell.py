@@ -79,6 +79,7 @@ class Remembered:
     copy only while the database shows that copy (another process writing meanwhile makes it be read)."""
 
     database: tuple[int, int] | None = None  # (device, inode) of the database the rest was read from
+    last_event: tuple[int, str] | None = None  # (seq, recorded at) of the last event `state` holds
     state: WorkspaceState | None = None
     projected: ProjectedAssociation | None = None
     frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None  # the rows `projected` was made from
@@ -123,11 +124,19 @@ class Workspace:
         memo = self.remembered
         if memo is not None:
             database = _identity(self.root / layout.DATABASE)
-            if memo.database != database:
+            if memo.database != database or memo.last_event != self._event_at(memo.last_event):
+                # another database, or this one's log is not the one remembered (a backup copied over it)
                 memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
-            if memo.state is not None and memo.state.last_seq <= self.log.last_seq():
+            if memo.state is not None:
                 return fold(self.log.read(after=memo.state.last_seq), memo.state)
         return load_state(self.log, with_files=with_files)
+
+    def _event_at(self, event: tuple[int, str] | None) -> tuple[int, str] | None:
+        """(seq, recorded at) of the log's event at `event`'s seq (None: no such event)."""
+        if event is None:
+            return None
+        row = self.log.conn.execute("SELECT recorded_at FROM events WHERE seq = ?", (event[0],)).fetchone()
+        return None if row is None else (event[0], row[0])
 
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
@@ -135,8 +144,11 @@ class Workspace:
             self.state = load_state(self.log)
 
     def close(self) -> None:
-        if self.remembered is not None and self.state.files_loaded:
-            self.remembered.state = self.state
+        memo = self.remembered
+        if memo is not None and self.state.files_loaded:
+            row = self.log.conn.execute("SELECT seq, recorded_at FROM events WHERE seq = ?",
+                                        (self.state.last_seq,)).fetchone()
+            memo.state, memo.last_event = (self.state, tuple(row)) if row is not None else (None, None)
         self.log.close()
 
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:

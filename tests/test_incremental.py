@@ -282,3 +282,27 @@ def test_a_watcher_remembering_the_workspace_between_preps_gives_what_one_prep_o
     assert _sof_texts(ws) == _sof_texts(whole)
     assert _projected(ws) == _projected(whole)
     assert memo.state == fold(EventLog(ws / "soxspipe.db", readonly=True).read())
+
+
+def test_a_remembered_workspace_is_read_again_when_its_database_was_replaced(tmp_path: Path, clock) -> None:
+    """A database copied over the watched one (a backup restored in place: same file, another log) is not
+    taken for the one remembered: the next prep reads it and makes what a prep without memory makes."""
+    write_demo(tmp_path / "download", nights=2, seed=4, compressed_fraction=0.0)
+    ws = tmp_path / "ws"
+    shutil.copytree(tmp_path / "download", ws)
+    memo = Remembered()
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+    # the same frames prepared elsewhere, from a log with events of its own before them
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "download", other)
+    log = EventLog(other / "soxspipe.db")
+    log.append([ev.SessionCreated(session="night2"), ev.SessionSwitched(session="base")])
+    log.close()
+    prep(other, clock, workers=1, notify=lambda m: None)
+    database = ws / "soxspipe.db"
+    database.write_bytes((other / "soxspipe.db").read_bytes())  # in place: the same inode
+    for suffix in ("-wal", "-shm"):
+        (ws / f"soxspipe.db{suffix}").unlink(missing_ok=True)
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+    assert memo.state == fold(EventLog(database, readonly=True).read())
+    assert _projected(ws) == _projected(other)
