@@ -18,7 +18,7 @@ from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog, RecordedEvent
 from soxs_es.prep import prep
 from soxs_es.pure.decisions import decide
-from soxs_es.pure.derive import derive
+from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.projection import Shown, plan_projection
 from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.sessions import BASE, qc_failures
@@ -200,7 +200,8 @@ def _qc_failures_derived(state: WorkspaceState, association, session: str) -> di
 def test_folding_the_decisions_gives_the_tables_and_sof_files_derived_from_the_facts(prepared_log, steps) -> None:
     """After any history of failures, passes, QC values, range edits, frames removed and restored and session
     switches, each followed by the projection prep would make (the same plan: matched again where only
-    outcomes changed, derived anew otherwise) and its decisions, the decisions folded say what deriving from
+    outcomes changed, made again where frames changed in the same session, derived anew otherwise) and its
+    decisions, the decisions folded say what deriving from
     the facts gives: the sets, each SOF file byte for byte, the sof_map rows, the QC failures - in the
     current session, and in the others what was last written there. Folding the whole log at once gives the
     same decisions as folding it run by run, each decision names a fact it was made from, and deciding again
@@ -212,14 +213,20 @@ def test_folding_the_decisions_gives_the_tables_and_sof_files_derived_from_the_f
     removed: list[ev.FrameIngested] = []
     last_written: dict[str, dict[str, str]] = {}
     old = None
+    old_frames = frame_rows(state, RULES)
     for kind, *args in [(None,), *steps]:
         facts = [] if kind is None else _fact(kind, tuple(args), state, session, names, removed)
         batch = [RecordedEvent(log[-1].seq + i + 1, "2030-01-01T00:00:00.000000Z", f) for i, f in enumerate(facts)]
         log += batch
         state = fold(batch, state)
         session = state.current_session or BASE
+        # the plan prep makes: outcomes matched again, new or removed frames made again where they reach (in
+        # the session last projected), else everything derived
         current = old is not None and old.frames_seq == state.frames_seq and old.rules_digest == RULES.digest
-        plan = plan_projection(state, RULES, session, Shown(association=old, counts=(0, 0)) if current else Shown())
+        same_session = old is not None and old.session == session and old.rules_digest == RULES.digest
+        shown = (Shown(association=old, counts=(0, 0)) if current
+                 else Shown(association=old, frames=old_frames) if same_session else Shown())
+        plan = plan_projection(state, RULES, session, shown)
         decisions = decide(state, plan.association.association, session, plan.changed, state.last_seq)
         if kind is None:
             assert decisions == []  # the prep that made the log decided all there was
@@ -227,6 +234,7 @@ def test_folding_the_decisions_gives_the_tables_and_sof_files_derived_from_the_f
         batch = [RecordedEvent(log[-1].seq + i + 1, "2030-01-01T00:00:00.000000Z", d) for i, d in enumerate(decisions)]
         log += batch
         state, old = fold(batch, state), plan.association
+        old_frames = frame_rows(state, RULES)
         association = old.association
         last_written[session] = sof_files(association)
         decided = state.decisions
