@@ -262,10 +262,11 @@ def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[
     elif not has_tables(cur, ("cache_frame_rows",)):
         return
     cur.executemany("DELETE FROM cache_frame_rows WHERE folder = ?", [(f,) for f in sorted(folders)])
-    cur.executemany("INSERT INTO cache_frame_rows VALUES (?, ?, ?)", [
+    # pickled one folder at a time as SQLite takes them: a cold prep never holds every blob at once
+    cur.executemany("INSERT INTO cache_frame_rows VALUES (?, ?, ?)", (
         (folder, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL),
          pickle.dumps(rejected, protocol=pickle.HIGHEST_PROTOCOL))
-        for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected])
+        for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected))
 
 
 def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:
