@@ -124,19 +124,18 @@ class Workspace:
         memo = self.remembered
         if memo is not None:
             database = _identity(self.root / layout.DATABASE)
-            if memo.database != database or memo.last_event != self._event_at(memo.last_event):
+            if memo.database != database or (memo.last_event is not None
+                                             and memo.last_event != self._event_at(memo.last_event[0])):
                 # another database, or this one's log is not the one remembered (a backup copied over it)
                 memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
             if memo.state is not None:
                 return fold(self.log.read(after=memo.state.last_seq), memo.state)
         return load_state(self.log, with_files=with_files)
 
-    def _event_at(self, event: tuple[int, str] | None) -> tuple[int, str] | None:
-        """(seq, recorded at) of the log's event at `event`'s seq (None: no such event)."""
-        if event is None:
-            return None
-        row = self.log.conn.execute("SELECT recorded_at FROM events WHERE seq = ?", (event[0],)).fetchone()
-        return None if row is None else (event[0], row[0])
+    def _event_at(self, seq: int) -> tuple[int, str] | None:
+        """(seq, recorded at) of the log's event at `seq` (None: no such event)."""
+        row = self.log.conn.execute("SELECT recorded_at FROM events WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else (seq, row[0])
 
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
@@ -146,9 +145,8 @@ class Workspace:
     def close(self) -> None:
         memo = self.remembered
         if memo is not None and self.state.files_loaded:
-            row = self.log.conn.execute("SELECT seq, recorded_at FROM events WHERE seq = ?",
-                                        (self.state.last_seq,)).fetchone()
-            memo.state, memo.last_event = (self.state, tuple(row)) if row is not None else (None, None)
+            memo.last_event = self._event_at(self.state.last_seq)
+            memo.state = self.state if memo.last_event is not None else None
         self.log.close()
 
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:

@@ -120,10 +120,11 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
     with transaction(conn) as cur:
         for table in _FORMER_TABLES:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
-        if previous is None or previous.frames_seq != state.frames_seq or not has_tables(cur, ("cache_files",)):
+        seen = previous is not None and has_tables(cur, ("cache_files",))
+        if not seen or previous is None or previous.frames_seq != state.frames_seq:
             if not state.files_loaded:
                 raise ValueError("a state read without its files cannot record changed frames")
-            _write_files_seen(cur, state, None if previous is None or not has_tables(cur, ("cache_files",))
+            _write_files_seen(cur, state, None if not seen or previous is None
                               else _files_changed_since(cur, previous.frames_seq))
         cur.execute("DROP TABLE IF EXISTS cache_stamp")
         cur.execute("CREATE TABLE cache_stamp (format INTEGER, stamp TEXT)")
@@ -199,11 +200,13 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, project
 # -- what the projections show, for the next plan ----------------------------------------------------------
 
 
-Remembered = tuple[ProjectedAssociation | None, tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
+#: the association and frame rows a long-lived process last wrote (`shell.Remembered` holds them)
+RememberedProjection = tuple[ProjectedAssociation | None,
+                             tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
 
 
 def shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
-          projected_tables: tuple[str, ...], remembered: Remembered | None = None) -> Shown:
+          projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
     and frame rows this process last wrote, used in place of the cached ones while those are still them."""
     stamp = read_stamp(conn)
