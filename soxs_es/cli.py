@@ -136,10 +136,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
+    if args.detector_data and args.instrument != "soxs":
+        raise UserError("--detector-data is made for SOXS frames only; leave it out for an X-shooter demo")
     count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse,
-                       detector_data=args.detector_data)
+                       detector_data=args.detector_data, instrument=args.instrument)
     if not args.quiet:
-        print(f"wrote {count} files ({args.nights} nights, seed {args.seed}) into {folder}")
+        name = {"soxs": "SOXS", "xsh": "X-shooter"}[args.instrument]
+        print(f"wrote {count} files ({name}, {args.nights} nights, seed {args.seed}) into {folder}")
     return 0
 
 
@@ -682,8 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     _wait_option(p)
     p.set_defaults(func=cmd_prep)
 
-    p = sub.add_parser("demo", help="write a synthetic SOXS download into a new folder")
+    p = sub.add_parser("demo", help="write a synthetic SOXS (or X-shooter) download into a new folder")
     p.add_argument("folder")
+    p.add_argument("--instrument", choices=("soxs", "xsh"), default="soxs",
+                   help="whose frames: SOXS (NTT, the default) or X-shooter (VLT: UVB, VIS and NIR)")
     p.add_argument("--nights", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sparse", action="store_true",

@@ -112,12 +112,14 @@ def _filler(rng: random.Random, arm: str) -> list[tuple[str, Any]]:
     return cards
 
 
-class _Night:
+class NightBuilder:
     """Builds the frames of one night; each `frame` call returns (name, cards)."""
 
-    def __init__(self, night: int, rng: random.Random) -> None:
+    instrume, prefix = "SOXS", "SOXS"
+
+    def __init__(self, night: int, rng: random.Random, first_night: datetime = FIRST_NIGHT) -> None:
         self.rng = rng
-        self.start = FIRST_NIGHT + timedelta(days=night)
+        self.start = first_night + timedelta(days=night)
         self.clock = self.start.replace(hour=17)  # afternoon calibrations, UTC
         self.ob_id = 100000 + night * 100
 
@@ -127,7 +129,7 @@ class _Night:
         self.clock += timedelta(seconds=exptime + 20 + self.rng.uniform(0, 5))
         stamp = self.clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.clock.microsecond // 1000:03d}"
         cards: list[tuple[str, Any]] = [
-            ("INSTRUME", "SOXS"), ("OBJECT", obj), ("RA", round(self.rng.uniform(0, 360), 5)),
+            ("INSTRUME", self.instrume), ("OBJECT", obj), ("RA", round(self.rng.uniform(0, 360), 5)),
             ("DEC", round(self.rng.uniform(-80, 20), 5)), ("DATE-OBS", stamp),
             ("MJD-OBS", round(mjd_of(self.clock), 8)),
             ("ESO OBS ID", self.ob_id), ("ESO OBS NAME", ob_name), ("ESO OBS TARG NAME", obj),
@@ -141,8 +143,11 @@ class _Night:
         else:
             cards += [("ESO SEQ ARM", arm), ("EXPTIME", exptime)]
         cards += list(extra.items())
-        cards += _filler(self.rng, arm)
-        return f"SOXS.{stamp}.fits", cards
+        cards += self.filler(arm)
+        return f"{self.prefix}.{stamp}.fits", cards
+
+    def filler(self, arm: str) -> list[tuple[str, Any]]:
+        return _filler(self.rng, arm)
 
     def template(self, count: int, *, extra: dict[str, Any], per_frame: Any = None, **kw: Any
                  ) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
@@ -199,7 +204,7 @@ def sparse_gaps(night: int) -> frozenset[str]:
 
 def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[tuple[str, list[tuple[str, Any]]]]:
     """All raw frames of one night (`sparse`: some calibrations missing, and extra science set-ups)."""
-    n = _Night(night, rng)
+    n = NightBuilder(night, rng)
     out: list[tuple[str, list[tuple[str, Any]]]] = []
     gaps = sparse_gaps(night) if sparse else frozenset()
     cal = {"catg": "CALIB", "ob_name": "Maintenance"}
@@ -275,14 +280,23 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
 
 
 def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction: float = 0.8,
-               sparse: bool = False, detector_data: bool = False) -> int:
-    """Write the demo download into `folder` (created if needed); returns the number of files written.
-    `detector_data`: biases and darks get detector-sized data units (written uncompressed)."""
+               sparse: bool = False, detector_data: bool = False, instrument: str = "soxs") -> int:
+    """Write the demo download of `instrument` (soxs or xsh) into `folder` (created if needed); returns the
+    number of files written. `detector_data`: biases and darks get detector-sized data units (written
+    uncompressed; SOXS only)."""
+    if instrument == "xsh":
+        from soxs_es import demo_xsh
+
+        frames_of, prefix, first = demo_xsh.night_frames, demo_xsh.XshNight.prefix, demo_xsh.FIRST_NIGHT
+    elif instrument == "soxs":
+        frames_of, prefix, first = night_frames, NightBuilder.prefix, FIRST_NIGHT
+    else:
+        raise ValueError(f"no demo for instrument {instrument!r} (soxs or xsh)")
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     written = 0
     for night in range(nights):
-        for name, cards in night_frames(night, rng, sparse):
+        for name, cards in frames_of(night, rng, sparse):
             image = detector_image(cards, rng.randrange(2**32)) if detector_data else None
             data = fits_bytes(cards, image)
             if image is None and rng.random() < compressed_fraction:
@@ -291,6 +305,6 @@ def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction
                 (folder / name).write_bytes(data)
             written += 1
     (folder / "archive_request_1234567.txt").write_text("ESO archive request 1234567: demo download\n")
-    (folder / "SOXS.2025-03-01.NL.txt").write_text("Night log (demo)\n")
+    (folder / f"{prefix}.{first:%Y-%m-%d}.NL.txt").write_text("Night log (demo)\n")
     (folder / "download_1234567.sh").write_text("#!/bin/sh\necho 'archive download script (demo)'\n")
     return written + 3

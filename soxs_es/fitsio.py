@@ -224,3 +224,19 @@ def decompress_gzip(source: str | Path) -> tuple[tuple[int, int], bytes]:
 def compress_z(data: bytes) -> bytes:
     """Unix `compress` a byte string (used by `soxs-es demo` to write archive-like `.fits.Z` files)."""
     return ncompress.compress(data)
+
+
+def instrume_of(path: Path) -> str | None:
+    """The INSTRUME of a FITS file, compressed (.Z, .gz) or not (None: unreadable, or no INSTRUME card)."""
+    wanted = frozenset({"INSTRUME"})
+    name = path.name.lower()
+    try:
+        if name.endswith((".z", ".gz")):
+            _, data = decompress_z(path) if name.endswith(".z") else decompress_gzip(path)
+            read = header_from_bytes(data, len(data), wanted, header_length(data) or len(data))
+        else:
+            read = read_header(path, wanted)
+    except (OSError, ValueError, EOFError):
+        return None
+    value = (read.header or {}).get("INSTRUME")
+    return value.strip() if isinstance(value, str) and value.strip() else None

@@ -45,6 +45,7 @@ from soxs_es.shell import (
     Remembered,
     UserError,
     Workspace,
+    current_rules_digests,
     holds_short_settings,
     listdir,
     load_rules,
@@ -582,7 +583,7 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version != DATABASE_FORMAT:
             return None  # the full path explains (or upgrades) the database format
-        stamp = caches.nothing_new(root, conn, load_rules(root).digest, PROJECTED_TABLES)
+        stamp = caches.nothing_new(root, conn, current_rules_digests(root), PROJECTED_TABLES)
     except (sqlite3.Error, OSError):
         stamp = None
     finally:

@@ -6,7 +6,9 @@ without it. Projection is always the same pure derivation of the log for one ses
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from importlib import resources
@@ -16,7 +18,7 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es import listing, soxspipe
+from soxs_es import fitsio, listing, soxspipe
 from soxs_es.errors import UserError
 from soxs_es.eventlog import Clock, EventLog, load_state, utc_now
 from soxs_es.projections import caches, pipeline, tables
@@ -36,14 +38,73 @@ SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, l
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
 
 
-def load_rules(root: Path) -> Rules:
-    """The workspace's own rules file if it has one, else the rules shipped for SOXS."""
+#: The rules shipped with soxs-es, by instrument; a workspace takes those of the instrument its frames name.
+SHIPPED_RULES = {"SOXS": "rules/soxs.yaml", "XSH": "rules/xsh.yaml"}
+DEFAULT_INSTRUMENT = "SOXS"
+#: Frames whose INSTRUME a new workspace reads to choose its rules, at most (one naming an instrument is enough).
+PEEKED_FRAMES = 20
+
+
+def load_rules(root: Path, instrument: str | None = None) -> Rules:
+    """The workspace's own rules file if it has one, else the rules shipped for `instrument`; without one, for
+    the instrument its frames name (`frames_instrument`), else SOXS's."""
     own = root / layout.RULES_FILE
-    text = own.read_text() if own.is_file() else (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    if own.is_file():
+        text = own.read_text()
+    else:
+        text = shipped_rules_text(instrument or frames_instrument(root) or DEFAULT_INSTRUMENT)
     try:
         return parse_rules(text)
     except (KeyError, ValueError, TypeError) as error:
         raise UserError(f"rules file {own} is incomplete or malformed ({error}); fix or remove it") from None
+
+
+def shipped_rules_text(instrument: str) -> str:
+    return (resources.files("soxs_es") / SHIPPED_RULES[instrument]).read_text()
+
+
+def current_rules_digests(root: Path) -> frozenset[str]:
+    """The digests the rules in force may have: the workspace's own file's, else those of the shipped rules."""
+    own = root / layout.RULES_FILE
+    texts = [own.read_text()] if own.is_file() else [shipped_rules_text(i) for i in SHIPPED_RULES]
+    return frozenset(hashlib.sha256(text.encode()).hexdigest() for text in texts)
+
+
+def recorded_instrument(rules_text: str) -> str | None:
+    """The shipped instrument the rules recorded in a workspace's log are for (None: no rules recorded yet,
+    or rules of an instrument soxs-es does not ship)."""
+    found = re.search(r"^instrument:\s*[\"']?([A-Za-z0-9_-]+)", rules_text, re.MULTILINE)
+    return found.group(1) if found and found.group(1) in SHIPPED_RULES else None
+
+
+def instrument_named(instrume: str) -> str | None:
+    """The shipped instrument whose rules list this INSTRUME value (None: no shipped rules do)."""
+    value = instrume.strip().upper()
+    return next((i for i in SHIPPED_RULES if value in parse_rules(shipped_rules_text(i)).instrume), None)
+
+
+def frames_instrument(root: Path) -> str | None:
+    """The instrument the first frames of a workspace name, at its root, else under raw/ (None: none does)."""
+    def fits_names(folder: Path) -> list[str]:
+        try:
+            with os.scandir(folder) as entries:
+                return sorted(e.name for e in entries if not e.name.startswith(".")
+                              and (layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name)))
+        except OSError:
+            return []
+
+    nights = sorted(p for p in (root / layout.RAW).glob("*") if p.is_dir()) if (root / layout.RAW).is_dir() else []
+    peeked = 0
+    for folder in (root, *nights):
+        for name in fits_names(folder):
+            if peeked >= PEEKED_FRAMES:
+                return None
+            peeked += 1
+            value = fitsio.instrume_of(folder / name)
+            instrument = instrument_named(value) if value else None
+            if instrument is not None:
+                return instrument
+    return None
 
 
 def default_settings() -> str:
@@ -64,11 +125,13 @@ def short_settings_note(path: str) -> str:
             f"in this workspace yet: {soxspipe.HOW_TO_INSTALL}, then run `soxs-es prep` again")
 
 
-def session_settings(session_dir: Path) -> str | None:
-    """A session's full soxspipe settings file, from the installed soxspipe's defaults for SOXS, filled in as
-    soxspipe's own `session new` does (None when no soxspipe is found)."""
+def session_settings(session_dir: Path, instrument: str) -> str | None:
+    """A session's full soxspipe settings file, from the installed soxspipe's defaults for the instrument
+    (soxspipe ships them for SOXS and X-shooter), filled in as soxspipe's own `session new` does (None when
+    no soxspipe is found)."""
     command = soxspipe.find_soxspipe()
-    text = soxspipe.default_settings_text(command) if command else None
+    defaults = "xsh" if instrument == "XSH" else "soxs"
+    text = soxspipe.default_settings_text(command, defaults) if command else None
     return None if text is None else soxspipe.fill_in_settings(text, session_dir)
 
 
@@ -103,11 +166,12 @@ class Workspace:
     def __init__(self, root: Path, clock: Clock = utc_now, with_files: bool = True,
                  remembered: Remembered | None = None) -> None:
         self.root = root
-        self.rules = load_rules(root)
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
         self.remembered = remembered
         self.state: WorkspaceState = self._load_state(with_files)
+        # a workspace keeps the instrument it was first prepared for (its frames may all be filed by now)
+        self.rules = load_rules(root, recorded_instrument(self.state.rules_text))
         self.appended = 0
         #: the last note of the recipes' writes read (`harvest`); a projection refuses to write after a newer one
         self.inbox_seen = 0
@@ -203,7 +267,7 @@ class Workspace:
             (folder / name).mkdir(parents=True, exist_ok=True)
         settings = folder / SETTINGS
         if not settings.exists():
-            atomic_write_text(settings, session_settings(folder) or default_settings())
+            atomic_write_text(settings, session_settings(folder, self.rules.instrument) or default_settings())
         self.record([ev.SessionCreated(session=session), ev.SessionSwitched(session=session)])
         self.write_session_id()
 
@@ -236,7 +300,7 @@ class Workspace:
         settings = self.session_dir(session) / SETTINGS
         if not holds_short_settings(settings):
             return
-        full = session_settings(self.session_dir(session))
+        full = session_settings(self.session_dir(session), self.rules.instrument)
         if full is not None:
             atomic_write_text(settings, full)
         else:
@@ -259,9 +323,8 @@ class Workspace:
         """A changed rules file is a fact: recording it makes the projections rebuild with the new rules."""
         if self.state.rules_digest != self.rules.digest:
             own = (self.root / layout.RULES_FILE).is_file()
-            self.record([ev.RulesInForce(digest=self.rules.digest,
-                                         source=layout.RULES_FILE if own else "soxs_es/rules/soxs.yaml",
-                                         text=self.rules.text)])
+            source = layout.RULES_FILE if own else f"soxs_es/{SHIPPED_RULES[self.rules.instrument]}"
+            self.record([ev.RulesInForce(digest=self.rules.digest, source=source, text=self.rules.text)])
 
     def record_keywords(self) -> None:
         """The keywords ingests keep under the rules in force, recorded once (frames name them by digest)."""

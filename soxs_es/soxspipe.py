@@ -41,7 +41,7 @@ def find_soxspipe() -> str | None:
 
 
 def default_settings_text(command: str, instrument: str = "soxs") -> str | None:
-    """soxspipe's shipped default settings for `instrument` (`soxs_default_settings.yaml`), read from the
+    """soxspipe's shipped default settings for `instrument` (`soxs_default_settings.yaml`, `xsh_...`), read from the
     package of the interpreter that runs `command` (found without importing soxspipe), or None."""
     try:
         with open(command, "rb") as script:

@@ -51,7 +51,7 @@ STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
 STATE_FORMAT = 13
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 3
+ASSOCIATION_FORMAT = 4
 
 CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
                 "cache_association_sofs", "cache_frame_rows")
@@ -168,14 +168,15 @@ def _files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
 
 
-def nothing_new(root: Path, conn: sqlite3.Connection, rules_digest: str, projected_tables: tuple[str, ...]
-                ) -> ProjectionStamp | None:
+def nothing_new(root: Path, conn: sqlite3.Connection, rules_digests: frozenset[str],
+                projected_tables: tuple[str, ...]) -> ProjectionStamp | None:
     """The stamp when the workspace is exactly as last projected (nothing for `prep` to do), else None.
+    `rules_digests`: those the rules in force may have (the stamp's must be one of them).
 
     Costs one query of the log, a listing of the root, and a stat of every file under raw/ and reduced/.
     """
     stamp = read_stamp(conn)
-    if stamp is None or stamp.rules_digest != rules_digest or not stamp.decided:
+    if stamp is None or stamp.rules_digest not in rules_digests or not stamp.decided:
         return None
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
     if last != stamp.last_seq or not has_tables(conn, projected_tables):

@@ -21,7 +21,7 @@ import attrs
 from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
-from soxs_es.pure.cascade import CalibrationRule, Cascade, Entry
+from soxs_es.pure.cascade import CalibrationRule, Cascade, Combination, Entry
 from soxs_es.pure.layout import UNSAFE_NAME, file_name_problem
 
 NIR = "NIR"
@@ -41,6 +41,7 @@ class FrameSet:
     frames: tuple[tuple[str, str, float], ...]  # (filepath, tag, mjd-obs), by MJD
     mjd_obs: float  # mean of the frames'
     date_obs: str  # compact first DATE-OBS, as in the name
+    problem: str | None = None  # why no recipe can reduce it (a combination missing one of its types)
 
     @property
     def arm(self) -> str | None:
@@ -68,6 +69,7 @@ class Product:
     gain: float | None
     rospeed: str | None
     slit: str | None
+    dpr_type: str = ""  # of the set it is made from
 
 
 @attrs.frozen
@@ -254,12 +256,48 @@ def _frame_set(members: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cas
         return None
     if len(members) < sets_cfg["min_frames"].get(entry.recipe, 0):
         return None
-    keys = {k: first[k] for k in cascade.group_by}
+    return _named_set(members, {k: first[k] for k in cascade.group_by}, entry, dpr_type, cascade)
+
+
+def _named_set(members: Sequence[Row], keys: dict[str, Any], entry: Entry, dpr_type: str, cascade: Cascade,
+               problem: str | None = None) -> FrameSet:
     date_obs = _compact_date(min(str(r["date-obs"]) for r in members))
     mjd = sum(r["mjd-obs"] for r in members) / len(members)
     frames_out = tuple((r["filepath"], f"{r['eso dpr type']}_{r['eso seq arm']}", r["mjd-obs"]) for r in members)
     return FrameSet(sof_name(entry, dpr_type, keys, date_obs, cascade), entry.name, entry.recipe,
-                    entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs)
+                    entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs, problem)
+
+
+def _combined_sets(parts: Mapping[str, list[FrameSet | None]], members_of: Mapping[int, Sequence[Row]],
+                   combination: Combination, entry: Entry, cascade: Cascade) -> list[tuple[str, list[Row], FrameSet]]:
+    """The sets a combination's parts form: (DPR type, frames, set) for each group of parts whose grouping
+    columns agree outside `differ`. A part is itself a set (too few frames: no part); the combined set takes
+    the columns of its first type's part, its lamps joined in `types` order; one missing a type is named as
+    its parts' first would be, with the combination's `alone` as its problem."""
+    same = [k for k in cascade.group_by if k not in combination.differ]
+    groups: dict[tuple[Any, ...], list[dict[str, FrameSet]]] = {}
+    for dpr_type in combination.types:
+        for part in parts.get(dpr_type, []):
+            if part is None:
+                continue
+            # the n-th part of each type joins the n-th of the others (two D2 and two QTH flats: two sets)
+            alike = groups.setdefault(tuple(part.keys[k] for k in same), [])
+            vacant = next((g for g in alike if dpr_type not in g), None)
+            if vacant is None:
+                alike.append(vacant := {})
+            vacant[dpr_type] = part
+    out = []
+    for by_type in (g for alike in groups.values() for g in alike):
+        present = [t for t in combination.types if t in by_type]
+        members = sorted((r for t in present for r in members_of[id(by_type[t])]),
+                         key=lambda r: (r["mjd-obs"], r["file"]))
+        keys = dict(by_type[present[0]].keys)
+        lamps = [by_type[t].keys.get("lamp") for t in present]
+        if all(lamps):
+            keys["lamp"] = "".join(lamps)
+        problem = None if len(present) == len(combination.types) else combination.alone
+        out.append((present[0], members, _named_set(members, keys, entry, present[0], cascade, problem)))
+    return out
 
 
 def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
@@ -276,7 +314,7 @@ def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
             catg=template.catg, pro_type=template.pro_type, pro_tech=template.pro_tech, sof=frame_set.sof,
             recipe=entry.recipe, recipe_order=entry.order, arm=arm, mjd_obs=frame_set.mjd_obs,
             night_start_mjd=keys.get("night start mjd"), exptime=keys["exptime"], binning=keys["binning"],
-            gain=keys["gain"], rospeed=keys["rospeed"], slit=keys["slit"]))
+            gain=keys["gain"], rospeed=keys["rospeed"], slit=keys["slit"], dpr_type=frame_set.dpr_type))
     return out
 
 
@@ -295,6 +333,8 @@ def upstream_rejection(product: Product, rule: CalibrationRule, failed: frozense
         return f"slit {product.slit}, only {rule.from_slit} serves {rule.cal_type}"
     if rule.from_catg_prefix is not None and not product.catg.startswith(rule.from_catg_prefix):
         return f"{product.catg} is not a {rule.from_catg_prefix} product"
+    if rule.from_dpr_types is not None and product.dpr_type not in rule.from_dpr_types:
+        return f"made from {product.dpr_type} frames, not {'/'.join(sorted(rule.from_dpr_types))}"
     if rule.rank_by_exptime_first and product.exptime is None:
         return "no exposure time"
     return None
@@ -312,7 +352,7 @@ def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule)
     if product.recipe_order >= frame_set.recipe_order:
         return "not earlier in the cascade"
     waived = frame_set.recipe in rule.waived_for
-    if rule.match_rospeed and not waived and not _equal(product.rospeed, keys["rospeed"]):
+    if rule.compares_rospeed(arm, waived) and not _equal(product.rospeed, keys["rospeed"]):
         return f"readout speed {product.rospeed}, the SOF has {keys['rospeed']}"
     if rule.match_binning_gain_unless_nir and arm != NIR:
         if not _equal(product.binning, keys["binning"]):
@@ -393,7 +433,7 @@ class _Index:
         rule = self.rule
         waived = recipe is not None and recipe in rule.waived_for
         return (arm,
-                rospeed if rule.match_rospeed and not waived else None,
+                rospeed if rule.compares_rospeed(arm, waived) else None,
                 (binning, gain) if rule.match_binning_gain_unless_nir and arm != NIR else None,
                 slit if rule.match_slit and not waived else None,
                 exptime if rule.rank_by_exptime_first else None)
@@ -415,7 +455,7 @@ class _Index:
     def _product_key(self, p: Product, waived: bool) -> tuple[Any, ...]:
         rule = self.rule
         return (waived, p.arm,
-                p.rospeed if rule.match_rospeed and not waived else None,
+                p.rospeed if rule.compares_rospeed(p.arm, waived) else None,
                 (p.binning, p.gain) if rule.match_binning_gain_unless_nir and p.arm != NIR else None,
                 p.slit if rule.match_slit and not waived else None,
                 p.exptime if rule.rank_by_exptime_first else None)
@@ -438,7 +478,7 @@ class _Index:
                           ) -> Iterable[tuple[tuple[Any, ...], tuple[list[float], list[Product]]]]:
         rule = self.rule
         base = (waived, arm,
-                keys["rospeed"] if rule.match_rospeed and not waived else None,
+                keys["rospeed"] if rule.compares_rospeed(arm, waived) else None,
                 (keys["binning"], keys["gain"]) if rule.match_binning_gain_unless_nir and arm != NIR else None)
         for slit in slits if rule.match_slit and not waived else [None]:
             if rule.rank_by_exptime_first:
@@ -485,17 +525,38 @@ def _sets(rows: Sequence[Row], cascade: Cascade,
     out: list[FrameSet] = []
     names: set[str] = set()
     for entry in cascade.entries:
-        for dpr_type in entry.types:
+        for dpr_type, members, made in _entry_groups(by_type, entry, cascade):
+            frame_set = None
+            if known:
+                paths = tuple(r["filepath"] for r in members)
+                if changed.isdisjoint(paths):
+                    frame_set = known.get((entry.name, dpr_type, paths))
+            frame_set = frame_set or made or _frame_set(members, entry, dpr_type, cascade)
+            if frame_set is not None and frame_set.sof not in names:
+                names.add(frame_set.sof)
+                out.append(frame_set)
+    return out
+
+
+def _entry_groups(by_type: Mapping[Any, list[Row]], entry: Entry, cascade: Cascade
+                  ) -> list[tuple[str, list[Row], FrameSet | None]]:
+    """(DPR type, frames, set or None: not made yet) of every group of one cascade entry: the groups of its
+    types, then those its combinations make of theirs."""
+    out: list[tuple[str, list[Row], FrameSet | None]] = []
+    for dpr_type in entry.types:
+        out += [(dpr_type, members, None)
+                for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade)
+                if entry.combination(members[0]["eso seq arm"], dpr_type) is None]
+    for combination in entry.combine:
+        parts: dict[str, list[FrameSet | None]] = {}
+        members_of: dict[int, Sequence[Row]] = {}
+        for dpr_type in combination.types:
             for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
-                frame_set = None
-                if known:
-                    paths = tuple(r["filepath"] for r in members)
-                    if changed.isdisjoint(paths):
-                        frame_set = known.get((entry.name, dpr_type, paths))
-                frame_set = frame_set or _frame_set(members, entry, dpr_type, cascade)
-                if frame_set is not None and frame_set.sof not in names:
-                    names.add(frame_set.sof)
-                    out.append(frame_set)
+                if members[0]["eso seq arm"] in combination.arms:
+                    part = _frame_set(members, entry, dpr_type, cascade)
+                    parts.setdefault(dpr_type, []).append(part)
+                    members_of[id(part)] = members
+        out += _combined_sets(parts, members_of, combination, entry, cascade)
     return out
 
 
@@ -546,6 +607,8 @@ def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[
     if unsafe is not None:  # a header value would put a file outside sof/: this set alone is unusable
         return Sof(frame_set, (), (), note=f"{UNSAFE_NAME} ({unsafe}; from a header value of its frames, "
                                            "such as OBJECT): fix the header, then run prep again")
+    if frame_set.problem is not None:
+        return Sof(frame_set, (), (), note=frame_set.problem)
     if entry.calibrations is None:
         return Sof(frame_set, (), ())
     arm = frame_set.arm

@@ -19,6 +19,19 @@ class ProductTemplate:
 
 
 @attrs.frozen
+class Combination:
+    """Sets of several DPR types that one recipe run reduces together on `arms` (X-shooter's UVB master flat
+    stitches a D2 and a QTH lamp flat; an offset science set holds its sky frames): groups of `types` whose
+    grouping columns agree, except those of `differ`, form one set; a set missing one of `types` is kept,
+    unusable, with `alone` as the reason."""
+
+    arms: frozenset[str]
+    types: tuple[str, ...]
+    differ: frozenset[str]
+    alone: str
+
+
+@attrs.frozen
 class Entry:
     """One cascade entry: which raw frames feed `recipe`, what it writes, and what it needs per arm."""
 
@@ -30,6 +43,11 @@ class Entry:
     calibrations: Mapping[str, tuple[str, ...]] | None  # None: needs no calibration
     products: tuple[ProductTemplate, ...]
     science: bool
+    combine: tuple[Combination, ...] = ()
+
+    def combination(self, arm: str | None, dpr_type: str) -> Combination | None:
+        """The combination frames of this arm and DPR type join (None: they form sets of their own)."""
+        return next((c for c in self.combine if arm in c.arms and dpr_type in c.types), None)
 
 
 @attrs.frozen
@@ -40,6 +58,7 @@ class CalibrationRule:
     upstream_recipes: frozenset[str]
     keep: int = 1
     match_rospeed: bool = False
+    rospeed_not_on: frozenset[str] = frozenset()  # arms without a readout speed: not compared there
     match_binning_gain_unless_nir: bool = False
     match_slit: bool = False
     waived_for: frozenset[str] = frozenset()
@@ -52,6 +71,10 @@ class CalibrationRule:
     rank_by_exptime_first: bool = False
     tags_only_for: frozenset[str] = frozenset()
     tags_only_prefix: str | None = None
+    from_dpr_types: frozenset[str] | None = None  # only products of sets of these DPR types
+
+    def compares_rospeed(self, arm: str | None, waived: bool) -> bool:
+        return self.match_rospeed and not waived and arm not in self.rospeed_not_on
 
 
 @attrs.frozen
@@ -71,6 +94,7 @@ def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
         upstream_recipes=frozenset(spec["from"]),
         keep=int(spec.get("keep", 1)),
         match_rospeed=bool(spec.get("match_rospeed", False)),
+        rospeed_not_on=frozenset(spec.get("rospeed_not_on", ())),
         match_binning_gain_unless_nir=bool(spec.get("match_binning_gain_unless_nir", False)),
         match_slit=bool(spec.get("match_slit", False)),
         waived_for=frozenset(spec.get("waived_for", ())),
@@ -83,6 +107,7 @@ def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
         rank_by_exptime_first=bool(spec.get("rank_by_exptime_first", False)),
         tags_only_for=frozenset(tags_only["for"]) if tags_only else frozenset(),
         tags_only_prefix=tags_only["catg_prefix"] if tags_only else None,
+        from_dpr_types=frozenset(spec["from_dpr_types"]) if "from_dpr_types" in spec else None,
     )
 
 
@@ -103,6 +128,8 @@ def cascade_of(rules: Rules) -> Cascade:
                                            tuple((a, b) for a, b in p.get("replace", ())))
                            for p in spec["products"]),
             science=spec["name"] in science,
+            combine=tuple(Combination(frozenset(c["arms"]), tuple(c["types"]), frozenset(c.get("differ", ())),
+                                      str(c["alone"])) for c in spec.get("combine", ())),
         ))
     cal_rules = {name: _rule(name, spec) for name, spec in rules.section("calibrations").items()}
     for entry in entries:

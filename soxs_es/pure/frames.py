@@ -67,8 +67,12 @@ class _Plan:
     biny: str
     binning_arms: frozenset[str]
     rospeed: str
+    rospeed_names: Mapping[str, str]  # the header's readout name -> the column's (absent: the value itself)
     gain: tuple[str, ...]
-    lamps: tuple[tuple[str, str], ...]  # (keyword, symbol)
+    lamps: tuple[tuple[str, str | None], ...]  # (keyword, symbol; None: the header's value names the lamp)
+    lamp_join: str  # "all": every lamp on, joined; "last": the last lamp on only
+    lamp_strip: tuple[str, ...]  # removed from lamp names
+    constants: Mapping[str, Any]  # columns with one value for every frame of the instrument
     dome_flat_type: str
     dome_flat_lamp: str
     slitmask: tuple[tuple[str, str], ...]  # (contains, mask)
@@ -95,7 +99,10 @@ def _make_plan(rules: Rules) -> _Plan:
         slit=dict(columns["slit"]), simulation=dict(columns["simulation"]),
         binx=columns["binning"]["x"], biny=columns["binning"]["y"],
         binning_arms=frozenset(columns["binning"]["arms"]), rospeed=columns["rospeed"],
-        gain=tuple(columns["gain"]), lamps=tuple((lamp["keyword"], lamp["symbol"]) for lamp in columns["lamps"]),
+        rospeed_names=dict(columns.get("rospeed_names", {})), gain=tuple(columns["gain"]),
+        lamps=tuple((lamp["keyword"], lamp.get("symbol")) for lamp in columns["lamps"]),
+        lamp_join=columns.get("lamp_join", "all"), lamp_strip=tuple(columns.get("lamp_strip", ())),
+        constants=dict(columns.get("constants", {})),
         dome_flat_type=columns["dome_flat"]["type"], dome_flat_lamp=columns["dome_flat"]["lamp"],
         slitmask=tuple((rule["contains"], rule["mask"]) for rule in columns["slitmask"]),
         product_keyword=ingest["product_keyword"], camera_keyword=acq["camera_keyword"],
@@ -222,7 +229,7 @@ def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
     row["exptime"] = round(float(exptime), 2)
     row["binning"] = (f"{int(binx)}x{int(biny)}"
                       if arm in plan.binning_arms and _is_number(binx) and _is_number(biny) else None)
-    row["rospeed"] = None if rospeed is None else str(rospeed)
+    row["rospeed"] = None if rospeed is None else plan.rospeed_names.get(str(rospeed), str(rospeed))
     row["gain"] = max(gains) if gains else None
     row["slit"] = slit
     row["slitmask"] = next((mask for contains, mask in plan.slitmask if contains in slit), None) if slit else None
@@ -234,6 +241,7 @@ def _raw_frame_row(path: str, header: Header, plan: _Plan) -> dict[str, Any]:
         row["eso obs name"] = f"{row['eso obs name']}{row['eso dpr type']}"
     if row["eso dpr type"] in plan.no_optics_types:
         row["slit"] = row["slitmask"] = None
+    row.update(plan.constants)
     return row
 
 
@@ -241,7 +249,10 @@ def _own_lamp(header: Header, plan: _Plan) -> str | None:
     """The lamps a frame's own header names (before it inherits one from its OB)."""
     if header.get("ESO DPR TYPE") in plan.no_optics_types:
         return None
-    lamp = "".join(symbol for keyword, symbol in plan.lamps if keyword in header) or None
+    names = [symbol or str(header[keyword]) for keyword, symbol in plan.lamps if keyword in header]
+    lamp = ("".join(names) if plan.lamp_join == "all" else names[-1]) if names else None
+    for text in plan.lamp_strip if lamp else ():
+        lamp = lamp.replace(text, "")
     if lamp is None and header.get("ESO DPR TYPE") == plan.dome_flat_type:
         lamp = plan.dome_flat_lamp
     return lamp
