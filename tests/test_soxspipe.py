@@ -101,3 +101,72 @@ def test_a_passed_sof_reduced_again_that_fails_is_recorded_without_soxspipe_rewr
     assert run["status"] == "failed" and run["exit_code"] == 0 and "MASTER RON" in run["reason"]
     log = (workspace / "sessions/base/logs" / (sof[:-4] + ".log")).read_text()
     assert "OutdatedWorkspaceError" not in log
+
+
+# -- X-shooter -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xsh_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("soxspipe-xsh") / "ws"
+    write_demo(ws, nights=2, seed=2, compressed_fraction=0.5, instrument="xsh")  # night 2: offset science too
+    prep(ws, workers=2, notify=lambda m: None)
+    return ws
+
+
+def test_an_xshooter_session_has_soxspipes_xshooter_settings(xsh_workspace: Path) -> None:
+    assert "instrument: xsh" in (xsh_workspace / "sessions/base/soxspipe.yaml").read_text()
+
+
+@pytest.mark.parametrize("pattern", ["*_UVB_*_MBIAS_*.sof", "*_VIS_*_MBIAS_*.sof", "*_NIR_MDARK_*.sof"])
+def test_soxspipes_xshooter_recipes_accept_the_frames_and_stop_only_at_the_tiny_data(xsh_workspace: Path,
+                                                                                     pattern: str) -> None:
+    """The first recipes of the cascade (no product upstream) pass soxspipe's own input checks; the demo's
+    8x8 data units then stop them (soxspipe needs detector-sized frames)."""
+    recipe = "mdark" if "MDARK" in pattern else "mbias"
+    for sof in sorted((xsh_workspace / "sof").glob(pattern))[:2]:
+        done = subprocess.run([SOXSPIPE, recipe, f"sof/{sof.name}", "-x"], cwd=xsh_workspace, capture_output=True,
+                              text=True, timeout=600)
+        out = done.stdout + done.stderr
+        assert "VERIFYING INPUT FRAMES - ALL GOOD" in out, out[-2000:]
+        assert done.returncode != 0 and "dimensions of mask" in out, out[-2000:]
+
+
+def test_soxspipes_sof_reader_reads_every_xshooter_sof(xsh_workspace: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SOF of the cascade, once the recipe double has written stand-ins for the products it names."""
+    import shutil
+    import sys
+
+    ws = tmp_path / "ws"
+    shutil.copytree(xsh_workspace, ws, symlinks=True)
+    double = Path(__file__).parent / "recipe_double.py"
+    monkeypatch.setenv("SOXS_ES_RECIPE_COMMAND",
+                       f"{sys.executable} {double} {{recipe}} {{sof}} --plan {tmp_path / 'plan.json'} {{overwrite}}")
+    report = reduce(ws, jobs=2)
+    assert report.runs and all(r["status"] == "passed" for r in report.runs)
+    python = Path(SOXSPIPE).read_text().splitlines()[0][2:].strip().split()[0]
+    script = (
+        "import logging, sys, yaml\n"
+        "from pathlib import Path\n"
+        "import soxspipe\n"
+        "from soxspipe.commonutils.set_of_files import set_of_files\n"
+        "# the settings a recipe reads: soxspipe's advanced settings under the session's own\n"
+        "advanced = Path(soxspipe.__file__).parent / 'advanced_settings.yaml'\n"
+        "settings = {**yaml.safe_load(advanced.read_text()),\n"
+        "            **yaml.safe_load(open('sessions/base/soxspipe.yaml'))}\n"
+        "read, bad = 0, []\n"
+        "for path in sorted(Path('sof').glob('*.sof')):\n"
+        "    try:\n"
+        "        frames, _ = set_of_files(log=logging.getLogger('sof'), settings=settings, inputFrames=str(path),\n"
+        "                                 ext=settings.get('data-extension', 0)).get()\n"
+        "        read += len(frames.files) == len(path.read_text().split(chr(10))) - 1\n"
+        "    except Exception as error:\n"
+        "        bad.append(f'{path.name}: {error}')\n"
+        "print(read, *bad, sep=chr(10))\n"
+    )
+    done = subprocess.run([python, "-c", script], cwd=ws, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[1:] == [], "SOFs soxspipe could not read"
+    assert int(lines[0]) == len(list((ws / "sof").glob("*.sof"))) > 70, "every frame of every SOF read"
