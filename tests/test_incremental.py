@@ -23,8 +23,9 @@ from soxs_es.projections.pipeline import PipelineWroteMeanwhile
 from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
+from soxs_es.pure.frames import own_lamp
 from soxs_es.pure.projection import ProjectionPlan, Shown, plan_projection
-from soxs_es.pure.rules import parse_rules
+from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import KnownFile, WorkspaceState, fold
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
@@ -32,13 +33,21 @@ from soxs_es.shell import Remembered
 
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 STAMP = "2030-01-01T00:00:00.000000Z"
+#: per instrument: its rules, the keyword its NIR lamp-off frames are grouped by to inherit a lamp, and a
+#: lamp card that lights a frame with another lamp
+INSTRUMENTS = {
+    "soxs": (RULES, "ESO OBS NAME", {"ESO INS XENO NAME": "Xe"}),
+    "xsh": (parse_rules((resources.files("soxs_es") / "rules/xsh.yaml").read_text()), "ESO TPL ID",
+            {"ESO INS LAMP7 NAME": "ThAr_Lamp"}),
+}
 
 
-@pytest.fixture(scope="module")
-def nights(tmp_path_factory) -> tuple[list[ev.Event], dict[str, list[KnownFile]]]:
-    """The facts of a prepared 4-night download other than its frames, and its raw frames by night folder."""
+@pytest.fixture(scope="module", params=sorted(INSTRUMENTS))
+def nights(request, tmp_path_factory) -> tuple[str, list[ev.Event], dict[str, list[KnownFile]]]:
+    """The facts of a prepared 4-night download other than its frames, and its raw frames by night folder;
+    of SOXS, and of X-shooter (UVB flats of two lamps in one set, offset science with its sky frames)."""
     ws = tmp_path_factory.mktemp("incremental")
-    write_demo(ws, nights=4, seed=5, compressed_fraction=0.0)
+    write_demo(ws, nights=4, seed=5, compressed_fraction=0.0, instrument=request.param)
     prep(ws, workers=1, notify=lambda m: None)
     log = EventLog(ws / "soxspipe.db", readonly=True)
     recorded = list(log.read())
@@ -51,7 +60,7 @@ def nights(tmp_path_factory) -> tuple[list[ev.Event], dict[str, list[KnownFile]]
     for path, known in sorted(state.files.items()):
         if path.startswith("raw/") and known.header is not None:
             by_night.setdefault(path.split("/")[1], []).append(known)
-    return others, by_night
+    return request.param, others, by_night
 
 
 def ingest(known: KnownFile, **changes: object) -> ev.FrameIngested:
@@ -61,10 +70,10 @@ def ingest(known: KnownFile, **changes: object) -> ev.FrameIngested:
                             asked=known.asked)
 
 
-def first_lit(known: KnownFile) -> tuple:
+def first_lit(known: KnownFile, rules: Rules) -> tuple:
     """Frames of an OB in the order the first lamp among them is looked for (unlit ones last)."""
     h = known.header or {}
-    lit = any(k.endswith(" NAME") and k.startswith("ESO INS ") and k not in ("ESO INS NISE NAME",) for k in h)
+    lit = own_lamp(h, rules) is not None
     return (not lit, h.get("ESO DPR CATG"), h.get("ESO DPR TECH"), h.get("ESO DPR TYPE"), h.get("MJD-OBS"),
             known.path.rsplit("/", 1)[-1])
 
@@ -121,7 +130,8 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
     another lamp, and recipes fail or pass, in any order: the plan prep makes from the previous projection
     (its rows, and its association in any order, as the cache keeps it) gives the frame rows, association,
     table rows and SOF files of a derivation from scratch, and decisions that leave nothing to decide."""
-    others, by_night = nights
+    instrument, others, by_night = nights
+    rules, ob_keyword, other_lamp = INSTRUMENTS[instrument]
     folders = sorted(by_night)
     arrived = folders[:first]
     log: list[RecordedEvent] = []
@@ -134,9 +144,9 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
 
     state = append([*others, *(ingest(k) for f in arrived for k in by_night[f])], None)
     session = state.current_session or BASE
-    plan = plan_projection(state, RULES, session, Shown())
+    plan = plan_projection(state, rules, session, Shown())
     state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
-    old, old_frames, counts = plan.association, frame_rows(state, RULES), (plan.raw_frames, plan.nights)
+    old, old_frames, counts = plan.association, frame_rows(state, rules), (plan.raw_frames, plan.nights)
     removed: list[KnownFile] = []
     for kind, *args in steps:
         facts: list[ev.Event] = []
@@ -158,10 +168,10 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
             facts = [ingest(removed.pop(args[0] % len(removed)))]
         elif kind == "relamp" and nir:
             # the frame an OB's lamp-off frames take their lamp from lit by another lamp, or moved to another OB
-            ob = (state.files[nir[args[0] % len(nir)]].header or {}).get("ESO OBS NAME")
-            known = min((state.files[p] for p in nir if (state.files[p].header or {}).get("ESO OBS NAME") == ob),
-                        key=first_lit)
-            facts = [ingest(known, **({"ESO INS XENO NAME": "Xe"} if args[0] % 2 else {"ESO OBS NAME": "CALIB_2"}))]
+            ob = (state.files[nir[args[0] % len(nir)]].header or {}).get(ob_keyword)
+            known = min((state.files[p] for p in nir if (state.files[p].header or {}).get(ob_keyword) == ob),
+                        key=lambda k: first_lit(k, rules))
+            facts = [ingest(known, **(other_lamp if args[0] % 2 else {ob_keyword: "CALIB_2"}))]
         elif kind in ("failed", "passed"):
             names = sorted(old.association.sofs)
             sof = names[args[0] % len(names)]
@@ -176,8 +186,8 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
                            old.found, old.frames_seq, old.rules_digest, old.seq)
         shown = (Shown(association=cached, counts=counts) if old.frames_seq == state.frames_seq
                  else Shown(association=cached, frames=old_frames))
-        plan = plan_projection(state, RULES, session, shown)
-        fresh = derive(state, RULES, session)
+        plan = plan_projection(state, rules, session, shown)
+        fresh = derive(state, rules, session)
         old_files = sof_files(old.association)
         check_plan(plan, old.association, old_files, fresh.association, session)
         frames_now = old_frames
