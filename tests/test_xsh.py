@@ -231,3 +231,31 @@ def test_a_download_mixing_soxs_and_xshooter_is_refused_whole(tmp_path: Path, cl
         prep(root, clock, workers=1, notify=_quiet)
     assert sorted(p.name for p in root.iterdir() if p.name != "soxspipe.db" and not p.name.startswith(".")) \
         == [n for n in before], "nothing moved"
+
+
+def test_every_command_works_on_an_xshooter_workspace(xsh_workspace: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from soxs_es.cli import main
+
+    ws = tmp_path / "ws"
+    shutil.copytree(xsh_workspace, ws, symlinks=True)
+    flat = sorted(p.name for p in (ws / "sof").glob("*_UVB_*_MFLAT_D2QTH_*.sof"))[0]
+    science = sorted(p.name for p in (ws / "sof").glob("*_UVB_*_OFFSET_OBJ_*.sof"))[0]
+    w = ["-w", str(ws)]
+    assert main(["explain", flat, *w]) == 0
+    assert "order_centres_d2" in capsys.readouterr().out
+    assert main(["list", "sof", "--recipe", "mflat", *w, "--json"]) == 0
+    assert flat in capsys.readouterr().out
+    assert main(["raw", science, "--export", str(tmp_path / "export"), *w]) == 0
+    exported = {p.name for p in (tmp_path / "export").rglob("*.sof")}
+    assert science in exported and any("_MFLAT_D2QTH_" in name for name in exported)
+    assert main(["report", *w, "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "index.html").is_file()
+    capsys.readouterr()
+    bias = sorted(p.name for p in (ws / "sof").glob("*_UVB_1X2_SLOW_MBIAS_*.sof"))[0]
+    assert main(["record", "failed", bias, *w, "--json"]) == 0
+    rewritten = json.loads(capsys.readouterr().out)["summary"]["sofs_written"]
+    assert rewritten, "the SOFs that used the failed bias take another night's"
+    assert main(["replay", "--until", "#100", *w, "--into", str(tmp_path / "replayed")]) == 0
+    assert (tmp_path / "replayed" / "soxspipe.db").is_file()
