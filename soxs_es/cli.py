@@ -136,8 +136,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
-    if args.detector_data and args.instrument != "soxs":
-        raise UserError("--detector-data is made for SOXS frames only; leave it out for an X-shooter demo")
     count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse,
                        detector_data=args.detector_data, instrument=args.instrument)
     if not args.quiet:
@@ -694,8 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", action="store_true",
                    help="leave some calibrations out on some nights and add set-ups that cannot be completed")
     p.add_argument("--detector-data", action="store_true",
-                   help="detector-sized data in the biases and darks (VIS 908x4096, NIR 2048x2048), "
-                        "so that soxspipe's mbias and mdark can run on them")
+                   help="detector-sized data in the biases and darks (SOXS: VIS 908x4096, NIR 2048x2048; "
+                        "X-shooter: UVB 2144x3000, VIS 2106x4000, NIR 2048x1100, before binning), so that "
+                        "soxspipe's mbias and mdark can run on them")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -64,20 +64,23 @@ def fits_bytes(cards: list[tuple[str, Any]], image: tuple[int, int, bytes] | Non
 #: Detector-sized data units (`soxs-es demo --detector-data`), NAXIS1 x NAXIS2 unbinned: soxspipe's recipes
 #: refuse smaller frames. Only biases and darks get them, the frames whose recipes need nothing upstream.
 DETECTOR_SIZE = {"VIS": (908, 4096), "NIR": (2048, 2048)}
+BINNING_KEYWORDS = ("ESO DET BINX", "ESO DET BINY")
 
 
-def detector_image(cards: list[tuple[str, Any]], seed: int) -> tuple[int, int, bytes] | None:
-    """A bias or dark level with read noise over the whole detector of the frame's arm (None for others)."""
+def detector_image(cards: list[tuple[str, Any]], seed: int, sizes: dict[str, tuple[int, int]] = DETECTOR_SIZE,
+                   binning: tuple[str, str] = BINNING_KEYWORDS) -> tuple[int, int, bytes] | None:
+    """A bias or dark level with read noise over the whole detector of the frame's arm (None for others),
+    `sizes` by arm, binned (but on NIR) by the `binning` keywords."""
     header = dict(cards)
     arm, kind = header.get("ESO SEQ ARM"), header.get("ESO DPR TYPE")
-    if arm not in DETECTOR_SIZE or kind not in ("BIAS", "DARK"):
+    if arm not in sizes or kind not in ("BIAS", "DARK"):
         return None
     import numpy as np  # astropy's dependency; only the detector-sized demo needs it
 
-    width, height = DETECTOR_SIZE[arm]
-    if arm == "VIS":
-        width //= int(header.get("ESO DET BINX", 1))
-        height //= int(header.get("ESO DET BINY", 1))
+    width, height = sizes[arm]
+    if arm != "NIR":
+        width //= int(header.get(binning[0], 1))
+        height //= int(header.get(binning[1], 1))
     level, noise = (800.0, 3.5) if kind == "BIAS" else (20.0 + float(header.get("EXPTIME", 0.0)) * 0.02, 12.0)
     pixels = np.random.default_rng(seed).normal(level, noise, size=(height, width))
     stored = (np.clip(np.rint(pixels), 0, 65535) - 32768).astype(">i2")
@@ -283,13 +286,15 @@ def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction
                sparse: bool = False, detector_data: bool = False, instrument: str = "soxs") -> int:
     """Write the demo download of `instrument` (soxs or xsh) into `folder` (created if needed); returns the
     number of files written. `detector_data`: biases and darks get detector-sized data units (written
-    uncompressed; SOXS only)."""
+    uncompressed)."""
     if instrument == "xsh":
         from soxs_es import demo_xsh
 
         frames_of, prefix, first = demo_xsh.night_frames, demo_xsh.XshNight.prefix, demo_xsh.FIRST_NIGHT
+        sizes, binning = demo_xsh.DETECTOR_SIZE, demo_xsh.BINNING_KEYWORDS
     elif instrument == "soxs":
         frames_of, prefix, first = night_frames, NightBuilder.prefix, FIRST_NIGHT
+        sizes, binning = DETECTOR_SIZE, BINNING_KEYWORDS
     else:
         raise ValueError(f"no demo for instrument {instrument!r} (soxs or xsh)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -297,7 +302,7 @@ def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction
     written = 0
     for night in range(nights):
         for name, cards in frames_of(night, rng, sparse):
-            image = detector_image(cards, rng.randrange(2**32)) if detector_data else None
+            image = detector_image(cards, rng.randrange(2**32), sizes, binning) if detector_data else None
             data = fits_bytes(cards, image)
             if image is None and rng.random() < compressed_fraction:
                 (folder / f"{name}.Z").write_bytes(compress_z(data))

@@ -45,13 +45,19 @@ QTH, D2, THAR = ({"ESO INS LAMP5 NAME": "QTH_Lamp"}, {"ESO INS LAMP6 NAME": "D2_
                  {"ESO INS LAMP7 NAME": "ThAr_Lamp"})
 NIR_ARCS = {**AR, **HG, **NE, **XE}
 SLIT_CARD = {"UVB": "ESO INS OPTI3 NAME", "VIS": "ESO INS OPTI4 NAME", "NIR": "ESO INS OPTI5 NAME"}
+#: Raw frame sizes, NAXIS1 x NAXIS2 unbinned, pre- and overscan included (`--detector-data`): soxspipe trims
+#: them to the science pixels of its xsh_detector_parameters.yaml
+DETECTOR_SIZE = {"UVB": (2144, 3000), "VIS": (2106, 4000), "NIR": (2048, 1100)}
+BINNING_KEYWORDS = ("ESO DET WIN1 BINX", "ESO DET WIN1 BINY")
 
 
 def _ccd(arm: str, slit: str, binning: tuple[int, int] = (1, 1), speed: str = SLOW) -> dict[str, Any]:
     """The detector and slit cards of a UVB or VIS frame."""
     slow = speed == SLOW
     conad = {("UVB", True): 1.61, ("UVB", False): 0.55, ("VIS", True): 1.70, ("VIS", False): 0.59}[arm, slow]
+    # CDELT1/2 repeat the binning, as the archive's raw frames do (soxspipe trims X-shooter frames by them)
     return {SLIT_CARD[arm]: slit, "ESO DET WIN1 BINX": binning[0], "ESO DET WIN1 BINY": binning[1],
+            "CDELT1": float(binning[0]), "CDELT2": float(binning[1]),
             "ESO DET READ SPEED": speed, "ESO DET READ CLOCK": "low/high gain" if slow else "fast/low gain",
             "ESO DET OUT1 CONAD": conad, "ESO DET OUT1 GAIN": round(1.0 / conad, 3),
             "ESO DET OUT1 RON": 2.5 if slow else 4.3, "ESO DET CHIP NAME": "MIT/LL CCID-20" if arm == "UVB"
