@@ -268,20 +268,21 @@ def _named_set(members: Sequence[Row], keys: dict[str, Any], entry: Entry, dpr_t
                     entry.order, dpr_type, MappingProxyType(keys), frames_out, mjd, date_obs, problem)
 
 
-def _combined_sets(parts: Mapping[str, list[FrameSet | None]], members_of: Mapping[int, Sequence[Row]],
-                   combination: Combination, entry: Entry, cascade: Cascade) -> list[tuple[str, list[Row], FrameSet]]:
-    """The sets a combination's parts form: (DPR type, frames, set) for each group of parts whose grouping
-    columns agree outside `differ`. A part is itself a set (too few frames: no part); the combined set takes
-    the columns of its first type's part, its lamps joined in `types` order; one missing a type is named as
-    its parts' first would be, with the combination's `alone` as its problem."""
+Part = tuple[FrameSet, Sequence[Row]]  # a set of one type of a combination, and its frames
+
+
+def _combined_sets(parts: Mapping[str, list[Part]], combination: Combination, entry: Entry, cascade: Cascade
+                   ) -> list[tuple[str, list[Row], FrameSet]]:
+    """The sets a combination's parts (by DPR type) form: (DPR type, frames, set) for each group of parts
+    whose grouping columns agree outside `differ`. The combined set takes the columns of its first type's
+    part, its lamps joined in `types` order; one missing a type is named as its parts' first would be, with
+    the combination's `alone` as its problem."""
     same = [k for k in cascade.group_by if k not in combination.differ]
-    groups: dict[tuple[Any, ...], list[dict[str, FrameSet]]] = {}
+    groups: dict[tuple[Any, ...], list[dict[str, Part]]] = {}
     for dpr_type in combination.types:
         for part in parts.get(dpr_type, []):
-            if part is None:
-                continue
             # the n-th part of each type joins the n-th of the others (two D2 and two QTH flats: two sets)
-            alike = groups.setdefault(tuple(part.keys[k] for k in same), [])
+            alike = groups.setdefault(tuple(part[0].keys[k] for k in same), [])
             vacant = next((g for g in alike if dpr_type not in g), None)
             if vacant is None:
                 alike.append(vacant := {})
@@ -289,10 +290,9 @@ def _combined_sets(parts: Mapping[str, list[FrameSet | None]], members_of: Mappi
     out = []
     for by_type in (g for alike in groups.values() for g in alike):
         present = [t for t in combination.types if t in by_type]
-        members = sorted((r for t in present for r in members_of[id(by_type[t])]),
-                         key=lambda r: (r["mjd-obs"], r["file"]))
-        keys = dict(by_type[present[0]].keys)
-        lamps = [by_type[t].keys.get("lamp") for t in present]
+        members = sorted((r for t in present for r in by_type[t][1]), key=lambda r: (r["mjd-obs"], r["file"]))
+        keys = dict(by_type[present[0]][0].keys)
+        lamps = [by_type[t][0].keys.get("lamp") for t in present]
         if all(lamps):
             keys["lamp"] = "".join(lamps)
         problem = None if len(present) == len(combination.types) else combination.alone
@@ -548,15 +548,14 @@ def _entry_groups(by_type: Mapping[Any, list[Row]], entry: Entry, cascade: Casca
                 for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade)
                 if entry.combination(members[0]["eso seq arm"], dpr_type) is None]
     for combination in entry.combine:
-        parts: dict[str, list[FrameSet | None]] = {}
-        members_of: dict[int, Sequence[Row]] = {}
+        parts: dict[str, list[Part]] = {}
         for dpr_type in combination.types:
             for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
-                if members[0]["eso seq arm"] in combination.arms:
-                    part = _frame_set(members, entry, dpr_type, cascade)
-                    parts.setdefault(dpr_type, []).append(part)
-                    members_of[id(part)] = members
-        out += _combined_sets(parts, members_of, combination, entry, cascade)
+                part = _frame_set(members, entry, dpr_type, cascade) \
+                    if members[0]["eso seq arm"] in combination.arms else None
+                if part is not None:  # too few frames of one type: no part
+                    parts.setdefault(dpr_type, []).append((part, members))
+        out += _combined_sets(parts, combination, entry, cascade)
     return out
 
 
