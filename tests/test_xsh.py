@@ -259,3 +259,17 @@ def test_every_command_works_on_an_xshooter_workspace(xsh_workspace: Path, tmp_p
     assert rewritten, "the SOFs that used the failed bias take another night's"
     assert main(["replay", "--until", "#100", *w, "--into", str(tmp_path / "replayed")]) == 0
     assert (tmp_path / "replayed" / "soxspipe.db").is_file()
+
+
+def test_each_uvb_order_table_slot_takes_only_its_own_lamps_order_definition(xsh_workspace: Path) -> None:
+    from soxs_es.pure.association import upstream_rejection
+    from soxs_es.pure.cascade import cascade_of
+
+    view = ops.current_view(xsh_workspace)
+    cascade = cascade_of(view.rules)
+    tables = [p for p in view.derived.association.products if p.recipe == "order_centres" and p.arm == "UVB"]
+    assert {p.dpr_type for p in tables} == {"LAMP,DORDERDEF", "LAMP,QORDERDEF"}
+    for slot, own in (("order_centres_d2", "LAMP,DORDERDEF"), ("order_centres_qth", "LAMP,QORDERDEF")):
+        rule = cascade.rules[slot]
+        for product in tables:
+            assert (upstream_rejection(product, rule, frozenset()) is None) == (product.dpr_type == own), slot
