@@ -70,7 +70,7 @@ BINNING_KEYWORDS = ("ESO DET BINX", "ESO DET BINY")
 def detector_image(cards: list[tuple[str, Any]], seed: int, sizes: dict[str, tuple[int, int]] = DETECTOR_SIZE,
                    binning: tuple[str, str] = BINNING_KEYWORDS) -> tuple[int, int, bytes] | None:
     """A bias or dark level with read noise over the whole detector of the frame's arm (None for others),
-    `sizes` by arm, binned (but on NIR) by the `binning` keywords."""
+    `sizes` by arm, binned (except on NIR) by the `binning` keywords."""
     header = dict(cards)
     arm, kind = header.get("ESO SEQ ARM"), header.get("ESO DPR TYPE")
     if arm not in sizes or kind not in ("BIAS", "DARK"):
