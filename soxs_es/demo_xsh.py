@@ -23,7 +23,7 @@ read speed. `sparse` leaves calibrations out on some nights, so they must come f
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,11 +95,11 @@ class XshNight(NightBuilder):
             cards.append((f"ESO TEL MISC{i:03d}", f"{arm}-{rng.randrange(10**6):06d}"))
         return cards
 
-    def all_arms(self, per_arm: dict[str, tuple[int, float, dict[str, Any]]], **kw: Any
+    def all_arms(self, per_arm: dict[str, tuple[int, float, dict[str, Any]]], *,
+                 dpr_types: Callable[[int], str] | None = None, **kw: Any
                  ) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
         """One template exposing the arms of `per_arm` (arm -> (exposures, exposure time, cards)) at once;
-        `dpr_types` (optional, arm -> exposure index -> DPR type) names e.g. the sky frames of an offset."""
-        dpr_types = kw.pop("dpr_types", None)
+        `dpr_types` (exposure index -> DPR type) names e.g. the sky frames of an offset."""
         self.ob_id += 1
         self.clock += timedelta(minutes=2)
         start = self.clock.strftime("%Y-%m-%dT%H:%M:%S")
