@@ -44,7 +44,8 @@ soak: install
 
 # soxspipe 0.19.0 beside soxs-es (it needs Python >= 3.12: python3.12 on PATH, else pyenv's 3.12.1), and the
 # tests that run it (skipped by `make test`, which needs no soxspipe).
-SOXSPIPE_PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo "$$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python")
+# (pyenv's shim for python3.12 is on PATH even where it cannot run, so the candidate must answer --version)
+SOXSPIPE_PYTHON ?= $(shell python3.12 --version >/dev/null 2>&1 && command -v python3.12 || echo "$$(pyenv root 2>/dev/null)/versions/3.12.1/bin/python")
 SOXSPIPE_ENV ?= .soxspipe-venv
 
 $(SOXSPIPE_ENV)/bin/soxspipe:

@@ -136,11 +136,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
+    if args.simulate:
+        return _simulate(folder, args)
+    if args.fault or args.arms:
+        raise UserError("--fault and --arms go with --simulate")
     count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse,
                        detector_data=args.detector_data, instrument=args.instrument)
     if not args.quiet:
         name = {"soxs": "SOXS", "xsh": "X-shooter"}[args.instrument]
         print(f"wrote {count} files ({name}, {args.nights} nights, seed {args.seed}) into {folder}")
+    return 0
+
+
+def _simulate(folder: Path, args: argparse.Namespace) -> int:
+    """`demo --simulate`: frames rendered from the installed soxspipe's own static tables."""
+    from soxs_es import simulation
+    from soxs_es.soxspipe import HOW_TO_INSTALL, find_soxspipe
+
+    if args.instrument != "soxs":
+        raise UserError("--simulate renders SOXS frames only (X-shooter is not simulated yet)")
+    try:
+        faults = simulation.parse_faults(args.fault)
+        arms = [a.strip().upper() for a in (args.arms or ",".join(simulation.ARMS)).split(",") if a.strip()]
+        for arm in arms:
+            simulation.arm_module(arm)
+        static = simulation.static_calibrations(find_soxspipe())
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    except simulation.NoSoxspipe as error:
+        raise UserError(f"--simulate renders frames from soxspipe's own tables, and {error}: "
+                        f"{HOW_TO_INSTALL}") from None
+    terminal = sys.stderr.isatty() and not args.quiet
+
+    def show(done: int, total: int) -> None:
+        if terminal:
+            sys.stderr.write(f"\rrendering frames {done}/{total}" + ("\r" + " " * 40 + "\r" if done == total else ""))
+            sys.stderr.flush()
+
+    count = simulation.write_simulated(folder, static, nights=args.nights, seed=args.seed, arms=arms,
+                                       faults=faults, progress=show)
+    if not args.quiet:
+        said = "".join(f", night {n + 1}: {', '.join(sorted(f))}" for n, f in sorted(faults.items()))
+        print(f"wrote {count} simulated frames (SOXS {'+'.join(arms)}, {args.nights} nights, seed {args.seed}"
+              f"{said}) into {folder}")
     return 0
 
 
@@ -695,6 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector-sized data in the biases and darks (SOXS: VIS 908x4096, NIR 2048x2048; "
                         "X-shooter: UVB 2144x3000, VIS 2106x4000, NIR 2048x1100, before binning), so that "
                         "soxspipe's mbias and mdark can run on them")
+    p.add_argument("--simulate", action="store_true",
+                   help="data units the real pipeline reduces, rendered from the installed soxspipe's static "
+                        "calibration tables (needs soxspipe; SOXS only)")
+    p.add_argument("--arms", help="with --simulate: the arms to render, comma-separated (default: VIS,NIR)")
+    p.add_argument("--fault", action="append", default=[], metavar="NIGHT:NAME",
+                   help="with --simulate: a frame that fails as real ones do, e.g. 2:saturated-flat "
+                        "(saturated-flat, blank-arc, shifted-arc); repeatable")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -257,7 +257,7 @@ class Reduce:
         self.session = self.ws.session
         self.template = recipe_template(root, self.session, template)
         self.soxspipe = soxspipe.find_soxspipe()
-        if "{soxspipe}" in self.template and self.soxspipe is None:
+        if any(name in self.template for name in soxspipe.NEEDS_SOXSPIPE) and self.soxspipe is None:
             raise UserError(f"no soxspipe to run the recipes with: {soxspipe.HOW_TO_INSTALL} "
                             "(or give `--command` to run something else)")
         try:

@@ -23,8 +23,13 @@ RECIPE_COMMANDS = {
     "offset_std": "offset", "stare_obj": "stare", "nod_obj": "nod", "offset_obj": "offset",
 }
 
-#: How a recipe is run, from the workspace root; `{...}` are filled in per run (see README).
-DEFAULT_TEMPLATE = "{soxspipe} {command} {sof} -s {settings} {overwrite}"
+#: How a recipe is run, from the workspace root; `{...}` are filled in per run (see README). By default
+#: soxspipe's own command line, run by soxspipe's Python through `soxspipe_recipe.py`, which mends the one
+#: defect that stops `soxspipe order_centres` (see there); `{soxspipe} {command} ...` runs it unmended.
+DEFAULT_TEMPLATE = "{soxspipe_python} {recipe_script} {command} {sof} -s {settings} {overwrite}"
+RECIPE_SCRIPT = str(Path(__file__).with_name("soxspipe_recipe.py"))
+#: Template names that need the installed soxspipe.
+NEEDS_SOXSPIPE = ("{soxspipe}", "{soxspipe_python}")
 #: A session setting (a key of its soxspipe.yaml, which soxspipe ignores) that replaces the default template.
 TEMPLATE_SETTING = "soxs-es-recipe-command"
 TEMPLATE_VARIABLE = "SOXS_ES_RECIPE_COMMAND"
@@ -40,23 +45,39 @@ def find_soxspipe() -> str | None:
     return str(Path(found).absolute()) if found else None
 
 
-def default_settings_text(command: str, instrument: str = "soxs") -> str | None:
-    """soxspipe's shipped default settings for `instrument` (`soxs_default_settings.yaml`, `xsh_...`), read from the
-    package of the interpreter that runs `command` (found without importing soxspipe), or None."""
+def python_of(command: str) -> str | None:
+    """The Python interpreter that runs the `soxspipe` script `command` (from its #! line), or None."""
     try:
         with open(command, "rb") as script:
             first = script.readline().decode(errors="replace")
     except OSError:
         return None
-    python = first[2:].strip().split()[0] if first.startswith("#!") and first[2:].strip() else None
+    words = first[2:].split() if first.startswith("#!") else []
+    return words[0] if words else None
+
+
+def package_folder(command: str) -> Path | None:
+    """The folder of the soxspipe package that `command` runs (found without importing soxspipe here: it
+    lives in a Python >= 3.12 venv of its own), or None."""
+    python = python_of(command)
     if python is None:
         return None
     try:
         folder = subprocess.run(
             [python, "-c", "import importlib.util as u; print(u.find_spec('soxspipe').submodule_search_locations[0])"],
             capture_output=True, text=True, timeout=60, check=True).stdout.strip()
-        return (Path(folder) / f"{instrument}_default_settings.yaml").read_text()
-    except (OSError, subprocess.SubprocessError, ValueError):
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(folder) if folder else None
+
+
+def default_settings_text(command: str, instrument: str = "soxs") -> str | None:
+    """soxspipe's shipped default settings for `instrument` (`soxs_default_settings.yaml`, `xsh_...`), read from the
+    package that `command` runs, or None."""
+    folder = package_folder(command)
+    try:
+        return (folder / f"{instrument}_default_settings.yaml").read_text() if folder else None
+    except OSError:
         return None
 
 
@@ -72,7 +93,9 @@ def recipe_command(template: str, *, soxspipe: str | None, recipe: str, sof: str
                    python: str, overwrite: bool) -> list[str]:
     """The command line of one recipe run: `template` split like a shell would (no shell runs it), each
     `{name}` filled in; an argument left empty (`{overwrite}` without --overwrite) is dropped."""
-    values = {"soxspipe": soxspipe or "soxspipe", "command": RECIPE_COMMANDS.get(recipe, recipe), "recipe": recipe,
+    soxspipe_python = (python_of(soxspipe) if soxspipe else None) or "python3"
+    values = {"soxspipe": soxspipe or "soxspipe", "soxspipe_python": soxspipe_python, "recipe_script": RECIPE_SCRIPT,
+              "command": RECIPE_COMMANDS.get(recipe, recipe), "recipe": recipe,
               "sof": sof, "settings": settings, "session": session, "python": python,
               "overwrite": "-x" if overwrite else ""}
     try:
