@@ -749,8 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, help="recipes run at once (default: the number of cores)")
     p.add_argument("-x", "--overwrite", action="store_true", help="reduce again what is already reduced")
     p.add_argument("-q", "--quit-on-fail", action="store_true", help="start nothing more once a recipe failed")
-    p.add_argument("--command", help="how to run a recipe (default: the session's setting, else "
-                                     "'{soxspipe} {command} {sof} -s {settings} {overwrite}')")
+    p.add_argument("--command", help="how to run a recipe (default: the session's setting, else soxspipe's "
+                                     "command line: '{soxspipe_python} {recipe_script} {command} {sof} -s "
+                                     "{settings} {overwrite}', see README)")
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="local processes, or a Dask cluster (--scheduler ADDRESS; default: a local one)")
     p.add_argument("--scheduler", help="the Dask scheduler's address (tcp://host:8786)")

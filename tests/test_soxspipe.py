@@ -7,12 +7,18 @@ and `soxs-es reduce` records every outcome as soxspipe reported it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from soxs_es import demo
 from soxs_es import events as ev
 from soxs_es.demo import write_demo
 from soxs_es.eventlog import EventLog
@@ -173,3 +179,112 @@ def test_soxspipes_sof_reader_reads_every_xshooter_sof(tmp_path: Path, monkeypat
     lines = done.stdout.splitlines()
     assert lines[1:] == [], "SOFs soxspipe could not read"
     assert int(lines[0]) == len(list((ws / "sof").glob("*.sof"))) > 70, "every frame of every SOF read"
+
+
+# -- a simulated night, reduced end to end -------------------------------------------------------------------
+
+SIMULATION_CACHE = Path(os.environ.get("SOXS_ES_SIMULATION_CACHE", Path(__file__).parents[1] / ".soxspipe-cache"))
+FAULTY = ["2:saturated-flat"]
+
+
+def simulated_download(nights: int, faults: list[str]) -> Path:
+    """The frames `soxs-es demo --simulate` renders, kept between runs in SIMULATION_CACHE under a key of
+    everything that shapes them (the simulation's code, the installed soxspipe's tables, the arguments)."""
+    from soxs_es import simulation
+
+    static = simulation.static_calibrations(SOXSPIPE)
+    key = hashlib.sha256(repr((nights, faults)).encode())
+    sources = Path(simulation.__file__).parent
+    for path in [*sorted(sources.glob("*.py")), Path(demo.__file__), *sorted(static.glob("*.fits"))]:
+        key.update(path.name.encode() + path.read_bytes())
+    folder = SIMULATION_CACHE / f"night{nights}-{key.hexdigest()[:16]}"
+    if not folder.is_dir():
+        partial = Path(tempfile.mkdtemp(dir=SIMULATION_CACHE.mkdir(parents=True, exist_ok=True) or SIMULATION_CACHE))
+        simulation.write_simulated(partial, static, nights=nights, faults=simulation.parse_faults(faults))
+        partial.rename(folder)
+    return folder
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """A workspace of the cached frames: hard links (prep only renames them, or reads and removes a `.Z`)."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+    return target
+
+
+def night_of(sof: str) -> str:
+    """The night of a SOF (named for its first frame's UTC time): the date 12 h before."""
+    from datetime import datetime, timedelta
+
+    return f"{datetime.strptime(sof[:15], '%Y%m%dT%H%M%S') - timedelta(hours=12):%Y-%m-%d}"
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """Two simulated SOXS nights, VIS and NIR; night 2's slit flats saturated. Prepared and reduced once."""
+    ws = linked_copy(simulated_download(2, FAULTY), tmp_path_factory.mktemp("simulated") / "ws")
+    prep(ws, workers=2, notify=lambda m: None)
+    return ws, reduce(ws, jobs=2)
+
+
+def test_a_simulated_night_is_reduced_through_every_recipe_to_extracted_spectra(two_nights: tuple[Path, Any]) -> None:
+    ws, report = two_nights
+    first = [r for r in report.runs if night_of(r["sof"]) == "2025-03-01"]
+    assert {(r["recipe"], r["arm"]) for r in first} == {
+        ("mbias", "VIS"), ("mdark", "NIR"), *((recipe, arm) for arm in ("VIS", "NIR") for recipe in (
+            "disp_solution", "order_centres", "mflat", "spat_solution")),
+        ("stare_std", "VIS"), ("stare_obj", "VIS"), ("nod_std", "NIR"), ("nod_obj", "NIR")}
+    assert all(r["status"] == "passed" and r["exit_code"] == 0 for r in first), [r for r in first
+                                                                                  if r["status"] != "passed"]
+    science = [r["sof"] for r in report.runs if r["recipe"] in ("stare_obj", "nod_obj")]
+    assert len(science) == 4  # each arm, each night
+    for sof in science:
+        spectra = list((ws / "reduced").glob(f"*/soxs-*/{sof[:-4]}*_EXTRACTED_MERGED*.fits"))
+        assert spectra, f"{sof}: no extracted, merged spectrum"
+    recorded = events(ws)
+    qc = {(e.sof, row["qc_name"]) for e in recorded if isinstance(e, ev.QcRowsRecorded) for row in e.rows}
+    assert {r["sof"] for r in first} <= {sof for sof, _ in qc}, "every run's QC values are in the log"
+
+
+def test_a_saturated_flat_fails_in_soxspipe_and_its_users_fall_back_to_the_other_nights(
+        two_nights: tuple[Path, Any]) -> None:
+    ws, report = two_nights
+    mflats = [r for r in report.runs if r["recipe"] == "mflat"]
+    failed = {r["sof"] for r in mflats if r["status"] == "failed"}
+    assert failed == {r["sof"] for r in mflats if night_of(r["sof"]) == "2025-03-02"} and len(failed) == 4
+    # every SOF of night 2 that needs a flat now names night 1's, and passed with it
+    for run in report.runs:
+        if night_of(run["sof"]) == "2025-03-02" and run["recipe"] in ("stare_std", "stare_obj", "nod_std", "nod_obj"):
+            text = (ws / "sof" / run["sof"]).read_text()
+            flats = [line for line in text.splitlines() if "MASTER_FLAT" in line]
+            assert flats and all("/2025-03-01/" in line for line in flats), text
+            assert run["status"] == "passed", run
+    assert not report.blocked
+
+
+def test_every_outcome_equals_what_soxspipe_reports_for_the_sof_run_by_hand(two_nights: tuple[Path, Any],
+                                                                           tmp_path: Path) -> None:
+    """Night 1's and night 2's VIS slit-1.0 master flats, run with soxspipe's own command line in a copy of
+    the reduced workspace: it passes the one and fails the other as `soxs-es reduce` recorded."""
+    ws, report = two_nights
+    copy = tmp_path / "copy"
+    shutil.copytree(ws, copy, symlinks=True)
+    for run in report.runs:
+        if run["recipe"] != "mflat" or "_VIS_" not in run["sof"] or "SLIT1_0" not in run["sof"]:
+            continue
+        done = subprocess.run([SOXSPIPE, "mflat", f"sof/{run['sof']}", "-x"], cwd=copy, capture_output=True,
+                              text=True, timeout=900)
+        conn = sqlite3.connect(copy / "soxspipe.db")
+        try:
+            cells = {c for (c,) in conn.execute("SELECT status_base FROM product_frames WHERE sof = ?",
+                                                (run["sof"],))}
+            flagged = conn.execute("SELECT count(*) FROM quality_control WHERE sof_name = ? AND qc_flag = 'fail'",
+                                   (run["sof"],)).fetchone()[0]
+        finally:
+            conn.close()
+        by_hand = "passed" if done.returncode == 0 and cells == {"pass"} and not flagged else "failed"
+        assert by_hand == run["status"], (run, done.stdout[-1500:], done.stderr[-1500:])
