@@ -137,7 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; give a new or empty folder for the demo data")
     if args.simulate:
+        args.nights = args.nights or 1
         return _simulate(folder, args)
+    args.nights = args.nights or 3
     if args.fault or args.arms:
         raise UserError("--fault and --arms go with --simulate")
     count = write_demo(folder, nights=args.nights, seed=args.seed, sparse=args.sparse,
@@ -628,7 +630,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from soxs_es.eventlog import EventLog
     from soxs_es.projections.log import describe
     from soxs_es.pure.derive import frames_and_nights
-    from soxs_es.pure.listings import frame_counts, recipe_counts, sof_rows
+    from soxs_es.pure.listings import frame_counts, recipe_counts, sof_rows, spectrum_rows
 
     root = Path(args.workspace)
     view = ops.current_view(root)
@@ -651,6 +653,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "incomplete_science": blocked,
+        "spectra": spectrum_rows(derived.association, view.state.products.get(view.session, {})),
         "reduce": {"running": running if active else [], "cut_short": [] if active else running,
                    "passed": sum(1 for r in runs.values() if r.status == "passed"),
                    "failed": sum(1 for r in runs.values() if r.status == "failed")},
@@ -672,6 +675,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"\n{title}:")
             for item in items:
                 print(f"  {item['sof']}: {item['why']}")
+    if status["spectra"]:
+        print("\nextracted spectra (orders merged):")
+        _print_table(status["spectra"], ["night", "arm", "recipe", "object", "spectrum"])
     reduced = status["reduce"]
     if runs:
         print(f"\nsoxs-es reduce: {reduced['passed']} runs passed, {reduced['failed']} failed in this session")
@@ -695,14 +701,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
     from soxs_es.projections.report import write_report
     from soxs_es.pure.derive import derive
+    from soxs_es.pure.listings import spectrum_rows
 
     root = Path(args.workspace)
     view = ops.current_view(root)
     # the same derivation without the session's failures: the edges that differ are the fallbacks
     baseline = derive(view.state, view.rules, view.session, failures=False).association
     out = Path(args.out) if args.out else root / "report"
+    spectra = spectrum_rows(view.derived.association, view.state.products.get(view.session, {}))
     page = write_report(out, f"soxs-es report: {root.resolve().name}", view.session, view.derived.raw_frames,
-                        view.derived.association, baseline, view.found)
+                        view.derived.association, baseline, view.found, spectra, root / "sessions" / view.session)
     print(json.dumps({"report": str(page)}) if args.json else f"wrote {page} (and timeline.png, cascade.png)")
     return 0
 
@@ -725,7 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--instrument", choices=("soxs", "xsh"), default="soxs",
                    help="whose frames: SOXS (NTT, the default) or X-shooter (VLT: UVB, VIS and NIR)")
-    p.add_argument("--nights", type=int, default=3)
+    p.add_argument("--nights", type=int, default=None, help="nights to write (default: 3; with --simulate, 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sparse", action="store_true",
                    help="leave some calibrations out on some nights and add set-ups that cannot be completed")

@@ -223,3 +223,20 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     a = derive(state, RULES, frames=read_back).association
     b = derive(state, RULES).association
     assert sof_files(a) == sof_files(b) and a.sets == b.sets and a.products == b.products
+
+
+def test_science_products_are_predicted_where_soxspipes_recipes_write_them(download: Path, clock) -> None:
+    """soxspipe's stare, nod and offset recipes write science into `soxs-stare/`, `soxs-nod/`, `soxs-offset/`
+    (its organiser predicts `soxs-stare-obj/`, where nothing is ever written); standards into `soxs-*-std/`."""
+    import sqlite3
+
+    prep(download, clock=clock, notify=lambda m: None)
+    conn = sqlite3.connect(download / "soxspipe.db")
+    try:
+        folders = {(recipe, filepath.split("/")[3]) for recipe, filepath in
+                   conn.execute("SELECT recipe, filepath FROM product_frames WHERE recipe LIKE '%_obj'"
+                                " OR recipe LIKE '%_std'")}
+    finally:
+        conn.close()
+    assert folders == {("stare_obj", "soxs-stare"), ("nod_obj", "soxs-nod"), ("stare_std", "soxs-stare-std"),
+                       ("nod_std", "soxs-nod-std")}

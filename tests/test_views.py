@@ -80,3 +80,30 @@ def test_report_writes_a_page_with_both_pictures(workspace: Path, capsys, tmp_pa
     for name in ("timeline.png", "cascade.png"):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_status_and_report_show_each_extracted_merged_spectrum(tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from astropy.io import fits
+
+    ws = tmp_path / "ws"
+    write_demo(ws, nights=1, seed=3, compressed_fraction=0.0)
+    prep(ws, workers=1, notify=lambda m: None)
+    products = run_json(capsys, "list", "sof", "--recipe", "stare_obj", "-w", str(ws))
+    (sof,) = [p["sof"] for p in products]
+    folder = ws / "sessions/base/reduced/2025-03-01/soxs-stare"
+    folder.mkdir(parents=True)
+    wave = np.linspace(350.0, 850.0, 500)
+    table = fits.BinTableHDU.from_columns([fits.Column(name="WAVE", format="D", array=wave),
+                                           fits.Column(name="FLUX_COUNTS", format="D", array=1000 / wave)])
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(folder / f"{sof[:-4]}_EXTRACTED_MERGED.fits")
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(folder / f"{sof[:-4]}_EXTRACTED_MERGED_NOTFLAT.fits")
+    fits.HDUList([fits.PrimaryHDU()]).writeto(folder / f"{sof[:-4]}_SKYMODEL.fits")
+    prep(ws, workers=1, notify=lambda m: None)  # records what the recipe wrote
+    status = run_json(capsys, "status", "-w", str(ws))
+    assert [(s["recipe"], s["arm"], s["spectrum"]) for s in status["spectra"]] == [
+        ("stare_obj", "VIS", f"./reduced/2025-03-01/soxs-stare/{sof[:-4]}_EXTRACTED_MERGED.fits")]
+    assert main(["report", "-w", str(ws)]) == 0
+    page = (ws / "report/index.html").read_text()
+    spectra = page.split("Extracted spectra")[1]
+    assert f"{sof[:-4]}_EXTRACTED_MERGED.fits" in spectra and spectra.count("<img") == 1

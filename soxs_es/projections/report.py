@@ -1,5 +1,6 @@
-"""`soxs-es report`: one self-contained HTML page with two pictures — each night's frames on a timeline, and
-the reduction cascade (SOF -> the calibration products it uses), coloured by status, fallbacks highlighted."""
+"""`soxs-es report`: one self-contained HTML page with pictures — each night's frames on a timeline, the
+reduction cascade (SOF -> the calibration products it uses), coloured by status, fallbacks highlighted, and
+every extracted, merged spectrum the recipes wrote."""
 
 from __future__ import annotations
 
@@ -124,9 +125,33 @@ def cascade_png(association: Association, baseline: Association, found: frozense
     return _png(fig)
 
 
+def spectrum_png(path: Path, title: str) -> bytes | None:
+    """Counts against wavelength of a merged spectrum (soxspipe's table: WAVE in nm, FLUX_COUNTS; the
+    flux-calibrated FLUX when the table has it); None for a file that holds no such table."""
+    try:
+        from astropy.io import fits
+
+        with fits.open(path, memmap=False) as hdus:
+            table = next(h.data for h in hdus if getattr(h, "columns", None) is not None
+                         and "WAVE" in h.columns.names)
+            column = "FLUX" if "FLUX" in table.columns.names else "FLUX_COUNTS"
+            wave, flux = table["WAVE"], table[column]
+    except (OSError, StopIteration, KeyError, ValueError, TypeError):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 2.6))
+    ax.plot(wave, flux, lw=0.5, color="#1f2d3d")
+    ax.set_xlabel("wavelength (nm)")
+    ax.set_ylabel(column.lower().replace("_", " "))
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
 def write_report(folder: Path, title: str, session: str, raw_frames: list[dict[str, Any]],
-                 association: Association, baseline: Association, found: frozenset[str]) -> Path:
-    """index.html (images embedded, so the page stands alone) plus the PNG files beside it."""
+                 association: Association, baseline: Association, found: frozenset[str],
+                 spectra: list[dict[str, Any]] = (), session_dir: Path | None = None) -> Path:
+    """index.html (images embedded, so the page stands alone) plus the PNG files beside it; `spectra`
+    (`pure.listings.spectrum_rows`, paths relative to `session_dir`) each get a plot."""
     folder.mkdir(parents=True, exist_ok=True)
     in_sof = frozenset(path for sof in association.complete_sofs() for path, _, _ in sof.set.frames)
     timeline = timeline_png(raw_frames, in_sof)
@@ -148,6 +173,13 @@ def write_report(folder: Path, title: str, session: str, raw_frames: list[dict[s
     def image(data: bytes, alt: str) -> str:
         return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
+    plots = []
+    for row in spectra:
+        label = f"{row['night']} {row['arm']} {row['object']} ({row['recipe']})"
+        png = spectrum_png(session_dir / row["spectrum"], label) if session_dir is not None else None
+        plots.append(f"<p>{html.escape(label)}: <code>{html.escape(row['spectrum'])}</code></p>"
+                     + (image(png, html.escape(label)) if png else "<p>(no spectrum table to plot)</p>"))
+
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
@@ -158,6 +190,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}img{{max-width:100%
 <h2>Reduction cascade</h2>{image(cascade, "reduction cascade")}
 <h2>Fallbacks</h2>{table(fallback_rows, ["SOF", "now uses a product of"])}
 <h2>Failed and incomplete SOFs</h2>{table(problems, ["sof", "recipe", "night", "status", "why"])}
+<h2>Extracted spectra (orders merged)</h2>{"".join(plots) or "<p>none yet</p>"}
 </body></html>"""
     target = folder / "index.html"
     target.write_text(page)

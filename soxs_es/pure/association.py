@@ -303,7 +303,7 @@ def _combined_sets(parts: Mapping[str, list[Part]], combination: Combination, en
 def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
     keys = frame_set.keys
     arm = frame_set.arm
-    folder = f"./reduced/{keys['night start date']}/soxs-{entry.recipe.replace('_', '-')}"
+    folder = f"./reduced/{keys['night start date']}/{entry.product_folder or 'soxs-' + entry.recipe.replace('_', '-')}"
     out = []
     for template in entry.products:
         file = frame_set.sof.replace(".sof", ".fits")

@@ -44,6 +44,8 @@ class Entry:
     products: tuple[ProductTemplate, ...]
     science: bool
     combine: tuple[Combination, ...] = ()
+    #: the folder under reduced/<night>/ the recipe writes into (default: `soxs-<recipe>`, `_` as `-`)
+    product_folder: str | None = None
 
     def combination(self, arm: str | None, dpr_type: str) -> Combination | None:
         """The combination frames of this arm and DPR type join (None: they form sets of their own)."""
@@ -130,6 +132,7 @@ def cascade_of(rules: Rules) -> Cascade:
             science=spec["name"] in science,
             combine=tuple(Combination(frozenset(c["arms"]), tuple(c["types"]), frozenset(c.get("differ", ())),
                                       str(c["alone"])) for c in spec.get("combine", ())),
+            product_folder=spec.get("product_folder"),
         ))
     cal_rules = {name: _rule(name, spec) for name, spec in rules.section("calibrations").items()}
     for entry in entries:

@@ -27,6 +27,31 @@ def products_by_sof(association: Association) -> dict[str, list[str]]:
     return out
 
 
+#: The recipes whose products are spectra of a star or a target.
+SPECTRUM_RECIPES = ("stare_std", "nod_std", "offset_std", *SCIENCE_RECIPES)
+#: How soxspipe names the extracted spectrum of a SOF with its orders merged: `<SOF name><suffix>`
+#: (`_NOTFLAT` beside it: the same without flat-fielding).
+MERGED_SPECTRUM_SUFFIX = "_EXTRACTED_MERGED.fits"
+
+
+def spectrum_rows(association: Association, files: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per extracted, merged spectrum among `files` (paths the session's reduced/ holds): the SOF
+    that made it, its recipe, arm, night and object."""
+    by_stem = {s.sof[:-4]: s for s in association.sets if s.recipe in SPECTRUM_RECIPES}
+    rows = []
+    for path in sorted(files):
+        name = path.rsplit("/", 1)[-1]
+        if not name.endswith(MERGED_SPECTRUM_SUFFIX):
+            continue
+        made_by = by_stem.get(name[:-len(MERGED_SPECTRUM_SUFFIX)])
+        if made_by is None:
+            continue
+        rows.append({"sof": made_by.sof, "recipe": made_by.recipe, "arm": made_by.arm,
+                     "night": made_by.keys.get("night start date"), "object": made_by.keys.get("object"),
+                     "spectrum": path})
+    return sorted(rows, key=lambda r: (str(r["night"]), r["arm"], r["recipe"], r["sof"]))
+
+
 def sof_rows(association: Association, found: frozenset[str], recipe: str | None = None,
              incomplete_only: bool = False) -> list[dict[str, Any]]:
     """One row per SOF in cascade order; `found` holds the product paths present on disk."""

@@ -1,8 +1,20 @@
 """The SOXS NIR arm, simulated: a night of lamp-on/lamp-off calibrations and nodding, and how each of its
-frames looks on the detector (2048 x 2048; soxspipe keeps rows and columns 4:2044, not rotated)."""
+frames looks on the detector.
+
+Geometry (soxspipe 0.19.0's `soxs_detector_parameters.yaml`): raw frames are 2048 x 2048, not rotated;
+soxspipe keeps rows and columns 4:2044, and its static tables' `detector_x/y` are 0-indexed pixels of that
+trimmed frame. The orders run along x (wavelength grows with x) and are stacked along y, the slit runs along
+y. Where a wavelength and slit position land is one smooth model, fitted once to the arc-line table soxspipe
+predicts its pinhole spots from (`ArHgNeXe_clean_within_2.0pixel.fits`), in the very polynomial form and
+degrees soxspipe fits its own dispersion solutions with; every frame is drawn through that model, so the
+arcs, the order traces, the flats and the sky agree with each other as a real instrument's do.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,16 +23,45 @@ import numpy as np
 
 from soxs_es.demo import ARC_LAMPS, QTH, NightBuilder, _nir
 
-WIDTH, HEIGHT = 2048, 2048
+WIDTH, HEIGHT = 2048, 2048  # NAXIS1, NAXIS2 of a raw NIR frame
+TRIM = 4  # soxspipe keeps rows and columns TRIM:TRIM + SCIENCE
+SCIENCE = 2040
+
+DARK_PEDESTAL = 12.0  # ADU (gain 1: the headers' DET OUT1 CONAD/GAIN are 1.0, which soxspipe takes)
+DARK_CURRENT = 0.02  # ADU/s
+READ_NOISE = 7.0  # ADU
+DETECTOR_TEMP = 40.0  # K, `ESO INS TEMP217 VAL`: soxspipe's NIR QC wants it in [0, 50]
+
+SLIT_LENGTH = 12.0  # arcsec lit by the lamps and the sky
+SLIT_EDGE = 0.12  # arcsec, the softness of the slit ends
+SPOT_SIGMA = 0.95  # px: soxspipe measures such a spot's FWHM as ~1.8 px
+PINHOLE_SIGMA = 0.27  # arcsec, the width across the order of the pinhole flat's trace
+SEEING_FWHM = 0.8  # arcsec
+NOD_THROW = 5.0  # arcsec between the A and B positions
+
+ARC_LINES = "ArHgNeXe_clean_within_2.0pixel.fits"
+FORMAT_TABLE = "SOXS_SPECTRAL_FORMAT_TAB_NIR.fits"
+MID_SLIT_INDEX = 4
+
+#: Degrees (order, wavelength, slit) of the model: within those soxspipe fits with, disp_solution's x (5, 4, 0) and
+#: y (3, 5, 0), spat_solution's x (4, 5, 1) and y (4, 4, 2), so both reproduce it.
+X_DEGREES = (4, 4, 1)
+Y_DEGREES = (3, 4, 2)
+
+Cards = list[tuple[str, Any]]
 
 
-def frames(n: NightBuilder) -> list[tuple[str, list[tuple[str, Any]]]]:
+# ---------------------------------------------------------------------------------------------------- the night
+
+
+def frames(n: NightBuilder) -> list[tuple[str, Cards]]:
     """The NIR frames of one night: darks at the exposure times used, a lamp-on/off single-pinhole arc and
     pinhole flat, lamp-on/off slit flats at 1.5" and 5.0", a multi-pinhole arc pair, a nodding flux standard
-    and nodding science."""
+    (A, B) and nodding science (A, B, B, A). The detector temperature is the NIR detector's, and the nodding
+    frames carry the nod offsets soxspipe's nodding recipe splits them by."""
     n.clock = n.start.replace(hour=19)
     cal = {"catg": "CALIB", "ob_name": "Maintenance"}
-    out: list[tuple[str, list[tuple[str, Any]]]] = []
+    out: list[tuple[str, Cards]] = []
     for dit in (5.0, 60.0, 300.0):
         out += n.template(3, arm="NIR", dpr_type="DARK", tech="IMAGE", exptime=dit, tpl="SOXS_nir_cal_dark",
                           obj="DARK", extra=_nir("BLANK"), **cal)
@@ -44,12 +85,28 @@ def frames(n: NightBuilder) -> list[tuple[str, list[tuple[str, Any]]]]:
     n.clock = n.start + timedelta(days=1, hours=2)
     std = "GD71"
     out += n.template(2, arm="NIR", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,NODDING", exptime=60.0,
-                      tpl="SOXS_nir_std_nod", obj=std, ob_name=std, extra=_nir("SLIT5.0"))
+                      tpl="SOXS_nir_std_nod", obj=std, ob_name=std, extra=_nir("SLIT5.0"), per_frame=nod_position)
     target = "SN2025sim"
     n.clock += timedelta(hours=1)
     out += n.template(4, arm="NIR", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,NODDING", exptime=300.0,
-                      tpl="SOXS_nir_obs_nod", obj=target, ob_name=f"OB_{target}", extra=_nir("SLIT1.5"))
-    return out
+                      tpl="SOXS_nir_obs_nod", obj=target, ob_name=f"OB_{target}", extra=_nir("SLIT1.5"),
+                      per_frame=nod_position)
+    return [(name, cooled(cards)) for name, cards in out]
+
+
+def nod_position(i: int) -> dict[str, Any]:
+    """The nod cards of exposure `i` of an A, B, B, A sequence: soxspipe splits A from B by the sign of the
+    cumulative offset along the slit (`ESO SEQ CUMOFF Y`, arcsec)."""
+    offset = NOD_THROW / 2 if i % 4 in (0, 3) else -NOD_THROW / 2
+    return {"ESO SEQ CUMOFF X": 0.0, "ESO SEQ CUMOFF Y": offset, "ESO SEQ NOD THROW": NOD_THROW,
+            "ESO SEQ JITTER WIDTH": 0.0}
+
+
+def cooled(cards: Cards) -> Cards:
+    """The cards with the NIR detector's temperature (`ESO INS TEMP217 VAL`, ~40 K, the demo's filler gives
+    ~81): soxspipe's QC of every NIR recipe fails a detector warmer than 50 K."""
+    return [(key, round(DETECTOR_TEMP + value - 81.0, 3) if key == "ESO INS TEMP217 VAL" else value)
+            for key, value in cards]
 
 
 def affected(header: dict[str, Any], fault: str) -> bool:
@@ -62,6 +119,393 @@ def affected(header: dict[str, Any], fault: str) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------------------------------------- the frames
+
+
 def render(header: dict[str, Any], static: Path, rng: np.random.Generator, fault: str | None) -> np.ndarray | None:
-    """The raw frame's pixels (HEIGHT x WIDTH, ADU). TODO: every frame kind; now a dark for all."""
-    return rng.normal(20.0, 12.0, size=(HEIGHT, WIDTH))
+    """The raw frame's pixels (HEIGHT x WIDTH, ADU): the light of its lamps or of the sky and its target,
+    through the detector's pixel response, on the dark level of its exposure time, with photon and read noise.
+    Lamp-off frames are darks of their exposure time, as the lamp-on frame's is."""
+    kind, tech = header.get("ESO DPR TYPE", ""), header.get("ESO DPR TECH", "")
+    exptime = float(header.get("EXPTIME", 0.0))
+    if kind == "DARK" or tech == "IMAGE":
+        light = None
+    elif kind == "LAMP,WAVE" and tech == "ECHELLE,PINHOLE":
+        light = single_pinhole_arc(static, fault)
+    elif kind == "LAMP,WAVE" and tech == "ECHELLE,MULTI-PINHOLE":
+        light = multi_pinhole_arc(static)
+    elif kind == "LAMP,FLAT" and tech == "ECHELLE,PINHOLE":
+        light = pinhole_flat(static)
+    elif kind == "LAMP,FLAT" and tech == "ECHELLE,SLIT":
+        light = slit_flat(static, saturated=fault == "saturated-flat")
+    elif "NODDING" in tech:
+        offset = float(header.get("ESO SEQ CUMOFF Y", 0.0))
+        target = standard_star_flux(static) if kind.startswith("STD") else science_flux
+        light = night_sky(static, exptime) + point_source(static, target, offset, exptime)
+    else:
+        light = None
+    if light is not None:
+        light = light * pixel_response()
+    return exposure(light, exptime, rng).reshape(HEIGHT, WIDTH)
+
+
+def exposure(light: np.ndarray | None, exptime: float, rng: np.random.Generator) -> np.ndarray:
+    """The detector's reading (flattened): the dark pedestal and dark current of `exptime` plus `light`, with
+    photon and read noise. soxspipe subtracts the master dark of the same exposure time from lamp frames, so
+    every frame of one exposure time shares the same dark level."""
+    dark = DARK_CURRENT * exptime
+    signal = np.full(HEIGHT * WIDTH, dark, dtype=np.float32) if light is None else light.astype(np.float32) + dark
+    noise = np.sqrt(np.maximum(signal, 0.0) + READ_NOISE**2)
+    return DARK_PEDESTAL + signal + noise * rng.standard_normal(HEIGHT * WIDTH, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def pixel_response() -> np.ndarray:
+    """The detector's fixed pixel-to-pixel sensitivity (flattened, mean 1, 1 % rms, evenly spread between
+    -1.7 % and +1.7 %): the master flat carries it. Evenly spread rather than Gaussian, so that mflat's
+    2-sigma low-sensitivity clip does not take a Gaussian tail of ordinary pixels for cold ones."""
+    spread = 0.01 * np.sqrt(3.0)
+    return (1.0 + np.random.default_rng(2048).uniform(-spread, spread, HEIGHT * WIDTH)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class ArcLines:
+    """The rows of soxspipe's NIR pinhole line table (orders of the spectral format only), with a brightness
+    per line that every arc frame shares."""
+
+    order: np.ndarray
+    wavelength: np.ndarray  # nm
+    slit: np.ndarray  # arcsec along the slit
+    slit_index: np.ndarray
+    x: np.ndarray  # the table's own detector positions (trimmed-frame pixels)
+    y: np.ndarray
+    flux: np.ndarray  # ADU in a spot
+
+
+@functools.lru_cache(maxsize=4)
+def arc_lines(static: Path) -> ArcLines:
+    """soxspipe's predicted pinhole lines (single and multi: the same table for NIR), read once per `static`."""
+    from astropy.table import Table
+
+    table = Table.read(static / ARC_LINES)
+    orders = np.asarray(table["order"], dtype=int)
+    keep = np.isin(orders, list(spectral_format(static)))
+    wavelength = np.asarray(table["wavelength"], dtype=float)[keep]
+    unique, line = np.unique(wavelength, return_inverse=True)
+    flux = np.random.default_rng(1).uniform(2.0e4, 1.2e5, unique.size)[line]
+    names = ("slit_position", "slit_index", "detector_x", "detector_y")
+    column = {name: np.asarray(table[name])[keep] for name in names}
+    return ArcLines(orders[keep], wavelength, column["slit_position"].astype(float), column["slit_index"].astype(int),
+                    column["detector_x"].astype(float), column["detector_y"].astype(float), flux)
+
+
+@functools.lru_cache(maxsize=4)
+def spectral_format(static: Path) -> dict[int, tuple[float, float]]:
+    """Order -> (WLMINFUL, WLMAXFUL) nm from soxspipe's spectral-format table: the stretch of each order its
+    recipes trace, flat and extract."""
+    from astropy.table import Table
+
+    table = Table.read(static / FORMAT_TABLE)
+    return {int(o): (float(lo), float(hi)) for o, lo, hi in zip(table["ORDER"], table["WLMINFUL"], table["WLMAXFUL"],
+                                                                strict=True)}
+
+
+def powers(order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float,
+           degrees: tuple[int, int, int]) -> np.ndarray:
+    """The terms order^i wavelength^j slit^k (i, j, k up to `degrees`) of soxspipe's dispersion polynomial,
+    on scaled variables (the same function space, better conditioned); shape (N, terms)."""
+    a = (np.asarray(order, dtype=float) - 17.0) / 7.0
+    b = (np.asarray(wavelength, dtype=float) - 1400.0) / 600.0
+    c = np.asarray(slit, dtype=float) / 6.0
+    a, b, c = np.broadcast_arrays(a, b, c)
+    return np.stack([a**i * b**j * c**k for i in range(degrees[0] + 1) for j in range(degrees[1] + 1)
+                     for k in range(degrees[2] + 1)], axis=-1)
+
+
+def robust_fit(terms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients with outliers (beyond 4 MAD-sigma) clipped: the line table's positions are
+    measured, a few far off the instrument's smooth solution."""
+    keep = np.ones(values.size, dtype=bool)
+    for _ in range(10):
+        coeff = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        residual = values - terms @ coeff
+        sigma = 1.4826 * np.median(np.abs(residual[keep]))
+        clipped = np.abs(residual) < 4.0 * sigma
+        if (clipped == keep).all():
+            break
+        keep = clipped
+    return coeff
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where (order, wavelength nm, slit arcsec) lands on the trimmed frame: soxspipe's own polynomial form,
+    so its dispersion and spatial solutions reproduce it to the noise of the spot centroids. Coefficients
+    are (order, wavelength, slit) arrays on the scaled variables of `powers`."""
+
+    x_coeff: np.ndarray
+    y_coeff: np.ndarray
+
+    def x(self, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float) -> np.ndarray:
+        return evaluate(self.x_coeff, order, wavelength, slit)
+
+    def y(self, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float) -> np.ndarray:
+        return evaluate(self.y_coeff, order, wavelength, slit)
+
+
+def evaluate(coeff: np.ndarray, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float
+             ) -> np.ndarray:
+    """The polynomial `coeff` at (order, wavelength, slit): per order a 2-D polynomial in the scaled
+    wavelength and slit (Horner's scheme, fast on the million pixels of the order bands)."""
+    b = (np.asarray(wavelength, dtype=float) - 1400.0) / 600.0
+    c = np.asarray(slit, dtype=float) / 6.0
+    orders = np.asarray(order, dtype=float)
+    b, c, orders = np.broadcast_arrays(b, c, orders)
+    out = np.empty(b.shape)
+    for value in np.unique(orders):
+        at = orders == value
+        scaled = (value - 17.0) / 7.0
+        plane = np.tensordot(scaled ** np.arange(coeff.shape[0]), coeff, axes=1)
+        out[at] = np.polynomial.polynomial.polyval2d(b[at], c[at], plane)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def geometry(static: Path) -> Geometry:
+    """The smooth model of the line table's positions (fitted once per `static`)."""
+    lines = arc_lines(static)
+
+    def fit(values: np.ndarray, degrees: tuple[int, int, int]) -> np.ndarray:
+        terms = powers(lines.order, lines.wavelength, lines.slit, degrees)
+        return robust_fit(terms, values).reshape(tuple(d + 1 for d in degrees))
+
+    return Geometry(fit(lines.x, X_DEGREES), fit(lines.y, Y_DEGREES))
+
+
+@dataclass(frozen=True)
+class OrderPixels:
+    """The pixels of one order's band (the slit and a margin), with the wavelength and slit position each
+    pixel centre sees: every extended light (flats, traces, sky, targets) is drawn through these."""
+
+    order: int
+    index: np.ndarray  # flat index into the raw frame
+    wavelength: np.ndarray  # nm
+    slit: np.ndarray  # arcsec
+    dispersion: np.ndarray  # nm per pixel along the order
+    slit_step: np.ndarray  # arcsec per pixel across the order
+
+
+@functools.lru_cache(maxsize=4)
+def order_pixels(static: Path) -> tuple[OrderPixels, ...]:
+    """Every order's band of pixels, computed once per `static`."""
+    model = geometry(static)
+    return tuple(band_of(model, order, lo, hi) for order, (lo, hi) in sorted(spectral_format(static).items()))
+
+
+def band_of(model: Geometry, order: int, lo: float, hi: float, half_height: int = 26) -> OrderPixels:
+    """The pixels within `half_height` rows of the order's centre line, across the whole detector (the lamps
+    light each order from edge to edge; the spectral format's `lo`..`hi` nm spans nearly all of it): each
+    pixel's (wavelength, slit) found by inverting the model (a first guess from the local Jacobian, then
+    Newton steps)."""
+    span = hi - lo
+    grid = np.linspace(lo - 0.6 * span, hi + 0.6 * span, 8192)
+    centre_x = model.x(order, grid, 0.0)
+    columns = np.arange(max(0, int(np.ceil(centre_x.min()))), min(SCIENCE, int(centre_x.max()) + 1), dtype=float)
+    wl0 = np.interp(columns, centre_x, grid)
+    y0 = model.y(order, wl0, 0.0)
+    step_wl, step_slit = 0.01, 0.5
+    jacobian = np.array([
+        [(model.x(order, wl0 + step_wl, 0.0) - model.x(order, wl0 - step_wl, 0.0)) / (2 * step_wl),
+         (model.x(order, wl0, step_slit) - model.x(order, wl0, -step_slit)) / (2 * step_slit)],
+        [(model.y(order, wl0 + step_wl, 0.0) - model.y(order, wl0 - step_wl, 0.0)) / (2 * step_wl),
+         (model.y(order, wl0, step_slit) - model.y(order, wl0, -step_slit)) / (2 * step_slit)],
+    ])  # (2, 2, columns)
+    inverse = np.linalg.inv(np.moveaxis(jacobian, -1, 0))  # (columns, 2, 2)
+    rows = np.round(y0)[:, None] + np.arange(-half_height, half_height + 1)[None, :]
+    cols = np.broadcast_to(columns[:, None], rows.shape)
+    inv = np.broadcast_to(inverse[:, None], (*rows.shape, 2, 2))
+    wl = np.broadcast_to(wl0[:, None], rows.shape).copy()
+    slit = np.zeros(rows.shape)
+    for _ in range(4):
+        dx = cols - model.x(order, wl, slit)
+        dy = rows - model.y(order, wl, slit)
+        wl += inv[..., 0, 0] * dx + inv[..., 0, 1] * dy
+        slit += inv[..., 1, 0] * dx + inv[..., 1, 1] * dy
+    dispersion = np.broadcast_to(np.abs(1.0 / jacobian[0, 0])[:, None], rows.shape)
+    slit_step = np.broadcast_to(np.abs(1.0 / jacobian[1, 1])[:, None], rows.shape)
+    inside = (rows >= 0) & (rows < SCIENCE) & (np.abs(slit) <= SLIT_LENGTH / 2 + 1.5)
+    index = ((rows + TRIM) * WIDTH + cols + TRIM).astype(np.int64)
+    return OrderPixels(order, index[inside], wl[inside], slit[inside], dispersion[inside], slit_step[inside])
+
+
+# ---------------------------------------------------------------------------------------------------- the lights
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function (Abramowitz & Stegun 7.1.26, to 1.5e-7): numpy has none."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
+def spots(x: np.ndarray, y: np.ndarray, flux: np.ndarray, sigma: float = SPOT_SIGMA) -> np.ndarray:
+    """Pinhole images (flattened raw frame): 2-D Gaussians integrated over each pixel, centred on trimmed-frame
+    positions (x, y). soxspipe's disp_solution and spat_solution find them at their predicted positions and
+    measure their FWHM (QC ranges around 1.8 px)."""
+    offsets = np.arange(-4, 5)
+    col = np.floor(x + TRIM).astype(int)[:, None] + offsets
+    row = np.floor(y + TRIM).astype(int)[:, None] + offsets
+
+    def share(pixel: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        edge = (pixel - (centre + TRIM)[:, None]) / (np.sqrt(2.0) * sigma)
+        return 0.5 * (erf(edge + 0.5 / (np.sqrt(2.0) * sigma)) - erf(edge - 0.5 / (np.sqrt(2.0) * sigma)))
+
+    weight = flux[:, None, None] * share(row, y)[:, :, None] * share(col, x)[:, None, :]
+    rows, cols = np.broadcast_arrays(row[:, :, None], col[:, None, :])
+    inside = (rows >= 0) & (rows < HEIGHT) & (cols >= 0) & (cols < WIDTH)
+    return np.bincount((rows * WIDTH + cols)[inside], weights=weight[inside], minlength=HEIGHT * WIDTH)
+
+
+def single_pinhole_arc(static: Path, fault: str | None) -> np.ndarray | None:
+    """The arc lamps through the single pinhole: one spot per line of the table's mid-slit rows, at the model's
+    position, which soxspipe's disp_solution fits to small residuals. `blank-arc`: the lamps did not light;
+    `shifted-arc`: every spot 40 px along the slit, as from a moved pinhole."""
+    if fault == "blank-arc":
+        return None
+    lines, model = arc_lines(static), geometry(static)
+    mid = lines.slit_index == MID_SLIT_INDEX
+    shift = 40.0 if fault == "shifted-arc" else 0.0
+    return spots(model.x(lines.order[mid], lines.wavelength[mid], 0.0),
+                 model.y(lines.order[mid], lines.wavelength[mid], 0.0) + shift, lines.flux[mid])
+
+
+def multi_pinhole_arc(static: Path) -> np.ndarray:
+    """The arc lamps through the nine pinholes along the slit: a spot per row of the table (a line at each of
+    its slit positions), where soxspipe's spat_solution predicts them from the dispersion solution."""
+    lines, model = arc_lines(static), geometry(static)
+    return spots(model.x(lines.order, lines.wavelength, lines.slit), model.y(lines.order, lines.wavelength, lines.slit),
+                 lines.flux)
+
+
+def extended(static: Path, brightness: Callable[[OrderPixels], np.ndarray]) -> np.ndarray:
+    """Light spread along the orders (flattened raw frame): `brightness` gives each band pixel's ADU."""
+    image = np.zeros(HEIGHT * WIDTH)
+    for band in order_pixels(static):
+        image[band.index] += brightness(band)
+    return image
+
+
+def lamp_spectrum(wavelength: np.ndarray) -> np.ndarray:
+    """The QTH lamp seen through the instrument, relative: smooth and within a few per cent, so that the
+    master flat is even enough for mflat's low-sensitivity clip."""
+    return 1.0 + 0.03 * np.sin(wavelength / 140.0) + 0.02 * np.cos(wavelength / 37.0)
+
+
+def slit_profile(slit: np.ndarray) -> np.ndarray:
+    """The lit slit: flat over SLIT_LENGTH with soft ends (what mflat's order-edge detection needs)."""
+    half, edge = SLIT_LENGTH / 2, np.sqrt(2.0) * SLIT_EDGE
+    return 0.5 * (erf((half - slit) / edge) + erf((half + slit) / edge))
+
+
+def pinhole_flat(static: Path) -> np.ndarray:
+    """The QTH lamp through the single pinhole: a narrow continuum trace along each order's centre, between
+    the spectral format's WLMINFUL and WLMAXFUL, where soxspipe's order_centres traces it."""
+    def trace(band: OrderPixels) -> np.ndarray:
+        return 2.0e4 * lamp_spectrum(band.wavelength) * np.exp(-0.5 * (band.slit / PINHOLE_SIGMA) ** 2)
+
+    return extended(static, trace)
+
+
+#: ADU per pixel on the slit flats' plateau: mflat's QC wants the 90th percentile of the in-order flux of each
+#: flat (ORDEXP90) in [30000, 60000] electrons.
+FLAT_LEVEL = 4.0e4
+
+
+def slit_flat(static: Path, saturated: bool = False) -> np.ndarray:
+    """The QTH lamp through the long slit: a flat-topped band over each whole order with soft edges, which
+    soxspipe's mflat normalises and finds the order edges of. `saturated`: the lamp three times too long, the
+    plateau past the 16-bit range."""
+    level = FLAT_LEVEL * (3.0 if saturated else 1.0)
+    return extended(static, lambda band: level * lamp_spectrum(band.wavelength) * slit_profile(band.slit))
+
+
+# ---------------------------------------------------------------------------------------------------- the night sky
+
+TELESCOPE_AREA = 89000.0  # cm2, the NTT's, as soxspipe's efficiency estimate takes it
+THROUGHPUT = 0.2  # photons to electrons end to end: soxspipe's nod_std QC wants its efficiency in [0.02, 0.5]
+PLANCK_C = 6.626e-27 * 2.998e10  # erg cm
+SKY_LINE_SIGMA = 1.3  # px along the order
+SKY_LINE_RATE = 0.01  # ADU/s at a line's peak per unit of skylines.fits FLUX
+SKY_CONTINUUM_RATE = 0.3  # ADU/s per pixel
+
+
+@functools.lru_cache(maxsize=4)
+def sky_lines(static: Path) -> tuple[np.ndarray, np.ndarray]:
+    """soxspipe's sky-line list (wavelength nm, relative flux), read once per `static`."""
+    from astropy.table import Table
+
+    table = Table.read(static / "skylines.fits")
+    return np.asarray(table["WAVELENGTH"], dtype=float), np.asarray(table["FLUX"], dtype=float)
+
+
+def sky_spectrum(static: Path, band: OrderPixels) -> np.ndarray:
+    """The sky's ADU/s at each band pixel: the OH forest of skylines.fits, each line a Gaussian of
+    SKY_LINE_SIGMA pixels along the order, on a faint continuum. The nodding recipe's A-B difference removes
+    it; its wavelength tuning on the sky lines finds them where the arcs put the dispersion solution."""
+    wavelengths, fluxes = sky_lines(static)
+    sigma_nm = SKY_LINE_SIGMA * float(np.median(band.dispersion))
+    lo, hi = band.wavelength.min(), band.wavelength.max()
+    near = (wavelengths > lo - 6 * sigma_nm) & (wavelengths < hi + 6 * sigma_nm)
+    grid = np.arange(lo - sigma_nm, hi + sigma_nm, sigma_nm / 8)
+    spectrum = np.zeros(grid.size)
+    for centre, flux in zip(wavelengths[near], fluxes[near], strict=True):
+        window = slice(*np.searchsorted(grid, (centre - 6 * sigma_nm, centre + 6 * sigma_nm)))
+        spectrum[window] += SKY_LINE_RATE * flux * np.exp(-0.5 * ((grid[window] - centre) / sigma_nm) ** 2)
+    return np.interp(band.wavelength, grid, spectrum) + SKY_CONTINUUM_RATE
+
+
+def night_sky(static: Path, exptime: float) -> np.ndarray:
+    """The sky filling the whole slit for `exptime` seconds (flattened raw frame)."""
+    return extended(static, lambda band: exptime * sky_spectrum(static, band) * slit_profile(band.slit))
+
+
+@functools.lru_cache(maxsize=4)
+def standard_star_table(static: Path) -> tuple[np.ndarray, np.ndarray]:
+    """GD71's spectrum (wavelength nm, erg/s/cm2/Angstrom) from soxspipe's flux-standard table."""
+    from astropy.table import Table
+
+    table = Table.read(static / "flux_standards.fits")
+    return np.asarray(table["WAVE"], dtype=float), np.asarray(table["GD71"], dtype=float)
+
+
+def standard_star_flux(static: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """GD71's flux density (erg/s/cm2/Angstrom) at given wavelengths, the star soxspipe's nod_std measures its
+    response and efficiency against."""
+    wave, flux = standard_star_table(static)
+    return lambda wavelength: np.interp(wavelength, wave, flux)
+
+
+def science_flux(wavelength: np.ndarray) -> np.ndarray:
+    """The science target's flux density (erg/s/cm2/Angstrom): a red supernova continuum with a broad
+    emission line (Paschen beta)."""
+    continuum = 4.0e-16 * (wavelength / 1000.0) ** -1.5
+    return continuum * (1.0 + 0.6 * np.exp(-0.5 * ((wavelength - 1282.0) / 8.0) ** 2))
+
+
+def point_source(static: Path, flux: Callable[[np.ndarray], np.ndarray], offset: float, exptime: float
+                 ) -> np.ndarray:
+    """A star at `offset` arcsec along the slit (its nod position) under SEEING_FWHM seeing for `exptime`
+    seconds (flattened raw frame): its flux density turned into electrons per pixel through the NTT's area,
+    THROUGHPUT and each pixel's share of wavelength and slit."""
+    sigma = SEEING_FWHM / 2.3548
+
+    def star(band: OrderPixels) -> np.ndarray:
+        photons = flux(band.wavelength) * 10.0 * band.wavelength * 1e-7 / PLANCK_C  # per s, cm2, nm
+        per_pixel = photons * TELESCOPE_AREA * THROUGHPUT * exptime * band.dispersion
+        across = np.exp(-0.5 * ((band.slit - offset) / sigma) ** 2) * band.slit_step / (sigma * np.sqrt(2 * np.pi))
+        return per_pixel * across
+
+    return extended(static, star)
