@@ -155,14 +155,13 @@ def _simulate(folder: Path, args: argparse.Namespace) -> int:
     from soxs_es import simulation
     from soxs_es.soxspipe import HOW_TO_INSTALL, find_soxspipe
 
-    if args.instrument != "soxs":
-        raise UserError("--simulate renders SOXS frames only (X-shooter is not simulated yet)")
     try:
         faults = simulation.parse_faults(args.fault)
-        arms = [a.strip().upper() for a in (args.arms or ",".join(simulation.ARMS)).split(",") if a.strip()]
+        arms = [a.strip().upper() for a in (args.arms or ",".join(simulation.ARMS[args.instrument])).split(",")
+                if a.strip()]
         for arm in arms:
-            simulation.arm_module(arm)
-        static = simulation.static_calibrations(find_soxspipe())
+            simulation.arm_module(arm, args.instrument)
+        static = simulation.static_calibrations(find_soxspipe(), args.instrument)
     except ValueError as error:
         raise UserError(str(error)) from None
     except simulation.NoSoxspipe as error:
@@ -176,10 +175,11 @@ def _simulate(folder: Path, args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     count = simulation.write_simulated(folder, static, nights=args.nights, seed=args.seed, arms=arms,
-                                       faults=faults, progress=show)
+                                       faults=faults, instrument=args.instrument, progress=show)
     if not args.quiet:
         said = "".join(f", night {n + 1}: {', '.join(sorted(f))}" for n, f in sorted(faults.items()))
-        print(f"wrote {count} simulated frames (SOXS {'+'.join(arms)}, {args.nights} nights, seed {args.seed}"
+        name = {"soxs": "SOXS", "xsh": "X-shooter"}[args.instrument]
+        print(f"wrote {count} simulated frames ({name} {'+'.join(arms)}, {args.nights} nights, seed {args.seed}"
               f"{said}) into {folder}")
     return 0
 
@@ -743,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "soxspipe's mbias and mdark can run on them")
     p.add_argument("--simulate", action="store_true",
                    help="data units the real pipeline reduces, rendered from the installed soxspipe's static "
-                        "calibration tables (needs soxspipe; SOXS only)")
+                        "calibration tables (needs soxspipe)")
     p.add_argument("--arms", help="with --simulate: the arms to render, comma-separated (default: VIS,NIR)")
     p.add_argument("--fault", action="append", default=[], metavar="NIGHT:NAME",
                    help="with --simulate: a frame that fails as real ones do, e.g. 2:saturated-flat "

@@ -3,8 +3,9 @@
 The headers are the demo's (`soxs_es.demo.NightBuilder`); the data units are rendered from the tables the
 installed soxspipe ships as its own first guess (`resources/static_calibrations/<instrument>/`: the line
 tables, the spectral-format table, the arc and sky line lists), so that soxspipe's recipes find lines,
-orders and slits where they look for them. Each arm's knowledge lives in its own module (`vis.py`,
-`nir.py`): which frames a night holds (`frames`) and how each looks on the detector (`render`).
+orders and slits where they look for them. Each arm's knowledge lives in its own module (SOXS: `vis.py`,
+`nir.py`; X-shooter: `xshooter.py`): which frames a night holds (`frames`) and how each looks on the
+detector (`render`).
 
 Faults make a frame fail the way real ones do (a saturated flat, a blank or shifted arc): the failure is
 then the pipeline's own, not a test double's.
@@ -29,7 +30,8 @@ FAULTS = {
     "blank-arc": "the night's single-pinhole arc has no lines (the lamp did not light)",
     "shifted-arc": "the night's single-pinhole arc is shifted 40 px along the slit (a moved pinhole)",
 }
-ARMS = ("VIS", "NIR")
+#: The arms simulated, by instrument (the rules' name: soxs, xsh).
+ARMS = {"soxs": ("VIS", "NIR"), "xsh": ("UVB", "VIS", "NIR")}
 
 Cards = list[tuple[str, Any]]
 #: An arm's renderer: (header, static-calibration folder, random generator, fault or None) -> the raw
@@ -65,14 +67,26 @@ def parse_faults(given: Sequence[str]) -> dict[int, frozenset[str]]:
     return {night: frozenset(names) for night, names in faults.items()}
 
 
-def arm_module(arm: str) -> Any:
+def arm_module(arm: str, instrument: str = "soxs") -> Any:
+    """The module (or namespace) that knows one arm: `frames`, `affected`, `render`."""
+    if arm not in ARMS.get(instrument, ()):
+        raise ValueError(f"no simulation of arm {arm!r} of {instrument} (one of {', '.join(ARMS.get(instrument, ()))})")
+    if instrument == "xsh":
+        from soxs_es.simulation import xshooter
+        return xshooter.arm(arm)
     if arm == "VIS":
         from soxs_es.simulation import vis
         return vis
-    if arm == "NIR":
-        from soxs_es.simulation import nir
-        return nir
-    raise ValueError(f"no simulation of arm {arm!r} (one of {', '.join(ARMS)})")
+    from soxs_es.simulation import nir
+    return nir
+
+
+def night_builder(night: int, rng: random.Random, instrument: str) -> NightBuilder:
+    """The demo's header builder of the instrument (X-shooter's starts on its own first night)."""
+    if instrument == "xsh":
+        from soxs_es import demo_xsh
+        return demo_xsh.XshNight(night, rng, demo_xsh.FIRST_NIGHT)
+    return NightBuilder(night, rng)
 
 
 def stored(pixels: np.ndarray) -> tuple[int, int, bytes]:
@@ -82,19 +96,20 @@ def stored(pixels: np.ndarray) -> tuple[int, int, bytes]:
     return width, height, data.tobytes()
 
 
-def write_simulated(folder: Path, static: Path, *, nights: int = 1, seed: int = 1, arms: Sequence[str] = ARMS,
+def write_simulated(folder: Path, static: Path, *, nights: int = 1, seed: int = 1, arms: Sequence[str] | None = None,
                     faults: dict[int, frozenset[str]] | None = None, compressed_fraction: float = 0.3,
-                    progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    """Write `nights` simulated nights of `arms` into `folder` (a share of the frames as `.fits.Z`, as the
-    archive delivers them); returns the number of frames written. `progress(done, total)` after each."""
+                    instrument: str = "soxs", progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Write `nights` simulated nights of the instrument's `arms` (default: all) into `folder` (a share of the
+    frames as `.fits.Z`, as the archive delivers them); returns the number of frames written.
+    `static` is soxspipe's static-calibration folder of the instrument; `progress(done, total)` after each."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     planned = []  # (arm module, name, cards, fault): every header first, so the progress knows the total
     for night in range(nights):
-        builder = NightBuilder(night, rng)
+        builder = night_builder(night, rng, instrument)
         night_faults = (faults or {}).get(night, frozenset())
-        for arm in arms:
-            module = arm_module(arm)
+        for arm in arms or ARMS[instrument]:
+            module = arm_module(arm, instrument)
             for name, cards in module.frames(builder):
                 header = dict(cards)
                 fault = next((f for f in sorted(night_faults) if module.affected(header, f)), None)
