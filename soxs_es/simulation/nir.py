@@ -27,17 +27,33 @@ WIDTH, HEIGHT = 2048, 2048  # NAXIS1, NAXIS2 of a raw NIR frame
 TRIM = 4  # soxspipe keeps rows and columns TRIM:TRIM + SCIENCE
 SCIENCE = 2040
 
-DARK_PEDESTAL = 12.0  # ADU (gain 1: the headers' DET OUT1 CONAD/GAIN are 1.0, which soxspipe takes)
+DARK_PEDESTAL = 30.0  # ADU (gain 1: the headers' DET OUT1 CONAD/GAIN are 1.0, which soxspipe takes)
+DARK_PATTERN = 12.0  # ADU, the half-range of the pedestal's fixed pixel-to-pixel pattern
 DARK_CURRENT = 0.02  # ADU/s
 READ_NOISE = 7.0  # ADU
 DETECTOR_TEMP = 40.0  # K, `ESO INS TEMP217 VAL`: soxspipe's NIR QC wants it in [0, 50]
 
-SLIT_LENGTH = 12.0  # arcsec lit by the lamps and the sky
-SLIT_EDGE = 0.12  # arcsec, the softness of the slit ends
-SPOT_SIGMA = 0.95  # px: soxspipe measures such a spot's FWHM as ~1.8 px
+#: ADU per pixel on the slit flats' plateau (times the lamp's 0.75-1.25): mflat's QC wants the 90th percentile of
+#: each flat's in-order flux (ORDEXP90) in [30000, 60000] electrons.
+FLAT_LEVEL = 4.0e4
+PINHOLE_FLAT_LEVEL = 2.0e4  # ADU at the peak of the pinhole flat's trace
+SLIT_LENGTH = 12.0  # arcsec lit by lamps and sky: mflat's INNER ORDER PIX SUM QC (1.0e6-1.2e6) rests on it
+SLIT_EDGE = 0.06  # arcsec, the softness of the slit ends
+#: px: soxspipe measures such a spot's FWHM as ~1.8 px (disp_solution wants 1.75-1.89, spat_solution 1.55-1.85)
+SPOT_SIGMA = 0.92
 PINHOLE_SIGMA = 0.27  # arcsec, the width across the order of the pinhole flat's trace
 SEEING_FWHM = 0.8  # arcsec
 NOD_THROW = 5.0  # arcsec between the A and B positions
+STANDARD_EXPTIME = 120.0  # s: GD71 then reaches nod_std's SNR MEDIAN QC (7 to 200) with room to spare
+SCIENCE_EXPTIME = 300.0
+STANDARD_STAR = "GD71"  # a column of soxspipe's flux_standards.fits
+
+TELESCOPE_AREA = 89000.0  # cm2, the NTT's, as soxspipe's efficiency estimate takes it
+THROUGHPUT = 0.2  # photons to electrons end to end: soxspipe's nod_std QC wants its efficiency in [0.02, 0.5]
+PLANCK_C = 6.626e-27 * 2.998e10  # erg cm
+SKY_LINE_SIGMA = 1.3  # px along the order
+SKY_LINE_RATE = 0.015  # ADU/s at a line's peak per unit of skylines.fits FLUX
+SKY_CONTINUUM_RATE = 0.3  # ADU/s per pixel
 
 ARC_LINES = "ArHgNeXe_clean_within_2.0pixel.fits"
 FORMAT_TABLE = "SOXS_SPECTRAL_FORMAT_TAB_NIR.fits"
@@ -62,7 +78,7 @@ def frames(n: NightBuilder) -> list[tuple[str, Cards]]:
     n.clock = n.start.replace(hour=19)
     cal = {"catg": "CALIB", "ob_name": "Maintenance"}
     out: list[tuple[str, Cards]] = []
-    for dit in (5.0, 60.0, 300.0):
+    for dit in (5.0, STANDARD_EXPTIME, SCIENCE_EXPTIME):
         out += n.template(3, arm="NIR", dpr_type="DARK", tech="IMAGE", exptime=dit, tpl="SOXS_nir_cal_dark",
                           obj="DARK", extra=_nir("BLANK"), **cal)
     out += n.template(2, arm="NIR", dpr_type="LAMP,WAVE", tech="ECHELLE,PINHOLE", exptime=5.0,
@@ -83,14 +99,15 @@ def frames(n: NightBuilder) -> list[tuple[str, Cards]]:
                       ob_name="SOXS_nir_wave_mph",
                       per_frame=lambda i: ARC_LAMPS if i == 0 else {"tech": "IMAGE"})
     n.clock = n.start + timedelta(days=1, hours=2)
-    std = "GD71"
-    out += n.template(2, arm="NIR", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,NODDING", exptime=60.0,
-                      tpl="SOXS_nir_std_nod", obj=std, ob_name=std, extra=_nir("SLIT5.0"), per_frame=nod_position)
+    std = STANDARD_STAR
+    out += n.template(2, arm="NIR", catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,NODDING",
+                      exptime=STANDARD_EXPTIME, tpl="SOXS_nir_std_nod", obj=std, ob_name=std, extra=_nir("SLIT5.0"),
+                      per_frame=nod_position)
     target = "SN2025sim"
     n.clock += timedelta(hours=1)
-    out += n.template(4, arm="NIR", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,NODDING", exptime=300.0,
-                      tpl="SOXS_nir_obs_nod", obj=target, ob_name=f"OB_{target}", extra=_nir("SLIT1.5"),
-                      per_frame=nod_position)
+    out += n.template(4, arm="NIR", catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,NODDING",
+                      exptime=SCIENCE_EXPTIME, tpl="SOXS_nir_obs_nod", obj=target, ob_name=f"OB_{target}",
+                      extra=_nir("SLIT1.5"), per_frame=nod_position)
     return [(name, cooled(cards)) for name, cards in out]
 
 
@@ -150,13 +167,23 @@ def render(header: dict[str, Any], static: Path, rng: np.random.Generator, fault
 
 
 def exposure(light: np.ndarray | None, exptime: float, rng: np.random.Generator) -> np.ndarray:
-    """The detector's reading (flattened): the dark pedestal and dark current of `exptime` plus `light`, with
-    photon and read noise. soxspipe subtracts the master dark of the same exposure time from lamp frames, so
-    every frame of one exposure time shares the same dark level."""
+    """The detector's reading (flattened): the pedestal with its fixed pattern, the dark current of `exptime`
+    and `light`, with photon and read noise. soxspipe subtracts the master dark of the same exposure time from
+    lamp frames, so every frame of one exposure time shares the same dark level."""
     dark = DARK_CURRENT * exptime
     signal = np.full(HEIGHT * WIDTH, dark, dtype=np.float32) if light is None else light.astype(np.float32) + dark
     noise = np.sqrt(np.maximum(signal, 0.0) + READ_NOISE**2)
-    return DARK_PEDESTAL + signal + noise * rng.standard_normal(HEIGHT * WIDTH, dtype=np.float32)
+    return dark_pattern() + signal + noise * rng.standard_normal(HEIGHT * WIDTH, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def dark_pattern() -> np.ndarray:
+    """The pedestal of every frame (flattened): DARK_PEDESTAL with a fixed pixel-to-pixel pattern, evenly
+    spread over +-DARK_PATTERN. The master dark carries it (so subtracting it matters); as it outweighs the
+    read noise left in a stack of three darks, mdark's 3-sigma clip of the stack finds no false hot pixels,
+    which would reach the master flat's cold-pixel count."""
+    pattern = np.random.default_rng(4096).uniform(-DARK_PATTERN, DARK_PATTERN, HEIGHT * WIDTH)
+    return (DARK_PEDESTAL + pattern).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,24 +240,31 @@ def spectral_format(static: Path) -> dict[int, tuple[float, float]]:
                                                                 strict=True)}
 
 
-def powers(order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float,
-           degrees: tuple[int, int, int]) -> np.ndarray:
+def scaled(order: float | np.ndarray, wavelength: np.ndarray | float, slit: np.ndarray | float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, wavelength nm, slit arcsec) mapped to about -1..1, broadcast together: the model's variables."""
+    return np.broadcast_arrays((np.asarray(order, dtype=float) - 17.0) / 7.0,
+                               (np.asarray(wavelength, dtype=float) - 1400.0) / 600.0,
+                               np.asarray(slit, dtype=float) / 6.0)
+
+
+def powers(order: np.ndarray, wavelength: np.ndarray, slit: np.ndarray, degrees: tuple[int, int, int]
+           ) -> np.ndarray:
     """The terms order^i wavelength^j slit^k (i, j, k up to `degrees`) of soxspipe's dispersion polynomial,
     on scaled variables (the same function space, better conditioned); shape (N, terms)."""
-    a = (np.asarray(order, dtype=float) - 17.0) / 7.0
-    b = (np.asarray(wavelength, dtype=float) - 1400.0) / 600.0
-    c = np.asarray(slit, dtype=float) / 6.0
-    a, b, c = np.broadcast_arrays(a, b, c)
+    a, b, c = scaled(order, wavelength, slit)
     return np.stack([a**i * b**j * c**k for i in range(degrees[0] + 1) for j in range(degrees[1] + 1)
                      for k in range(degrees[2] + 1)], axis=-1)
 
 
 def robust_fit(terms: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Least-squares coefficients with outliers (beyond 4 MAD-sigma) clipped: the line table's positions are
-    measured, a few far off the instrument's smooth solution."""
+    measured, a few far off the instrument's smooth solution. Solved through the normal equations: a small
+    system, where LAPACK's multithreaded least squares crawls on a busy machine."""
     keep = np.ones(values.size, dtype=bool)
     for _ in range(10):
-        coeff = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        used = terms[keep]
+        coeff = np.linalg.solve(used.T @ used, used.T @ values[keep])
         residual = values - terms @ coeff
         sigma = 1.4826 * np.median(np.abs(residual[keep]))
         clipped = np.abs(residual) < 4.0 * sigma
@@ -249,26 +283,24 @@ class Geometry:
     x_coeff: np.ndarray
     y_coeff: np.ndarray
 
-    def x(self, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float) -> np.ndarray:
+    def x(self, order: float | np.ndarray, wavelength: np.ndarray | float, slit: np.ndarray | float
+          ) -> np.ndarray:
         return evaluate(self.x_coeff, order, wavelength, slit)
 
-    def y(self, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float) -> np.ndarray:
+    def y(self, order: float | np.ndarray, wavelength: np.ndarray | float, slit: np.ndarray | float
+          ) -> np.ndarray:
         return evaluate(self.y_coeff, order, wavelength, slit)
 
 
-def evaluate(coeff: np.ndarray, order: float | np.ndarray, wavelength: np.ndarray, slit: np.ndarray | float
-             ) -> np.ndarray:
+def evaluate(coeff: np.ndarray, order: float | np.ndarray, wavelength: np.ndarray | float,
+             slit: np.ndarray | float) -> np.ndarray:
     """The polynomial `coeff` at (order, wavelength, slit): per order a 2-D polynomial in the scaled
     wavelength and slit (Horner's scheme, fast on the million pixels of the order bands)."""
-    b = (np.asarray(wavelength, dtype=float) - 1400.0) / 600.0
-    c = np.asarray(slit, dtype=float) / 6.0
-    orders = np.asarray(order, dtype=float)
-    b, c, orders = np.broadcast_arrays(b, c, orders)
+    a, b, c = scaled(order, wavelength, slit)
     out = np.empty(b.shape)
-    for value in np.unique(orders):
-        at = orders == value
-        scaled = (value - 17.0) / 7.0
-        plane = np.tensordot(scaled ** np.arange(coeff.shape[0]), coeff, axes=1)
+    for value in np.unique(a):
+        at = a == value
+        plane = np.tensordot(value ** np.arange(coeff.shape[0]), coeff, axes=1)
         out[at] = np.polynomial.polynomial.polyval2d(b[at], c[at], plane)
     return out
 
@@ -294,8 +326,8 @@ class OrderPixels:
     index: np.ndarray  # flat index into the raw frame
     wavelength: np.ndarray  # nm
     slit: np.ndarray  # arcsec
-    dispersion: np.ndarray  # nm per pixel along the order
-    slit_step: np.ndarray  # arcsec per pixel across the order
+    dispersion: np.ndarray  # nm per pixel along the order (at a fixed slit position)
+    area: np.ndarray  # nm x arcsec: the patch of (wavelength, slit) a pixel sees
 
 
 @functools.lru_cache(maxsize=4)
@@ -307,38 +339,54 @@ def order_pixels(static: Path) -> tuple[OrderPixels, ...]:
 
 def band_of(model: Geometry, order: int, lo: float, hi: float, half_height: int = 26) -> OrderPixels:
     """The pixels within `half_height` rows of the order's centre line, across the whole detector (the lamps
-    light each order from edge to edge; the spectral format's `lo`..`hi` nm spans nearly all of it): each
-    pixel's (wavelength, slit) found by inverting the model (a first guess from the local Jacobian, then
-    Newton steps)."""
+    light each order from edge to edge; the spectral format's `lo`..`hi` nm spans nearly all of it), with the
+    wavelength and slit position at each pixel centre."""
+    columns, wl0 = centre_line(model, order, lo, hi)
+    forward = np.moveaxis(jacobian(model, order, wl0), -1, 0)  # (columns, 2, 2)
+    inverse = np.linalg.inv(forward)
+    rows = np.round(model.y(order, wl0, 0.0))[:, None] + np.arange(-half_height, half_height + 1)[None, :]
+    cols = np.broadcast_to(columns[:, None], rows.shape)
+    wl, slit = invert(model, order, cols, rows, wl0, inverse)
+    dispersion = np.broadcast_to(1.0 / np.abs(forward[:, 0, 0])[:, None], rows.shape)
+    area = np.broadcast_to(np.abs(np.linalg.det(inverse))[:, None], rows.shape)
+    inside = (rows >= 0) & (rows < SCIENCE) & (np.abs(slit) <= SLIT_LENGTH / 2 + 1.5)
+    index = ((rows + TRIM) * WIDTH + cols + TRIM).astype(np.int64)
+    return OrderPixels(order, index[inside], wl[inside], slit[inside], dispersion[inside], area[inside])
+
+
+def centre_line(model: Geometry, order: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """The detector columns the order's slit centre crosses, and the wavelength it shows at each."""
     span = hi - lo
     grid = np.linspace(lo - 0.6 * span, hi + 0.6 * span, 8192)
-    centre_x = model.x(order, grid, 0.0)
-    columns = np.arange(max(0, int(np.ceil(centre_x.min()))), min(SCIENCE, int(centre_x.max()) + 1), dtype=float)
-    wl0 = np.interp(columns, centre_x, grid)
-    y0 = model.y(order, wl0, 0.0)
-    step_wl, step_slit = 0.01, 0.5
-    jacobian = np.array([
-        [(model.x(order, wl0 + step_wl, 0.0) - model.x(order, wl0 - step_wl, 0.0)) / (2 * step_wl),
-         (model.x(order, wl0, step_slit) - model.x(order, wl0, -step_slit)) / (2 * step_slit)],
-        [(model.y(order, wl0 + step_wl, 0.0) - model.y(order, wl0 - step_wl, 0.0)) / (2 * step_wl),
-         (model.y(order, wl0, step_slit) - model.y(order, wl0, -step_slit)) / (2 * step_slit)],
-    ])  # (2, 2, columns)
-    inverse = np.linalg.inv(np.moveaxis(jacobian, -1, 0))  # (columns, 2, 2)
-    rows = np.round(y0)[:, None] + np.arange(-half_height, half_height + 1)[None, :]
-    cols = np.broadcast_to(columns[:, None], rows.shape)
+    x = model.x(order, grid, 0.0)
+    columns = np.arange(max(0, int(np.ceil(x.min()))), min(SCIENCE, int(x.max()) + 1), dtype=float)
+    return columns, np.interp(columns, x, grid)
+
+
+def jacobian(model: Geometry, order: int, wavelength: np.ndarray, step_wl: float = 0.01, step_slit: float = 0.5
+             ) -> np.ndarray:
+    """d(x, y)/d(wavelength, slit) on the slit centre at each `wavelength`: shape (2, 2, N)."""
+    def derivative(axis: Callable[..., np.ndarray]) -> list[np.ndarray]:
+        return [(axis(order, wavelength + step_wl, 0.0) - axis(order, wavelength - step_wl, 0.0)) / (2 * step_wl),
+                (axis(order, wavelength, step_slit) - axis(order, wavelength, -step_slit)) / (2 * step_slit)]
+
+    return np.array([derivative(model.x), derivative(model.y)])
+
+
+def invert(model: Geometry, order: int, cols: np.ndarray, rows: np.ndarray, wl0: np.ndarray, inverse: np.ndarray,
+           steps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The (wavelength, slit) that the model puts on pixel centres (cols, rows): Newton steps from the slit
+    centre at each column's `wl0`, with the centre's inverse Jacobian (the model is nearly linear over one
+    slit length, so a few steps reach a thousandth of a pixel)."""
     inv = np.broadcast_to(inverse[:, None], (*rows.shape, 2, 2))
     wl = np.broadcast_to(wl0[:, None], rows.shape).copy()
     slit = np.zeros(rows.shape)
-    for _ in range(4):
+    for _ in range(steps):
         dx = cols - model.x(order, wl, slit)
         dy = rows - model.y(order, wl, slit)
         wl += inv[..., 0, 0] * dx + inv[..., 0, 1] * dy
         slit += inv[..., 1, 0] * dx + inv[..., 1, 1] * dy
-    dispersion = np.broadcast_to(np.abs(1.0 / jacobian[0, 0])[:, None], rows.shape)
-    slit_step = np.broadcast_to(np.abs(1.0 / jacobian[1, 1])[:, None], rows.shape)
-    inside = (rows >= 0) & (rows < SCIENCE) & (np.abs(slit) <= SLIT_LENGTH / 2 + 1.5)
-    index = ((rows + TRIM) * WIDTH + cols + TRIM).astype(np.int64)
-    return OrderPixels(order, index[inside], wl[inside], slit[inside], dispersion[inside], slit_step[inside])
+    return wl, slit
 
 
 # ---------------------------------------------------------------------------------------------------- the lights
@@ -399,48 +447,41 @@ def extended(static: Path, brightness: Callable[[OrderPixels], np.ndarray]) -> n
 
 
 def lamp_spectrum(wavelength: np.ndarray) -> np.ndarray:
-    """The QTH lamp seen through the instrument, relative: smooth and within a few per cent, so that the
-    master flat is even enough for mflat's low-sensitivity clip."""
-    return 1.0 + 0.03 * np.sin(wavelength / 140.0) + 0.02 * np.cos(wavelength / 37.0)
+    """The QTH lamp seen through the instrument, relative: falling by half from 800 to 2100 nm, linear in log
+    wavelength (which the orders sample evenly), so the master flat's values spread evenly between 0.75 and
+    1.25. mflat flags as low-sensitivity every pixel 2 MAD-sigma below the median of all in-order pixels: an
+    even spread that wide keeps ordinary pixels clear of that cut, and only the slit's very ends fall below it."""
+    position = np.log(wavelength / 800.0) / np.log(2100.0 / 800.0)
+    return 1.25 - 0.5 * np.clip(position, 0.0, 1.0)
 
 
 def slit_profile(slit: np.ndarray) -> np.ndarray:
-    """The lit slit: flat over SLIT_LENGTH with soft ends (what mflat's order-edge detection needs)."""
+    """The lit slit: flat over SLIT_LENGTH with sharp ends. mflat finds the order edges where the flat drops
+    and counts the partly lit pixels inside them as cold pixels (its COLDPIX FRAC QC wants below 1 %), so
+    the ends must be sharp to within a fraction of a pixel."""
     half, edge = SLIT_LENGTH / 2, np.sqrt(2.0) * SLIT_EDGE
     return 0.5 * (erf((half - slit) / edge) + erf((half + slit) / edge))
 
 
 def pinhole_flat(static: Path) -> np.ndarray:
-    """The QTH lamp through the single pinhole: a narrow continuum trace along each order's centre, between
-    the spectral format's WLMINFUL and WLMAXFUL, where soxspipe's order_centres traces it."""
+    """The QTH lamp through the single pinhole: a narrow continuum trace along each order's slit centre, which
+    soxspipe's order_centres finds in slices across the order (between the spectral format's WLMINFUL and
+    WLMAXFUL, where the dispersion solution predicts it) and fits a smooth polynomial to."""
     def trace(band: OrderPixels) -> np.ndarray:
-        return 2.0e4 * lamp_spectrum(band.wavelength) * np.exp(-0.5 * (band.slit / PINHOLE_SIGMA) ** 2)
+        return PINHOLE_FLAT_LEVEL * lamp_spectrum(band.wavelength) * np.exp(-0.5 * (band.slit / PINHOLE_SIGMA) ** 2)
 
     return extended(static, trace)
 
 
-#: ADU per pixel on the slit flats' plateau: mflat's QC wants the 90th percentile of the in-order flux of each
-#: flat (ORDEXP90) in [30000, 60000] electrons.
-FLAT_LEVEL = 4.0e4
-
-
 def slit_flat(static: Path, saturated: bool = False) -> np.ndarray:
-    """The QTH lamp through the long slit: a flat-topped band over each whole order with soft edges, which
-    soxspipe's mflat normalises and finds the order edges of. `saturated`: the lamp three times too long, the
+    """The QTH lamp through the long slit: a flat-topped band over each whole order, which soxspipe's mflat
+    normalises and finds the order edges of. `saturated`: the lamp three times too long, the
     plateau past the 16-bit range."""
     level = FLAT_LEVEL * (3.0 if saturated else 1.0)
     return extended(static, lambda band: level * lamp_spectrum(band.wavelength) * slit_profile(band.slit))
 
 
 # ---------------------------------------------------------------------------------------------------- the night sky
-
-TELESCOPE_AREA = 89000.0  # cm2, the NTT's, as soxspipe's efficiency estimate takes it
-THROUGHPUT = 0.2  # photons to electrons end to end: soxspipe's nod_std QC wants its efficiency in [0.02, 0.5]
-PLANCK_C = 6.626e-27 * 2.998e10  # erg cm
-SKY_LINE_SIGMA = 1.3  # px along the order
-SKY_LINE_RATE = 0.01  # ADU/s at a line's peak per unit of skylines.fits FLUX
-SKY_CONTINUUM_RATE = 0.3  # ADU/s per pixel
-
 
 @functools.lru_cache(maxsize=4)
 def sky_lines(static: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -474,16 +515,16 @@ def night_sky(static: Path, exptime: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def standard_star_table(static: Path) -> tuple[np.ndarray, np.ndarray]:
-    """GD71's spectrum (wavelength nm, erg/s/cm2/Angstrom) from soxspipe's flux-standard table."""
+    """The standard star's spectrum (wavelength nm, erg/s/cm2/Angstrom) from soxspipe's flux-standard table."""
     from astropy.table import Table
 
     table = Table.read(static / "flux_standards.fits")
-    return np.asarray(table["WAVE"], dtype=float), np.asarray(table["GD71"], dtype=float)
+    return np.asarray(table["WAVE"], dtype=float), np.asarray(table[STANDARD_STAR], dtype=float)
 
 
 def standard_star_flux(static: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """GD71's flux density (erg/s/cm2/Angstrom) at given wavelengths, the star soxspipe's nod_std measures its
-    response and efficiency against."""
+    """The standard star's flux density (erg/s/cm2/Angstrom) at given wavelengths: soxspipe's nod_std measures
+    its response and efficiency against the same table."""
     wave, flux = standard_star_table(static)
     return lambda wavelength: np.interp(wavelength, wave, flux)
 
@@ -499,13 +540,12 @@ def point_source(static: Path, flux: Callable[[np.ndarray], np.ndarray], offset:
                  ) -> np.ndarray:
     """A star at `offset` arcsec along the slit (its nod position) under SEEING_FWHM seeing for `exptime`
     seconds (flattened raw frame): its flux density turned into electrons per pixel through the NTT's area,
-    THROUGHPUT and each pixel's share of wavelength and slit."""
+    THROUGHPUT and the patch of wavelength and slit each pixel sees."""
     sigma = SEEING_FWHM / 2.3548
 
     def star(band: OrderPixels) -> np.ndarray:
         photons = flux(band.wavelength) * 10.0 * band.wavelength * 1e-7 / PLANCK_C  # per s, cm2, nm
-        per_pixel = photons * TELESCOPE_AREA * THROUGHPUT * exptime * band.dispersion
-        across = np.exp(-0.5 * ((band.slit - offset) / sigma) ** 2) * band.slit_step / (sigma * np.sqrt(2 * np.pi))
-        return per_pixel * across
+        profile = np.exp(-0.5 * ((band.slit - offset) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))  # per arcsec
+        return photons * TELESCOPE_AREA * THROUGHPUT * exptime * profile * band.area
 
     return extended(static, star)
