@@ -12,6 +12,14 @@ wavelength, slit position), fitted to the multi-pinhole table in the very form s
 and spatial solutions with (degrees within both), so the solutions soxspipe derives from our arcs describe
 our flats, traces, sky and stars too. A frame is drawn on the turned frame and turned back to the raw
 orientation at the end.
+
+How far soxspipe 0.19.0 takes these frames: mbias/mdark, disp_solution, order_centres (UVB: D2 and QTH),
+mflat (UVB: D2 and QTH stitched) and spat_solution pass on every arm. stare_std stops before reading a frame:
+an SOF named `_STD_` makes the recipe look up `soxs-stare-std` settings (base_recipe.py:126-129, 2933),
+which xsh_default_settings.yaml lacks; given them, its sky subtraction wants `noise_rolling_window_size`
+(subtract_sky.py:2780), which the X-shooter settings lack too; given both, the sky model and the object trace
+succeed and the optimal extraction runs out of memory (image_transformer.py:396 holds every cell corner of
+every order at once: ~47 million rows on NIR). nod reaches the same extraction.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ PINHOLE_TRACE_FWHM = 3.0  # px across the order: the pinhole flat's trace
 ARC_SHIFT = 40.0  # px along the slit: shifted-arc's moved pinhole, beyond disp_solution's 10 px window
 OVEREXPOSURE = 4.0  # saturated-flat: the lamp on this many times too long
 SEEING_FWHM = 0.9  # arcsec
-NOD_THROW = 5.0  # arcsec between the A and B positions
+NOD_THROW = 6.0  # arcsec between the A and B positions: wider than the 20 px extraction aperture on NIR
 TELESCOPE_AREA = 5.1e5  # cm2: a VLT unit telescope
 THROUGHPUT = 0.15  # photons to electrons, end to end
 PLANCK_C = 6.626e-27 * 2.998e10  # erg cm
@@ -509,14 +517,14 @@ def arc(static: Path, arm: str, kind: str, fault: str | None) -> np.ndarray:
     if fault == "blank-arc":
         return image
     lines = pinhole_table(static, arm, kind)
-    x, y = np.empty(lines["order"].size), np.empty(lines["order"].size)
+    x, y = np.full(lines["order"].size, np.nan), np.full(lines["order"].size, np.nan)
     for model in order_models(static, arm):
         mine = lines["order"] == model.number
         x[mine], y[mine] = model.position(lines["wavelength"][mine], lines["slit"][mine])
-    known = np.isin(lines["order"], [m.number for m in order_models(static, arm)])
     if fault == "shifted-arc":
         x = x + ARC_SHIFT
-    add_spots(image, frame, x[known], y[known], line_flux(lines["wavelength"][known]))
+    drawn = np.isfinite(x)  # lines of the spectral format's orders (all of them, in soxspipe 0.19.0's tables)
+    add_spots(image, frame, x[drawn], y[drawn], line_flux(lines["wavelength"][drawn]))
     return image
 
 
@@ -668,16 +676,22 @@ def nir_pedestal(static: Path) -> np.ndarray:
     return pedestal
 
 
-def binned(pixels: np.ndarray, header: dict[str, Any], arm: str) -> np.ndarray:
-    """Raw-orientation pixels summed over the header's binning (`ESO DET WIN1 BINX` along NAXIS1, `BINY`
-    along NAXIS2); the NIR detector is not binned."""
+def binning(header: dict[str, Any], arm: str) -> tuple[int, int]:
+    """(along NAXIS2, along NAXIS1): the header's `ESO DET WIN1 BINY` and `BINX`; the NIR detector is not
+    binned."""
     if arm == "NIR":
+        return 1, 1
+    return int(header.get("ESO DET WIN1 BINY", 1)), int(header.get("ESO DET WIN1 BINX", 1))
+
+
+def binned(pixels: np.ndarray, header: dict[str, Any], arm: str) -> np.ndarray:
+    """Raw-orientation pixels summed over the header's binning (the charge of a bin's pixels is read out
+    together)."""
+    by, bx = binning(header, arm)
+    if by == bx == 1:
         return pixels
-    bx, by = int(header.get("ESO DET WIN1 BINX", 1)), int(header.get("ESO DET WIN1 BINY", 1))
-    if bx == by == 1:
-        return pixels
-    height, width = pixels.shape[0] // by * by, pixels.shape[1] // bx * bx
-    return pixels[:height, :width].reshape(height // by, by, width // bx, bx).sum(axis=(1, 3))
+    height, width = pixels.shape[0] // by, pixels.shape[1] // bx
+    return pixels[:height * by, :width * bx].reshape(height, by, width, bx).sum(axis=(1, 3))
 
 
 def read_out(signal: np.ndarray | None, header: dict[str, Any], static: Path, arm: str,
@@ -693,8 +707,8 @@ def read_out(signal: np.ndarray | None, header: dict[str, Any], static: Path, ar
     else:
         level, read_noise, dark = BIAS_LEVEL, float(header.get("ESO DET OUT1 RON", 2.5)) / gain, 0.0
     if signal is None:
-        light = np.full(binned(np.empty(frame.raw_shape, dtype=np.float32), header, arm).shape, dark,
-                        dtype=np.float32)
+        by, bx = binning(header, arm)
+        light = np.full((frame.raw_shape[0] // by, frame.raw_shape[1] // bx), dark, dtype=np.float32)
     else:
         turned = np.multiply(signal, pixel_response(static, arm), dtype=np.float32).reshape(frame.turned_shape)
         np.clip(turned, 0.0, None, out=turned)
