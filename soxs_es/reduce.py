@@ -260,6 +260,10 @@ class Reduce:
         if any(name in self.template for name in soxspipe.NEEDS_SOXSPIPE) and self.soxspipe is None:
             raise UserError(f"no soxspipe to run the recipes with: {soxspipe.HOW_TO_INSTALL} "
                             "(or give `--command` to run something else)")
+        if "{soxspipe_python}" in self.template and soxspipe.python_of(self.soxspipe or "") is None:
+            raise UserError(f"{self.soxspipe} names no Python on its #! line to run soxspipe's recipes with; give "
+                            "`--command '{soxspipe} {command} {sof} -s {settings} {overwrite}'` (order_centres "
+                            "then needs soxspipe's --poly) or point SOXSPIPE at a venv's soxspipe")
         try:
             soxspipe.recipe_command(self.template, soxspipe=self.soxspipe, recipe="mbias", sof="sof/x.sof",
                                     settings=SETTINGS, session=self.session, python=sys.executable, overwrite=False)
