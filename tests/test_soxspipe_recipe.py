@@ -84,3 +84,21 @@ def test_the_default_command_runs_the_script_with_soxspipes_python(tmp_path: Pat
                                       python=sys.executable, overwrite=True)
     assert command == ["/opt/soxspipe-venv/bin/python3.12", soxspipe.RECIPE_SCRIPT, "stare", "sof/a.sof", "-s",
                        "sessions/base/soxspipe.yaml", "-x"]
+
+
+def test_reduce_refuses_a_soxspipe_that_names_no_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from soxs_es.demo import write_demo
+    from soxs_es.errors import UserError
+    from soxs_es.prep import prep
+    from soxs_es.reduce import reduce
+
+    ws = tmp_path / "ws"
+    write_demo(ws, nights=1, seed=2, compressed_fraction=0.0)
+    prep(ws, workers=1, notify=lambda m: None)
+    binary = tmp_path / "soxspipe"
+    binary.write_bytes(b"\x7fELF not a script")
+    binary.chmod(0o755)
+    monkeypatch.setenv("SOXSPIPE", str(binary))
+    monkeypatch.delenv("SOXS_ES_RECIPE_COMMAND", raising=False)
+    with pytest.raises(UserError, match="names no Python"):
+        reduce(ws, jobs=1)
