@@ -203,7 +203,12 @@ def nodded(cards: Cards) -> Cards:
 
 def affected(header: dict[str, Any], fault: str) -> bool:
     """Whether `fault` (see `soxs_es.simulation.FAULTS`) touches this frame: the slit flats (saturated-flat)
-    or the single-pinhole arc (blank-arc, shifted-arc); on NIR the lamp-on frames only."""
+    or the single-pinhole arc (blank-arc, shifted-arc); on NIR the lamp-on frames only.
+
+    soxspipe 0.19.0 ships no QC ranges for X-shooter (xsh_default_settings.yaml has no `qc-acceptable-ranges`),
+    so none of these fails its recipe there: on VIS a blank or shifted arc gives a "passed" disp_solution with
+    DETLINES FRAC 0.037 (20 noise peaks of 541 lines), a saturated flat a "passed" mflat with ORDEXP50 110000
+    e- and COLDPIX FRAC 0.038 (0.018 unsaturated)."""
     kind, tech = str(header.get("ESO DPR TYPE")), header.get("ESO DPR TECH")
     if fault == "saturated-flat":
         return kind.startswith("LAMP,") and kind.endswith("FLAT") and tech == "ECHELLE,SLIT"
