@@ -67,6 +67,30 @@ def parse_faults(given: Sequence[str]) -> dict[int, frozenset[str]]:
     return {night: frozenset(names) for night, names in faults.items()}
 
 
+def soxs_affected(header: dict[str, Any], fault: str) -> bool:
+    """Whether `fault` touches a SOXS frame (either arm; lamp-on frames only, lamp-off ones are IMAGE)."""
+    kind, tech = header.get("ESO DPR TYPE"), header.get("ESO DPR TECH")
+    if fault == "saturated-flat":
+        return kind == "LAMP,FLAT" and tech == "ECHELLE,SLIT"
+    if fault in ("blank-arc", "shifted-arc"):
+        return kind == "LAMP,WAVE" and tech == "ECHELLE,PINHOLE"
+    return False
+
+
+def towards_pixel(position: Callable[..., tuple[np.ndarray, np.ndarray]],
+                  jacobian: Callable[..., tuple[np.ndarray, ...]], x: np.ndarray, y: np.ndarray,
+                  wavelength: np.ndarray, slit: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (wavelength, slit) a model puts on pixel (x, y): Newton steps from a first guess, with the model's
+    `position(wavelength, slit)` and `jacobian(wavelength, slit)` = (dx/dwl, dy/dwl, dx/dslit, dy/dslit)."""
+    for _ in range(steps):
+        x_now, y_now = position(wavelength, slit)
+        x_wl, y_wl, x_s, y_s = jacobian(wavelength, slit)
+        det = x_wl * y_s - x_s * y_wl
+        wavelength, slit = (wavelength - (y_s * (x_now - x) - x_s * (y_now - y)) / det,
+                            slit - (x_wl * (y_now - y) - y_wl * (x_now - x)) / det)
+    return wavelength, slit
+
+
 def arm_module(arm: str, instrument: str = "soxs") -> Any:
     """The module (or namespace) that knows one arm: `frames`, `affected`, `render`."""
     if arm not in ARMS.get(instrument, ()):

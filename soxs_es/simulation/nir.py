@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from soxs_es.demo import ARC_LAMPS, QTH, NightBuilder, _nir
+from soxs_es.simulation import soxs_affected
 
 WIDTH, HEIGHT = 2048, 2048  # NAXIS1, NAXIS2 of a raw NIR frame
 TRIM = 4  # soxspipe keeps rows and columns TRIM:TRIM + SCIENCE
@@ -126,14 +127,8 @@ def cooled(cards: Cards) -> Cards:
             for key, value in cards]
 
 
-def affected(header: dict[str, Any], fault: str) -> bool:
-    """Whether `fault` (see `soxs_es.simulation.FAULTS`) touches this frame (lamp-on frames only)."""
-    kind, tech = header.get("ESO DPR TYPE"), header.get("ESO DPR TECH")
-    if fault == "saturated-flat":
-        return kind == "LAMP,FLAT" and tech == "ECHELLE,SLIT"
-    if fault in ("blank-arc", "shifted-arc"):
-        return kind == "LAMP,WAVE" and tech == "ECHELLE,PINHOLE"
-    return False
+#: Which frames a fault touches: the same SOXS frame types on either arm.
+affected = soxs_affected
 
 
 # ---------------------------------------------------------------------------------------------------- the frames

@@ -21,6 +21,7 @@ import numpy as np
 from astropy.io import fits
 
 from soxs_es.demo import QTH, THAR, NightBuilder, _vis
+from soxs_es.simulation import soxs_affected, towards_pixel
 
 WIDTH, HEIGHT = 908, 4096  # NAXIS1, NAXIS2 of a raw VIS frame
 FIRST_COLUMN, TRIMMED_WIDTH = 50, 808  # soxspipe keeps raw columns 50:858
@@ -96,14 +97,8 @@ def with_instrument_state(cards: list[tuple[str, Any]]) -> list[tuple[str, Any]]
     return [(key, state[key](value) if key in state else value) for key, value in cards]
 
 
-def affected(header: dict[str, Any], fault: str) -> bool:
-    """Whether `fault` (see `soxs_es.simulation.FAULTS`) touches this frame."""
-    kind, tech = header.get("ESO DPR TYPE"), header.get("ESO DPR TECH")
-    if fault == "saturated-flat":
-        return kind == "LAMP,FLAT" and tech == "ECHELLE,SLIT"
-    if fault in ("blank-arc", "shifted-arc"):
-        return kind == "LAMP,WAVE" and tech == "ECHELLE,PINHOLE"
-    return False
+#: Which frames a fault touches: the same SOXS frame types on either arm.
+affected = soxs_affected
 
 
 # -- the spectrograph model ------------------------------------------------------------------------------------
@@ -227,12 +222,7 @@ def lit_pixels(model: OrderModel) -> Order:
     y = np.broadcast_to(rows[:, None].astype(float), x.shape)
     wavelength = np.broadcast_to(wl0[:, None], x.shape).copy()
     slit = (x - x_mid[:, None]) / model.slope(wl0)[2][:, None]
-    for _ in range(5):
-        x_now, y_now = model.position(wavelength, slit)
-        x_wl, y_wl, x_s, y_s = model.slope(wavelength, slit)
-        det = x_wl * y_s - x_s * y_wl
-        wavelength = wavelength - (y_s * (x_now - x) - x_s * (y_now - y)) / det
-        slit = slit - (x_wl * (y_now - y) - y_wl * (x_now - x)) / det
+    wavelength, slit = towards_pixel(model.position, model.slope, x, y, wavelength, slit, steps=5)
     inside = (x >= 0) & (x < TRIMMED_WIDTH)
     in_range = (wavelength >= model.wl_min - margin) & (wavelength <= model.wl_max + margin)
     cols = np.clip(x, 0, TRIMMED_WIDTH - 1).astype(int) + FIRST_COLUMN

@@ -51,6 +51,7 @@ from soxs_es.demo_xsh import (
     _ccd,
     _nir,
 )
+from soxs_es.simulation import towards_pixel
 
 Cards = list[tuple[str, Any]]
 Frames = list[tuple[str, Cards]]
@@ -425,12 +426,7 @@ def band_of(model: OrderModel, frame: Layout) -> OrderBand:
     y = np.broadcast_to(rows[:, None].astype(float), x.shape)
     wavelength = np.broadcast_to(wl0[:, None], x.shape).copy()
     slit = offsets[None, :] / model.jacobian(wl0)[2][:, None]
-    for _ in range(3):
-        x_now, y_now = model.position(wavelength, slit)
-        x_wl, y_wl, x_s, y_s = model.jacobian(wavelength, slit)
-        det = x_wl * y_s - x_s * y_wl
-        wavelength = wavelength - (y_s * (x_now - x) - x_s * (y_now - y)) / det
-        slit = slit - (x_wl * (y_now - y) - y_wl * (x_now - x)) / det
+    wavelength, slit = towards_pixel(model.position, model.jacobian, x, y, wavelength, slit, steps=3)
     x_wl, y_wl, x_s, _ = model.jacobian(wavelength, slit)
     columns = np.arange(offsets[0], offsets[-1] + 1)
     node, frac = np.divmod(columns - offsets[0], NODE_STEP)
