@@ -337,8 +337,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = explain(association, name, cascade_of(view.rules))
     if result is None:
         raise UserError(f"no SOF named {name} in {args.workspace}; `soxs-es list sof` shows them", code=2)
+    made = ops.provenance_of(root, view, name)
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(result.as_dict() | {"made_from": made}, indent=2, default=str))
         return 0
     status = "complete" if result.complete else "INCOMPLETE: " + (result.note or "no " + ", ".join(result.missing))
     quality = "-" if result.quality is None else f"{result.quality} night(s) to its furthest calibration"
@@ -363,7 +364,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"   {mark}{where:>4}  {c.distance:9.4f} d  {c.product.filepath}{why}")
         if len(shown) < len(slot.candidates):
             print(f"    ... {len(slot.candidates) - len(shown)} more candidates (--all lists them)")
+    if made is not None:
+        _print_made_from(made)
     return 0
+
+
+def _print_made_from(made: dict[str, Any]) -> None:
+    """A product's provenance, as `explain` shows it."""
+    state = f"STALE: {made['stale']}" if made["stale"] else "current: made from what is decided now"
+    print(f"  products made by #{made['seq']} {made['recorded_at']} ({made['by']}"
+          + (f", run {made['run']}" if made["run"] else "") + f"): {state}")
+    pipeline = made["pipeline"] or "not recorded"
+    print(f"    pipeline: {pipeline}" + ("" if not made["pipeline"] or made["pipeline"] == made["pipeline_now"]
+                                         else f" (now {made['pipeline_now']}: `reduce --rerun-new-pipeline` remakes)"))
+    for line in made["inputs"]:
+        identity = line["identity"] or "?"
+        what = f"making #{identity[1:]}" if identity.startswith("#") else f"size/mtime {identity}"
+        print(f"    {line['filepath']}  {line['tag']}  ({what})")
+    print(f"    {len(made['parameters'])} parameters (`explain --json` lists them)")
 
 
 def _cell(value: Any) -> str:
@@ -500,7 +518,8 @@ def cmd_reduce(args: argparse.Namespace) -> int:
         executor = DaskCluster(args.scheduler, args.jobs or os.cpu_count() or 1)
     try:
         report = reduce(Path(args.workspace), wanted=args.sof or None, jobs=args.jobs, overwrite=args.overwrite,
-                        quit_on_fail=args.quit_on_fail, template=args.command, executor=executor, show=view)
+                        quit_on_fail=args.quit_on_fail, template=args.command, executor=executor, show=view,
+                        rerun_new_pipeline=args.rerun_new_pipeline)
     finally:
         view.close()
     if args.json:
@@ -602,7 +621,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     known = sorted({s.recipe for s in association.sets})
     if args.recipe is not None and args.recipe not in known:
         raise UserError(f"no recipe {args.recipe!r} in this workspace; recipes with sets: {', '.join(known)}")
-    rows = sof_rows(association, view.found, args.recipe, args.incomplete)
+    rows = sof_rows(association, view.found, args.recipe, args.incomplete, view.stale)
     _emit(rows, ["sof", "recipe", "arm", "night", "quality", "status", "why"], args.json, "no SOFs")
     return 0
 
@@ -635,13 +654,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = Path(args.workspace)
     view = ops.current_view(root)
     derived = view.derived
-    rows = sof_rows(derived.association, view.found)
+    rows = sof_rows(derived.association, view.found, stale=view.stale)
     log = EventLog(root / layout.DATABASE, readonly=True)
     try:
         last = next(iter(log.read(after=max(log.last_seq() - 1, 0))), None)
     finally:
         log.close()
     failures = [{"sof": r["sof"], "why": r["why"]} for r in rows if r["status"] == "failed"]
+    stale = [{"sof": r["sof"], "why": r["why"]} for r in rows if r["status"] == "stale"]
     blocked = [{"sof": r["sof"], "why": r["why"]} for r in rows
                if r["status"] == "incomplete" and r["recipe"] in ("stare_obj", "nod_obj", "offset_obj")]
     raw_frames, nights = frames_and_nights(derived.raw_frames)
@@ -652,7 +672,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "workspace": str(root), "session": view.session, "sessions": list(view.state.sessions),
         "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
-        "failures": failures, "incomplete_science": blocked,
+        "failures": failures, "stale": stale, "incomplete_science": blocked,
         "spectra": spectrum_rows(derived.association, view.state.products.get(view.session, {})),
         "reduce": {"running": running if active else [], "cut_short": [] if active else running,
                    "passed": sum(1 for r in runs.values() if r.status == "passed"),
@@ -669,8 +689,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print()
     _print_table(status["frames"], ["arm", "type", "tech", "frames"])
     print()
-    _print_table(status["recipes"], ["recipe", "sets", "done", "to do", "failed", "incomplete"])
-    for title, items in (("failed (recipe or QC)", failures), ("science that cannot be completed", blocked)):
+    _print_table(status["recipes"], ["recipe", "sets", "done", "stale", "to do", "failed", "incomplete"])
+    for title, items in (("failed (recipe or QC)", failures),
+                         ("stale: made from what is no longer decided (`soxs-es reduce` makes them again)", stale),
+                         ("science that cannot be completed", blocked)):
         if items:
             print(f"\n{title}:")
             for item in items:
@@ -757,6 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, help="recipes run at once (default: the number of cores)")
     p.add_argument("-x", "--overwrite", action="store_true", help="reduce again what is already reduced")
     p.add_argument("-q", "--quit-on-fail", action="store_true", help="start nothing more once a recipe failed")
+    p.add_argument("--rerun-new-pipeline", action="store_true",
+                   help="also make again products another pipeline (version) made (else only shown, by explain)")
     p.add_argument("--command", help="how to run a recipe (default: the session's setting, else soxspipe's "
                                      "command line: '{soxspipe_python} {recipe_script} {command} {sof} -s "
                                      "{settings} {overwrite}', see README)")

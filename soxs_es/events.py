@@ -119,6 +119,19 @@ class SessionSwitched(Event, frozen=True):
 BY_HAND, BY_PIPELINE = "", "pipeline"
 
 
+class Provenance(msgspec.Struct, frozen=True, kw_only=True):
+    """What a recipe run made its products from (see README, "Stale products"): the SOF's `lines` as the recipe
+    read them; per line, the identity of its input (`inputs`: a raw frame's "<size>/<mtime_ns>" as last
+    ingested, a calibration product's "#<seq>", the event that recorded the making of it, "#this" the event
+    holding this provenance, "" unknown); the recipe's `parameters` (its settings, flattened, QC ranges
+    aside); the `pipeline` that ran it."""
+
+    lines: list[tuple[str, str]]
+    inputs: list[str]
+    parameters: dict[str, Any] = {}
+    pipeline: str = ""
+
+
 class RecipeFailed(Event, frozen=True):
     """The recipe run on `sof` failed in `session`: its products must not calibrate anything there."""
 
@@ -165,10 +178,30 @@ class RecipeRun(Event, frozen=True):
 
 class RecipeStarted(Event, frozen=True):
     """`soxs-es reduce` started the recipe of `sof` in `session` (a run with no `RecipeRun` after it was cut
-    short: the reduce was killed)."""
+    short: the reduce was killed), on the inputs of `made_from` (None in events recorded before provenance
+    was)."""
 
     session: str
     sof: str
+    made_from: Provenance | None = None
+
+
+class ProvenanceRecorded(Event, frozen=True):
+    """Products of `session` that no `soxs-es reduce` run made are taken as made from their SOFs as decided
+    now (`made`: SOF -> provenance), for `reason`: passed by a recipe run by hand, or made before soxs-es
+    recorded provenance."""
+
+    session: str
+    made: dict[str, Provenance]
+    reason: str
+
+
+class SettingsInForce(Event, frozen=True):
+    """The soxspipe settings of `session` from now on, as its settings file holds them (logging and QC
+    ranges aside): what a recipe's parameters are read from."""
+
+    session: str
+    settings: dict[str, Any]
 
 
 class QcMeasured(Event, frozen=True):
@@ -271,6 +304,23 @@ class QcFailed(Decision, frozen=True):
     high: float
 
 
+class ProductStale(Decision, frozen=True):
+    """The products of `sof` in `session` were not made from what the organiser decides now (`reason`):
+    they are made again by the next reduce."""
+
+    session: str
+    sof: str
+    reason: str
+
+
+class ProductCurrent(Decision, frozen=True):
+    """The products of `sof` in `session` are no longer stale (`why`: made again, failed, gone ...)."""
+
+    session: str
+    sof: str
+    why: str
+
+
 class QcFailureEnded(Decision, frozen=True):
     """The QC failure of `name` of `sof` in `session` no longer holds (the ranges changed, or a new value)."""
 
@@ -301,6 +351,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     QcRangesInForce,
     ProductFound,
     ProductLost,
+    ProvenanceRecorded,
+    SettingsInForce,
     DecisionsBegun,
     SetFormed,
     SetDissolved,
@@ -308,6 +360,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     SofRemoved,
     QcFailed,
     QcFailureEnded,
+    ProductStale,
+    ProductCurrent,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENT_TYPES}
 

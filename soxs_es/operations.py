@@ -31,6 +31,7 @@ from soxs_es.pure.derive import Derived, derive
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.projection import FrameTables, ProjectedAssociation
+from soxs_es.pure.provenance import Stale, parameters_of, stale_products
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
@@ -42,7 +43,7 @@ from soxs_es.pure.tables import (
     sof_files,
     sof_text,
 )
-from soxs_es.shell import Projection, UserError, Workspace, load_rules
+from soxs_es.shell import SETTINGS, Projection, UserError, Workspace, load_rules, settings_now
 
 
 def _require_workspace(root: Path) -> None:
@@ -94,14 +95,14 @@ def session_new(root: Path, session: str | None, clock: Clock = utc_now, wait: f
     with writing(root, clock, wait) as ws:
         ws.ensure_session()
         ws.create_session(session or new_session_id(clock))
-        ws.record_qc_ranges(ws.session)
+        ws.record_settings(ws.session)
         return ws.project()
 
 
 def session_use(root: Path, session: str, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Projection:
     with writing(root, clock, wait) as ws:
         ws.use_session(session)
-        ws.record_qc_ranges(ws.session)
+        ws.record_settings(ws.session)
         return ws.project()
 
 
@@ -142,7 +143,7 @@ def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
     """Record one outcome for `sof` in the current session, then re-project (this is the fallback)."""
     with writing(root, clock, wait) as ws:
         ws.ensure_session()
-        ws.record_qc_ranges(ws.session)
+        ws.record_settings(ws.session)
         name = Path(sof).name
         failed_before = _projected_failure(ws, name)
         if failed_before is None:  # the projection is stale or gone: derive to know the SOF
@@ -180,6 +181,7 @@ class View:
     rules: Rules  # those recorded in the log (the workspace's file only before any was recorded)
     derived: Derived
     found: frozenset[str]  # predicted product paths whose files are in the session's reduced/ folder
+    stale: dict[str, Stale]  # made SOFs whose products are not made from what is decided now, with why
 
 
 def current_view(root: Path) -> View:
@@ -192,7 +194,40 @@ def current_view(root: Path) -> View:
     derived = derive(state, rules, session)
     folder = root / "sessions" / session
     found = frozenset(p.filepath for p in derived.association.products if (folder / p.filepath).exists())
-    return View(state, session, rules, derived, found)
+    settings = settings_now(folder / SETTINGS, state.settings.get(session, ({}, 0))[0])
+    stale = stale_products(derived.association, found, state.made.get(session, {}), state.files,
+                           lambda recipe, arm: parameters_of(settings, recipe, arm),
+                           recorded=state.decisions.stale.get(session, {}))
+    return View(state, session, rules, derived, found, stale)
+
+
+def provenance_of(root: Path, view: View, sof: str) -> dict[str, Any] | None:
+    """What the products of `sof` were last made from (None: never made, or made with no provenance recorded):
+    the event that recorded the making and when, what ran it and the pipeline now, its lines with each input's
+    identity then, its parameters, and why it is stale (None: current)."""
+    from soxs_es import soxspipe
+    from soxs_es.reduce import recipe_template
+
+    making = view.state.made.get(view.session, {}).get(sof)
+    if making is None or making.made_from is None:
+        return None
+    log = EventLog(root / layout.DATABASE, readonly=True)
+    try:
+        event = next(iter(log.read(after=making.seq - 1, until_seq=making.seq)), None)
+    finally:
+        log.close()
+    run = view.state.runs.get(view.session, {}).get(sof)
+    made_from = making.made_from
+    stale = view.stale.get(sof)
+    return {"seq": making.seq, "recorded_at": None if event is None else event.recorded_at,
+            "by": "soxs-es reduce" if isinstance(getattr(event, "event", None), ev.RecipeStarted) else
+            getattr(getattr(event, "event", None), "reason", ""),
+            "run": None if run is None or run.seq < making.seq else run.status,
+            "pipeline": made_from.pipeline,
+            "pipeline_now": soxspipe.pipeline_of(recipe_template(root, view.session, None), soxspipe.find_soxspipe()),
+            "inputs": [{"filepath": path, "tag": tag, "identity": identity}
+                       for (path, tag), identity in zip(made_from.lines, made_from.inputs, strict=False)],
+            "parameters": dict(made_from.parameters), "stale": None if stale is None else stale.reason}
 
 
 def found_products(state: WorkspaceState, session: str) -> frozenset[str]:
@@ -203,7 +238,8 @@ def found_products(state: WorkspaceState, session: str) -> frozenset[str]:
 def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
     """(recipe, SOF path) of the complete SOFs still to reduce in the current session, in cascade order.
 
-    A SOF is done when every product it predicts exists in the session's reduced/ folder; failed SOFs are
+    A SOF is done when every product it predicts exists in the session's reduced/ folder and is not stale
+    (made from what is no longer decided: it is listed, to be made again); failed SOFs are
     left out (reducing them again would fail again) unless `overwrite`, which lists every complete SOF.
     """
     view = current_view(root)
@@ -211,7 +247,7 @@ def todo(root: Path, overwrite: bool = False) -> list[tuple[str, str]]:
     products = products_by_sof(association)
     out = []
     for sof in sorted(association.complete_sofs(), key=lambda s: (s.set.recipe_order, s.set.sof)):
-        done = all(path in view.found for path in products.get(sof.set.sof, []))
+        done = all(path in view.found for path in products.get(sof.set.sof, [])) and sof.set.sof not in view.stale
         if overwrite or not (done or sof.failed):
             out.append((sof.set.recipe, f"sof/{sof.set.sof}"))
     return out

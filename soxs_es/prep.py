@@ -128,7 +128,7 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
         ws.check_settings(ws.session)
         filed = file_root(ws, scan.found, progress)
         synced = sync_raw(ws, filed.placed, workers, progress)
-        ws.record_qc_ranges(ws.session)
+        ws.record_settings(ws.session)
         facts_appended = ws.appended
         if ws.appended or not ws.projection_current() or ws.product_changes(ws.session):
             projection = ws.project()

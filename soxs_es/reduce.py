@@ -38,6 +38,7 @@ from soxs_es.projections.pipeline import mark_running
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.listings import products_by_sof
+from soxs_es.pure.provenance import Stale, producers, provenance
 from soxs_es.pure.schedule import Plan, eta_seconds, plan, verdict
 from soxs_es.pure.sessions import qc_failures
 from soxs_es.pure.tables import status_column
@@ -238,9 +239,10 @@ class Reduce:
 
     def __init__(self, root: Path, executor: Executor, *, wanted: list[str] | None, overwrite: bool,
                  quit_on_fail: bool, template: str | None, clock: Clock,
-                 show: Callable[[Progress], None]) -> None:
+                 show: Callable[[Progress], None], rerun_new_pipeline: bool = False) -> None:
         self.root, self.executor, self.overwrite, self.quit_on_fail, self.show = \
             root, executor, overwrite, quit_on_fail, show
+        self.rerun_new_pipeline = rerun_new_pipeline
         self._wanted = wanted
         self.ws = Workspace(root, clock)
         try:
@@ -253,7 +255,7 @@ class Reduce:
         root = self.root
         self.ws.ensure_session()
         self.ws.check_settings(self.ws.session)
-        self.ws.record_qc_ranges(self.ws.session)
+        self.ws.record_settings(self.ws.session)
         self.session = self.ws.session
         self.template = recipe_template(root, self.session, template)
         self.soxspipe = soxspipe.find_soxspipe()
@@ -269,6 +271,8 @@ class Reduce:
                                     settings=SETTINGS, session=self.session, python=sys.executable, overwrite=False)
         except ValueError as error:
             raise UserError(str(error)) from None
+        self.pipeline = soxspipe.pipeline_of(self.template, self.soxspipe)
+        self._stale: tuple[int, dict[str, Stale]] = (-1, {})
         self.projection: Projection = self.ws.project()
         self.wanted = None if self._wanted is None else [resolve_sof(self.projection.association, w, root)
                                                          for w in self._wanted]
@@ -314,7 +318,14 @@ class Reduce:
         state = self.ws.state
         return plan(self.projection.association, frozenset(state.products.get(self.session, {})), self.wanted,
                     running=self.ws.running, ran=frozenset(self.ran), interrupted=self.interrupted,
-                    overwrite=self.overwrite)
+                    overwrite=self.overwrite, stale=self.stale())
+
+    def stale(self) -> dict[str, Stale]:
+        """The made SOFs whose products are stale now (judged once per state of the log)."""
+        if self._stale[0] != self.ws.state.last_seq:
+            self._stale = (self.ws.state.last_seq, self.ws.stale_products(
+                self.projection.association, self.session, self.pipeline if self.rerun_new_pipeline else ""))
+        return self._stale[1]
 
     def _start(self, sof: str) -> None:
         name = sof
@@ -324,7 +335,11 @@ class Reduce:
             self.template, soxspipe=self.soxspipe, recipe=recipe, sof=f"sof/{name}",
             settings=str(session_dir / SETTINGS), session=self.session, python=sys.executable,
             overwrite=self.overwrite or name in self.interrupted or self._left_behind(name))
-        self.ws.record([ev.RecipeStarted(session=self.session, sof=name)],
+        association, state = self.projection.association, self.ws.state
+        made_from = provenance(association.sofs[name], producers(association), state.files,
+                               state.made.get(self.session, {}),
+                               self.ws.parameters(self.session)(recipe, association.sofs[name].set.arm), self.pipeline)
+        self.ws.record([ev.RecipeStarted(session=self.session, sof=name, made_from=made_from)],
                        also=lambda cur: mark_running(cur, self.session, name))
         self.started[name], self.commands[name] = self.ws.state.last_seq, command
         self.interrupted = self.interrupted - {name}  # run again now: from here on, an ordinary run
@@ -417,8 +432,10 @@ def _calibrations_changed(before: Association, after: Association, names: list[s
 
 def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = None, overwrite: bool = False,
            quit_on_fail: bool = False, template: str | None = None, executor: Executor | None = None,
-           clock: Clock = utc_now, show: Callable[[Progress], None] = lambda p: None) -> ReduceReport:
-    """Reduce the workspace at `root` (or the SOFs `wanted` and what they need), `jobs` recipes at once."""
+           clock: Clock = utc_now, show: Callable[[Progress], None] = lambda p: None,
+           rerun_new_pipeline: bool = False) -> ReduceReport:
+    """Reduce the workspace at `root` (or the SOFs `wanted` and what they need), `jobs` recipes at once: what is
+    not made yet, and what is stale (`pure.provenance`; made by another pipeline too with `rerun_new_pipeline`)."""
     if not (root / layout.DATABASE).is_file():
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
     slots = jobs or os.cpu_count() or 1
@@ -428,7 +445,7 @@ def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = No
     try:
         with workspace_lock(root, wait=0, notify=lambda m: None):
             return Reduce(root, executor, wanted=wanted, overwrite=overwrite, quit_on_fail=quit_on_fail,
-                          template=template, clock=clock, show=show).run()
+                          template=template, clock=clock, show=show, rerun_new_pipeline=rerun_new_pipeline).run()
     except UserError as error:
         if error.code == 4:
             raise UserError(f"another soxs-es (a reduce, or a prep) is writing to {root}; a reduce runs alone - "

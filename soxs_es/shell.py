@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import yaml
 
 from soxs_es import events as ev
 from soxs_es import fitsio, listing, soxspipe
@@ -29,7 +30,16 @@ from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.projection import ProjectedAssociation, plan_projection
-from soxs_es.pure.rules import Rules, parse_rules
+from soxs_es.pure.provenance import (
+    Stale,
+    parameters_of,
+    producers,
+    provenance,
+    settings_in_force,
+    stale_products,
+    unrecorded,
+)
+from soxs_es.pure.rules import SAFE_LOADER, Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
@@ -133,6 +143,16 @@ def session_settings(session_dir: Path, instrument: str) -> str | None:
     defaults = "xsh" if instrument == "XSH" else "soxs"
     text = soxspipe.default_settings_text(command, defaults) if command else None
     return None if text is None else soxspipe.fill_in_settings(text, session_dir)
+
+
+def settings_now(path: Path, fallback: dict[str, Any]) -> dict[str, Any]:
+    """What of a session's settings file can change a product, as the file holds it now (`fallback`, the settings
+    last recorded, when it cannot be read: the next writing command says why)."""
+    try:
+        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER) if path.is_file() else {}  # noqa: S506 - a safe loader
+    except Exception:
+        return fallback
+    return settings_in_force(doc) if isinstance(doc, dict) else fallback
 
 
 @attrs.define
@@ -332,20 +352,27 @@ class Workspace:
         if digest not in self.state.keyword_sets:
             self.record([ev.KeywordsAsked(digest=digest, keywords=sorted(self.rules.keywords))])
 
-    def record_qc_ranges(self, session: str) -> None:
-        """The session settings' QC ranges, recorded when they differ from those last in force."""
+    def record_settings(self, session: str) -> None:
+        """The session settings' QC ranges and the rest of its settings (what recipes' parameters are read
+        from), each recorded when it differs from what was last in force."""
         settings = self.session_dir(session) / SETTINGS
         try:
             text = settings.read_text() if settings.is_file() else ""
             ranges = qc_ranges_from_settings(text)
+            doc = settings_in_force(yaml.load(text, Loader=SAFE_LOADER) or {})  # noqa: S506 - a safe loader
         except (ValueError, OSError) as error:
             raise UserError(f"cannot read QC ranges from {settings}: {error}; fix the file and run again") from None
         except Exception as error:  # YAML syntax errors
             raise UserError(f"{settings} is not valid YAML ({type(error).__name__}); fix it and run again") from None
         frozen = {recipe: {arm: {k: (lo, hi) for k, (lo, hi) in qcs.items()} for arm, qcs in arms.items()}
                   for recipe, arms in ranges.items()}
+        batch: list[ev.Event] = []
         if _thaw(self.state.qc_ranges.get(session)) != frozen:
-            self.record([ev.QcRangesInForce(session=session, ranges=frozen)])
+            batch.append(ev.QcRangesInForce(session=session, ranges=frozen))
+        recorded = self.state.settings.get(session)
+        if (recorded[0] if recorded else {}) != doc:
+            batch.append(ev.SettingsInForce(session=session, settings=doc))
+        self.record(batch)
 
     def product_changes(self, session: str) -> list[ev.Event]:
         """FITS files that appeared in, changed in or vanished from the session's reduced/ folder."""
@@ -381,9 +408,11 @@ class Workspace:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
             del shown
+            self.record_provenance(plan.association.association, session)
             # what the organiser decided, recorded before it is written (a write cut short is redone from the
             # same decisions); the cached association is then of the log with them
-            decisions = decide(self.state, plan.association.association, session, plan.changed, self.state.last_seq)
+            decisions = decide(self.state, plan.association.association, session, plan.changed, self.state.last_seq,
+                               self.stale_products(plan.association.association, session))
             if decisions:
                 self.record(decisions)
                 plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
@@ -402,6 +431,42 @@ class Workspace:
                 memo.frames = plan.frames if plan.frames is not None else memo.frames if same_frames else None
                 memo.projected = plan.association
             return projection
+
+    # -- provenance ------------------------------------------------------------------------------------
+
+    def parameters(self, session: str) -> Callable[[str, str | None], dict[str, Any]]:
+        """A recipe's parameters for an arm, from the settings in force in `session`."""
+        settings = self.state.settings.get(session, ({}, 0))[0]
+        return lambda recipe, arm: parameters_of(settings, recipe, arm)
+
+    def record_provenance(self, association: Association, session: str) -> None:
+        """Products no `soxs-es reduce` run made (a recipe run by hand, a workspace reduced before provenance
+        was recorded) are taken as made from their SOFs as decided now: said once, in one event."""
+        state = self.state
+        made = state.made.get(session, {})
+        found = frozenset(state.products.get(session, {}))
+        new = unrecorded(association, found, made)
+        if not new:
+            return
+        self.load_files()
+        state, names = self.state, {s.set.sof for s in new}
+        producer_of, parameters = producers(association), self.parameters(session)
+        provenances = {sof.set.sof: provenance(sof, producer_of, state.files, made,
+                                               parameters(sof.set.recipe, sof.set.arm), "", names) for sof in new}
+        before = sum(1 for sof in new if sof.set.sof in made)
+        reason = ("passed by a recipe that no soxs-es reduce ran (by hand); taken as made from its SOF as decided "
+                  "now" if before == len(new) else
+                  "made before soxs-es recorded what products are made from, or by hand; taken as made from "
+                  "their SOFs as decided now")
+        self.record([ev.ProvenanceRecorded(session=session, made=provenances, reason=reason)])
+
+    def stale_products(self, association: Association, session: str, pipeline: str = "") -> dict[str, Stale]:
+        """The made SOFs of `session` whose products are not made from what is decided now, with why."""
+        state = self.state
+        return stale_products(association, frozenset(state.products.get(session, {})), state.made.get(session, {}),
+                              state.files if state.files_loaded else None, self.parameters(session), pipeline,
+                              recorded=state.decisions.stale.get(session, {}),
+                              settings_seq=state.settings.get(session, ({}, 0))[1])
 
     def remember_projection(self) -> None:
         """Let `remembered` hold the projection the database shows, when it is current and not held yet."""

@@ -71,6 +71,24 @@ def package_folder(command: str) -> Path | None:
     return Path(folder) if folder else None
 
 
+def version_of(command: str) -> str | None:
+    """The version of the soxspipe that `command` runs, read from its venv's package metadata (None: not found)."""
+    python = python_of(command)
+    if python is None:
+        return None
+    venv = Path(python).parent.parent
+    found = sorted(venv.glob("lib/python*/site-packages/soxspipe-*.dist-info"))
+    return found[-1].name[len("soxspipe-"):-len(".dist-info")] if found else None
+
+
+def pipeline_of(template: str, command: str | None) -> str:
+    """What runs the recipes, as a product's provenance names it: soxspipe and its version when the template runs
+    the installed soxspipe, else the command template itself."""
+    if command is not None and any(name in template for name in NEEDS_SOXSPIPE):
+        return f"soxspipe {version_of(command) or '(version unknown)'}"
+    return f"command: {template}"
+
+
 def default_settings_text(command: str, instrument: str = "soxs") -> str | None:
     """soxspipe's shipped default settings for `instrument` (`soxs_default_settings.yaml`, `xsh_...`), read from the
     package that `command` runs, or None."""

@@ -49,7 +49,7 @@ from soxs_es.pure.tables import format_sof
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 13
+STATE_FORMAT = 14
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 4
 
@@ -98,6 +98,10 @@ class ProjectionStamp(msgspec.Struct, frozen=True, kw_only=True):
                 and self.rules_digest == rules.digest and self.outputs == outputs)
 
 
+#: made once (a decoder made per call reads the type's annotations each time, a reference cycle each time)
+_STAMP_DECODER = msgspec.json.Decoder(ProjectionStamp)
+
+
 def read_stamp(conn: sqlite3.Connection | sqlite3.Cursor) -> ProjectionStamp | None:
     try:
         row = conn.execute("SELECT format, stamp FROM cache_stamp").fetchone()
@@ -106,7 +110,7 @@ def read_stamp(conn: sqlite3.Connection | sqlite3.Cursor) -> ProjectionStamp | N
     if row is None or row[0] != STAMP_FORMAT:
         return None
     try:
-        return msgspec.json.decode(row[1], type=ProjectionStamp)
+        return _STAMP_DECODER.decode(row[1])
     except (msgspec.DecodeError, TypeError):  # malformed, of another shape, or not text
         return None
 

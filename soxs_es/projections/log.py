@@ -34,8 +34,17 @@ def describe(event: ev.Event) -> str:
             flagged = sorted({str(r.get("qc_name")) for r in rows if r.get("qc_flag") == "fail"})
             return (f"[{session}] {sof}: {len(rows)} QC rows from the recipe"
                     + (f", flagged fail: {', '.join(flagged)}" if flagged else ""))
-        case ev.RecipeStarted(session=session, sof=sof):
-            return f"[{session}] {sof}"
+        case ev.RecipeStarted(session=session, sof=sof, made_from=made_from):
+            return f"[{session}] {sof}" + ("" if made_from is None else
+                                           f" ({len(made_from.lines)} lines, {made_from.pipeline or 'pipeline ?'})")
+        case ev.ProvenanceRecorded(session=session, made=made, reason=reason):
+            return f"[{session}] {len(made)} SOFs' products: {reason}"
+        case ev.SettingsInForce(session=session, settings=settings):
+            return f"[{session}] soxspipe settings: {len(settings)} entries"
+        case ev.ProductStale(session=session, sof=sof, reason=reason):
+            return f"[{session}] {sof} stale: {reason} ({_basis(event)})"
+        case ev.ProductCurrent(session=session, sof=sof, why=why):
+            return f"[{session}] {sof} no longer stale: {why} ({_basis(event)})"
         case ev.RecipeRun(session=session, sof=sof, status=status, reason=reason, seconds=seconds,
                           exit_code=code):
             return f"[{session}] {sof}: {status} in {seconds:.1f} s (exit {code})" + (f": {reason}" if reason else "")

@@ -11,21 +11,23 @@ uses or stopped using (a failure), the rules or QC ranges in force.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from soxs_es import events as ev
 from soxs_es.pure.association import Association, FrameSet, Product, Sof
+from soxs_es.pure.listings import products_by_sof
+from soxs_es.pure.provenance import Stale
 from soxs_es.pure.sessions import qc_failures
 from soxs_es.pure.state import SofVersion, WorkspaceState
 
 
 def decide(state: WorkspaceState, association: Association, session: str, changed: frozenset[str] | None,
-           facts_until: int) -> list[ev.Decision]:
+           facts_until: int, stale: Mapping[str, Stale] | None = None) -> list[ev.Decision]:
     """The decision events that bring the recorded decisions to `association` for `session`.
 
     `changed` names the SOFs whose rows changed since the last projection, new and gone ones included
     (None: compare every set and SOF - a rebuild); `facts_until` is the last event the association was
-    derived from.
+    derived from; `stale`: the made SOFs whose products are stale now (`pure.provenance`; None: not judged).
     """
     decided = state.decisions
     out: list[ev.Decision] = []
@@ -68,6 +70,34 @@ def decide(state: WorkspaceState, association: Association, session: str, change
             out.append(ev.SofRemoved(facts_until=facts_until, cause=cause, session=session, sof=name,
                                      why=_why_removed(sof)))
     out += _qc_decisions(state, association, session, facts_until)
+    if stale is not None:
+        out += _stale_decisions(state, association, session, stale, facts_until)
+    return out
+
+
+def _stale_decisions(state: WorkspaceState, association: Association, session: str, stale: Mapping[str, Stale],
+                     facts_until: int) -> list[ev.Decision]:
+    """Products that went stale (or stale for another reason), and those no longer stale, in `session`."""
+    out: list[ev.Decision] = []
+    recorded = state.decisions.stale.get(session, {})
+    products = products_by_sof(association) if set(recorded) - set(stale) else {}
+    found = state.products.get(session, {})
+    for name, now in sorted(stale.items()):
+        if recorded.get(name) != now.reason:
+            out.append(ev.ProductStale(facts_until=facts_until, cause=now.cause, session=session, sof=name,
+                                       reason=now.reason))
+    for name in sorted(set(recorded) - set(stale)):
+        sof = association.sofs.get(name)
+        making = state.made.get(session, {}).get(name)
+        if sof is None or not sof.complete:
+            why = "its SOF is no longer written"
+        elif sof.failed:
+            why = f"its products are not used: {sof.failed}"
+        else:
+            made = all(p in found for p in products.get(name, []))
+            why = "made from what is decided now" if made else "its products are gone (they are made again)"
+        out.append(ev.ProductCurrent(facts_until=facts_until, cause=making.seq if making else 0, session=session,
+                                     sof=name, why=why))
     return out
 
 

@@ -151,15 +151,17 @@ def _trie(words: list[bytes]) -> bytes:
         for char in word:
             node = node.setdefault(char, {})
         node[-1] = {}  # end of a word
+    return _trie_pattern(tree)
 
-    def pattern(node: dict[int, Any]) -> bytes:
-        branches = [b"" if char < 0 else re.escape(bytes([char])) + pattern(child)
-                    for char, child in sorted(node.items())]
-        if len(branches) == 1:
-            return branches[0]
-        return b"(?:" + b"|".join(branches) + b")"
 
-    return pattern(tree)
+def _trie_pattern(node: dict[int, Any]) -> bytes:
+    """The expression of one node of `_trie`'s tree (a function of its own: a nested recursive one is a
+    reference cycle)."""
+    branches = [b"" if char < 0 else re.escape(bytes([char])) + _trie_pattern(child)
+                for char, child in sorted(node.items())]
+    if len(branches) == 1:
+        return branches[0]
+    return b"(?:" + b"|".join(branches) + b")"
 
 
 @functools.lru_cache(maxsize=8)

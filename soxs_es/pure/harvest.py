@@ -17,8 +17,8 @@ from soxs_es.pure.state import MARKED_FAILED, WorkspaceState
 def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Mapping[str, Any]],
                      qc_rows: Mapping[str, list[dict[str, Any]]],
                      error_logs: Mapping[str, str] | None = None) -> list[ev.Event]:
-    """Events for the status cells (SOF -> column -> value) and QC rows (sof_name -> rows) that differ from
-    what the log says; `current` is the session the recipes ran in (their `error_message` is about it);
+    """Events for the status cells (SOF -> column -> value) of the SOFs a recipe wrote since the log last looked,
+    and the QC rows (sof_name -> rows) that differ from what the log says; `current` is the session the recipes ran in (their `error_message` is about it);
     `error_logs`: SOF -> the last line of the `_ERROR.log` its recipe left, the reason when it gave none."""
     error_logs = error_logs or {}
     out: list[ev.Event] = []
@@ -38,7 +38,9 @@ def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Ma
             session = column[len("status_"):]
             known = state.outcomes.get(session, {}).get(sof)
             if value == "pass":
-                if known is None or known.status != "passed":
+                # a recipe noted writing 'pass' in the current session passed again (run by hand with -x: its
+                # products are made anew), even when its last outcome was a pass
+                if known is None or known.status != "passed" or session == current:
                     out.append(ev.RecipePassed(session=session, sof=sof, by=ev.BY_PIPELINE))
                 continue
             said = message if session == current else ""

@@ -12,9 +12,9 @@ import attrs
 from soxs_es import events as ev
 
 #: Facts worth naming one by one as a cause; the others (frames ingested, moves ...) are counted.
-_NAMED_CAUSES = (ev.RecipeFailed, ev.RecipePassed, ev.RecipeRun, ev.QcMeasured, ev.QcRowsRecorded,
-                 ev.QcRangesInForce, ev.RulesInForce, ev.SessionSwitched, ev.ProductFound, ev.ProductLost,
-                 ev.FrameMissing)
+_NAMED_CAUSES = (ev.RecipeFailed, ev.RecipePassed, ev.RecipeStarted, ev.RecipeRun, ev.QcMeasured,
+                 ev.QcRowsRecorded, ev.QcRangesInForce, ev.SettingsInForce, ev.ProvenanceRecorded, ev.RulesInForce,
+                 ev.SessionSwitched, ev.ProductFound, ev.ProductLost, ev.FrameMissing)
 _MOST_NAMED = 8
 
 
@@ -24,7 +24,8 @@ class Version:
 
     seq: int
     at: str
-    kind: str  # set formed | set dissolved | written | removed | QC failed | QC failure ended | decisions begun
+    kind: str  # set formed | set dissolved | written | removed | QC failed | QC failure ended | products stale |
+    # products no longer stale
     changes: tuple[str, ...]
     causes: tuple[tuple[int, str, str], ...]  # (seq, type, summary) of the facts since the decision before
     lines: tuple[tuple[str, str], ...] | None = None  # the SOF's content, for a version written
@@ -71,6 +72,10 @@ def history(recorded: Sequence[Any], sof: str, session: str, describe: Callable[
                                   (f"{name} = {value:g} outside [{low:g}, {high:g}]",), causes)
             case ev.QcFailureEnded(name=name, why=why):
                 version = Version(item.seq, item.recorded_at, "QC failure ended", (f"{name}: {why}",), causes)
+            case ev.ProductStale(reason=reason):
+                version = Version(item.seq, item.recorded_at, "products stale", (reason,), causes)
+            case ev.ProductCurrent(why=why):
+                version = Version(item.seq, item.recorded_at, "products no longer stale", (why,), causes)
             case _:
                 continue
         out.append(attrs.evolve(version, cause=_fact(facts, fact_seqs, event.cause, describe)))

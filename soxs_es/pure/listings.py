@@ -11,13 +11,14 @@ from soxs_es.pure.association import Association, Sof
 SCIENCE_RECIPES = ("stare_obj", "nod_obj", "offset_obj")
 
 
-def sof_status(sof: Sof, products_done: bool) -> str:
-    """failed / done (every product on disk) / to do (complete) / incomplete."""
+def sof_status(sof: Sof, products_done: bool, stale: bool = False) -> str:
+    """failed / done (every product on disk) / stale (made, but not from what is decided now) / to do (complete)
+    / incomplete."""
     if sof.failed:
         return "failed"
     if not sof.complete:
         return "incomplete"
-    return "done" if products_done else "to do"
+    return ("stale" if stale else "done") if products_done else "to do"
 
 
 def products_by_sof(association: Association) -> dict[str, list[str]]:
@@ -53,8 +54,10 @@ def spectrum_rows(association: Association, files: Iterable[str]) -> list[dict[s
 
 
 def sof_rows(association: Association, found: frozenset[str], recipe: str | None = None,
-             incomplete_only: bool = False) -> list[dict[str, Any]]:
-    """One row per SOF in cascade order; `found` holds the product paths present on disk."""
+             incomplete_only: bool = False, stale: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per SOF in cascade order; `found` holds the product paths present on disk; `stale`: SOF -> why
+    its products are stale (an object with `reason`)."""
+    stale = stale or {}
     products = products_by_sof(association)
     rows = []
     for frame_set in sorted(association.sets, key=lambda s: (s.recipe_order, s.sof)):
@@ -67,8 +70,9 @@ def sof_rows(association: Association, found: frozenset[str], recipe: str | None
         rows.append({
             "sof": frame_set.sof, "recipe": frame_set.recipe, "arm": frame_set.arm,
             "night": frame_set.keys.get("night start date"), "quality": sof.quality,
-            "status": sof_status(sof, done),
-            "why": sof.failed or (None if sof.complete else (sof.note or "no eligible " + ", ".join(sof.missing))),
+            "status": sof_status(sof, done, frame_set.sof in stale),
+            "why": sof.failed or (None if sof.complete else (sof.note or "no eligible " + ", ".join(sof.missing)))
+            or (stale[frame_set.sof].reason if done and frame_set.sof in stale else None),
         })
     return rows
 
@@ -130,5 +134,6 @@ def recipe_counts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for i, row in enumerate(rows):
         order.setdefault(row["recipe"], i)
         counts.setdefault(row["recipe"], Counter())[row["status"]] += 1
-    return [{"recipe": r, "sets": sum(c.values()), "done": c["done"], "to do": c["to do"], "failed": c["failed"],
-             "incomplete": c["incomplete"]} for r, c in sorted(counts.items(), key=lambda kv: order[kv[0]])]
+    return [{"recipe": r, "sets": sum(c.values()), "done": c["done"], "stale": c["stale"], "to do": c["to do"],
+             "failed": c["failed"], "incomplete": c["incomplete"]}
+            for r, c in sorted(counts.items(), key=lambda kv: order[kv[0]])]

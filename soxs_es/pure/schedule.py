@@ -1,5 +1,6 @@
 """What `soxs-es reduce` may start now, and how it reads the end of a run: pure decisions over the association.
 
+A SOF is made again when its products are stale (made from what is no longer decided: `pure.provenance`).
 A SOF is scheduled by what it uses, not by stage: it starts as soon as every product it uses has passed (made
 and not failed; with `--overwrite`, remade in this run too). It never starts with a failed calibration or one
 not yet made: a failure is first matched again (the fallback), which gives the waiting SOFs their next-best
@@ -48,9 +49,12 @@ def targets(association: Association, wanted: Iterable[str] | None) -> list[Sof]
 
 
 def plan(association: Association, found: frozenset[str], wanted: Iterable[str] | None, *,
-         running: frozenset[str], ran: frozenset[str], interrupted: frozenset[str], overwrite: bool) -> Plan:
+         running: frozenset[str], ran: frozenset[str], interrupted: frozenset[str], overwrite: bool,
+         stale: Mapping[str, object] | None = None) -> Plan:
     """Where each target SOF stands. `found`: product paths on disk; `ran`: SOFs whose run ended in this reduce;
-    `interrupted`: SOFs a reduce started and never saw end (run again); `overwrite`: remake what is made."""
+    `interrupted`: SOFs a reduce started and never saw end (run again); `overwrite`: remake what is made;
+    `stale`: made SOFs whose products are not made from what is decided now (made again, once per reduce)."""
+    stale = stale or {}
     products = products_by_sof(association)
     lists: dict[str, list[str]] = {k: [] for k in ("runnable", "waiting", "running", "done", "failed")}
     blocked: list[tuple[str, str]] = []
@@ -66,7 +70,7 @@ def plan(association: Association, found: frozenset[str], wanted: Iterable[str] 
             blocked.append((name, "no eligible " + ", ".join(sof.missing) if sof.missing else (sof.note or "")))
             state[name] = "blocked"
             continue
-        elif made and name not in interrupted and (name in ran or not overwrite):
+        elif made and name not in interrupted and (name in ran or not (overwrite or name in stale)):
             where = "done"
         else:
             uses = {p.sof for slot in sof.slots for p in slot.chosen}

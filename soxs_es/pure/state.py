@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import msgspec
 from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
@@ -58,6 +59,23 @@ class Run:
 
 
 @attrs.frozen
+class Made:
+    """The latest making of one SOF's products in one session: the event that recorded it (`seq`, the making's
+    identity) and what they were made from (None: not recorded yet - a recipe passed that no `soxs-es reduce`
+    ran, or a run recorded before provenance was; `ProvenanceRecorded` then says it)."""
+
+    seq: int
+    made_from: ev.Provenance | None = None
+
+
+def _resolved(made_from: ev.Provenance, seq: int) -> ev.Provenance:
+    """`made_from` with its inputs made by this very event ("#this") named by its place in the log."""
+    if "#this" not in made_from.inputs:
+        return made_from
+    return msgspec.structs.replace(made_from, inputs=[f"#{seq}" if i == "#this" else i for i in made_from.inputs])
+
+
+@attrs.frozen
 class SofVersion:
     """A SOF's content as last decided (`SofWritten`)."""
 
@@ -85,11 +103,14 @@ class Decisions:
     sofs: PMap[str, PMap[str, SofVersion]] = attrs.field(factory=pmap)
     #: session -> SOF -> QC name -> (value, low, high) of the failures in force
     qc_failed: PMap[str, PMap[str, PMap[str, tuple[float, float, float]]]] = attrs.field(factory=pmap)
+    #: session -> SOF -> why its products are stale
+    stale: PMap[str, PMap[str, str]] = attrs.field(factory=pmap)
 
 
 def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
     """Apply recorded decision events in order."""
     begun, sets, sofs, qc_failed = decisions.begun, dict(decisions.sets), dict(decisions.sofs), decisions.qc_failed
+    stale = decisions.stale
     sof_changes: dict[str, dict[str, SofVersion | None]] = {}
     for item in recorded:
         match item.event:
@@ -108,6 +129,11 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
                 per_sof = qc_failed.get(session, pmap()).get(sof, pmap())
                 if name in per_sof:
                     qc_failed = _nested_set(qc_failed, session, sof, per_sof.remove(name))
+            case ev.ProductStale(session=session, sof=sof, reason=reason):
+                stale = _nested_set(stale, session, sof, reason)
+            case ev.ProductCurrent(session=session, sof=sof):
+                if sof in stale.get(session, pmap()):
+                    stale = stale.set(session, stale[session].remove(sof))
             case ev.DecisionsBegun():
                 begun = begun or item.seq
     for session, changes in sof_changes.items():
@@ -118,7 +144,7 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
             else:
                 current[sof] = version
         sofs[session] = pmap(current)
-    return Decisions(begun, pmap(sets), pmap(sofs), qc_failed)
+    return Decisions(begun, pmap(sets), pmap(sofs), qc_failed, stale)
 
 
 #: A `quality_control` row kept in the state: (column, value) pairs in the recipe's column order.
@@ -161,6 +187,10 @@ class WorkspaceState:
     files_loaded: bool = True
     #: what the organiser last decided (sets, SOF contents, QC failures)
     decisions: Decisions = attrs.field(factory=Decisions)
+    #: session -> SOF -> the latest making of its products
+    made: PMap[str, PMap[str, Made]] = attrs.field(factory=pmap)
+    #: session -> its soxspipe settings in force (`SettingsInForce`), and that event's seq
+    settings: PMap[str, tuple[Mapping[str, Any], int]] = attrs.field(factory=pmap)
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -319,6 +349,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     outcomes, qc, qc_ranges, qc_ranges_seq = state.outcomes, state.qc, state.qc_ranges, state.qc_ranges_seq
     products = state.products
     qc_rows, runs, keyword_sets = state.qc_rows, state.runs, state.keyword_sets
+    made, settings = state.made, state.settings
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
@@ -377,6 +408,8 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
+                if getattr(runs.get(session, {}).get(sof), "status", None) != "running":
+                    made = _nested_set(made, session, sof, Made(item.seq))  # passed by a run no reduce made
             case ev.QcRowsRecorded(session=session, sof=sof_name, rows=rows):
                 qc_rows = qc_rows.set(sof_name, tuple(tuple(row.items()) for row in rows))
                 parent, part = qc_parent(sof_name)
@@ -388,8 +421,15 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                     del touched[old]  # the recipe's new rows replace its old ones
                 for name_key, (name, value, unit) in qc_values_of_rows(rows).items():
                     touched[part_key(name_key, part)] = (name, value, unit, item.seq)
-            case ev.RecipeStarted(session=session, sof=sof):
+            case ev.RecipeStarted(session=session, sof=sof, made_from=made_from):
                 runs = _nested_set(runs, session, sof, Run("running", 0.0, item.seq))
+                made = _nested_set(made, session, sof,
+                                   Made(item.seq, None if made_from is None else _resolved(made_from, item.seq)))
+            case ev.ProvenanceRecorded(session=session, made=provenances):
+                made = made.set(session, made.get(session, pmap()).update(
+                    {sof: Made(item.seq, _resolved(p, item.seq)) for sof, p in provenances.items()}))
+            case ev.SettingsInForce(session=session, settings=doc):
+                settings = settings.set(session, (doc, item.seq))
             case ev.RecipeRun(session=session, sof=sof, status=status, reason=reason, seconds=seconds):
                 runs = _nested_set(runs, session, sof, Run(status, seconds, item.seq))
                 outcomes = _nested_set(outcomes, session, sof, Outcome(status, reason, item.seq))
@@ -404,9 +444,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameDecompressed(source=source):
                 decompressed[source] = event  # the frame itself is ingested by its own FrameIngested event
     for (session, sof), values in qc_touched.items():
-        made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
-        qc = _nested_set(qc, session, sof, pmap(made))
+        values_made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
+        qc = _nested_set(qc, session, sof, pmap(values_made))
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, rules_seq, frames_seq, sessions, current, outcomes, qc, qc_ranges,
                           qc_ranges_seq, products, qc_rows, runs, keyword_sets, state.files_loaded,
-                          fold_decisions(decided, state.decisions) if decided else state.decisions)
+                          fold_decisions(decided, state.decisions) if decided else state.decisions, made, settings)
