@@ -13,6 +13,7 @@ import errno
 import gc
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -127,7 +128,10 @@ def cmd_prep(args: argparse.Namespace) -> int:
         print(json.dumps(attrs.asdict(report), indent=2))
     elif not args.quiet:
         _print_report(report)
-    return 3 if report.had_bad_input else 0
+    for name, why in report.refused:
+        print(f"soxs-es: cannot read {name}: {why} - left where it is; give soxs-es read access to it and run "
+              "prep again", file=sys.stderr)
+    return 5 if report.refused else 3 if report.had_bad_input else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -478,7 +482,7 @@ class ReduceView:
     def __call__(self, progress: Any) -> None:
         if self.quiet:
             return
-        mark = {"started": "->", "passed": "ok", "failed": "XX", "fallback": "~~"}.get(progress.kind)
+        mark = {"started": "->", "passed": "ok", "failed": "XX", "fallback": "~~", "waiting": ".."}.get(progress.kind)
         out = sys.stdout
         if self.live:
             out.write("\r\x1b[K")
@@ -514,12 +518,14 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     view = ReduceView(sys.stdout.isatty() and not args.json, args.quiet or args.json)
     executor = None
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"-j {args.jobs}: give at least 1 recipe at a time")
     if args.executor == "dask":
         executor = DaskCluster(args.scheduler, args.jobs or os.cpu_count() or 1)
     try:
         report = reduce(Path(args.workspace), wanted=args.sof or None, jobs=args.jobs, overwrite=args.overwrite,
                         quit_on_fail=args.quit_on_fail, template=args.command, executor=executor, show=view,
-                        rerun_new_pipeline=args.rerun_new_pipeline)
+                        rerun_new_pipeline=args.rerun_new_pipeline, stop_earlier=args.stop_earlier)
     finally:
         view.close()
     if args.json:
@@ -779,6 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, help="recipes run at once (default: the number of cores)")
     p.add_argument("-x", "--overwrite", action="store_true", help="reduce again what is already reduced")
     p.add_argument("-q", "--quit-on-fail", action="store_true", help="start nothing more once a recipe failed")
+    p.add_argument("--stop-earlier", action="store_true",
+                   help="stop the recipe runs a killed reduce left going (default: wait for them to end)")
     p.add_argument("--rerun-new-pipeline", action="store_true",
                    help="also make again products another pipeline (version) made (else only shown, by explain)")
     p.add_argument("--command", help="how to run a recipe (default: the session's setting, else soxspipe's "
@@ -895,6 +903,22 @@ def run() -> None:
     sys.exit(code)
 
 
+#: SQLite's primary result codes that say the file system refused (the rest are soxs-es's to explain)
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM = 13, 8, 10, 14, 3
+
+
+def _database_refusal(error: sqlite3.OperationalError, db: Path) -> str | None:
+    """The one line for a database write the file system refused (None: another error)."""
+    code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
+    if code == _SQLITE_FULL:
+        return f"cannot write {db}: the disk is full - free some space and run the same command again; nothing was lost"
+    if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+        return f"cannot write {db}: permission denied - nothing was changed; give soxs-es write access and run again"
+    if code == _SQLITE_IOERR:
+        return f"cannot write {db}: {error} - run the same command again once the disk is fixed; nothing was lost"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -922,6 +946,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soxs-es: interrupted; run the same command again to finish safely", file=sys.stderr)
         return 130
+    except sqlite3.OperationalError as error:
+        said = _database_refusal(error, Path(getattr(args, "workspace", ".")) / "soxspipe.db")
+        if said is None:
+            if args.debug:
+                raise
+            print(f"soxs-es: internal error: OperationalError: {error} (rerun with --debug for details)",
+                  file=sys.stderr)
+            return 1
+        print(f"soxs-es: {said}", file=sys.stderr)
+        return 5
     except Exception as error:  # one line, never a traceback, unless asked for
         if args.debug:
             raise

@@ -6,6 +6,8 @@ updated or deleted: SQLite triggers refuse both, so even a stray `UPDATE` from a
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -62,6 +64,29 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def refuse_unwritable(db_path: Path) -> None:
+    """PermissionError (exit 5) before SQLite opens a database it could not write (opened anyway, it would
+    make its `-wal` and `-shm` files with the database's read-only mode). A `-wal` or `-shm` left read-only that
+    way, beside a database the user has made writable again, is given the database's mode (SQLite's own rule
+    for them) when they are ours."""
+    if not os.access(db_path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write in this folder: permission denied - nothing was changed",
+                              str(db_path.parent))
+    if not db_path.exists():
+        return
+    if not os.access(db_path, os.R_OK | os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot write it: permission denied - nothing was changed", str(db_path))
+    for companion in (db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")):
+        if companion.exists() and not os.access(companion, os.R_OK | os.W_OK):
+            try:
+                if companion.stat().st_uid != os.geteuid():
+                    raise PermissionError(errno.EACCES, "", str(companion))
+                os.chmod(companion, db_path.stat().st_mode & 0o7777)
+            except PermissionError:
+                raise PermissionError(errno.EACCES, "cannot write it: permission denied - nothing was changed",
+                                      str(companion)) from None
+
+
 class EventLog:
     """Append and read events in one SQLite database."""
 
@@ -71,6 +96,8 @@ class EventLog:
         self.db_path = Path(db_path)
         self.clock = clock
         self._checkpoints: Checkpoints | None = None
+        if not readonly and not scratch:
+            refuse_unwritable(self.db_path)
         try:
             if readonly:
                 uri = f"{self.db_path.resolve().as_uri()}?mode=ro"

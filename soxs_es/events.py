@@ -186,6 +186,17 @@ class RecipeStarted(Event, frozen=True):
     made_from: Provenance | None = None
 
 
+class RecipeProcess(Event, frozen=True):
+    """The recipe run of `sof` in `session` that `soxs-es reduce` started runs as process `pid` on `host`
+    (`identity`: its boot and start time, so that a later process given the same pid is not taken for it)."""
+
+    session: str
+    sof: str
+    pid: int
+    identity: str
+    host: str
+
+
 class ProvenanceRecorded(Event, frozen=True):
     """Products of `session` that no `soxs-es reduce` run made are taken as made from their SOFs as decided
     now (`made`: SOF -> provenance), for `reason`: passed by a recipe run by hand, or made before soxs-es
@@ -346,6 +357,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     RecipePassed,
     QcRowsRecorded,
     RecipeStarted,
+    RecipeProcess,
     RecipeRun,
     QcMeasured,
     QcRangesInForce,

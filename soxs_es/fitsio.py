@@ -5,6 +5,7 @@ Only the header blocks are read (the reader stops at the END card); data units a
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import os
@@ -45,6 +46,11 @@ class HeaderRead:
 
     header: dict[str, str | int | float | bool] | None
     problem: str | None = None
+    refused: bool = False  # the file system refused the read (permissions): not the file's fault
+
+
+#: Read errors that say the file system refused, not that the file is bad.
+REFUSALS = (errno.EACCES, errno.EPERM)
 
 
 def header_from_bytes(raw: bytes, total_size: int, wanted: frozenset[str] | None,
@@ -112,7 +118,7 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
                 block = handle.read(BLOCK)
                 blocks.append(block)
     except OSError as error:
-        return HeaderRead(None, f"unreadable ({error.strerror or error})")
+        return HeaderRead(None, f"unreadable ({error.strerror or error})", error.errno in REFUSALS)
     return header_from_bytes(b"".join(blocks), size, wanted)
 
 
@@ -153,6 +159,7 @@ class Staged:
     temp: str | None  # a string: thousands of these come back from the workers, and a Path unpickles slowly
     source_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the .Z when it was read
     temp_stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the decompressed file (a rename keeps both)
+    refused: bool = False  # the file system refused the read (permissions): not the file's fault
 
 
 def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozenset[str]) -> Staged:
@@ -161,7 +168,13 @@ def stage_decompression(folder: Path, name: str, temp_name: str, wanted: frozens
     try:
         source_stat, data = decompress_z(os.path.join(folder, name)) if kind == ".Z" else \
             decompress_gzip(os.path.join(folder, name))
-    except (ValueError, OSError, EOFError, zlib.error) as error:
+    except OSError as error:
+        if error.errno in REFUSALS:
+            return Staged(name, None, f"unreadable ({error.strerror or error})", None, refused=True)
+        coding = "LZW" if kind == ".Z" else "gzip"
+        detail = str(error) if str(error).startswith("not a ") else f"not valid {coding} data"
+        return Staged(name, None, f"corrupt {kind} file ({detail})", None)
+    except (ValueError, EOFError, zlib.error) as error:
         coding = "LZW" if kind == ".Z" else "gzip"
         detail = str(error) if str(error).startswith("not a ") else f"not valid {coding} data"
         return Staged(name, None, f"corrupt {kind} file ({detail})", None)

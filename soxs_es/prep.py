@@ -75,6 +75,8 @@ class PrepReport:
     rejected: list[tuple[str, str]] = attrs.Factory(list)
     missing: list[str] = attrs.Factory(list)
     left_alone: list[tuple[str, str]] = attrs.Factory(list)
+    #: frames the file system would not let this run read (permissions): left where they are, read next time
+    refused: list[tuple[str, str]] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
     reconciled: list[str] = attrs.Factory(list)
     raw_frames: int = 0
@@ -151,7 +153,8 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
         filed_raw=filed.filed_raw, moved_misc=list(filed.moved_misc), duplicates=list(filed.duplicates),
         conflicts=list(filed.conflicts), rejected=list(filed.rejected), missing=list(synced.missing),
         left_alone=[*scan.left_alone, *synced.left_alone, *link_problems, *_not_removed(ws.root, not_removed)],
-        notes=list(ws.notes), reconciled=[*reconciled, *filed.reconciled], raw_frames=raw_frames, nights=nights,
+        refused=[*scan.refused, *synced.refused], notes=list(ws.notes),
+        reconciled=[*reconciled, *filed.reconciled], raw_frames=raw_frames, nights=nights,
         events_appended=facts_appended if association is None else ws.appended, session=ws.session,
         association=association)
 
@@ -214,6 +217,7 @@ class RootFile:
 class Scan:
     found: list[RootFile]
     left_alone: list[Reason]
+    refused: list[Reason] = []
 
 
 def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
@@ -245,8 +249,11 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
     staged_all, reads = fitsio.stage_and_read(
         ws.root, compressed, temp_names, [ws.root / i.name for i in to_read], ws.rules.keywords,
         workers, _tick(progress, "decompressing"), _tick(progress, "reading headers"))
+    refused: list[Reason] = []
     for staged in staged_all:
-        if staged.temp is None:
+        if staged.refused:
+            refused.append((staged.name, staged.problem or "unreadable"))
+        elif staged.temp is None:
             found.append(RootFile(staged.name, kind="rejected", reason=staged.problem, compressed=staged.name))
         else:
             found.append(RootFile(layout.decompressed_name(staged.name), header=staged.header,
@@ -255,7 +262,9 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
     found += others
     for item, read in zip(to_read, reads, strict=True):
         item.header, item.reason = read.header, read.problem
-        item.kind = "fits" if read.header is not None else "rejected"
+        item.kind = "fits" if read.header is not None else "refused" if read.refused else "rejected"
+    refused += [(i.name, i.reason or "unreadable") for i in others if i.kind == "refused"]
+    found = [i for i in found if i.kind != "refused"]
     for item in found:
         if item.header is not None:
             verdict = classify(item.header, ws.rules)
@@ -269,7 +278,7 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
     if arriving:
         names = {name for name, _ in arriving}
         found = [i for i in found if (i.compressed or i.name) not in names]
-    return Scan(found, left_alone)
+    return Scan(found, left_alone, refused)
 
 
 def _still_arriving(root: Path, unfinished: list[tuple[str, str]]) -> list[Reason]:
@@ -531,6 +540,7 @@ class Synced:
     ingested: int
     missing: list[str]
     left_alone: list[Reason]
+    refused: list[Reason]
 
 
 def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None) -> Synced:
@@ -550,8 +560,11 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
         if (known := files.get(rel)) is None or (known.size, known.mtime_ns) != (size, mtime)
         or (known.asked != asked and not state.read_for(rel, asked, wanted))]
     reads = fitsio.read_headers([p for _, p, _, _ in new], wanted, workers, _tick(progress, "reading raw/"))
+    refused: list[Reason] = []
     for (rel, _, size, mtime), read in zip(new, reads, strict=True):
-        if read.header is None:
+        if read.refused:  # not the frame's fault: nothing recorded, read again by the next run
+            refused.append((rel, read.problem or "unreadable"))
+        elif read.header is None:
             batch.append(ev.FileRejected(path=rel, size=size, mtime_ns=mtime, reason=read.problem or ""))
         else:
             batch.append(ev.FrameIngested(path=rel, size=size, mtime_ns=mtime, header=read.header, asked=asked))
@@ -564,7 +577,7 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
         if verdict is None or verdict.kind != "raw":
             reason = file.problem if verdict is None else verdict.reason
             left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
-    return Synced(len(new), missing, sorted(left_alone))
+    return Synced(len(new) - len(refused), missing, sorted(left_alone), refused)
 
 
 # -- a prep with nothing to do -----------------------------------------------------------------------------

@@ -48,6 +48,38 @@ def die_with(parent: int) -> None:
         os._exit(1)  # the parent died before prctl took effect
 
 
+def process_identity(pid: int) -> str:
+    """What tells process `pid` apart from a later one given the same pid: the boot and the moment it started
+    (Linux `/proc`); "" where the platform does not say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}:{int(fields[19])}"  # field 22 of stat: the start time, in ticks
+    except (OSError, IndexError, ValueError):
+        return ""
+
+
+def still_running(pid: int, identity: str) -> bool:
+    """Whether the process recorded as `pid` with `identity` (`process_identity`) is alive, not a zombie and
+    not another process that was given its pid since."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's: the identity decides
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            if stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                return False
+    except (OSError, IndexError):
+        return not identity  # no /proc: the pid alone says
+    return process_identity(pid) == identity if identity else True
+
+
 def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
     """In each forked child: let go of the workspace lock (a child must never keep it) and die with the
     parent (a killed `prep` must not leave children behind). `parent` is the pid the parent had before the

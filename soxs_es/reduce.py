@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from soxs_es.eventlog import Clock, utc_now
 from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.operations import resolve_sof
+from soxs_es.processes import die_with, process_identity, still_running
 from soxs_es.projections import pipeline
 from soxs_es.projections.pipeline import mark_running
 from soxs_es.pure import layout
@@ -63,12 +66,13 @@ class RunResult:
 
 
 class Executor(Protocol):
-    """Where recipe processes run. `start` must not block; `wait` returns the runs that ended (waiting up to
-    `timeout` seconds for one); `stop` ends every run still going."""
+    """Where recipe processes run. `start` must not block, and returns the pid of a process on this machine (None
+    when the run is elsewhere); `wait` returns the runs that ended (waiting up to `timeout` seconds for one);
+    `stop` ends every run still going."""
 
     slots: int
 
-    def start(self, request: RunRequest) -> None: ...
+    def start(self, request: RunRequest) -> int | None: ...
 
     def wait(self, timeout: float) -> list[RunResult]: ...
 
@@ -77,24 +81,28 @@ class Executor(Protocol):
 
 class LocalProcesses:
     """Recipes as processes on this machine, each in a session of its own (a Ctrl-C reaches soxs-es, which
-    stops them), output to their log files."""
+    stops them) that dies with the reduce where the platform allows (a reduce killed with SIGKILL leaves no
+    recipe writing products behind it), output to their log files."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._running: dict[str, tuple[subprocess.Popen[bytes], float, RunRequest]] = {}
 
-    def start(self, request: RunRequest) -> None:
+    def start(self, request: RunRequest) -> int | None:
         Path(request.log).parent.mkdir(parents=True, exist_ok=True)
+        reduce_pid = os.getpid()
         with open(request.log, "ab") as out:
             out.write(f"$ {' '.join(request.command)}\n".encode())
             out.flush()
             try:
                 process = subprocess.Popen(request.command, cwd=request.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
+                                           stdin=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=lambda: die_with(reduce_pid))  # noqa: PLW1509 - prctl only
             except OSError as error:  # no such command: a run that failed at once
                 out.write(f"{error}\n".encode())
                 process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
         self._running[request.sof] = (process, time.monotonic(), request)
+        return process.pid
 
     def wait(self, timeout: float) -> list[RunResult]:
         deadline = time.monotonic() + timeout
@@ -124,12 +132,14 @@ class LocalProcesses:
 def run_command(command: Sequence[str], cwd: str, log: str) -> tuple[int, float, str]:
     """One recipe run where a Dask worker runs it (the worker must see the workspace at `cwd`)."""
     started = time.monotonic()
+    worker = os.getpid()
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(command)}\n".encode())
         out.flush()
-        try:
+        try:  # the recipe dies with the worker that runs it
             code = subprocess.run(list(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, check=False).returncode
+                                  stdin=subprocess.DEVNULL, check=False,
+                                  preexec_fn=lambda: die_with(worker)).returncode  # noqa: PLW1509
         except OSError as error:
             out.write(f"{error}\n".encode())
             code = 127
@@ -156,10 +166,11 @@ class DaskCluster:
         self.slots = slots
         self._futures: dict[str, Any] = {}
 
-    def start(self, request: RunRequest) -> None:
+    def start(self, request: RunRequest) -> int | None:
         Path(request.log).parent.mkdir(parents=True, exist_ok=True)
         self._futures[request.sof] = self.client.submit(run_command, request.command, request.cwd, request.log,
                                                         key=f"soxs-es-{request.sof}-{time.monotonic_ns()}", pure=False)
+        return None
 
     def wait(self, timeout: float) -> list[RunResult]:
         from distributed import wait as dask_wait
@@ -194,7 +205,7 @@ class DaskCluster:
 class Progress:
     """What the reduce is doing, for a live view: the latest event (kind, SOF, detail) and where all stand."""
 
-    kind: str  # "started" | "passed" | "failed" | "fallback" | "plan"
+    kind: str  # "started" | "passed" | "failed" | "fallback" | "waiting" (for a run an earlier reduce left)
     sof: str
     detail: str
     plan: Plan
@@ -239,10 +250,11 @@ class Reduce:
 
     def __init__(self, root: Path, executor: Executor, *, wanted: list[str] | None, overwrite: bool,
                  quit_on_fail: bool, template: str | None, clock: Clock,
-                 show: Callable[[Progress], None], rerun_new_pipeline: bool = False) -> None:
+                 show: Callable[[Progress], None], rerun_new_pipeline: bool = False,
+                 stop_earlier: bool = False) -> None:
         self.root, self.executor, self.overwrite, self.quit_on_fail, self.show = \
             root, executor, overwrite, quit_on_fail, show
-        self.rerun_new_pipeline = rerun_new_pipeline
+        self.rerun_new_pipeline, self.stop_earlier = rerun_new_pipeline, stop_earlier
         self._wanted = wanted
         self.ws = Workspace(root, clock)
         try:
@@ -267,10 +279,15 @@ class Reduce:
                             "`--command '{soxspipe} {command} {sof} -s {settings} {overwrite}'` (order_centres "
                             "then needs soxspipe's --poly) or point SOXSPIPE at a venv's soxspipe")
         try:
-            soxspipe.recipe_command(self.template, soxspipe=self.soxspipe, recipe="mbias", sof="sof/x.sof",
-                                    settings=SETTINGS, session=self.session, python=sys.executable, overwrite=False)
+            example = soxspipe.recipe_command(self.template, soxspipe=self.soxspipe, recipe="mbias", sof="sof/x.sof",
+                                              settings=SETTINGS, session=self.session, python=sys.executable,
+                                              overwrite=False)
         except ValueError as error:
             raise UserError(str(error)) from None
+        problem = _cannot_start(example[0] if example else "", root)
+        if problem:  # a configuration error of this reduce, not a failure of every recipe it would start
+            raise UserError(f"the recipe command {self.template!r} cannot start: {problem}; fix `--command`, "
+                            f"{soxspipe.TEMPLATE_VARIABLE} or the session's `{soxspipe.TEMPLATE_SETTING}`")
         self.pipeline = soxspipe.pipeline_of(self.template, self.soxspipe)
         self._stale: tuple[int, dict[str, Stale]] = (-1, {})
         self.projection: Projection = self.ws.project()
@@ -282,6 +299,8 @@ class Reduce:
         self.seconds_by_recipe: dict[str, list[float]] = {}
         self.report = ReduceReport(self.session)
         self.begin = time.monotonic()
+        self.interrupted: frozenset[str] = frozenset()
+        self._wait_for_earlier_runs()
         self.interrupted = self._close_interrupted()
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -345,7 +364,10 @@ class Reduce:
         self.interrupted = self.interrupted - {name}  # run again now: from here on, an ordinary run
         self.ws.running = self.ws.running | {name}
         log = self.root / session_dir / "logs" / (name[:-4] + ".log")
-        self.executor.start(RunRequest(name, recipe, tuple(command), str(self.root), str(log)))
+        pid = self.executor.start(RunRequest(name, recipe, tuple(command), str(self.root), str(log)))
+        if pid is not None:  # what a later reduce needs to tell whether this run still goes, if this one is killed
+            self.ws.record([ev.RecipeProcess(session=self.session, sof=name, pid=pid, identity=process_identity(pid),
+                                             host=socket.gethostname())])
         self._show("started", name, recipe)
 
     def _left_behind(self, sof: str) -> bool:
@@ -389,11 +411,38 @@ class Reduce:
     def _project(self) -> None:
         before = self.projection.association
         self.projection = self.ws.project()
-        rewritten = list(self.projection.summary.sofs_written)
+        # from the association, not from the files this projection wrote: a projection made again because a
+        # recipe wrote meanwhile finds the files it wrote the first time unchanged
+        rewritten = _rewritten(before, self.projection.association)
         self.report.rewritten.extend(n for n in rewritten if n not in self.report.rewritten)
-        if rewritten and _calibrations_changed(before, self.projection.association, rewritten):
+        if rewritten:
             self._show("fallback", "", f"{len(rewritten)} SOF files rewritten: " + ", ".join(rewritten[:3])
                        + (" ..." if len(rewritten) > 3 else ""))
+
+    def _wait_for_earlier_runs(self) -> None:
+        """Recipe runs a killed reduce left going on this machine (recorded, still alive): waited for until they
+        end (stopped, with `stop_earlier`), so that no recipe runs twice at once on the same SOF; what they
+        recorded is then read, and `_close_interrupted` judges them."""
+        host = socket.gethostname()
+        left = {sof: run for sof, run in self.ws.state.runs.get(self.session, {}).items()
+                if run.status == "running" and run.pid and run.host == host and still_running(run.pid, run.identity)}
+        if not left:
+            return
+        earlier = frozenset(left)
+        self.ws.running = self.ws.running | earlier
+        for sof, run in sorted(left.items()):
+            if self.stop_earlier:
+                with contextlib.suppress(OSError):
+                    os.killpg(run.pid, signal.SIGTERM)
+            self._show("waiting", sof, f"{'stopping' if self.stop_earlier else 'waiting for'} the run an earlier "
+                                       f"reduce left going (process {run.pid})")
+        while left:
+            time.sleep(0.5)
+            left = {sof: run for sof, run in left.items() if still_running(run.pid, run.identity)}
+        self.ws.running = self.ws.running - earlier
+        self.ws.harvest()
+        self.ws.record(self.ws.product_changes(self.session))
+        self.projection = self.ws.project()
 
     def _close_interrupted(self) -> frozenset[str]:
         """Runs an earlier reduce started and never saw end (it was killed): the ones the recipe passed and
@@ -425,27 +474,44 @@ class Reduce:
                            eta_seconds(now, recipe_of, self.seconds_by_recipe, self.executor.slots)))
 
 
-def _calibrations_changed(before: Association, after: Association, names: list[str]) -> bool:
-    return any(before.sofs.get(n) is None or before.sofs[n].slots != after.sofs[n].slots for n in names
-               if n in after.sofs)
+def _cannot_start(program: str, cwd: Path) -> str | None:
+    """Why `program` (a recipe command's first word, run from `cwd`) cannot be started, or None."""
+    if not program:
+        return "it is empty"
+    if "/" not in program:
+        return None if shutil.which(program) else f"no program {program!r} on PATH"
+    path = Path(program) if Path(program).is_absolute() else cwd / program
+    if not path.is_file():
+        return f"{program} does not exist"
+    if not os.access(path, os.X_OK):
+        return f"{program} is not executable"
+    return None
+
+
+def _rewritten(before: Association, after: Association) -> list[str]:
+    """The complete SOFs whose calibrations changed between two associations (a fallback), in name order."""
+    return sorted(name for name, sof in after.sofs.items()
+                  if sof.complete and name in before.sofs and before.sofs[name].slots != sof.slots)
 
 
 def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = None, overwrite: bool = False,
            quit_on_fail: bool = False, template: str | None = None, executor: Executor | None = None,
            clock: Clock = utc_now, show: Callable[[Progress], None] = lambda p: None,
-           rerun_new_pipeline: bool = False) -> ReduceReport:
+           rerun_new_pipeline: bool = False, stop_earlier: bool = False) -> ReduceReport:
     """Reduce the workspace at `root` (or the SOFs `wanted` and what they need), `jobs` recipes at once: what is
-    not made yet, and what is stale (`pure.provenance`; made by another pipeline too with `rerun_new_pipeline`)."""
+    not made yet, and what is stale (`pure.provenance`; made by another pipeline too with `rerun_new_pipeline`).
+    Runs a killed reduce left going are waited for first (stopped, with `stop_earlier`)."""
     if not (root / layout.DATABASE).is_file():
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
-    slots = jobs or os.cpu_count() or 1
+    slots = (os.cpu_count() or 1) if jobs is None else jobs
     if slots < 1:
         raise UserError(f"-j {slots}: give at least 1 recipe at a time")
     executor = executor or LocalProcesses(slots)
     try:
         with workspace_lock(root, wait=0, notify=lambda m: None):
             return Reduce(root, executor, wanted=wanted, overwrite=overwrite, quit_on_fail=quit_on_fail,
-                          template=template, clock=clock, show=show, rerun_new_pipeline=rerun_new_pipeline).run()
+                          template=template, clock=clock, show=show, rerun_new_pipeline=rerun_new_pipeline,
+                          stop_earlier=stop_earlier).run()
     except UserError as error:
         if error.code == 4:
             raise UserError(f"another soxs-es (a reduce, or a prep) is writing to {root}; a reduce runs alone - "

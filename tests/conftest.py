@@ -38,6 +38,15 @@ def download(demo_cache: Callable[[int, int], Path], tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def prepared(download: Path, clock: StepClock) -> Path:
+    """The 2-night demo download, prepared."""
+    from soxs_es.prep import prep
+
+    prep(download, clock, workers=1, notify=lambda m: None)
+    return download
+
+
 class StepClock:
     """A clock that advances one second per call: deterministic `recorded_at` values."""
 

@@ -11,12 +11,15 @@ PLAN.json maps SOF name patterns (fnmatch; first match wins) to what happens; th
   {"*MBIAS*": {"outcome": "qc_fail", "qc": {"MBIAS MEDIAN": 9999}}, "*": {"seconds": 0.2}}
 outcome: pass | qc_fail (exit 0, status left 'fail', as soxspipe does) | fail (exception, exit 1) |
 crash (killed: no status, no log) | no_product (exit 0, status 'pass', nothing written).
-Every run appends a line to `runs.log` in the plan's folder (SOF name, then the calibrations it was given).
+Every run appends a line to `runs.log` in the plan's folder (SOF name, then the calibrations it was given),
+and holds a lock of its SOF while it runs: a second run of the same SOF meanwhile appends a line to
+`overlaps.log` there (two writers of one product).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
 import json
 import os
@@ -57,6 +60,14 @@ def main() -> int:
     plan = json.loads(args.plan.read_text()) if args.plan.is_file() else {}
     spec = next((v for k, v in plan.items() if fnmatch.fnmatch(name, k)), {})
     outcome = spec.get("outcome", "pass")
+    locks = args.plan.parent / "locks"
+    locks.mkdir(exist_ok=True)
+    held = (locks / name).open("a")  # held until the process ends, however it ends
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with (args.plan.parent / "overlaps.log").open("a") as overlaps:
+            overlaps.write(f"{name} {os.getpid()}\n")
     with (args.plan.parent / "runs.log").open("a") as log:
         calibrations = [line.split()[0] for line in Path(args.sof).read_text().splitlines()
                         if "raw/" not in line.split()[0]]

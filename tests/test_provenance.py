@@ -363,3 +363,19 @@ def test_a_recipe_run_again_by_hand_is_a_new_making_and_its_users_are_made_again
     assert users_of(reduced, bias) <= set(view.stale) and bias not in view.stale
     expected, _ = brute_force(reduced)
     assert run(reduced, clock) == expected and bias not in expected
+
+
+def test_another_pipeline_is_shown_and_remakes_only_when_asked(reduced: Path, clock, capsys) -> None:
+    from soxs_es.cli import main
+
+    other = reduced.parent / "other-plan.json"  # another command: another pipeline, as a new soxspipe would be
+    other.write_text(json.dumps({"*": {"seconds": 0.0}}))
+    assert reduce(reduced, jobs=2, template=template(other), clock=clock).runs == []
+    bias = sof_named(reduced, "_VIS_1X1_", "MBIAS")
+    capsys.readouterr()
+    assert main(["explain", "-w", str(reduced), bias, "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)["made_from"]
+    assert made["pipeline"] == f"command: {template(reduced.parent / 'plan.json')}" and made["stale"] is None
+    report = reduce(reduced, jobs=2, template=template(other), clock=clock, rerun_new_pipeline=True)
+    assert {r["sof"] for r in report.runs} == set(sof_lines(reduced))
+    assert reduce(reduced, jobs=2, template=template(other), clock=clock, rerun_new_pipeline=True).runs == []

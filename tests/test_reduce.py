@@ -19,7 +19,6 @@ from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.eventlog import EventLog
 from soxs_es.locking import workspace_lock
-from soxs_es.prep import prep
 from soxs_es.pure.listings import cascade_of_sof
 from soxs_es.reduce import reduce
 from soxs_es.shell import UserError
@@ -29,12 +28,6 @@ DOUBLE = Path(__file__).parent / "recipe_double.py"
 
 def template(plan: Path) -> str:
     return f"{sys.executable} {DOUBLE} {{recipe}} {{sof}} --plan {plan} {{overwrite}}"
-
-
-@pytest.fixture
-def prepared(download: Path, clock) -> Path:
-    prep(download, clock, workers=1, notify=lambda m: None)
-    return download
 
 
 def write_plan(ws: Path, plan: dict) -> Path:

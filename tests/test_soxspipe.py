@@ -187,20 +187,22 @@ SIMULATION_CACHE = Path(os.environ.get("SOXS_ES_SIMULATION_CACHE", Path(__file__
 FAULTY = ["2:saturated-flat"]
 
 
-def simulated_download(nights: int, faults: list[str]) -> Path:
+def simulated_download(nights: int, faults: list[str], instrument: str = "soxs",
+                       arms: tuple[str, ...] | None = None) -> Path:
     """The frames `soxs-es demo --simulate` renders, kept between runs in SIMULATION_CACHE under a key of
     everything that shapes them (the simulation's code, the installed soxspipe's tables, the arguments)."""
     from soxs_es import simulation
 
-    static = simulation.static_calibrations(SOXSPIPE)
-    key = hashlib.sha256(repr((nights, faults)).encode())
+    static = simulation.static_calibrations(SOXSPIPE, instrument)
+    key = hashlib.sha256(repr((nights, faults) + ((instrument, arms) if instrument != "soxs" else ())).encode())
     sources = Path(simulation.__file__).parent
     for path in [*sorted(sources.glob("*.py")), Path(demo.__file__), *sorted(static.glob("*.fits"))]:
         key.update(path.name.encode() + path.read_bytes())
     folder = SIMULATION_CACHE / f"night{nights}-{key.hexdigest()[:16]}"
     if not folder.is_dir():
         partial = Path(tempfile.mkdtemp(dir=SIMULATION_CACHE.mkdir(parents=True, exist_ok=True) or SIMULATION_CACHE))
-        simulation.write_simulated(partial, static, nights=nights, faults=simulation.parse_faults(faults))
+        simulation.write_simulated(partial, static, nights=nights, faults=simulation.parse_faults(faults),
+                                   instrument=instrument, arms=arms)
         partial.rename(folder)
     return folder
 
@@ -290,3 +292,37 @@ def test_every_outcome_equals_what_soxspipe_reports_for_the_sof_run_by_hand(two_
             conn.close()
         by_hand = "passed" if done.returncode == 0 and cells == {"pass"} and not flagged else "failed"
         assert by_hand == run["status"], (run, done.stdout[-1500:], done.stderr[-1500:])
+
+
+def test_every_run_records_what_it_was_made_from_and_nothing_is_stale_after(two_nights: tuple[Path, Any]) -> None:
+    from soxs_es import operations as ops
+
+    ws, report = two_nights
+    starts = [e for e in events(ws) if isinstance(e, ev.RecipeStarted)]
+    assert {e.sof for e in starts} == {r["sof"] for r in report.runs}
+    assert all(e.made_from is not None and e.made_from.pipeline == "soxspipe 0.19.0" for e in starts)
+    flat = next(e for e in starts if "_VIS_" in e.sof and "MFLAT" in e.sof)
+    assert any(k.startswith("soxs-mflat.") for k in flat.made_from.parameters)
+    assert not any("qc-acceptable-ranges" in k for k in flat.made_from.parameters)
+    assert ops.current_view(ws).stale == {}
+
+
+@pytest.fixture(scope="module")
+def xshooter_vis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A simulated X-shooter night, VIS alone, prepared and reduced once."""
+    ws = linked_copy(simulated_download(1, [], "xsh", ("VIS",)), tmp_path_factory.mktemp("simulated-xsh") / "ws")
+    prep(ws, workers=2, notify=lambda m: None)
+    return ws, reduce(ws, jobs=2)
+
+
+def test_an_xshooter_night_passes_every_calibration_and_stops_where_soxspipe_does(
+        xshooter_vis: tuple[Path, Any]) -> None:
+    """soxspipe 0.19.0 reduces X-shooter's calibrations, and stops at the standard in itself: its X-shooter
+    settings have no `soxs-stare-std` section (README, X-shooter)."""
+    ws, report = xshooter_vis
+    by_recipe = {(r["recipe"], r["status"]) for r in report.runs}
+    for recipe in ("mbias", "disp_solution", "order_centres", "mflat", "spat_solution"):
+        assert (recipe, "passed") in by_recipe, report.runs
+    assert not any(r["status"] == "failed" for r in report.runs if r["recipe"] not in ("stare_std", "stare_obj"))
+    standards = [r for r in report.runs if r["recipe"] == "stare_std"]
+    assert standards and all(r["status"] == "failed" and "soxs-stare-std" in r["reason"] for r in standards)

@@ -37,6 +37,8 @@ def describe(event: ev.Event) -> str:
         case ev.RecipeStarted(session=session, sof=sof, made_from=made_from):
             return f"[{session}] {sof}" + ("" if made_from is None else
                                            f" ({len(made_from.lines)} lines, {made_from.pipeline or 'pipeline ?'})")
+        case ev.RecipeProcess(session=session, sof=sof, pid=pid, host=host):
+            return f"[{session}] {sof}: process {pid} on {host}"
         case ev.ProvenanceRecorded(session=session, made=made, reason=reason):
             return f"[{session}] {len(made)} SOFs' products: {reason}"
         case ev.SettingsInForce(session=session, settings=settings):

@@ -38,7 +38,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
         yield cur
         cur.execute("COMMIT")
     except BaseException:
-        cur.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (a COMMIT that failed on a full disk)
+            cur.execute("ROLLBACK")
         raise
 
 

@@ -17,9 +17,10 @@ from soxs_es.pure.state import MARKED_FAILED, WorkspaceState
 def harvested_events(state: WorkspaceState, current: str, cells: Mapping[str, Mapping[str, Any]],
                      qc_rows: Mapping[str, list[dict[str, Any]]],
                      error_logs: Mapping[str, str] | None = None) -> list[ev.Event]:
-    """Events for the status cells (SOF -> column -> value) of the SOFs a recipe wrote since the log last looked,
-    and the QC rows (sof_name -> rows) that differ from what the log says; `current` is the session the recipes ran in (their `error_message` is about it);
-    `error_logs`: SOF -> the last line of the `_ERROR.log` its recipe left, the reason when it gave none."""
+    """Events for the status cells (SOF -> column -> value) of the SOFs a recipe wrote since the log last
+    looked, and the QC rows (sof_name -> rows) that differ from what the log says; `current` is the session
+    the recipes ran in (their `error_message` is about it); `error_logs`: SOF -> the last line of the
+    `_ERROR.log` its recipe left, the reason when it gave none."""
     error_logs = error_logs or {}
     out: list[ev.Event] = []
     flagged = {name: [r for r in rows if r.get("qc_flag") == "fail"] for name, rows in qc_rows.items()}

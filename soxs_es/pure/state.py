@@ -56,6 +56,10 @@ class Run:
     status: str  # "running" | "passed" | "failed"
     seconds: float = 0.0
     seq: int = 0
+    #: the process that runs it (`RecipeProcess`; 0: not recorded)
+    pid: int = 0
+    identity: str = ""
+    host: str = ""
 
 
 @attrs.frozen
@@ -425,6 +429,10 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                 runs = _nested_set(runs, session, sof, Run("running", 0.0, item.seq))
                 made = _nested_set(made, session, sof,
                                    Made(item.seq, None if made_from is None else _resolved(made_from, item.seq)))
+            case ev.RecipeProcess(session=session, sof=sof, pid=pid, identity=identity, host=host):
+                run = runs.get(session, {}).get(sof)
+                if run is not None and run.status == "running":
+                    runs = _nested_set(runs, session, sof, attrs.evolve(run, pid=pid, identity=identity, host=host))
             case ev.ProvenanceRecorded(session=session, made=provenances):
                 made = made.set(session, made.get(session, pmap()).update(
                     {sof: Made(item.seq, _resolved(p, item.seq)) for sof, p in provenances.items()}))
