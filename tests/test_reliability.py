@@ -32,7 +32,8 @@ def snapshot(ws: Path) -> tuple[list[tuple], dict[str, bytes]]:
         tables += [(table, *row) for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2, 3')]
     conn.close()
     sofs = {p.name: p.read_bytes() for p in sorted((ws / "sessions/base/sof").glob("*.sof"))}
-    return tables, sofs
+    products = {str(p.relative_to(ws)) for p in (ws / "sessions/base/reduced").rglob("*.fits")}
+    return tables, sofs | {"products": "\n".join(sorted(products)).encode()}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,54 @@ def test_prep_killed_at_any_moment_converges(download: Path, tmp_path: Path) -> 
         assert content_digests(ws).keys() >= inventory.keys(), f"attempt {attempt}: a frame's content was lost"
         assert not list(ws.glob(".soxs-es-*.part")), "no temp file left behind"
         shutil.rmtree(ws)
+
+
+def test_reduce_killed_at_any_moment_converges_with_no_recipe_run_twice_at_once(tmp_path_factory) -> None:
+    """SIGKILL of a `reduce` (alone, or with its process group) at random moments while the recipe double runs:
+    the next reduce never runs a SOF beside a run of it still going, and ends as an uninterrupted reduce."""
+    from test_reduce import template
+
+    base = tmp_path_factory.mktemp("reduce-kills")
+    download = base / "download"
+    write_demo(download, nights=1, seed=4)
+    subprocess.run([*PYTHON, "prep", str(download), "-q", "--workers", "1"], check=True)
+
+    def attempt(name: str) -> tuple[Path, list[str]]:
+        folder = base / name
+        ws = folder / "ws"
+        shutil.copytree(download, ws, symlinks=True)
+        plan = folder / "plan.json"
+        # the first recipes outlast a restart: a run left going would meet the next reduce's run of it
+        plan.write_text('{"*MBIAS*": {"seconds": 2}, "*MDARK*": {"seconds": 2}, "*": {"seconds": 0.1}}')
+        return ws, [*PYTHON, "reduce", "-w", str(ws), "-j", "2", "--quiet", "--command", template(plan)]
+
+    reference, command = attempt("reference")
+    start = time.monotonic()
+    subprocess.run(command, check=True)
+    duration = time.monotonic() - start
+    expected = snapshot(reference)
+    rng = random.Random(20261203)
+    deadline = time.monotonic() + max(150, KILLS * 40)  # `make soak`: every kill
+    for number in range(KILLS):
+        if time.monotonic() > deadline:
+            break
+        ws, command = attempt(f"run{number}")
+        for _ in range(rng.randint(1, 3)):
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            time.sleep(rng.uniform(0.5, 3.0) if rng.random() < 0.5 else rng.uniform(0.5, duration))
+            if rng.random() < 0.5:
+                proc.kill()  # the reduce alone
+            else:
+                os.killpg(proc.pid, 9)  # its process group (its recipes run in sessions of their own)
+            proc.wait()
+        finish = subprocess.run(command, capture_output=True, text=True)
+        assert finish.returncode == 0, finish.stderr
+        overlaps = ws.parent / "overlaps.log"
+        assert not overlaps.exists(), f"attempt {number}: {overlaps.read_text()}"
+        assert snapshot(ws) == expected, f"attempt {number}: the re-run did not converge"
+        again = subprocess.run([*command, "--json"], capture_output=True, text=True, check=True)
+        assert '"runs": []' in again.stdout, f"attempt {number}: something was left to run"
 
 
 def _no_process_left(ws: Path, pid: int) -> bool:
