@@ -3,10 +3,13 @@
 Read top to bottom:
 
 1. open the workspace for writing (the lock: a second reduce, or a prep, waits or refuses), record what
-   recipes wrote since the log last looked, project (SOF files current);
-2. plan (`pure.schedule.plan`): which SOFs may start now - every product they use has passed;
+   recipes wrote since the log last looked, project (SOF files current); wait for any run a killed reduce
+   left going, and judge the runs it cut short;
+2. plan (`pure.schedule.plan`): which SOFs may start now - not made yet, or made but stale
+   (`pure.provenance`), and every product they use has passed;
 3. start them, up to N at once, through an executor (local processes, or a Dask cluster), each start
-   recorded first (`RecipeStarted`), so a reduce killed at any moment knows what it left running;
+   recorded first with what the run is made from (`RecipeStarted`), then its process (`RecipeProcess`), so a
+   reduce killed at any moment knows what it left running;
 4. when one ends: record what the recipe wrote (status, QC rows, products), read its outcome from all of it
    (`pure.schedule.verdict`), record it (`RecipeRun`), project again - a failure rewrites the SOFs that
    used its products before any of them starts - and plan again;
