@@ -105,7 +105,8 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         raise UserError(f"no FITS files in {root}; add your data (or run in the right folder) - "
                         "nothing was prepared or moved")
     if not os.access(root, os.W_OK):
-        raise UserError(f"{root} is not writable; prep needs to create raw/ and misc/ there")
+        raise UserError(f"cannot write {root}: permission denied - nothing was changed; prep needs to create raw/ "
+                        "and misc/ there", code=5)
     with workspace_lock(root, wait=wait, notify=notify):
         # (a caller that remembers the workspace between preps learns it once, by the full path)
         quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None
