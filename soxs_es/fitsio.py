@@ -107,6 +107,8 @@ def read_header(path: Path, wanted: frozenset[str] | None = None) -> HeaderRead:
             if not first:
                 return HeaderRead(None, "empty file (0 bytes)")
             if not first.startswith(b"SIMPLE  ="):
+                if len(first) < 9 and b"SIMPLE  =".startswith(first):  # the first bytes of one, so far
+                    return HeaderRead(None, "truncated header (file ends before the END card)")
                 return HeaderRead(None, "not a FITS file (no SIMPLE card at the start)")
             blocks = [first]
             block = first
@@ -220,7 +222,9 @@ def decompress_z(source: str | Path) -> tuple[tuple[int, int], bytes]:
     """(size, mtime_ns) of a Unix `compress` (.Z) file and its content decompressed in memory; ValueError
     when it is not valid LZW."""
     stat, data = _read_whole(source)
-    if len(data) < 3 or data[:2] != b"\x1f\x9d":
+    if len(data) < 3 and b"\x1f\x9d\x90".startswith(data):
+        raise ValueError("truncated (.Z) file")  # its first bytes so far: more may come
+    if data[:2] != b"\x1f\x9d":
         raise ValueError("not a Unix-compressed (.Z) file")
     return stat, lzw_decompress(data)
 
@@ -229,6 +233,8 @@ def decompress_gzip(source: str | Path) -> tuple[tuple[int, int], bytes]:
     """(size, mtime_ns) of a gzip (.gz) file and its content decompressed in memory; ValueError, EOFError or
     gzip.BadGzipFile (an OSError) when it is not valid gzip data."""
     stat, data = _read_whole(source)
+    if len(data) < 2 and b"\x1f\x8b".startswith(data):
+        raise ValueError("truncated (.gz) file")  # its first bytes so far: more may come
     if data[:2] != b"\x1f\x8b":
         raise ValueError("not a gzip (.gz) file")
     return stat, gzip.decompress(data)

@@ -271,7 +271,8 @@ def scan_root(ws: Workspace, workers: int, progress: Progress | None) -> Scan:
             verdict = classify(item.header, ws.rules)
             item.kind, item.reason = verdict.kind, verdict.reason
     unfinished = [(i.compressed or i.name, i.reason or "unreadable")
-                  for i in found if i.kind == "rejected" and i.header is None]
+                  for i in found if i.kind == "rejected" and i.header is None
+                  and not arrival.never_a_frame(i.reason or "")]
     unfinished += [(i.name, "a download being written")
                    for i in others if i.kind == "other" and arrival.partial_download(i.name)]
     arriving = _still_arriving(ws.root, unfinished)

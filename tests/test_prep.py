@@ -247,6 +247,25 @@ def test_a_frame_still_arriving_is_left_alone_until_it_reads_whole(tmp_path: Pat
     assert (ws / "misc" / "abandoned.fits.crdownload").exists()  # left unchanged for too long: set aside
 
 
+def test_a_file_whose_first_bytes_are_not_fits_is_judged_at_once(tmp_path: Path, clock) -> None:
+    """No more bytes can make a frame of a `.fits` that does not start with SIMPLE, or a `.fits.Z` that is not
+    compressed data: set aside at once, however fresh. The first bytes of a real one are waited for."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_frame(ws / "good.fits")
+    (ws / "notes.fits").write_bytes(b"<html>the archive said: no such file</html>")
+    (ws / "page.fits.Z").write_bytes(b"<html>404</html>")
+    write_frame(tmp_path / "other.fits", **{"MJD-OBS": 60737.6})
+    (ws / "coming.fits").write_bytes((tmp_path / "other.fits").read_bytes()[:4])  # "SIMP": a frame beginning
+    (ws / "coming2.fits.Z").write_bytes(compress_z((tmp_path / "other.fits").read_bytes())[:1])
+    report = prep(ws, clock, workers=1, notify=lambda m: None)
+    rejected = dict(report.rejected)
+    assert rejected.keys() == {"notes.fits", "page.fits.Z"} and "not a FITS file" in rejected["notes.fits"]
+    assert (ws / "misc" / "notes.fits").exists() and (ws / "misc" / "page.fits.Z").exists()
+    waiting = dict(report.left_alone)
+    assert "not complete yet" in waiting["coming.fits"] and "not complete yet" in waiting["coming2.fits.Z"]
+
+
 def test_gzip_frames_are_decompressed_like_unix_compressed_ones(tmp_path: Path, clock) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -5,9 +5,11 @@ A frame is complete when it reads whole: its header ends with an END card and th
 header promises for its data unit (a `.Z` is complete when it decompresses to such a frame). A file that
 does not read whole and was written to a moment ago is taken to be still arriving: it is left where it is
 and looked at again by the next run. Once it has not changed for `SETTLED_SECONDS`, it is judged as it is
-(a truncated download is then set aside to misc/ like any unreadable file). A file named as browsers and
-download managers name a file they are still writing (`x.fits.Z.part`, `.crdownload`, ...) is left alone
-the same way: moved away, it could not be renamed to its own name when the download ends.
+(a truncated download is then set aside to misc/ like any unreadable file). A file whose first bytes are
+already not FITS (no `SIMPLE` card; not `.Z` or gzip data) is judged at once: no more bytes can mend it.
+A file named as browsers and download managers name a file they are still writing (`x.fits.Z.part`,
+`.crdownload`, ...) is left alone the same way: moved away, it could not be renamed to its own name when
+the download ends.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ def still_arriving(seconds_since_written: float) -> bool:
     """Whether a root file that does not read whole is left alone this run: it was written to less than
     `SETTLED_SECONDS` ago (a clock behind the file's time counts as just written)."""
     return seconds_since_written < SETTLED_SECONDS
+
+
+#: Problems whose bytes already contradict a FITS frame (or its compression) however much more arrives: the
+#: file is judged at once, not held as still arriving.
+NEVER_A_FRAME = ("not a FITS file", "corrupt .Z file (not a Unix-compressed", "corrupt .gz file (not a gzip")
+
+
+def never_a_frame(problem: str) -> bool:
+    """Whether a root file's read `problem` says it can never become a frame (its first bytes are not FITS)."""
+    return problem.startswith(NEVER_A_FRAME)
 
 
 #: Name endings browsers and download managers give a file while they write it (renamed once complete).
