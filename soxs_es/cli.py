@@ -675,7 +675,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     running = sorted(sof for sof, run in runs.items() if run.status == "running")
     active = _writer_active(root)
     status = {
-        "workspace": str(root), "session": view.session, "sessions": list(view.state.sessions),
+        "workspace": str(root), "instrument": view.rules.instrument, "session": view.session,
+        "sessions": list(view.state.sessions),
         "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "stale": stale, "incomplete_science": blocked,
@@ -689,7 +690,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
-    print(f"workspace {root}  session {view.session} (of {', '.join(view.state.sessions) or 'none'})")
+    print(f"workspace {root}  instrument {view.rules.instrument}  session {view.session} "
+          f"(of {', '.join(view.state.sessions) or 'none'})")
     print(f"{status['raw_frames']} raw frames over {status['nights']} nights, "
           f"{status['rejected_files']} files rejected to misc/")
     print()

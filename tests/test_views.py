@@ -62,7 +62,7 @@ def test_raw_lists_the_whole_cascade_and_exports_it(workspace: Path, capsys, tmp
 
 def test_status_summarises_the_workspace(workspace: Path, capsys) -> None:
     status = run_json(capsys, "status", "-w", str(workspace))
-    assert status["session"] == "base" and status["nights"] == 3
+    assert status["session"] == "base" and status["nights"] == 3 and status["instrument"] == "SOXS"
     assert sum(f["frames"] for f in status["frames"]) == status["raw_frames"]
     by_recipe = {r["recipe"]: r for r in status["recipes"]}
     assert by_recipe["stare_obj"]["incomplete"] == 3 and by_recipe["mbias"]["to do"] == by_recipe["mbias"]["sets"]

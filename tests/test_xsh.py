@@ -259,6 +259,9 @@ def test_every_command_works_on_an_xshooter_workspace(xsh_workspace: Path, tmp_p
     assert rewritten, "the SOFs that used the failed bias take another night's"
     assert main(["replay", "--until", "#100", *w, "--into", str(tmp_path / "replayed")]) == 0
     assert (tmp_path / "replayed" / "soxspipe.db").is_file()
+    capsys.readouterr()
+    assert main(["status", *w, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["instrument"] == "XSH"  # which instrument, said first
 
 
 def test_each_uvb_order_table_slot_takes_only_its_own_lamps_order_definition(xsh_workspace: Path) -> None:
