@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import multiprocessing
 import os
 import signal
@@ -46,6 +47,29 @@ def die_with(parent: int) -> None:
         return
     if os.getppid() != parent:
         os._exit(1)  # the parent died before prctl took effect
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def dying_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` that ties a child process to this one (Linux: killed when this one dies). prctl is found
+    here, in the parent: a child between fork and exec must not load libraries (another thread may have held
+    the loader's lock at the fork)."""
+    parent, prctl = os.getpid(), _prctl()
+    if prctl is None:
+        return lambda: None
+
+    def tie() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before prctl took effect
+    return tie
 
 
 def process_identity(pid: int) -> str:

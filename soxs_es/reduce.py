@@ -38,7 +38,7 @@ from soxs_es.eventlog import Clock, utc_now
 from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.operations import resolve_sof
-from soxs_es.processes import die_with, process_identity, still_running
+from soxs_es.processes import dying_with_this_process, process_identity, still_running
 from soxs_es.projections import pipeline
 from soxs_es.projections.pipeline import mark_running
 from soxs_es.pure import layout
@@ -93,14 +93,13 @@ class LocalProcesses:
 
     def start(self, request: RunRequest) -> int | None:
         Path(request.log).parent.mkdir(parents=True, exist_ok=True)
-        reduce_pid = os.getpid()
         with open(request.log, "ab") as out:
             out.write(f"$ {' '.join(request.command)}\n".encode())
             out.flush()
             try:
                 process = subprocess.Popen(request.command, cwd=request.cwd, stdout=out, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                           preexec_fn=lambda: die_with(reduce_pid))  # noqa: PLW1509 - prctl only
+                                           preexec_fn=dying_with_this_process())  # noqa: PLW1509 - prctl only
             except OSError as error:  # no such command: a run that failed at once
                 out.write(f"{error}\n".encode())
                 process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(127)"])
@@ -135,14 +134,13 @@ class LocalProcesses:
 def run_command(command: Sequence[str], cwd: str, log: str) -> tuple[int, float, str]:
     """One recipe run where a Dask worker runs it (the worker must see the workspace at `cwd`)."""
     started = time.monotonic()
-    worker = os.getpid()
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(command)}\n".encode())
         out.flush()
         try:  # the recipe dies with the worker that runs it
             code = subprocess.run(list(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, check=False,
-                                  preexec_fn=lambda: die_with(worker)).returncode  # noqa: PLW1509
+                                  preexec_fn=dying_with_this_process()).returncode  # noqa: PLW1509
         except OSError as error:
             out.write(f"{error}\n".encode())
             code = 127
