@@ -11,6 +11,7 @@ stale); the plan of a reduce without staleness and with it; the decisions a proj
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -61,8 +62,7 @@ def main() -> None:
         made[sof.set.sof] = Made(seq, provenance(sof, producer_of, state.files, made,
                                                  parameters_of(settings, sof.set.recipe, sof.set.arm), "soxspipe"))
 
-    def parameters(recipe: str, arm: str | None) -> dict:
-        return parameters_of(settings, recipe, arm)
+    parameters = functools.partial(parameters_of, settings)
 
     def judge(made_now: dict[str, Made]) -> dict:
         return stale_products(association, found, made_now, state.files, parameters)

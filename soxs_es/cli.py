@@ -510,7 +510,7 @@ def _clock(seconds: float) -> str:
 def cmd_reduce(args: argparse.Namespace) -> int:
     import signal
 
-    from soxs_es.reduce import DaskCluster, reduce
+    from soxs_es.reduce import DaskCluster, recipe_slots, reduce
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a SIGTERM stops the recipes it runs too, as a Ctrl-C does
@@ -518,10 +518,8 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     view = ReduceView(sys.stdout.isatty() and not args.json, args.quiet or args.json)
     executor = None
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"-j {args.jobs}: give at least 1 recipe at a time")
     if args.executor == "dask":
-        executor = DaskCluster(args.scheduler, args.jobs or os.cpu_count() or 1)
+        executor = DaskCluster(args.scheduler, recipe_slots(args.jobs))
     try:
         report = reduce(Path(args.workspace), wanted=args.sof or None, jobs=args.jobs, overwrite=args.overwrite,
                         quit_on_fail=args.quit_on_fail, template=args.command, executor=executor, show=view,
@@ -905,18 +903,14 @@ def run() -> None:
     sys.exit(code)
 
 
-#: SQLite's primary result codes that say the file system refused (the rest are soxs-es's to explain)
-_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM = 13, 8, 10, 14, 3
-
-
 def _database_refusal(error: sqlite3.OperationalError, db: Path) -> str | None:
     """The one line for a database write the file system refused (None: another error)."""
-    code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
-    if code == _SQLITE_FULL:
+    code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
         return f"cannot write {db}: the disk is full - free some space and run the same command again; nothing was lost"
-    if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
         return f"cannot write {db}: permission denied - nothing was changed; give soxs-es write access and run again"
-    if code == _SQLITE_IOERR:
+    if code == sqlite3.SQLITE_IOERR:
         return f"cannot write {db}: {error} - run the same command again once the disk is fixed; nothing was lost"
     return None
 

@@ -5,6 +5,7 @@ Writers take the workspace lock and go through `shell.Workspace`; readers fold t
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -196,7 +197,7 @@ def current_view(root: Path) -> View:
     found = frozenset(p.filepath for p in derived.association.products if (folder / p.filepath).exists())
     settings = settings_now(folder / SETTINGS, state.settings.get(session, ({}, 0))[0])
     stale = stale_products(derived.association, found, state.made.get(session, {}), state.files,
-                           lambda recipe, arm: parameters_of(settings, recipe, arm),
+                           functools.partial(parameters_of, settings),
                            recorded=state.decisions.stale.get(session, {}))
     return View(state, session, rules, derived, found, stale)
 

@@ -40,11 +40,10 @@ def serial() -> bool:
 def die_with(parent: int) -> None:
     """Be killed when `parent` dies (Linux); exit now if it already has. A child left running after a killed
     `prep` would work on the workspace while the next `prep` holds the lock."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    prctl = _prctl()
+    if prctl is None:
         return
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)  # the parent died before prctl took effect
 
@@ -58,18 +57,11 @@ def _prctl() -> Callable[..., int] | None:
 
 
 def dying_with_this_process() -> Callable[[], None]:
-    """A `preexec_fn` that ties a child process to this one (Linux: killed when this one dies). prctl is found
-    here, in the parent: a child between fork and exec must not load libraries (another thread may have held
-    the loader's lock at the fork)."""
-    parent, prctl = os.getpid(), _prctl()
-    if prctl is None:
-        return lambda: None
-
-    def tie() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)  # the parent died before prctl took effect
-    return tie
+    """A `preexec_fn` that ties a child process to this one (`die_with`). prctl is found here, in the parent: a
+    child between fork and exec must not load libraries (another thread may have held the loader's lock at
+    the fork)."""
+    _prctl()
+    return functools.partial(die_with, os.getpid())
 
 
 def process_identity(pid: int) -> str:

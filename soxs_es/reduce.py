@@ -495,6 +495,14 @@ def _rewritten(before: Association, after: Association) -> list[str]:
                   if sof.complete and name in before.sofs and before.sofs[name].slots != sof.slots)
 
 
+def recipe_slots(jobs: int | None) -> int:
+    """How many recipes run at once: `jobs`, else one per core; fewer than one is refused."""
+    slots = (os.cpu_count() or 1) if jobs is None else jobs
+    if slots < 1:
+        raise UserError(f"-j {slots}: give at least 1 recipe at a time")
+    return slots
+
+
 def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = None, overwrite: bool = False,
            quit_on_fail: bool = False, template: str | None = None, executor: Executor | None = None,
            clock: Clock = utc_now, show: Callable[[Progress], None] = lambda p: None,
@@ -504,9 +512,7 @@ def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = No
     Runs a killed reduce left going are waited for first (stopped, with `stop_earlier`)."""
     if not (root / layout.DATABASE).is_file():
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
-    slots = (os.cpu_count() or 1) if jobs is None else jobs
-    if slots < 1:
-        raise UserError(f"-j {slots}: give at least 1 recipe at a time")
+    slots = recipe_slots(jobs)
     executor = executor or LocalProcesses(slots)
     try:
         with workspace_lock(root, wait=0, notify=lambda m: None):

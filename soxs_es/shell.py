@@ -6,6 +6,7 @@ without it. Projection is always the same pure derivation of the log for one ses
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -145,11 +146,16 @@ def session_settings(session_dir: Path, instrument: str) -> str | None:
     return None if text is None else soxspipe.fill_in_settings(text, session_dir)
 
 
+def read_settings(path: Path) -> Any:
+    """A session's settings file as YAML loads it (None: no file, or an empty one); OSError, or YAML's own error."""
+    return yaml.load(path.read_text(), Loader=SAFE_LOADER) if path.is_file() else None  # noqa: S506 - a safe loader
+
+
 def settings_now(path: Path, fallback: dict[str, Any]) -> dict[str, Any]:
     """What of a session's settings file can change a product, as the file holds it now (`fallback`, the settings
     last recorded, when it cannot be read: the next writing command says why)."""
     try:
-        doc = yaml.load(path.read_text(), Loader=SAFE_LOADER) if path.is_file() else {}  # noqa: S506 - a safe loader
+        doc = read_settings(path) or {}
     except Exception:
         return fallback
     return settings_in_force(doc) if isinstance(doc, dict) else fallback
@@ -357,9 +363,9 @@ class Workspace:
         from), each recorded when it differs from what was last in force."""
         settings = self.session_dir(session) / SETTINGS
         try:
-            text = settings.read_text() if settings.is_file() else ""
-            ranges = qc_ranges_from_settings(text)
-            doc = settings_in_force(yaml.load(text, Loader=SAFE_LOADER) or {})  # noqa: S506 - a safe loader
+            loaded = read_settings(settings)
+            ranges = qc_ranges_from_settings(loaded)
+            doc = settings_in_force(loaded or {})
         except (ValueError, OSError) as error:
             raise UserError(f"cannot read QC ranges from {settings}: {error}; fix the file and run again") from None
         except Exception as error:  # YAML syntax errors
@@ -437,7 +443,7 @@ class Workspace:
     def parameters(self, session: str) -> Callable[[str, str | None], dict[str, Any]]:
         """A recipe's parameters for an arm, from the settings in force in `session`."""
         settings = self.state.settings.get(session, ({}, 0))[0]
-        return lambda recipe, arm: parameters_of(settings, recipe, arm)
+        return functools.partial(parameters_of, settings)
 
     def record_provenance(self, association: Association, session: str) -> None:
         """Products no `soxs-es reduce` run made (a recipe run by hand, a workspace reduced before provenance

@@ -19,6 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_reduce import DOUBLE, recorded, template
+from test_reduce import product_owner as product_owners
 
 from soxs_es import events as ev
 from soxs_es import operations as ops
@@ -52,14 +53,6 @@ def sof_lines(ws: Path) -> dict[str, tuple[tuple[str, str], ...]]:
     for path in (ws / "sof").glob("*.sof"):
         out[path.name] = tuple(tuple(line.split()) for line in path.read_text().splitlines() if line.strip())
     return out
-
-
-def product_owners(ws: Path) -> dict[str, str]:
-    conn = sqlite3.connect(ws / "soxspipe.db")
-    try:
-        return dict(conn.execute("SELECT filepath, sof FROM product_frames"))
-    finally:
-        conn.close()
 
 
 def brute_force(ws: Path) -> tuple[set[str], set[str]]:

@@ -7,10 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import yaml
 
 from soxs_es.pure.association import FrameSet
-from soxs_es.pure.rules import SAFE_LOADER
 from soxs_es.pure.state import WorkspaceState, qc_key
 
 BASE = "base"
@@ -27,14 +25,14 @@ def session_id_problem(session: str) -> str | None:
     return (f"session ID {session!r} is not valid: use 1 to 16 characters from A-Z a-z 0-9 _ (as soxspipe does)")
 
 
-def qc_ranges_from_settings(text: str) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """The QC ranges of a session settings file (soxspipe's shape).
+def qc_ranges_from_settings(doc: Any) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """The QC ranges of a session settings file, as YAML loads it (soxspipe's shape; None: an empty file).
 
     `soxs-<recipe>: {qc-acceptable-ranges: {name: [min, max]}}` for every arm, and
     `soxs-<recipe>: {vis|nir: {qc-acceptable-ranges: {...}}}` for one arm (which wins over the general one).
     Raises ValueError naming the first malformed entry.
     """
-    doc = yaml.load(text, Loader=SAFE_LOADER) or {}  # noqa: S506 - a safe loader
+    doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError("the settings file is not a YAML mapping")
     out: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
