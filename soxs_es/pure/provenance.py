@@ -114,6 +114,8 @@ class Stale:
 def made_products(association: Association, found: frozenset[str]) -> list[Sof]:
     """The SOFs whose products are all made and usable (complete, not failed, every product on disk), in
     cascade order."""
+    if not found:
+        return []  # nothing made yet (a workspace only prepared)
     products = products_by_sof(association)
     return [s for s in sorted(association.sofs.values(), key=lambda s: (s.set.recipe_order, s.set.sof))
             if s.complete and not s.failed and products.get(s.set.sof)
@@ -134,8 +136,10 @@ def stale_products(association: Association, found: frozenset[str], made: Mappin
     """The made SOFs whose products are stale, with why. `files` None: raw frames' identities are not known
     (then a SOF recorded stale in `recorded` for a raw frame stays so); `pipeline`: the pipeline now, a reason
     of its own only when given (else a new pipeline is shown, never a reason)."""
-    producer_of = producers(association)
     done = made_products(association, found)
+    if not done:
+        return {}
+    producer_of = producers(association)
     done_names = {s.set.sof for s in done}
     out: dict[str, Stale] = {}
     for sof in done:
