@@ -91,6 +91,10 @@ def test_nir_lamp_off_frames_inherit_the_lamp_of_their_ob() -> None:
     ({"ESO INS VISE NAME": "BLANK"}, "flat with a BLANK slit"),
     ({"ESO DPR TYPE": "LAMP,WAVE", "ESO DPR TECH": "ECHELLE,PINHOLE", "ESO INS VISE NAME": "BLANK"},
      "pinhole arc with a BLANK slit (no pinhole spots)"),
+    # a type some recipe reads, taken with a technique none reads (a slit arc), or a type no entry reads
+    ({"ESO DPR TYPE": "LAMP,WAVE", "ESO DPR TECH": "ECHELLE,SLIT"},
+     "no recipe reads LAMP,WAVE frames taken ECHELLE,SLIT"),
+    ({"ESO DPR TYPE": "DOME,FLAT", "ESO DPR TECH": "ECHELLE,SLIT"}, "no recipe reads DOME,FLAT frames"),
 ])
 def test_ignore_reasons(extra: dict[str, Any], reason: str) -> None:
     row = raw_frame_rows([("raw/d/a.fits", frame(**extra))], RULES)[0]
@@ -98,7 +102,8 @@ def test_ignore_reasons(extra: dict[str, Any], reason: str) -> None:
 
 
 def test_usable_frames_are_not_ignored() -> None:
-    for extra in ({}, {"ESO DPR TYPE": "STD,FLUX", "ESO OBS NAME": "GD 71"},
-                  {"ESO DPR TYPE": "OBJECT", "ESO INS VISE SWSIM": True}):
+    for extra in ({}, {"ESO DPR TYPE": "STD,FLUX", "ESO DPR TECH": "ECHELLE,SLIT,STARE", "ESO OBS NAME": "GD 71"},
+                  {"ESO DPR TYPE": "OBJECT", "ESO DPR TECH": "ECHELLE,SLIT,NODDING", "ESO INS VISE SWSIM": True},
+                  {"ESO DPR TYPE": "LAMP,FLAT", "ESO DPR TECH": "IMAGE"}):
         row = raw_frame_rows([("raw/d/a.fits", frame(**extra))], RULES)[0]
         assert (row["ignore"], row["ignore reason"]) == (0, None), extra

@@ -51,7 +51,7 @@ STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
 STATE_FORMAT = 14
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 4
+ASSOCIATION_FORMAT = 5
 
 CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
                 "cache_association_sofs", "cache_frame_rows")

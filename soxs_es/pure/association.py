@@ -70,6 +70,9 @@ class Product:
     rospeed: str | None
     slit: str | None
     dpr_type: str = ""  # of the set it is made from
+    #: the NIR detector's integration time and number of integrations (rules that keep them: X-shooter)
+    dit: float | None = None
+    ndit: int | None = None
 
 
 @attrs.frozen
@@ -166,14 +169,31 @@ def template_set_sizes(rows: Sequence[Row]) -> list[int]:
     return [sizes[g] for g in group_of]
 
 
-def _template_complete(row: Row, size: int, sets: Mapping[str, Any]) -> bool:
+def shared_template_sizes(rows: Sequence[Row]) -> list[int]:
+    """Frames per template run across arms for every row, where a run's exposure numbers never repeat across
+    its arms (one count over the arms, as a template taking UVB and VIS arcs one after the other may number
+    them); 0 where they repeat (the arms exposed at once, each numbered on its own) or the row has no
+    template start."""
+    runs: dict[tuple[Any, Any], list[Any]] = defaultdict(list)
+    for row in rows:
+        if row["eso tpl start"] is not None:
+            runs[(row["eso tpl start"], row["eso tpl name"])].append(row["eso tpl expno"])
+    sizes = {key: len(expnos) if len(set(expnos)) == len(expnos) and None not in expnos else 0
+             for key, expnos in runs.items()}
+    return [sizes.get((r["eso tpl start"], r["eso tpl name"]), 0) if r["eso tpl start"] is not None else 0
+            for r in rows]
+
+
+def _template_complete(row: Row, size: int, shared: int, sets: Mapping[str, Any]) -> bool:
+    """Whether a frame's template run is all there: `size` frames of its arm, `shared` across its arms."""
     tech, dpr_type, nexp = row["eso dpr tech"] or "", row["eso dpr type"] or "", row["eso tpl nexp"]
     if any(t in tech for t in sets["always_complete_techs"]):
         return True
-    if nexp is not None and size == nexp:
+    if nexp is not None and (size == nexp or (sets.get("templates_shared_by_arms") and shared == nexp)):
         return True
+    half_arms = sets.get("half_template_arms")
     if nexp is not None and not any(t in dpr_type for t in sets["half_template_excluded_types"]) \
-            and size == int(nexp) // 2:
+            and (half_arms is None or row["eso seq arm"] in half_arms) and size == int(nexp) // 2:
         return True
     return any(t in tech for t in sets["even_count_techs"]) and size % 2 == 0
 
@@ -181,8 +201,9 @@ def _template_complete(row: Row, size: int, sets: Mapping[str, Any]) -> bool:
 def usable_frames(rows: Sequence[Row], cascade: Cascade) -> list[Row]:
     """Raw frames that may join a set: not ignored, not simulated, from a complete template; by MJD."""
     sizes = template_set_sizes(rows)
-    usable = [r for r, size in zip(rows, sizes, strict=True)
-              if not r["ignore"] and not r["simulation"] and _template_complete(r, size, cascade.sets)]
+    shared = shared_template_sizes(rows) if cascade.sets.get("templates_shared_by_arms") else [0] * len(rows)
+    usable = [r for r, size, across in zip(rows, sizes, shared, strict=True)
+              if not r["ignore"] and not r["simulation"] and _template_complete(r, size, across, cascade.sets)]
     return sorted(usable, key=lambda r: (r["mjd-obs"], r["file"]))
 
 
@@ -290,6 +311,8 @@ def _combined_sets(parts: Mapping[str, list[Part]], combination: Combination, en
     out = []
     for by_type in (g for alike in groups.values() for g in alike):
         present = [t for t in combination.types if t in by_type]
+        if combination.first_required and present[0] != combination.types[0]:
+            continue
         members = sorted((r for t in present for r in by_type[t][1]), key=lambda r: (r["mjd-obs"], r["file"]))
         keys = dict(by_type[present[0]][0].keys)
         lamps = [by_type[t][0].keys.get("lamp") for t in present]
@@ -314,7 +337,8 @@ def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
             catg=template.catg, pro_type=template.pro_type, pro_tech=template.pro_tech, sof=frame_set.sof,
             recipe=entry.recipe, recipe_order=entry.order, arm=arm, mjd_obs=frame_set.mjd_obs,
             night_start_mjd=keys.get("night start mjd"), exptime=keys["exptime"], binning=keys["binning"],
-            gain=keys["gain"], rospeed=keys["rospeed"], slit=keys["slit"], dpr_type=frame_set.dpr_type))
+            gain=keys["gain"], rospeed=keys["rospeed"], slit=keys["slit"], dpr_type=frame_set.dpr_type,
+            dit=keys.get("eso det dit"), ndit=keys.get("eso det ndit")))
     return out
 
 
@@ -344,6 +368,9 @@ def _equal(a: Any, b: Any) -> bool:
     return a is not None and b is not None and a == b
 
 
+_KEY_NAMES = {"rospeed": "readout speed", "binning": "binning", "gain": "gain", "slit": "slit"}
+
+
 def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule) -> str | None:
     """Why this product cannot fill this SOF's slot under the rule's hard keys (None: it can)."""
     keys, arm = frame_set.keys, frame_set.arm
@@ -351,19 +378,18 @@ def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule)
         return f"arm {product.arm}, the SOF is {arm}"
     if product.recipe_order >= frame_set.recipe_order:
         return "not earlier in the cascade"
-    waived = frame_set.recipe in rule.waived_for
-    if rule.compares_rospeed(arm, waived) and not _equal(product.rospeed, keys["rospeed"]):
-        return f"readout speed {product.rospeed}, the SOF has {keys['rospeed']}"
-    if rule.match_binning_gain_unless_nir and arm != NIR:
-        if not _equal(product.binning, keys["binning"]):
-            return f"binning {product.binning}, the SOF has {keys['binning']}"
-        if not _equal(product.gain, keys["gain"]):
-            return f"gain {product.gain}, the SOF has {keys['gain']}"
-    if rule.match_slit and not waived and not _equal(product.slit, keys["slit"]):
-        fallback = rule.nir_slit_fallback
-        if not (fallback and arm == NIR and keys["slit"] == fallback[1] and product.slit == fallback[0]):
-            return f"slit {product.slit}, the SOF has {keys['slit']}"
+    for column in rule.compared(rule.mode(frame_set.recipe), arm):
+        value, want = getattr(product, column), keys[column]
+        if _equal(value, want) or (column == "slit" and _slit_fallback(rule, arm, want) == value):
+            continue
+        return f"{_KEY_NAMES[column]} {value}, the SOF has {want}"
     return None
+
+
+def _slit_fallback(rule: CalibrationRule, arm: str | None, slit: Any) -> str | None:
+    """The other slit whose products also serve a SOF of this slit (None: none)."""
+    fallback = rule.nir_slit_fallback
+    return fallback[0] if fallback and arm == NIR and slit == fallback[1] else None
 
 
 def slot_applies(frame_set: FrameSet, rule: CalibrationRule) -> bool:
@@ -372,12 +398,18 @@ def slot_applies(frame_set: FrameSet, rule: CalibrationRule) -> bool:
     return frame_set.recipe not in rule.never_for
 
 
-def rank_key(product: Product, frame_set: FrameSet, rule: CalibrationRule) -> tuple[float, float, float, str]:
-    """Nearest first: |delta exptime| (when the rule says so), |delta MJD|, then earlier MJD, then path."""
-    exptime = frame_set.keys["exptime"]
-    dexp = abs(product.exptime - exptime) if rule.rank_by_exptime_first and exptime is not None \
-        and product.exptime is not None else 0.0
-    return (dexp, abs(product.mjd_obs - frame_set.mjd_obs), product.mjd_obs, product.filepath)
+def rank_key(product: Product, frame_set: FrameSet, rule: CalibrationRule
+             ) -> tuple[float, int, float, float, str]:
+    """Nearest first: |delta exptime| then the same DIT x NDIT (when the rule says so), |delta MJD|, then
+    earlier MJD, then path."""
+    keys = frame_set.keys
+    exptime = keys["exptime"]
+    dexp, split = 0.0, 0
+    if rule.rank_by_exptime_first:
+        if exptime is not None and product.exptime is not None:
+            dexp = abs(product.exptime - exptime)
+        split = int((product.dit, product.ndit) != (keys.get("eso det dit"), keys.get("eso det ndit")))
+    return (dexp, split, abs(product.mjd_obs - frame_set.mjd_obs), product.mjd_obs, product.filepath)
 
 
 def choose(frame_set: FrameSet, candidates: Iterable[Product], rule: CalibrationRule) -> tuple[Product, ...]:
@@ -391,8 +423,8 @@ def choose(frame_set: FrameSet, candidates: Iterable[Product], rule: Calibration
         return ()
     ranked = sorted(passing, key=lambda p: rank_key(p, frame_set, rule))
     if rule.rank_by_exptime_first:
-        best = rank_key(ranked[0], frame_set, rule)[0]
-        ranked = [p for p in ranked if rank_key(p, frame_set, rule)[0] == best]
+        best = rank_key(ranked[0], frame_set, rule)[:2]
+        ranked = [p for p in ranked if rank_key(p, frame_set, rule)[:2] == best]
     chosen = ranked[:rule.keep]
     if frame_set.recipe in rule.tags_only_for and rule.tags_only_prefix is not None:
         chosen = [p for p in chosen if p.catg.startswith(rule.tags_only_prefix)]
@@ -422,28 +454,21 @@ def explain_slot(frame_set: FrameSet, products: Iterable[Product], rule: Calibra
 
 
 class _Index:
-    """Eligible products for one rule, bucketed by hard keys and sorted by MJD."""
+    """Eligible products for one rule, bucketed by hard keys and sorted by MJD (once per mode of the rule: the
+    keys a SOF compares depend on its recipe)."""
 
     def __init__(self, rule: CalibrationRule) -> None:
         self.rule = rule
         self.buckets: dict[tuple[Any, ...], tuple[list[float], list[Product]]] = {}
 
-    def bucket_key(self, arm: Any, rospeed: Any, binning: Any, gain: Any, slit: Any, exptime: Any,
-                   recipe: str | None = None) -> tuple[Any, ...]:
-        rule = self.rule
-        waived = recipe is not None and recipe in rule.waived_for
-        return (arm,
-                rospeed if rule.compares_rospeed(arm, waived) else None,
-                (binning, gain) if rule.match_binning_gain_unless_nir and arm != NIR else None,
-                slit if rule.match_slit and not waived else None,
-                exptime if rule.rank_by_exptime_first else None)
-
     def add(self, products: Iterable[Product]) -> None:
         """Add products (each once, in any order): every bucket stays sorted by MJD."""
         touched = set()
+        rule = self.rule
         for p in products:
-            for waived in (False, True):
-                key = self._product_key(p, waived)
+            for mode in rule.modes():
+                key = (mode, p.arm, *(getattr(p, c) for c in rule.compared(mode, p.arm)),
+                       (p.exptime, p.dit, p.ndit) if rule.rank_by_exptime_first else None)
                 mjds, items = self.buckets.setdefault(key, ([], []))
                 items.append(p)
                 touched.add(key)
@@ -452,42 +477,26 @@ class _Index:
             items.sort(key=lambda p: (p.mjd_obs, p.filepath))
             mjds[:] = [p.mjd_obs for p in items]
 
-    def _product_key(self, p: Product, waived: bool) -> tuple[Any, ...]:
-        rule = self.rule
-        return (waived, p.arm,
-                p.rospeed if rule.compares_rospeed(p.arm, waived) else None,
-                (p.binning, p.gain) if rule.match_binning_gain_unless_nir and p.arm != NIR else None,
-                p.slit if rule.match_slit and not waived else None,
-                p.exptime if rule.rank_by_exptime_first else None)
-
     def near(self, frame_set: FrameSet) -> list[Product]:
         """Candidates near the SOF's MJD from every bucket its hard keys allow (a superset of the answer)."""
         rule, keys, arm = self.rule, frame_set.keys, frame_set.arm
-        waived = frame_set.recipe in rule.waived_for
-        slits: list[Any] = [keys["slit"]]
-        fallback = rule.nir_slit_fallback
-        if fallback and arm == NIR and keys["slit"] == fallback[1]:
-            slits.append(fallback[0])
+        mode = rule.mode(frame_set.recipe)
+        compared = rule.compared(mode, arm)
+        wanted = [keys[c] for c in compared]
+        bases = [(mode, arm, *wanted)]
+        fallback = _slit_fallback(rule, arm, keys["slit"]) if "slit" in compared else None
+        if fallback is not None:
+            bases.append((mode, arm, *wanted[:-1], fallback))
         out: list[Product] = []
-        for key, (mjds, items) in self._matching_buckets(waived, arm, keys, slits):
-            out.extend(_window(mjds, items, frame_set.mjd_obs, rule.keep))
-            del key
-        return out
-
-    def _matching_buckets(self, waived: bool, arm: Any, keys: Mapping[str, Any], slits: list[Any]
-                          ) -> Iterable[tuple[tuple[Any, ...], tuple[list[float], list[Product]]]]:
-        rule = self.rule
-        base = (waived, arm,
-                keys["rospeed"] if rule.compares_rospeed(arm, waived) else None,
-                (keys["binning"], keys["gain"]) if rule.match_binning_gain_unless_nir and arm != NIR else None)
-        for slit in slits if rule.match_slit and not waived else [None]:
+        for base in bases:
             if rule.rank_by_exptime_first:
-                # every exposure time is its own bucket; choose() keeps the closest exposure time
-                for key, bucket in self.buckets.items():
-                    if key[:4] == base and key[4] == slit:
-                        yield key, bucket
-            elif (base + (slit, None)) in self.buckets:
-                yield base + (slit, None), self.buckets[base + (slit, None)]
+                # every exposure (time, DIT, NDIT) is its own bucket; choose() keeps the closest
+                buckets = [b for key, b in self.buckets.items() if key[:-1] == base]
+            else:
+                buckets = [self.buckets[base + (None,)]] if base + (None,) in self.buckets else []
+            for mjds, items in buckets:
+                out.extend(_window(mjds, items, frame_set.mjd_obs, rule.keep))
+        return out
 
 
 def _window(mjds: list[float], items: list[Product], target: float, keep: int) -> list[Product]:
@@ -618,7 +627,7 @@ def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[
         rule = cascade.rules[cal_type]
         chosen = choose(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) else ()
         slots.append(Slot(cal_type, chosen))
-        if not chosen:
+        if not chosen and not rule.optional:
             missing.append(cal_type)
     return Sof(frame_set, tuple(slots), tuple(missing))
 

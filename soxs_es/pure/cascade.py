@@ -23,12 +23,15 @@ class Combination:
     """Sets of several DPR types that one recipe run reduces together on `arms` (X-shooter's UVB master flat
     stitches a D2 and a QTH lamp flat; an offset science set holds its sky frames): groups of `types` whose
     grouping columns agree, except those of `differ`, form one set; a set missing one of `types` is kept,
-    unusable, with `alone` as the reason."""
+    unusable, with `alone` as the reason - unless `first_required`: then frames without any of the first type
+    form no set here (an offset standard's sky frames, `STD,SKY`, serve the flux or the telluric standard they
+    were taken with: each entry takes them only beside its own star frames)."""
 
     arms: frozenset[str]
     types: tuple[str, ...]
     differ: frozenset[str]
     alone: str
+    first_required: bool = False
 
 
 @attrs.frozen
@@ -64,6 +67,9 @@ class CalibrationRule:
     match_binning_gain_unless_nir: bool = False
     match_slit: bool = False
     waived_for: frozenset[str] = frozenset()
+    #: SOFs of these recipes take a product of any readout (speed and gain): ESO reduces a standard star with
+    #: the science's master flat, whatever readout the standard was taken at
+    readout_waived_for: frozenset[str] = frozenset()
     nir_slit_fallback: tuple[str, str] | None = None  # (product slit, SOF slit it also serves)
     from_arms: frozenset[str] | None = None
     from_slit: str | None = None
@@ -74,9 +80,23 @@ class CalibrationRule:
     tags_only_for: frozenset[str] = frozenset()
     tags_only_prefix: str | None = None
     from_dpr_types: frozenset[str] | None = None  # only products of sets of these DPR types
+    #: a SOF lacking this calibration is still complete (the recipe runs without it)
+    optional: bool = False
 
-    def compares_rospeed(self, arm: str | None, waived: bool) -> bool:
-        return self.match_rospeed and not waived and arm not in self.rospeed_not_on
+    def mode(self, recipe: str) -> int:
+        """Which hard keys a SOF of `recipe` waives: 0 none, 1 readout speed and slit, 2 readout speed and gain."""
+        return 1 if recipe in self.waived_for else 2 if recipe in self.readout_waived_for else 0
+
+    def modes(self) -> tuple[int, ...]:
+        return (0, *((1,) if self.waived_for else ()), *((2,) if self.readout_waived_for else ()))
+
+    def compared(self, mode: int, arm: str | None) -> tuple[str, ...]:
+        """The columns (`rospeed`, `binning`, `gain`, `slit`) a product must share with a SOF of this mode on
+        this arm."""
+        ccd = self.match_binning_gain_unless_nir and arm != "NIR"
+        return tuple(name for name, compared in (
+            ("rospeed", self.match_rospeed and mode == 0 and arm not in self.rospeed_not_on),
+            ("binning", ccd), ("gain", ccd and mode != 2), ("slit", self.match_slit and mode != 1)) if compared)
 
 
 @attrs.frozen
@@ -100,6 +120,7 @@ def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
         match_binning_gain_unless_nir=bool(spec.get("match_binning_gain_unless_nir", False)),
         match_slit=bool(spec.get("match_slit", False)),
         waived_for=frozenset(spec.get("waived_for", ())),
+        readout_waived_for=frozenset(spec.get("readout_waived_for", ())),
         nir_slit_fallback=(fallback["product"], fallback["serves"]) if fallback else None,
         from_arms=frozenset(spec["from_arms"]) if "from_arms" in spec else None,
         from_slit=spec.get("from_slit"),
@@ -110,6 +131,7 @@ def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
         tags_only_for=frozenset(tags_only["for"]) if tags_only else frozenset(),
         tags_only_prefix=tags_only["catg_prefix"] if tags_only else None,
         from_dpr_types=frozenset(spec["from_dpr_types"]) if "from_dpr_types" in spec else None,
+        optional=bool(spec.get("optional", False)),
     )
 
 
@@ -131,7 +153,8 @@ def cascade_of(rules: Rules) -> Cascade:
                            for p in spec["products"]),
             science=spec["name"] in science,
             combine=tuple(Combination(frozenset(c["arms"]), tuple(c["types"]), frozenset(c.get("differ", ())),
-                                      str(c["alone"])) for c in spec.get("combine", ())),
+                                      str(c["alone"]), bool(c.get("first_required", False)))
+                          for c in spec.get("combine", ())),
             product_folder=spec.get("product_folder"),
         ))
     cal_rules = {name: _rule(name, spec) for name, spec in rules.section("calibrations").items()}

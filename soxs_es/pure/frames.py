@@ -25,7 +25,7 @@ MADE_COLUMNS: tuple[str, ...] = (
     "binning", "rospeed", "gain", "slit", "slitmask", "lamp", "filter", "simulation", "ignore", "ignore reason",
 )
 #: copied columns read as numbers (a value of another type is left empty)
-NUMERIC_COPIES = ("ra", "dec", "absrot", "eso tpl nexp", "eso tpl expno")
+NUMERIC_COPIES = ("ra", "dec", "absrot", "eso tpl nexp", "eso tpl expno", "eso det dit", "eso det ndit")
 
 
 def raw_frame_columns(rules: Rules) -> tuple[str, ...]:
@@ -172,6 +172,17 @@ def _number_or_none(value: Any) -> float | int | None:
     return value if _is_number(value) else None
 
 
+def _techs_read(rules: Rules) -> Mapping[str, frozenset[str] | None]:
+    """DPR type -> the techs some cascade entry reads frames of that type taken with (None: any tech)."""
+    out: dict[str, frozenset[str] | None] = {}
+    for entry in rules.section("cascade"):
+        techs = entry.get("techs")
+        for dpr_type in {*entry["types"], *(t for c in entry.get("combine", ()) for t in c["types"])}:
+            known = out.get(dpr_type, frozenset())
+            out[dpr_type] = None if known is None or not techs else known | frozenset(techs)
+    return out
+
+
 def ignore_reason(row: Mapping[str, Any], rules: Rules) -> str | None:
     """Why a raw frame is left out of every set, or None when it may be used (first matching rule)."""
     ig = rules.section("ignore")
@@ -194,6 +205,13 @@ def ignore_reason(row: Mapping[str, Any], rules: Rules) -> str | None:
             return f"flat with a {slit} slit"
         if row["eso dpr tech"] in ig["blank_slit_techs"]:
             return f"pinhole arc with a {slit} slit (no pinhole spots)"
+    read = derived(rules, _techs_read)
+    tech = row["eso dpr tech"]
+    if dpr_type not in read or (read[dpr_type] is not None and tech not in read[dpr_type]):
+        why = f"no recipe reads {dpr_type} frames taken {tech}" if dpr_type in read \
+            else f"no recipe reads {dpr_type} frames"
+        note = ig.get("unread_notes", {}).get(f"{dpr_type} {tech}")
+        return f"{why} ({note})" if note else why
     return None
 
 
