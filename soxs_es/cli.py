@@ -616,6 +616,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     view = ops.current_view(Path(args.workspace))
     association = view.derived.association
+    if args.what == "frames":
+        uses = [u.as_dict() for u in ops.frame_uses(view) if args.all or u.kind != "in a set"]
+        _emit(uses, ["file", "night", "arm", "type", "tech", "kind", "detail"], args.json,
+              "every raw frame is in a set")
+        return 0
     if args.what == "ob":
         rows = ob_rows(association)
         shown = [dict(r, complete="yes" if r["complete"] else "no", missing=", ".join(r["missing"])) for r in rows]
@@ -652,8 +657,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
     from soxs_es.eventlog import EventLog
     from soxs_es.projections.log import describe
+    from soxs_es.pure.accounting import reasons, use_counts
     from soxs_es.pure.derive import frames_and_nights
-    from soxs_es.pure.listings import frame_counts, recipe_counts, sof_rows, spectrum_rows
+    from soxs_es.pure.listings import recipe_counts, sof_rows, spectrum_rows
 
     root = Path(args.workspace)
     view = ops.current_view(root)
@@ -669,13 +675,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     blocked = [{"sof": r["sof"], "why": r["why"]} for r in rows
                if r["status"] == "incomplete" and r["recipe"] in ("stare_obj", "nod_obj", "offset_obj")]
     raw_frames, nights = frames_and_nights(derived.raw_frames)
+    uses = ops.frame_uses(view)
     runs = view.state.runs.get(view.session, {})
     running = sorted(sof for sof, run in runs.items() if run.status == "running")
     active = _writer_active(root)
     status = {
         "workspace": str(root), "instrument": view.rules.instrument, "session": view.session,
         "sessions": list(view.state.sessions),
-        "frames": frame_counts(derived.raw_frames), "raw_frames": raw_frames, "nights": nights,
+        "frames": use_counts(uses), "frames_in_no_set": reasons(uses), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "stale": stale, "incomplete_science": blocked,
         "spectra": spectrum_rows(derived.association, view.state.products.get(view.session, {})),
@@ -693,7 +700,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{status['raw_frames']} raw frames over {status['nights']} nights, "
           f"{status['rejected_files']} files rejected to misc/")
     print()
-    _print_table(status["frames"], ["arm", "type", "tech", "frames"])
+    _print_table(status["frames"], ["arm", "type", "tech", "frames", "in a set", "ignored", "waiting", "left out"])
+    if status["frames_in_no_set"]:
+        print("\nframes in no set, and why (`soxs-es list frames` names each):")
+        for item in status["frames_in_no_set"]:
+            print(f"  {item['frames']:>5}  {item['kind']}: {item['why']}")
     print()
     _print_table(status["recipes"], ["recipe", "sets", "done", "stale", "to do", "failed", "incomplete"])
     for title, items in (("failed (recipe or QC)", failures),
@@ -851,10 +862,12 @@ def build_parser() -> argparse.ArgumentParser:
     _workspace_options(p)
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("list", help="science observation blocks (ob) or SOFs (sof) with their status")
-    p.add_argument("what", choices=["ob", "sof"])
+    p = sub.add_parser("list", help="science observation blocks (ob), SOFs (sof) with their status, or raw "
+                                    "frames (frames) in no set with why")
+    p.add_argument("what", choices=["ob", "sof", "frames"])
     p.add_argument("--recipe", help="only SOFs of this recipe (list sof)")
     p.add_argument("--incomplete", action="store_true", help="only SOFs that cannot be completed (list sof)")
+    p.add_argument("--all", action="store_true", help="every raw frame, those in sets too (list frames)")
     _workspace_options(p)
     p.set_defaults(func=cmd_list)
 

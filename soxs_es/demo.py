@@ -9,6 +9,7 @@ Headers carry 300+ cards; data units are a tiny 8x8 image.
 
 from __future__ import annotations
 
+import gzip
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -305,7 +306,10 @@ def write_demo(folder: Path, nights: int = 3, seed: int = 1, compressed_fraction
             image = detector_image(cards, rng.randrange(2**32), sizes, binning) if detector_data else None
             data = fits_bytes(cards, image)
             if image is None and rng.random() < compressed_fraction:
-                (folder / f"{name}.Z").write_bytes(compress_z(data))
+                if instrument == "xsh" and rng.random() < 0.5:  # the archive also delivers gzip
+                    (folder / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
+                else:
+                    (folder / f"{name}.Z").write_bytes(compress_z(data))
             else:
                 (folder / name).write_bytes(data)
             written += 1

@@ -2,22 +2,30 @@
 
 X-shooter exposes its three arms at once, so a science or standard-star template gives frames of UVB, VIS
 and NIR with one template start. Per night, as ESO's daytime calibration plan takes them:
-- UVB and VIS biases at 1x1 and 1x2 slow readout and 2x2 fast, NIR darks at the lamp calibrations' and
-  the science's DITs;
-- format checks (`LAMP,FMTCHK`, single pinhole; NIR as lamp-on/lamp-off pairs);
+- UVB and VIS biases at 1x1 and 1x2 in both readouts and 2x2 fast, NIR darks at the lamp calibrations' and
+  the science's DIT x NDIT (two dark templates of 300 s: 1 x 300 s and 3 x 100 s, different calibrations);
+- format checks (`LAMP,FMTCHK`, single pinhole; UVB and VIS by one template numbering its exposures across
+  both arms; NIR as lamp-on/lamp-off pairs);
 - order definitions (`LAMP,ORDERDEF`; on UVB one with the D2 lamp, `LAMP,DORDERDEF`, and one with the
   QTH lamp, `LAMP,QORDERDEF`);
 - slit flats (`LAMP,FLAT`; on UVB D2 and QTH flats, `LAMP,DFLAT` and `LAMP,QFLAT`; NIR lamp-on/lamp-off)
   at 1x1, and again at 1x2 for the science slits;
-- multi-pinhole arcs (`LAMP,WAVE`);
-- a flux standard (stare, wide slit, 1x1), a telluric standard (nodding), nodding science (1x2), and on
-  alternate nights
-  offset science with its sky frames (`SKY`) and a stare;
+- multi-pinhole arcs (`LAMP,WAVE`; UVB and VIS by one template, each arm numbered on its own; NIR 10 x 0.6651 s)
+  and slit arcs (`LAMP,WAVE` taken `ECHELLE,SLIT`, which no soxspipe recipe reads);
+- a flux standard (stare, wide slit, 1x1), a telluric standard (nodding, 400 kHz readout as the observatory
+  takes them), nodding science (1x2), and on alternate nights offset science with its sky frames (`SKY`), an
+  offset flux standard with its sky frames (`STD,SKY`) and a stare;
 - acquisition images of the A&G camera; and the archive's own text files.
 
-Only the lamps switched on carry an `ESO INS LAMPn NAME` card. UVB/VIS readout is named as the archive
-names it (`ESO DET READ SPEED` = `1pt/100k/hg`, `1pt/400k/lg`); the NIR detector has no binning and no
-read speed. `sparse` leaves calibrations out on some nights, so they must come from other nights.
+Header values are those of real X-shooter frames (README, "What a real download holds"): `INSTRUME` =
+`XSHOOTER`; only the lamps switched on carry an `ESO INS LAMPn NAME` card (ThAr on LAMP1 as `ThAr_Lamp`, the
+NIR arc lamps on one card, `ArHgNeXe_Lamp`); UVB/VIS readout as the archive names it (`ESO DET READ SPEED`
+`1pt/100k/hg`, `1pt/400k/lg`; `ESO DET READ CLOCK` `100k/1pt/hg`, `400k/1pt/lg`); the UVB's conversion factor
+(`ESO DET OUT1 CONAD`) 0.62 e-/ADU slow, 1.75 fast, with no plain `GAIN` card; the NIR detector has no
+binning and no read speed, and its EXPTIME is DIT x NDIT; template IDs as ESO names them; standards'
+OBJECT `STD,FLUX` / `STD,TELLURIC`; daytime calibrations carry no RA/DEC. Some file names come with `_` for
+`:`, as some archive downloads name them. `sparse` leaves calibrations out on some nights, so they must come
+from other nights.
 """
 
 from __future__ import annotations
@@ -31,19 +39,20 @@ from soxs_es.demo import NightBuilder
 
 FIRST_NIGHT = datetime(2019, 8, 1, tzinfo=UTC)
 SLOW, FAST = "1pt/100k/hg", "1pt/400k/lg"
+CLOCK = {SLOW: "100k/1pt/hg", FAST: "400k/1pt/lg"}
 SCIENCE_BINNING = (1, 2)
 #: the slit of each arm's science, and its wide slit (standards)
 SCIENCE_SLIT = {"UVB": "1.0x11", "VIS": "0.9x11", "NIR": "0.9x11"}
 WIDE_SLIT = "5.0x11"
 PINHOLE, PINHOLE_ROW = "Pin_0.5", "Pin_row"
-#: NIR darks: at the exposure times of the lamp calibrations and of the science
-NIR_DITS = (5.0, 10.0, 300.0, 600.0)
+#: the NIR arcs' integration: 10 x 0.6651 s
+ARC_DIT, ARC_NDIT = 0.6651, 10
+#: NIR darks (DIT, NDIT): at the integrations of the lamp calibrations and of the science; 300 s twice, as
+#: 1 x 300 s and 3 x 100 s - two calibrations ESO keeps apart
+NIR_DARKS = ((5.0, 1), (ARC_DIT, ARC_NDIT), (10.0, 1), (300.0, 1), (100.0, 3), (600.0, 1))
 
-AR, HG, NE, XE = ({"ESO INS LAMP1 NAME": "Ar_Lamp"}, {"ESO INS LAMP2 NAME": "Hg_Lamp"},
-                  {"ESO INS LAMP3 NAME": "Ne_Lamp"}, {"ESO INS LAMP4 NAME": "Xe_Lamp"})
-QTH, D2, THAR = ({"ESO INS LAMP5 NAME": "QTH_Lamp"}, {"ESO INS LAMP6 NAME": "D2_Lamp"},
-                 {"ESO INS LAMP7 NAME": "ThAr_Lamp"})
-NIR_ARCS = {**AR, **HG, **NE, **XE}
+THAR, NIR_ARCS = {"ESO INS LAMP1 NAME": "ThAr_Lamp"}, {"ESO INS LAMP2 NAME": "ArHgNeXe_Lamp"}
+QTH, D2 = {"ESO INS LAMP5 NAME": "QTH_Lamp"}, {"ESO INS LAMP6 NAME": "D2_Lamp"}
 SLIT_CARD = {"UVB": "ESO INS OPTI3 NAME", "VIS": "ESO INS OPTI4 NAME", "NIR": "ESO INS OPTI5 NAME"}
 #: Raw frame sizes, NAXIS1 x NAXIS2 unbinned, pre- and overscan included (`--detector-data`): soxspipe trims
 #: them to the science pixels of its xsh_detector_parameters.yaml
@@ -54,11 +63,12 @@ BINNING_KEYWORDS = ("ESO DET WIN1 BINX", "ESO DET WIN1 BINY")
 def _ccd(arm: str, slit: str, binning: tuple[int, int] = (1, 1), speed: str = SLOW) -> dict[str, Any]:
     """The detector and slit cards of a UVB or VIS frame."""
     slow = speed == SLOW
-    conad = {("UVB", True): 1.61, ("UVB", False): 0.55, ("VIS", True): 1.70, ("VIS", False): 0.59}[arm, slow]
+    # e-/ADU: the UVB's as ESO's health reports give them; the VIS's alike (not seen in a header)
+    conad = {("UVB", True): 0.62, ("UVB", False): 1.75, ("VIS", True): 0.595, ("VIS", False): 1.73}[arm, slow]
     # CDELT1/2 repeat the binning, as the archive's raw frames do (soxspipe trims X-shooter frames by them)
     return {SLIT_CARD[arm]: slit, "ESO DET WIN1 BINX": binning[0], "ESO DET WIN1 BINY": binning[1],
             "CDELT1": float(binning[0]), "CDELT2": float(binning[1]),
-            "ESO DET READ SPEED": speed, "ESO DET READ CLOCK": "low/high gain" if slow else "fast/low gain",
+            "ESO DET READ SPEED": speed, "ESO DET READ CLOCK": CLOCK[speed],
             "ESO DET OUT1 CONAD": conad, "ESO DET OUT1 GAIN": round(1.0 / conad, 3),
             "ESO DET OUT1 RON": 2.5 if slow else 4.3, "ESO DET CHIP NAME": "MIT/LL CCID-20" if arm == "UVB"
             else "MIT/LL CCID-20 VIS"}
@@ -72,7 +82,8 @@ def _nir(slit: str, dit: float = 5.0, ndit: int = 1) -> dict[str, Any]:
 class XshNight(NightBuilder):
     """One X-shooter night: `template` takes one arm; `all_arms` the three arms of one template."""
 
-    instrume, prefix = "SHOOT", "XSHOO"
+    instrume, prefix = "XSHOOTER", "XSHOO"
+
 
     def filler(self, arm: str) -> list[tuple[str, Any]]:
         rng = self.rng
@@ -95,24 +106,41 @@ class XshNight(NightBuilder):
             cards.append((f"ESO TEL MISC{i:03d}", f"{arm}-{rng.randrange(10**6):06d}"))
         return cards
 
+    def frame(self, **kw: Any) -> tuple[str, list[tuple[str, Any]]]:
+        name, cards = super().frame(**kw)
+        dpr_type = kw["dpr_type"]
+        if kw["catg"] == "CALIB" and not dpr_type.startswith("STD"):
+            cards = [(k, v) for k, v in cards if k not in ("RA", "DEC")]  # daytime: the telescope points nowhere
+        if dpr_type.startswith("STD"):
+            cards = [(k, dpr_type if k == "OBJECT" else v) for k, v in cards]  # the star's name is the OB's
+        if self.rng.random() < 0.2:
+            name = name.replace(":", "_")  # as some archive downloads name them
+        return name, cards
+
     def all_arms(self, per_arm: dict[str, tuple[int, float, dict[str, Any]]], *,
-                 dpr_types: Callable[[int], str] | None = None, **kw: Any
+                 dpr_types: Callable[[int], str] | None = None, numbered_across: bool = False, **kw: Any
                  ) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
-        """One template exposing the arms of `per_arm` (arm -> (exposures, exposure time, cards)) at once;
-        `dpr_types` (exposure index -> DPR type) names e.g. the sky frames of an offset."""
+        """One template exposing the arms of `per_arm` (arm -> (exposures, exposure time, cards)); `dpr_types`
+        (exposure index -> DPR type) names e.g. the sky frames of an offset. The arms expose at once, each
+        numbering its exposures (TPL NEXP, EXPNO) on its own, or (`numbered_across`) one after the other,
+        numbered across the arms."""
         self.ob_id += 1
         self.clock += timedelta(minutes=2)
         start = self.clock.strftime("%Y-%m-%dT%H:%M:%S")
         opened = self.clock
         longest = opened
+        total, done = sum(count for count, _, _ in per_arm.values()), 0
         for arm, (count, exptime, cards) in per_arm.items():
-            self.clock = opened + timedelta(seconds=self.rng.uniform(0.2, 2.0))
+            if not numbered_across:
+                self.clock = opened + timedelta(seconds=self.rng.uniform(0.2, 2.0))
             for i in range(count):
                 frame_kw = dict(kw)
                 if dpr_types is not None:
                     frame_kw["dpr_type"] = dpr_types(i)
-                yield self.frame(arm=arm, exptime=exptime, nexp=count, expno=i + 1, tpl_start=start,
+                nexp, expno = (total, done + i + 1) if numbered_across else (count, i + 1)
+                yield self.frame(arm=arm, exptime=exptime, nexp=nexp, expno=expno, tpl_start=start,
                                  extra=dict(cards), **frame_kw)
+            done += count
             longest = max(longest, self.clock)
         self.clock = longest
 
@@ -142,23 +170,26 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
 
     lamp_off = {"tech": "IMAGE"}
     for arm in ("UVB", "VIS"):
-        for binning, speed in (((1, 1), SLOW), ((1, 2), SLOW), ((2, 2), FAST)):
-            name = f"{arm.lower()}_bias_{binning[0]}x{binning[1]}"
+        for binning, speed in (((1, 1), SLOW), ((1, 2), SLOW), ((1, 2), FAST), ((2, 2), FAST)):
+            name = f"{arm.lower()}_bias_{binning[0]}x{binning[1]}" + ("_fast" if (binning, speed) == ((1, 2), FAST)
+                                                                        else "")
             if name not in gaps:
                 one_arm(5, arm, "BIAS", "IMAGE", 0.0, f"XSHOOTER_slt_cal_{arm}Bias",
                         _ccd(arm, "1.0x11", binning, speed))
             if f"{name}_cut" in gaps:
                 out.pop()  # the download lacks the template's last exposure: no complete set
-    for dit in NIR_DITS:
-        if f"nir_dark_{dit}" not in gaps:
-            one_arm(3, "NIR", "DARK", "IMAGE", dit, "XSHOOTER_slt_cal_NIRDark", _nir("Blind", dit))
-    # format checks: single pinhole arcs
-    one_arm(1, "UVB", "LAMP,FMTCHK", "ECHELLE,PINHOLE", 30.0, "XSHOOTER_slt_cal_UVBArcsSingle",
-            {**_ccd("UVB", PINHOLE), **THAR})
-    one_arm(1, "VIS", "LAMP,FMTCHK", "ECHELLE,PINHOLE", 15.0, "XSHOOTER_slt_cal_VISArcsSingle",
-            {**_ccd("VIS", PINHOLE), **THAR})
-    one_arm(2, "NIR", "LAMP,FMTCHK", "ECHELLE,PINHOLE", 5.0, "XSHOOTER_slt_cal_NIRArcsSingle", _nir(PINHOLE),
-            per_frame=lambda i: NIR_ARCS if i == 0 else lamp_off)
+    for dit, ndit in NIR_DARKS:
+        exptime = round(dit * ndit, 4)
+        if f"nir_dark_{exptime}" not in gaps:
+            one_arm(3, "NIR", "DARK", "IMAGE", exptime, "XSHOOTER_slt_cal_NIRDark", _nir("Blind", dit, ndit))
+    # format checks: single pinhole arcs, UVB and VIS by one template numbering its exposures across both arms
+    out.extend(n.all_arms({"UVB": (1, 30.0, {**_ccd("UVB", PINHOLE), **THAR}),
+                           "VIS": (1, 15.0, {**_ccd("VIS", PINHOLE), **THAR})},
+                          numbered_across=True, dpr_type="LAMP,FMTCHK", tech="ECHELLE,PINHOLE",
+                          tpl="XSHOOTER_slt_cal_UVBVisArcsSingle", obj="LAMP,FMTCHK", **cal))
+    arc_exptime = round(ARC_DIT * ARC_NDIT, 4)
+    one_arm(2, "NIR", "LAMP,FMTCHK", "ECHELLE,PINHOLE", arc_exptime, "XSHOOTER_slt_cal_NIRArcsSingle",
+            _nir(PINHOLE, ARC_DIT, ARC_NDIT), per_frame=lambda i: NIR_ARCS if i == 0 else lamp_off)
     # order definitions: single pinhole flats (UVB: one with each of its two flat lamps)
     one_arm(1, "UVB", "LAMP,DORDERDEF", "ECHELLE,PINHOLE", 20.0, "XSHOOTER_slt_cal_UVBOrderDef",
             {**_ccd("UVB", PINHOLE), **D2})
@@ -185,14 +216,20 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
     for slit in (SCIENCE_SLIT["NIR"], WIDE_SLIT):
         one_arm(10, "NIR", "LAMP,FLAT", "ECHELLE,SLIT", 10.0, "XSHOOTER_slt_cal_NIRLampFlat", _nir(slit, 10.0),
                 per_frame=lambda i: QTH if i < 5 else lamp_off)
-    # multi-pinhole arcs
-    if "uvb_wave" not in gaps:
-        one_arm(1, "UVB", "LAMP,WAVE", "ECHELLE,MULTI-PINHOLE", 30.0, "XSHOOTER_slt_cal_UVBArcsMultiplePinhole",
-                {**_ccd("UVB", PINHOLE_ROW), **THAR})
-    one_arm(1, "VIS", "LAMP,WAVE", "ECHELLE,MULTI-PINHOLE", 15.0, "XSHOOTER_slt_cal_VISArcsMultiplePinhole",
-            {**_ccd("VIS", PINHOLE_ROW), **THAR})
-    one_arm(2, "NIR", "LAMP,WAVE", "ECHELLE,MULTI-PINHOLE", 5.0, "XSHOOTER_slt_cal_NIRArcsMultiplePinhole",
-            _nir(PINHOLE_ROW), per_frame=lambda i: NIR_ARCS if i == 0 else lamp_off)
+    # multi-pinhole arcs: UVB and VIS by one template, the arms each numbered on their own
+    wave_arms = {arm: (1, exptime, {**_ccd(arm, PINHOLE_ROW), **THAR})
+                 for arm, exptime in (("UVB", 30.0), ("VIS", 15.0)) if not (arm == "UVB" and "uvb_wave" in gaps)}
+    out.extend(n.all_arms(wave_arms, dpr_type="LAMP,WAVE", tech="ECHELLE,MULTI-PINHOLE",
+                          tpl="XSHOOTER_slt_cal_UVBVisArcsMultiplePinhole", obj="LAMP,WAVE", **cal))
+    one_arm(2, "NIR", "LAMP,WAVE", "ECHELLE,MULTI-PINHOLE", arc_exptime, "XSHOOTER_slt_cal_NIRArcsMultiplePinhole",
+            _nir(PINHOLE_ROW, ARC_DIT, ARC_NDIT), per_frame=lambda i: NIR_ARCS if i == 0 else lamp_off)
+    # slit arcs through the science slits (ESO's xsh_wavecal reads them; no soxspipe recipe does)
+    out.extend(n.all_arms({arm: (1, exptime, {**_ccd(arm, SCIENCE_SLIT[arm]), **THAR})
+                           for arm, exptime in (("UVB", 30.0), ("VIS", 15.0))},
+                          numbered_across=True, dpr_type="LAMP,WAVE", tech="ECHELLE,SLIT",
+                          tpl="XSHOOTER_slt_cal_UVBVisArcsSlit", obj="LAMP,WAVE", **cal))
+    one_arm(2, "NIR", "LAMP,WAVE", "ECHELLE,SLIT", arc_exptime, "XSHOOTER_slt_cal_NIRArcsSlit",
+            _nir(SCIENCE_SLIT["NIR"], ARC_DIT, ARC_NDIT), per_frame=lambda i: NIR_ARCS if i == 0 else lamp_off)
 
     # the night: standards and science, all three arms at once (UTC after midnight)
     n.clock = n.start + timedelta(days=1, minutes=20)
@@ -203,10 +240,12 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
                              _nir(WIDE_SLIT, 300.0) if arm == "NIR" else _ccd(arm, WIDE_SLIT))
                        for arm in ("UVB", "VIS", "NIR")},
                       catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,STARE",
-                      tpl="XSHOOTER_slt_cal_StandardStar", obj=std, ob_name=std)
+                      tpl="XSHOOTER_slt_cal_SpecphotStdStare", obj=std, ob_name=std)
     telluric = rng.choice(["HIP095400", "HIP021538", "HD 110410"])
+    # tellurics at 400 kHz whatever the science's readout, with the science's binning (ESO's tools page)
     out += n.all_arms({arm: (2, 30.0, _nir(SCIENCE_SLIT[arm], 30.0) if arm == "NIR"
-                             else _ccd(arm, SCIENCE_SLIT[arm], SCIENCE_BINNING)) for arm in ("UVB", "VIS", "NIR")},
+                             else _ccd(arm, SCIENCE_SLIT[arm], SCIENCE_BINNING, FAST))
+                       for arm in ("UVB", "VIS", "NIR")},
                       catg="CALIB", dpr_type="STD,TELLURIC", tech="ECHELLE,SLIT,NODDING",
                       tpl="XSHOOTER_slt_cal_TelluricStdNod", obj=telluric, ob_name=f"Telluric_{telluric}")
     target = f"SN2019{chr(ord('a') + night % 26)}{chr(ord('a') + night // 26 % 26)}"
@@ -229,4 +268,10 @@ def night_frames(night: int, rng: random.Random, sparse: bool = False) -> list[t
                                  else _ccd(arm, SCIENCE_SLIT[arm], SCIENCE_BINNING)) for arm in ("UVB", "VIS", "NIR")},
                           catg="SCIENCE", dpr_type="OBJECT", tech="ECHELLE,SLIT,STARE",
                           tpl="XSHOOTER_slt_obs_Stare", obj=target, ob_name=f"OB_{target}_stare")
+        # an offset flux standard: star and sky (STD,SKY) alternating
+        out += n.all_arms({arm: (4, 120.0, _nir(WIDE_SLIT, 120.0) if arm == "NIR" else _ccd(arm, WIDE_SLIT))
+                           for arm in ("UVB", "VIS", "NIR")},
+                          catg="CALIB", dpr_type="STD,FLUX", tech="ECHELLE,SLIT,OFFSET",
+                          tpl="XSHOOTER_slt_cal_SpecphotStdOffset", obj=std, ob_name=std,
+                          dpr_types=lambda i: "STD,SKY" if i % 2 else "STD,FLUX")
     return out

@@ -26,8 +26,10 @@ from soxs_es.projections import caches, tables
 from soxs_es.projections.log import describe
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
 from soxs_es.projections.sql import TableRows, replace_tables, transaction
-from soxs_es.pure import layout
+from soxs_es.pure import accounting, layout
+from soxs_es.pure.accounting import FrameUse
 from soxs_es.pure.association import Association
+from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import Derived, derive
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
@@ -200,6 +202,11 @@ def current_view(root: Path) -> View:
                            functools.partial(parameters_of, settings),
                            recorded=state.decisions.stale.get(session, {}))
     return View(state, session, rules, derived, found, stale)
+
+
+def frame_uses(view: View) -> list[FrameUse]:
+    """What became of every raw frame of the view: in a set, ignored, waiting for its template, left out."""
+    return accounting.frame_uses(view.derived.raw_frames, view.derived.association, cascade_of(view.rules))
 
 
 def provenance_of(root: Path, view: View, sof: str) -> dict[str, Any] | None:

@@ -21,6 +21,9 @@ from soxs_es.pure.rules import parse_rules
 PARITY = Path(__file__).parent / "parity"
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 CASCADE = cascade_of(RULES)
+XSH_CASCADE = cascade_of(parse_rules((resources.files("soxs_es") / "rules/xsh.yaml").read_text()))
+#: NIR integrations (DIT, NDIT): X-shooter's products carry them, SOXS's none
+SPLITS = [(None, None), (100.0, 3), (300.0, 1)]
 
 
 def collect(folder: Path) -> dict[str, list[list[str]]]:
@@ -85,20 +88,23 @@ def products(draw: st.DrawFn, recipe: str, catgs: tuple[str, ...]) -> list[Produ
         arm = draw(st.sampled_from(ARMS))
         mjd = draw(st.sampled_from([60735.2, 60735.7, 60736.2, 60736.9, 60737.5, 60738.1]))
         sof = f"s{i}.sof"
+        dit, ndit = draw(st.sampled_from(SPLITS))
         for catg in catgs:
             out.append(Product(
                 file=f"{sof}-{catg}.fits", filepath=f"./reduced/x/{sof}-{catg}.fits", tag=f"{catg}_{arm}",
                 catg=catg, pro_type="REDUCED", pro_tech="IMAGE", sof=sof, recipe=recipe, recipe_order=2,
                 arm=arm, mjd_obs=mjd, night_start_mjd=int(mjd), exptime=draw(st.sampled_from([5.0, 60.0, 30.0])),
                 binning=draw(st.sampled_from(["1x1", "2x2"])), gain=draw(st.sampled_from([0.6, 1.4])),
-                rospeed=draw(st.sampled_from(["1", "2"])), slit=draw(st.sampled_from(SLITS))))
+                rospeed=draw(st.sampled_from(["1", "2"])), slit=draw(st.sampled_from(SLITS)), dit=dit, ndit=ndit))
     return out
 
 
 @st.composite
 def frame_sets(draw: st.DrawFn) -> FrameSet:
-    recipe = draw(st.sampled_from(["stare_obj", "spat_solution", "mflat", "nod_obj"]))
-    keys = pmap({"eso seq arm": draw(st.sampled_from(ARMS)), "rospeed": draw(st.sampled_from(["1", "2"])),
+    recipe = draw(st.sampled_from(["stare_obj", "spat_solution", "mflat", "nod_obj", "nod_std"]))
+    dit, ndit = draw(st.sampled_from(SPLITS))
+    keys = pmap({"eso det dit": dit, "eso det ndit": ndit,
+                 "eso seq arm": draw(st.sampled_from(ARMS)), "rospeed": draw(st.sampled_from(["1", "2"])),
                  "binning": draw(st.sampled_from(["1x1", "2x2"])), "gain": draw(st.sampled_from([0.6, 1.4])),
                  "slit": draw(st.sampled_from(SLITS)), "exptime": draw(st.sampled_from([5.0, 30.0, 100.0])),
                  "night start mjd": 60736})
@@ -114,13 +120,16 @@ RULE_CASES = {
 }
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(RULE_CASES)), st.data(), frame_sets())
-def test_indexed_choice_equals_choice_over_everything(cal_type: str, data: st.DataObject, target: FrameSet) -> None:
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(RULE_CASES)), st.sampled_from(["soxs", "xsh"]), st.data(), frame_sets())
+def test_indexed_choice_equals_choice_over_everything(cal_type: str, instrument: str, data: st.DataObject,
+                                                      target: FrameSet) -> None:
+    """The bucketed index finds what a choice over every product finds, under both instruments' rules (X-shooter:
+    a standard's flat of any readout; darks of the same DIT x NDIT first)."""
     recipe, catgs = RULE_CASES[cal_type]
     pool = data.draw(products(recipe, catgs))
     failed = frozenset(data.draw(st.sets(st.sampled_from([p.sof for p in pool]))) if pool else set())
-    rule = CASCADE.rules[cal_type]
+    rule = (CASCADE if instrument == "soxs" else XSH_CASCADE).rules[cal_type]
     eligible = [p for p in pool if upstream_rejection(p, rule, failed) is None]
     index = _Index(rule)
     index.add(eligible)
@@ -240,3 +249,24 @@ def test_science_products_are_predicted_where_soxspipes_recipes_write_them(downl
         conn.close()
     assert folders == {("stare_obj", "soxs-stare"), ("nod_obj", "soxs-nod"), ("stare_std", "soxs-stare-std"),
                        ("nod_std", "soxs-nod-std")}
+
+
+def test_a_dark_of_the_same_dit_and_ndit_beats_a_nearer_one_of_another_split() -> None:
+    """X-shooter: two 300 s NIR master darks, 1 x 300 s and 3 x 100 s; a 1 x 300 s science takes the first
+    even where the other is nearer in time - through the index as over every product."""
+    def dark(mjd: float, dit: float, ndit: int) -> Product:
+        return Product(file=f"d{mjd}", filepath=f"./d{mjd}", tag="MASTER_DARK_NIR", catg="MASTER_DARK",
+                       pro_type="R", pro_tech="I", sof=f"d{mjd}.sof", recipe="mdark", recipe_order=1, arm="NIR",
+                       mjd_obs=mjd, night_start_mjd=int(mjd), exptime=300.0, binning=None, gain=None,
+                       rospeed=None, slit=None, dit=dit, ndit=ndit)
+
+    darks = [dark(60736.40, 100.0, 3), dark(60736.30, 100.0, 3), dark(60736.10, 300.0, 1), dark(60737.9, 100.0, 3)]
+    target = FrameSet(sof="s.sof", entry="e", recipe="stare_obj", recipe_order=12, dpr_type="OBJECT",
+                      keys=pmap({"eso seq arm": "NIR", "rospeed": None, "binning": None, "gain": None,
+                                 "slit": "0.9x11", "exptime": 300.0, "eso det dit": 300.0, "eso det ndit": 1,
+                                 "night start mjd": 60736}), frames=(), mjd_obs=60736.5, date_obs="x")
+    rule = XSH_CASCADE.rules["mdark"]
+    index = _Index(rule)
+    index.add(darks)
+    for candidates in (darks, index.near(target)):
+        assert [p.mjd_obs for p in choose(target, candidates, rule)] == [60736.10]

@@ -217,11 +217,11 @@ def small_disk(tmp_path: Path):  # noqa: ANN201
 def fill(folder: Path) -> Path:
     """Fill the file system of `folder` to the last byte."""
     filler = folder / "filler"
-    with open(filler, "wb") as out:
+    # unbuffered: a buffered file would keep its last block and fail again when closed
+    with open(filler, "wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * (1 << 16))
-                out.flush()
         except OSError:
             pass
     return filler

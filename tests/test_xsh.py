@@ -81,6 +81,10 @@ EXPECTED[("nod_std", "NIR")] = (frozenset({"STD,TELLURIC_NIR"}), {
     "MASTER_FLAT_NIR": 1, "ORDER_TAB_NIR": 1, "DISP_TAB_NIR": 1, "DISP_IMAGE_NIR": 1})
 EXPECTED[("nod_obj", "NIR")] = (frozenset({"OBJECT_NIR"}), {**EXPECTED[("nod_std", "NIR")][1], "RESP_TAB_NIR": 1})
 EXPECTED[("offset_obj", "NIR")] = (frozenset({"OBJECT_NIR", "SKY_NIR"}), EXPECTED[("nod_obj", "NIR")][1])
+# an offset flux standard's set holds its sky frames (STD,SKY) beside its star frames
+for _arm in ("UVB", "VIS", "NIR"):
+    EXPECTED[("offset_std", _arm)] = (frozenset({f"STD,FLUX_{_arm}", f"STD,SKY_{_arm}"}),
+                                      EXPECTED[("nod_std", _arm)][1])
 EXPECTED[("stare_obj", "NIR")] = (frozenset({"OBJECT_NIR"}), {**EXPECTED[("stare_std", "NIR")][1],
                                                                "RESP_TAB_NIR": 1})
 
@@ -140,6 +144,8 @@ def _same_setup(product: Product, frame_set: FrameSet, slot: str) -> bool:
     if slot == "mbias":
         return (product.binning, product.rospeed, product.gain) == (keys["binning"], keys["rospeed"], keys["gain"])
     if slot == "mflat":
+        if frame_set.recipe.endswith("_std"):  # ESO: a standard takes the science's flat, of any readout
+            return product.slit == keys["slit"] and (not ccd or product.binning == keys["binning"])
         setup = not ccd or (product.binning, product.gain) == (keys["binning"], keys["gain"])
         if frame_set.recipe == "spat_solution":
             return setup
@@ -147,9 +153,12 @@ def _same_setup(product: Product, frame_set: FrameSet, slot: str) -> bool:
     return True
 
 
-def _rank(product: Product, frame_set: FrameSet, slot: str) -> tuple[float, float]:
-    by_exptime = abs(product.exptime - frame_set.keys["exptime"]) if slot == "mdark" else 0.0
-    return (by_exptime, abs(product.mjd_obs - frame_set.mjd_obs))
+def _rank(product: Product, frame_set: FrameSet, slot: str) -> tuple[float, bool, float]:
+    """Darks: the nearest exposure time, then the same DIT x NDIT; then the nearest in time."""
+    keys = frame_set.keys
+    by_exptime = abs(product.exptime - keys["exptime"]) if slot == "mdark" else 0.0
+    other_split = slot == "mdark" and (product.dit, product.ndit) != (keys["eso det dit"], keys["eso det ndit"])
+    return (by_exptime, other_split, abs(product.mjd_obs - frame_set.mjd_obs))
 
 
 def test_calibrations_are_the_nearest_under_each_arms_hard_keys(xsh_workspace: Path) -> None:
@@ -174,10 +183,12 @@ def test_calibrations_are_the_nearest_under_each_arms_hard_keys(xsh_workspace: P
 
 
 def test_sparse_nights_take_calibrations_from_other_nights(xsh_workspace: Path) -> None:
-    """Night 2019-08-02 has no UVB 1x2 bias in the sparse demo: its UVB 1x2 SOFs take another night's."""
+    """Night 2019-08-02 has no UVB 1x2 slow bias in the sparse demo: its UVB 1x2 slow SOFs take another
+    night's."""
     association = _association(xsh_workspace)
     night = [s for s in association.sofs.values() if s.set.arm == "UVB" and s.set.keys["binning"] == "1x2"
-             and s.set.keys["night start date"] == "2019-08-02" and s.set.recipe != "mbias"]
+             and s.set.keys["rospeed"] == "slow" and s.set.keys["night start date"] == "2019-08-02"
+             and s.set.recipe != "mbias"]
     assert night
     for sof in night:
         biases = [p for slot in sof.slots if slot.cal_type == "mbias" for p in slot.chosen]
