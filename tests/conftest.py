@@ -104,3 +104,23 @@ def settled(*paths: Path) -> None:
     past = time.time() - 3600
     for path in paths:
         os.utime(path, (past, past))
+
+
+@pytest.fixture
+def narrow_slit_standards() -> Callable[[Path], int]:
+    """Turns a SOXS demo download's flux standards into SLIT1.0 ones, as real SOXS nights take them; returns
+    how many frames it changed."""
+    from astropy.io import fits
+
+    def narrow(folder: Path) -> int:
+        changed = 0
+        for path in folder.glob("*.fits"):
+            with fits.open(path, mode="update") as hdul:
+                header = hdul[0].header
+                if header["ESO DPR TYPE"] == "STD,FLUX":
+                    for key in ("ESO INS VISE NAME", "ESO INS NISE NAME"):
+                        if key in header:
+                            header[key] = "SLIT1.0"
+                    changed += 1
+        return changed
+    return narrow

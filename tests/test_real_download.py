@@ -150,18 +150,13 @@ def test_a_template_shared_by_uvb_and_vis_counts_each_reading(exposures: list, f
 # -- SOXS flux standards through SLIT1.0 ---------------------------------------------------------------------
 
 
-def test_science_without_a_wide_slit_standard_is_written_without_a_response(tmp_path: Path, clock, capsys) -> None:
+def test_science_without_a_wide_slit_standard_is_written_without_a_response(tmp_path: Path, clock, capsys,
+                                                                           narrow_slit_standards) -> None:
     """Real SOXS nights take their flux standards with SLIT1.0; the response rule takes SLIT5.0 ones only.
     soxspipe 0.19.0 then writes no science SOF at all (it requires the response); its science recipes run
     without one, so soxs-es writes the science SOF without it and `explain` says why."""
     write_demo(tmp_path, nights=1, seed=11, compressed_fraction=0.0)
-    for path in tmp_path.glob("*.fits"):
-        with fits.open(path, mode="update") as hdul:
-            header = hdul[0].header
-            if header["ESO DPR TYPE"] == "STD,FLUX":
-                for key in ("ESO INS VISE NAME", "ESO INS NISE NAME"):
-                    if key in header:
-                        header[key] = "SLIT1.0"
+    assert narrow_slit_standards(tmp_path)
     prep(tmp_path, clock, workers=1, notify=_quiet)
     association = ops.current_view(tmp_path).derived.association
     science = [s for s in association.sofs.values() if s.set.recipe in ("stare_obj", "nod_obj", "offset_obj")]

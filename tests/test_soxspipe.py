@@ -112,6 +112,30 @@ def test_a_passed_sof_reduced_again_that_fails_is_recorded_without_soxspipe_rewr
 # -- X-shooter -----------------------------------------------------------------------------------------------
 
 
+def test_soxspipe_writes_no_science_sof_without_a_wide_slit_standard(tmp_path: Path, narrow_slit_standards
+                                                                     ) -> None:
+    """The departure from soxspipe 0.19.0 that README's "What a real download holds" states: with SLIT1.0 flux
+    standards only (real SOXS nights), soxspipe prepares no science SOF; soxs-es writes them without a
+    response (tests/test_real_download.py)."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    write_demo(ours, nights=1, seed=11, compressed_fraction=0.0)
+    assert narrow_slit_standards(ours)
+    shutil.copytree(ours, theirs)
+    prep(ours, workers=1, notify=lambda m: None)
+    subprocess.run([SOXSPIPE, "prep", "."], cwd=theirs, capture_output=True, text=True, check=False, timeout=600)
+    science = ("_STARE_", "_NOD_", "_OFFSET_")
+
+    def written(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.glob("*.sof"))
+
+    ours_sofs, theirs_sofs = written(ours / "sof"), written(theirs / "sessions" / "base" / "sof")
+    assert theirs_sofs, "soxspipe prepared the night"
+    assert not [n for n in theirs_sofs if any(s in n for s in science) and "_STD_" not in n]
+    ours_science = [n for n in ours_sofs if any(s in n for s in science) and "_STD_" not in n]
+    assert ours_science
+    assert sorted(set(ours_sofs) - set(ours_science)) == theirs_sofs, "every other SOF as soxspipe writes it"
+
+
 @pytest.fixture(scope="module")
 def xsh_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One X-shooter night, its biases and darks detector-sized (UVB 2144x3000, VIS 2106x4000, NIR 2048x1100)."""
