@@ -472,6 +472,31 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_override(args: argparse.Namespace) -> int:
+    """exclude / include raw frames; ban / unban the products of SOFs (the current session)."""
+    from soxs_es import operations as ops
+    from soxs_es.projections.log import describe
+
+    root, undo = Path(args.workspace), args.command in ("include", "unban")
+    if args.command in ("exclude", "include"):
+        result = ops.exclude_frames(root, args.frames, args.reason or "", include=undo, wait=args.wait)
+        already = "already " + ("in" if undo else "ex") + "cluded"
+    else:
+        result = ops.ban_products(root, args.names, args.reason or "", lift=undo, wait=args.wait)
+        already = "not banned" if undo else "already banned"
+    if args.json:
+        print(json.dumps({"recorded": [{"type": type(e).__name__, "summary": describe(e)} for e in result.recorded],
+                          "unchanged": list(result.already), "session": result.projection.session,
+                          "summary": attrs.asdict(result.projection.summary)}, indent=2))
+        return 0
+    for event in result.recorded:
+        print(f"recorded {type(event).__name__}: {describe(event)}")
+    for name in result.already:
+        print(f"  {name}: {already}, nothing recorded")
+    _print_projection(result.projection)
+    return 0
+
+
 class ReduceView:
     """The reduce as it goes: a line per start, end and fallback; on a terminal, a status line below them
     (done / running / failed / waiting, elapsed, ETA), redrawn in place."""
@@ -659,7 +684,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from soxs_es.projections.log import describe
     from soxs_es.pure.accounting import reasons, use_counts
     from soxs_es.pure.derive import frames_and_nights
-    from soxs_es.pure.listings import recipe_counts, sof_rows, spectrum_rows
+    from soxs_es.pure.listings import overrides, recipe_counts, sof_rows, spectrum_rows
 
     root = Path(args.workspace)
     view = ops.current_view(root)
@@ -685,6 +710,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "frames": use_counts(uses), "frames_in_no_set": reasons(uses), "raw_frames": raw_frames, "nights": nights,
         "rejected_files": len(derived.rejected_files), "recipes": recipe_counts(rows),
         "failures": failures, "stale": stale, "incomplete_science": blocked,
+        "overrides": overrides(view.state, view.session),
         "spectra": spectrum_rows(derived.association, view.state.products.get(view.session, {})),
         "reduce": {"running": running if active else [], "cut_short": [] if active else running,
                    "passed": sum(1 for r in runs.values() if r.status == "passed"),
@@ -707,6 +733,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {item['frames']:>5}  {item['kind']}: {item['why']}")
     print()
     _print_table(status["recipes"], ["recipe", "sets", "done", "stale", "to do", "failed", "incomplete"])
+    person = status["overrides"]
+    if person["excluded"] or person["banned"]:
+        print("\noverridden by a person (`soxs-es include` / `unban` undo):")
+        for item in person["excluded"]:
+            print(f"  excluded  {item['frame']} (#{item['seq']})" + (f": {item['reason']}" if item["reason"] else ""))
+        for item in person["banned"]:
+            print(f"  banned    {item['sof']} (#{item['seq']})" + (f": {item['reason']}" if item["reason"] else ""))
     for title, items in (("failed (recipe or QC)", failures),
                          ("stale: made from what is no longer decided (`soxs-es reduce` makes them again)", stale),
                          ("science that cannot be completed", blocked)):
@@ -848,6 +881,27 @@ def build_parser() -> argparse.ArgumentParser:
     _workspace_options(p)
     _wait_option(p)
     p.set_defaults(func=cmd_record)
+
+    for name, undo, helptext in (
+            ("exclude", False, "take raw frames out of their sets (its template still counts them): a person's word"),
+            ("include", True, "let excluded raw frames join their sets again")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("frames", nargs="+", metavar="FRAME", help="raw frame: its file name or raw/<night>/ path")
+        if not undo:
+            p.add_argument("--reason", help="why (shown by explain, history, status and raw_frames)")
+        _workspace_options(p)
+        _wait_option(p)
+        p.set_defaults(func=cmd_override, reason=None)
+    for name, undo, helptext in (
+            ("ban", False, "never choose the products of SOFs again in this session (a person's failure)"),
+            ("unban", True, "lift a ban: the products may be chosen again")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("names", nargs="+", metavar="SOF_OR_PRODUCT", help="a SOF, or a product of it")
+        if not undo:
+            p.add_argument("--reason", help="why (shown by explain, history and status)")
+        _workspace_options(p)
+        _wait_option(p)
+        p.set_defaults(func=cmd_override, reason=None)
 
     p = sub.add_parser("todo", help="the SOFs still to reduce, in cascade order: <recipe> <sof path>")
     p.add_argument("--overwrite", action="store_true", help="list every complete SOF, reduced or not")

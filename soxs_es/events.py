@@ -92,6 +92,20 @@ class FrameMissing(Event, frozen=True):
     path: str
 
 
+class FrameExcluded(Event, frozen=True):
+    """A person excluded the raw frame at `path` from every set, for `reason` (a glitch, saturation, the wrong
+    lamp): its set is made without it, its template counting as it did."""
+
+    path: str
+    reason: str = ""
+
+
+class FrameIncluded(Event, frozen=True):
+    """A person undid the exclusion of the raw frame at `path`: it may join its set again."""
+
+    path: str
+
+
 class RulesInForce(Event, frozen=True):
     """The instrument rules used from now on (their sha256, where they came from, and the YAML itself,
     so a replay derives with the rules that were in force then)."""
@@ -139,6 +153,22 @@ class RecipeFailed(Event, frozen=True):
     sof: str
     reason: str = ""
     by: str = BY_HAND
+
+
+class ProductBanned(Event, frozen=True):
+    """A person banned the products of `sof` in `session`, for `reason`: never chosen as a calibration there
+    (a failure recorded by a person, told apart from a recipe's)."""
+
+    session: str
+    sof: str
+    reason: str = ""
+
+
+class ProductUnbanned(Event, frozen=True):
+    """A person lifted the ban on the products of `sof` in `session`."""
+
+    session: str
+    sof: str
 
 
 class RecipePassed(Event, frozen=True):
@@ -350,10 +380,14 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     FileMoved,
     MoveAbandoned,
     FrameMissing,
+    FrameExcluded,
+    FrameIncluded,
     RulesInForce,
     SessionCreated,
     SessionSwitched,
     RecipeFailed,
+    ProductBanned,
+    ProductUnbanned,
     RecipePassed,
     QcRowsRecorded,
     RecipeStarted,

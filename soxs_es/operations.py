@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,6 +170,88 @@ def _projected_failure(ws: Workspace, name: str) -> str | None:
         return None
     row = ws.log.conn.execute("SELECT failed FROM raw_frame_sets WHERE sof = ?", (name,)).fetchone()
     return None if row is None else (row[0] or "")
+
+
+# -- what a person decides: frames excluded, products banned ---------------------------------------------
+
+
+@attrs.frozen
+class Overridden:
+    """What an override command recorded (nothing where it was already so) and the projection after it."""
+
+    recorded: tuple[ev.Event, ...]
+    already: tuple[str, ...]  # what was already as asked (nothing recorded for it)
+    projection: Projection
+
+
+def exclude_frames(root: Path, frames: list[str], reason: str, include: bool = False,
+                   clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Overridden:
+    """Exclude raw frames from every set (or, `include`, let them join again), as one batch of events; every
+    frame must be known (named by path or by file name) or nothing is recorded."""
+    with writing(root, clock, wait) as ws:
+        ws.ensure_session()
+        ws.load_files()
+        files = ws.state.files
+        paths = [resolve_frame(files, name, root) for name in frames]
+        batch: list[ev.Event] = []
+        already = []
+        for path in dict.fromkeys(paths):
+            if (files[path].excluded is None) != include:
+                batch.append(ev.FrameIncluded(path=path) if include else ev.FrameExcluded(path=path, reason=reason))
+            else:
+                already.append(path)
+        if batch:
+            ws.record(batch)
+        return Overridden(tuple(batch), tuple(already), ws.project())
+
+
+def resolve_frame(files: Mapping[str, Any], name: str, root: Path) -> str:
+    """The workspace path (`raw/<night>/<file>`) of a raw frame named by that path, `./` before it, or its
+    file name alone."""
+    path = name[2:] if name.startswith("./") else name
+    if path in files and path.startswith(layout.RAW + "/"):
+        return path
+    found = [p for p in files if p.startswith(layout.RAW + "/") and p.rsplit("/", 1)[-1] == Path(name).name]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UserError(f"{name} names {len(found)} raw frames ({', '.join(sorted(found))}); give its path")
+    raise UserError(f"no raw frame {name} in {root}; `soxs-es list frames --all` lists them")
+
+
+def ban_products(root: Path, names: list[str], reason: str, lift: bool = False,
+                 clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Overridden:
+    """Ban the products of SOFs (named by SOF or by one of their products) in the current session, so that
+    none is chosen again there (or, `lift`, lift the ban), as one batch of events."""
+    with writing(root, clock, wait) as ws:
+        ws.ensure_session()
+        session = ws.session
+        ws.load_files()
+        association = derive(ws.state, ws.rules, session).association
+        sofs = [sof_of_product_or_sof(association, name, root) for name in names]
+        banned = {sof for sof, (reason, _) in ws.state.bans.get(session, {}).items() if reason is not None}
+        batch: list[ev.Event] = []
+        already = []
+        for sof in dict.fromkeys(sofs):
+            if (sof in banned) == lift:
+                batch.append(ev.ProductUnbanned(session=session, sof=sof) if lift else
+                             ev.ProductBanned(session=session, sof=sof, reason=reason))
+            else:
+                already.append(sof)
+        if batch:
+            ws.record(batch)
+        return Overridden(tuple(batch), tuple(already), ws.project())
+
+
+def sof_of_product_or_sof(association: Association, name: str, root: Path) -> str:
+    """The SOF named, or the SOF that makes the product named (by path or file name)."""
+    if name in association.sofs or Path(name).name in association.sofs:
+        return name if name in association.sofs else Path(name).name
+    wanted = name if name.startswith("./") else f"./{name}"
+    for product in association.products:
+        if product.filepath == wanted or product.file == Path(name).name:
+            return product.sof
+    raise UserError(f"no SOF or product {name} in {root}; `soxs-es list sof` lists the SOFs")
 
 
 # -- what is left to reduce ----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from soxs_es.pure.tables import format_sof
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 14
+STATE_FORMAT = 15
 #: Bump when Association changes shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 5
 
@@ -486,15 +486,15 @@ def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[tuple[str, bytes]]
         by_folder.setdefault(_folder(path), []).append(known)
     for folder, known in sorted(by_folder.items()):
         yield folder, msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
-                                               k.problem, k.asked, k.seq) for k in known])
+                                               k.problem, k.asked, k.seq, k.excluded) for k in known])
 
 
 def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
     files = {}
     for blob in blobs:
-        for path, size, mtime, header, problem, asked, seq in msgspec.msgpack.decode(blob):
+        for path, size, mtime, header, problem, asked, seq, excluded in msgspec.msgpack.decode(blob):
             files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
-                                    asked, seq)
+                                    asked, seq, None if excluded is None else (excluded[0], excluded[1]))
     return pmap(files)
 
 

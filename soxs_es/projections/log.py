@@ -26,6 +26,14 @@ def describe(event: ev.Event) -> str:
             return f"{source} (sha256 {digest[:12]})"
         case ev.SessionCreated(session=session) | ev.SessionSwitched(session=session):
             return session
+        case ev.FrameExcluded(path=path, reason=reason):
+            return f"{path} excluded by the user" + (f": {reason}" if reason else "")
+        case ev.FrameIncluded(path=path):
+            return f"{path} included again by the user"
+        case ev.ProductBanned(session=session, sof=sof, reason=reason):
+            return f"[{session}] {sof}: its products banned by the user" + (f": {reason}" if reason else "")
+        case ev.ProductUnbanned(session=session, sof=sof):
+            return f"[{session}] {sof}: the ban on its products lifted by the user"
         case ev.RecipeFailed(session=session, sof=sof, reason=reason, by=by):
             return f"[{session}] {sof}" + (f": {reason}" if reason else "") + _by(by)
         case ev.RecipePassed(session=session, sof=sof, by=by):

@@ -16,9 +16,11 @@ import attrs
 from soxs_es.pure.association import (
     NIR,
     Association,
+    Excluded,
     _chosen_groups,
     _frame_set,
     _template_complete,
+    excluded_by_template,
     shared_template_sizes,
     template_set_sizes,
     usable_frames,
@@ -59,6 +61,7 @@ def frame_uses(rows: Sequence[Row], association: Association, cascade: Cascade) 
     by_type: dict[Any, list[Row]] = defaultdict(list)
     for row in usable_frames(rows, cascade):
         by_type[row["eso dpr type"]].append(row)
+    excluded = excluded_by_template(rows)
     out = []
     for row, size, across in zip(rows, sizes, shared, strict=True):
         path = row["filepath"]
@@ -71,7 +74,7 @@ def frame_uses(rows: Sequence[Row], association: Association, cascade: Cascade) 
         elif not _template_complete(row, size, across, cascade.sets):
             kind, detail = "waiting", _waiting(row, size, across)
         else:
-            kind, detail = "left out", _left_out(row, by_type, cascade)
+            kind, detail = "left out", _left_out(row, by_type, cascade, excluded)
         out.append(FrameUse(str(row["file"]), str(path), row["night start date"], row["eso seq arm"],
                             row["eso dpr type"], row["eso dpr tech"], kind, detail))
     return out
@@ -99,7 +102,7 @@ def _readers(row: Row, cascade: Cascade) -> list[tuple[Entry, bool]]:
     return out
 
 
-def _left_out(row: Row, by_type: Mapping[Any, list[Row]], cascade: Cascade) -> str:
+def _left_out(row: Row, by_type: Mapping[Any, list[Row]], cascade: Cascade, excluded: Excluded) -> str:
     """Why a usable frame of a complete template joined no set (the set forming's reasons, in its order)."""
     sets_cfg = cascade.sets
     hidden = sets_cfg["hidden"]
@@ -113,7 +116,7 @@ def _left_out(row: Row, by_type: Mapping[Any, list[Row]], cascade: Cascade) -> s
         for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
             if not any(m["filepath"] == row["filepath"] for m in members):
                 continue
-            if _frame_set(members, entry, dpr_type, cascade) is None:
+            if _frame_set(members, entry, dpr_type, cascade, excluded) is None:
                 need = sets_cfg["min_frames"].get(entry.recipe)
                 if need and len(members) < need:
                     return f"{len(members)} frame(s) of its set-up; {entry.recipe} needs at least {need}"

@@ -22,6 +22,7 @@ from pyrsistent import pmap
 from pyrsistent.typing import PMap
 
 from soxs_es.pure.cascade import CalibrationRule, Cascade, Combination, Entry
+from soxs_es.pure.frames import is_excluded
 from soxs_es.pure.layout import UNSAFE_NAME, file_name_problem
 
 NIR = "NIR"
@@ -268,14 +269,33 @@ def _chosen_groups(frames: Sequence[Row], entry: Entry, dpr_type: str, cascade: 
     return grouped
 
 
-def _frame_set(members: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade) -> FrameSet | None:
-    """The set a group of frames forms (None: too few frames for the recipe)."""
+Excluded = Mapping[tuple[Any, Any, Any], int]  # (arm, TPL START, DPR type) -> frames a person excluded
+
+
+def template_key(row: Row) -> tuple[Any, Any, Any]:
+    return (row["eso seq arm"], row["eso tpl start"], row["eso dpr type"])
+
+
+def excluded_by_template(rows: Iterable[Row]) -> Excluded:
+    """How many frames of each template run a person excluded: they still count towards its set's size."""
+    out: dict[tuple[Any, Any, Any], int] = defaultdict(int)
+    for row in rows:
+        if is_excluded(row):
+            out[template_key(row)] += 1
+    return out
+
+
+def _frame_set(members: Sequence[Row], entry: Entry, dpr_type: str, cascade: Cascade,
+               excluded: Excluded = MappingProxyType({})) -> FrameSet | None:
+    """The set a group of frames forms (None: too few frames for the recipe; a frame a person excluded
+    counts, as its template is what it was)."""
     sets_cfg = cascade.sets
     first = members[0]
     nexp = first["eso tpl nexp"]
-    if entry.recipe in sets_cfg["full_template_recipes"] and nexp is not None and len(members) < nexp:
+    count = len(members) + excluded.get(template_key(first), 0)
+    if entry.recipe in sets_cfg["full_template_recipes"] and nexp is not None and count < nexp:
         return None
-    if len(members) < sets_cfg["min_frames"].get(entry.recipe, 0):
+    if count < sets_cfg["min_frames"].get(entry.recipe, 0):
         return None
     return _named_set(members, {k: first[k] for k in cascade.group_by}, entry, dpr_type, cascade)
 
@@ -345,12 +365,15 @@ def predict_products(frame_set: FrameSet, entry: Entry) -> list[Product]:
 # -- calibration matching ----------------------------------------------------------------------------------
 
 
-def upstream_rejection(product: Product, rule: CalibrationRule, failed: frozenset[str]) -> str | None:
-    """Why a product can never fill this rule's slot, whatever the SOF (None: it can)."""
+def upstream_rejection(product: Product, rule: CalibrationRule, failed: frozenset[str] | Mapping[str, str]
+                       ) -> str | None:
+    """Why a product can never fill this rule's slot, whatever the SOF (None: it can). `failed`: the failed
+    SOFs, or each with why."""
     if product.recipe not in rule.upstream_recipes:
         return f"made by {product.recipe}, not {'/'.join(sorted(rule.upstream_recipes))}"
     if product.sof in failed:
-        return "its SOF failed (recipe failure or QC out of range)"
+        why = failed[product.sof] if isinstance(failed, Mapping) else "recipe failure or QC out of range"
+        return f"its SOF failed ({why})"
     if rule.from_arms is not None and product.arm not in rule.from_arms:
         return f"arm {product.arm} is not used for {rule.cal_type}"
     if rule.from_slit is not None and product.slit != rule.from_slit:
@@ -431,7 +454,8 @@ def choose(frame_set: FrameSet, candidates: Iterable[Product], rule: Calibration
     return tuple(chosen)
 
 
-def explain_slot(frame_set: FrameSet, products: Iterable[Product], rule: CalibrationRule, failed: frozenset[str],
+def explain_slot(frame_set: FrameSet, products: Iterable[Product], rule: CalibrationRule,
+                 failed: frozenset[str] | Mapping[str, str],
                  complete_sofs: frozenset[str]) -> tuple[tuple[Candidate, ...], tuple[Product, ...]]:
     """Every product of the slot's upstream recipes on the SOF's arm, ranked or with its rejection rule."""
     considered = [p for p in products if p.recipe in rule.upstream_recipes and p.arm == frame_set.arm]
@@ -531,24 +555,25 @@ def _sets(rows: Sequence[Row], cascade: Cascade,
     by_type: dict[Any, list[Row]] = defaultdict(list)  # each entry's DPR types read only their own frames
     for row in usable_frames(rows, cascade):
         by_type[row["eso dpr type"]].append(row)
+    excluded = excluded_by_template(rows)
     out: list[FrameSet] = []
     names: set[str] = set()
     for entry in cascade.entries:
-        for dpr_type, members, made in _entry_groups(by_type, entry, cascade):
+        for dpr_type, members, made in _entry_groups(by_type, entry, cascade, excluded):
             frame_set = None
             if known:
                 paths = tuple(r["filepath"] for r in members)
                 if changed.isdisjoint(paths):
                     frame_set = known.get((entry.name, dpr_type, paths))
-            frame_set = frame_set or made or _frame_set(members, entry, dpr_type, cascade)
+            frame_set = frame_set or made or _frame_set(members, entry, dpr_type, cascade, excluded)
             if frame_set is not None and frame_set.sof not in names:
                 names.add(frame_set.sof)
                 out.append(frame_set)
     return out
 
 
-def _entry_groups(by_type: Mapping[Any, list[Row]], entry: Entry, cascade: Cascade
-                  ) -> list[tuple[str, list[Row], FrameSet | None]]:
+def _entry_groups(by_type: Mapping[Any, list[Row]], entry: Entry, cascade: Cascade,
+                  excluded: Excluded = MappingProxyType({})) -> list[tuple[str, list[Row], FrameSet | None]]:
     """(DPR type, frames, set or None: not made yet) of every group of one cascade entry: the groups of its
     types, then those its combinations make of theirs."""
     out: list[tuple[str, list[Row], FrameSet | None]] = []
@@ -560,7 +585,7 @@ def _entry_groups(by_type: Mapping[Any, list[Row]], entry: Entry, cascade: Casca
         parts: dict[str, list[Part]] = {}
         for dpr_type in combination.types:
             for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
-                part = _frame_set(members, entry, dpr_type, cascade) \
+                part = _frame_set(members, entry, dpr_type, cascade, excluded) \
                     if members[0]["eso seq arm"] in combination.arms else None
                 if part is not None:  # too few frames of one type: no part
                     parts.setdefault(dpr_type, []).append((part, members))

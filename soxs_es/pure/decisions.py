@@ -130,7 +130,9 @@ class _Causes:
             sof = self.association.sofs.get(product.sof)
             outcome = self.state.outcomes.get(self.session, {}).get(product.sof)
             qc = self.state.qc.get(self.session, {}).get(product.sof, {})
+            ban = self.state.bans.get(self.session, {}).get(product.sof)
             seq = max(0 if sof is None else self.of_set(sof.set), 0 if outcome is None else outcome.seq,
+                      0 if ban is None else ban[1],
                       max((v.seq for v in qc.values()), default=0),
                       self.state.qc_ranges_seq.get(self.session, 0) if qc else 0)
         self._of_product[filepath] = seq

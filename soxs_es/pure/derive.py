@@ -14,6 +14,7 @@ from soxs_es.pure.frames import (
     Classification,
     Header,
     classify,
+    excluded_reason,
     finish_rows,
     lamp_groups,
     own_lamp,
@@ -64,7 +65,7 @@ def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[Rows, Rows]:
     if not state.files_loaded:
         raise ValueError("frame rows asked of a state read without its files")
     raw, rejected = frames_of(state.files, rules)
-    return raw_frame_rows(raw, rules), rejected
+    return _with_exclusions(raw_frame_rows(raw, rules), state.files), rejected
 
 
 def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Rows], since: int
@@ -92,6 +93,7 @@ def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Row
     mates = {path: dict(row, lamp=own_lamp(files[path].header, rules))  # type: ignore[arg-type]
              for path, row in rows_at.items() if path not in touched and lamp_group(row) in obs}
     finish_rows([*fresh, *mates.values()], rules)
+    _with_exclusions([*fresh, *mates.values()], files)
     relit = [path for path, row in mates.items() if row != rows_at[path]]
     again = touched.union(relit)
     rows = [row for path, row in rows_at.items() if path not in again] + fresh + [mates[path] for path in relit]
@@ -99,6 +101,15 @@ def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Row
     rejected = [row for path, row in rejected_at.items() if path not in touched] + rejected
     rejected.sort(key=lambda r: r["filepath"])
     return rows, rejected, frozenset(f"./{path}" for path in again)
+
+
+def _with_exclusions(rows: Rows, files: Mapping[str, KnownFile]) -> Rows:
+    """The rows (changed in place) with the frames a person excluded ignored, saying so."""
+    for row in rows:
+        known = files.get(row["filepath"][2:])
+        if known is not None and known.excluded is not None:
+            row["ignore"], row["ignore reason"] = 1, excluded_reason(*known.excluded)
+    return rows
 
 
 def frames_and_nights(raw_frames: Rows) -> tuple[int, int]:

@@ -53,7 +53,7 @@ def explain(association: Association, sof_name: str, cascade: Cascade) -> Explan
     frame_set = sof.set
     entry = cascade.entries[frame_set.recipe_order]
     complete = frozenset(name for name, s in association.sofs.items() if s.complete)
-    failed = association.failed_sofs()
+    failed = {name: s.failed for name, s in association.sofs.items() if s.failed}
     slots = []
     for cal_type in (entry.calibrations or {}).get(frame_set.arm or "", ()):
         rule = cascade.rules[cal_type]

@@ -324,6 +324,19 @@ def finish_rows(rows: list[dict[str, Any]], rules: Rules) -> None:
         row["ignore reason"] = reason
 
 
+#: How a person's exclusion reads in `raw_frames.ignore reason` (`FrameExcluded`).
+EXCLUDED = "excluded by the user"
+
+
+def excluded_reason(reason: str, seq: int) -> str:
+    return f"{EXCLUDED} at #{seq}" + (f": {reason}" if reason else "")
+
+
+def is_excluded(row: Mapping[str, Any]) -> bool:
+    """Whether a person excluded this frame (its template still counts it)."""
+    return bool(row["ignore"]) and str(row["ignore reason"] or "").startswith(EXCLUDED)
+
+
 def lamp_groups(rules: Rules) -> Callable[[Mapping[str, Any]], str | None]:
     """The OB a raw frame shares its lamp with (None: its arm inherits no lamp), as a function of its row."""
     inherit = rules.section("columns", "lamp_inherit")

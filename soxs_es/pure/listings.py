@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from soxs_es.pure.association import Association, Sof
+from soxs_es.pure.state import WorkspaceState
 
 SCIENCE_RECIPES = ("stare_obj", "nod_obj", "offset_obj")
 
@@ -137,3 +138,13 @@ def recipe_counts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"recipe": r, "sets": sum(c.values()), "done": c["done"], "stale": c["stale"], "to do": c["to do"],
              "failed": c["failed"], "incomplete": c["incomplete"]}
             for r, c in sorted(counts.items(), key=lambda kv: order[kv[0]])]
+
+
+def overrides(state: WorkspaceState, session: str) -> dict[str, list[dict[str, Any]]]:
+    """What a person decided and has not undone: frames excluded (workspace-wide), products banned (in
+    `session`), each with its reason and the event that says so."""
+    excluded = [{"frame": path, "reason": known.excluded[0], "seq": known.excluded[1]}
+                for path, known in sorted(state.files.items()) if known.excluded is not None]
+    banned = [{"sof": sof, "reason": reason, "seq": seq}
+              for sof, (reason, seq) in sorted(state.bans.get(session, {}).items()) if reason is not None]
+    return {"excluded": excluded, "banned": banned}

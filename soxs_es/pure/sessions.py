@@ -79,13 +79,22 @@ def qc_failures(state: WorkspaceState, session: str, sof: str, recipe: str, arm:
     return sorted(out, key=lambda f: f.name)
 
 
+#: How a person's ban reads where a failure is shown (told apart from a recipe's failure).
+BANNED = "banned by the user"
+
+
 def failure_of(state: WorkspaceState, session: str | None) -> Callable[[FrameSet], str | None]:
-    """For a set: why its products must not be used in `session` (latest outcome failed, or QC out of range)."""
+    """For a set: why its products must not be used in `session` (a person banned them, the latest outcome
+    failed, or a QC value is out of range)."""
     if session is None:
         return lambda frame_set: None
     outcomes = state.outcomes.get(session, {})
+    bans = state.bans.get(session, {})
 
     def failure(frame_set: FrameSet) -> str | None:
+        ban = bans.get(frame_set.sof)
+        if ban is not None and ban[0] is not None:
+            return f"{BANNED} at #{ban[1]}" + (f": {ban[0]}" if ban[0] else "")
         outcome = outcomes.get(frame_set.sof)
         if outcome is not None and outcome.status == "failed":
             return "recipe failed" + (f": {outcome.reason}" if outcome.reason else "")

@@ -29,6 +29,8 @@ class KnownFile:
     problem: str | None = None  # why it could not be read
     asked: str = ""  # the keywords its header was read for (`KeywordsAsked`)
     seq: int = 0  # the event that recorded it (its ingest or rejection), which a decision may name as its cause
+    #: (reason, seq of the `FrameExcluded`) while a person has it excluded from every set
+    excluded: tuple[str, int] | None = None
 
 
 @attrs.frozen
@@ -195,6 +197,9 @@ class WorkspaceState:
     made: PMap[str, PMap[str, Made]] = attrs.field(factory=pmap)
     #: session -> its soxspipe settings in force (`SettingsInForce`), and that event's seq
     settings: PMap[str, tuple[Mapping[str, Any], int]] = attrs.field(factory=pmap)
+    #: session -> SOF -> (reason, seq) of a person's ban on its products (`ProductBanned`); reason None once
+    #: the ban is lifted (`ProductUnbanned`, whose seq it then is)
+    bans: PMap[str, PMap[str, tuple[str | None, int]]] = attrs.field(factory=pmap)
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -239,6 +244,12 @@ class _Changes:
             raise KeyError(key)
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.changed.get(key, _UNCHANGED)
+        if value is _UNCHANGED:
+            return self.base.get(key, default)
+        return default if value is _GONE else value
+
     def __setitem__(self, key: str, value: Any) -> None:
         self.changed[key] = value
 
@@ -267,11 +278,13 @@ def _moved(files: Any, source: str, target: str) -> None:
         files[target] = attrs.evolve(known, path=target)
 
 
-FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce)
+FRAME_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.RulesInForce,
+                ev.FrameExcluded, ev.FrameIncluded)
 
 
 #: The events that change `WorkspaceState.files`.
-FILE_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing)
+FILE_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing, ev.FrameExcluded,
+               ev.FrameIncluded)
 
 
 def files_touched(events: Iterable[ev.Event]) -> set[str]:
@@ -280,7 +293,8 @@ def files_touched(events: Iterable[ev.Event]) -> set[str]:
     out: set[str] = set()
     for event in events:
         match event:
-            case ev.FrameIngested(path=path) | ev.FileRejected(path=path) | ev.FrameMissing(path=path):
+            case ev.FrameIngested(path=path) | ev.FileRejected(path=path) | ev.FrameMissing(path=path) | \
+                    ev.FrameExcluded(path=path) | ev.FrameIncluded(path=path):
                 out.add(path)
             case ev.FileMoved(source=source, target=target):
                 out.update((source, target))
@@ -353,7 +367,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     outcomes, qc, qc_ranges, qc_ranges_seq = state.outcomes, state.qc, state.qc_ranges, state.qc_ranges_seq
     products = state.products
     qc_rows, runs, keyword_sets = state.qc_rows, state.runs, state.keyword_sets
-    made, settings = state.made, state.settings
+    made, settings, bans = state.made, state.settings, state.bans
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
@@ -381,7 +395,9 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             frames_seq = item.seq
         match event:  # the most frequent kinds first: each case is a type check
             case ev.FrameIngested(path=path, size=size, mtime_ns=mtime, header=header, asked=asked):
-                files[path] = KnownFile(path, size, mtime, MappingProxyType(header), None, asked, item.seq)
+                before = files.get(path)  # a person's exclusion outlives a header read again
+                files[path] = KnownFile(path, size, mtime, MappingProxyType(header), None, asked, item.seq,
+                                        None if before is None else before.excluded)
             case ev.FileRejected(path=path, size=size, mtime_ns=mtime, reason=reason):
                 files[path] = KnownFile(path, size, mtime, None, reason, "", item.seq)
             case ev.MoveIntended(source=source):
@@ -396,6 +412,12 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.FrameMissing(path=path):
                 if path in files:
                     del files[path]
+            case ev.FrameExcluded(path=path, reason=reason):
+                if path in files:
+                    files[path] = attrs.evolve(files[path], excluded=(reason, item.seq), seq=item.seq)
+            case ev.FrameIncluded(path=path):
+                if path in files:
+                    files[path] = attrs.evolve(files[path], excluded=None, seq=item.seq)
             case ev.KeywordsAsked(digest=digest, keywords=keywords):
                 keyword_sets = keyword_sets.set(digest, frozenset(keywords))
             case ev.RulesInForce(digest=digest, text=text):
@@ -410,6 +432,11 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                         getattr(runs.get(session, {}).get(sof), "status", None) == "running":
                     continue  # the mark a recipe leaves while `soxs-es reduce` runs it, not yet an outcome
                 outcomes = _nested_set(outcomes, session, sof, Outcome("failed", reason, item.seq))
+            case ev.ProductBanned(session=session, sof=sof, reason=reason):
+                bans = _nested_set(bans, session, sof, (reason, item.seq))
+            case ev.ProductUnbanned(session=session, sof=sof):
+                if sof in bans.get(session, pmap()):
+                    bans = _nested_set(bans, session, sof, (None, item.seq))  # lifted: kept as the latest fact
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
                 if getattr(runs.get(session, {}).get(sof), "status", None) != "running":
@@ -457,4 +484,5 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
                           rules_text, rules_seq, frames_seq, sessions, current, outcomes, qc, qc_ranges,
                           qc_ranges_seq, products, qc_rows, runs, keyword_sets, state.files_loaded,
-                          fold_decisions(decided, state.decisions) if decided else state.decisions, made, settings)
+                          fold_decisions(decided, state.decisions) if decided else state.decisions, made, settings,
+                          bans)
