@@ -355,6 +355,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"    {path}  {tag}")
     for slot in result.slots:
         print(f"  {slot.cal_type}:" + ("" if slot.applies else " (this rule never serves this recipe)"))
+        if slot.pinned is not None:
+            pin = view.state.pins.get(view.session, {}).get((name, slot.cal_type))
+            forced = " (forced past a hard key)" if slot.pinned[1] else ""
+            print(f"    pinned to {slot.pinned[0]} by the user{forced}"
+                  + ("" if pin is None else f" at #{pin.seq}" + (f": {pin.reason}" if pin.reason else ""))
+                  + "; `soxs-es unpin` lets the rule choose (ranked below)")
         chosen = {p.filepath for p in slot.chosen}
         if not slot.candidates:
             print("    no product of this kind on this arm")
@@ -473,14 +479,19 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_override(args: argparse.Namespace) -> int:
-    """exclude / include raw frames; ban / unban the products of SOFs (the current session)."""
+    """exclude / include raw frames; ban / unban the products of SOFs; pin / unpin a SOF's calibration (the
+    last two in the current session)."""
     from soxs_es import operations as ops
     from soxs_es.projections.log import describe
 
-    root, undo = Path(args.workspace), args.command in ("include", "unban")
+    root, undo = Path(args.workspace), args.command in ("include", "unban", "unpin")
     if args.command in ("exclude", "include"):
         result = ops.exclude_frames(root, args.frames, args.reason or "", include=undo, wait=args.wait)
         already = "already " + ("in" if undo else "ex") + "cluded"
+    elif args.command in ("pin", "unpin"):
+        result = ops.pin_calibration(root, args.sof, args.slot, None if undo else args.calibration,
+                                     args.reason or "", force=not undo and args.force, wait=args.wait)
+        already = "not pinned" if undo else "already pinned so"
     else:
         result = ops.ban_products(root, args.names, args.reason or "", lift=undo, wait=args.wait)
         already = "not banned" if undo else "already banned"
@@ -734,12 +745,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     print()
     _print_table(status["recipes"], ["recipe", "sets", "done", "stale", "to do", "failed", "incomplete"])
     person = status["overrides"]
-    if person["excluded"] or person["banned"]:
-        print("\noverridden by a person (`soxs-es include` / `unban` undo):")
+    if person["excluded"] or person["banned"] or person["pinned"]:
+        print("\noverridden by a person (`soxs-es include` / `unban` / `unpin` undo):")
         for item in person["excluded"]:
             print(f"  excluded  {item['frame']} (#{item['seq']})" + (f": {item['reason']}" if item["reason"] else ""))
         for item in person["banned"]:
             print(f"  banned    {item['sof']} (#{item['seq']})" + (f": {item['reason']}" if item["reason"] else ""))
+        for item in person["pinned"]:
+            print(f"  pinned    {item['sof']} {item['slot']} -> {item['calibration']} (#{item['seq']}"
+                  + (", forced" if item["forced"] else "") + ")" + (f": {item['reason']}" if item["reason"] else ""))
     for title, items in (("failed (recipe or QC)", failures),
                          ("stale: made from what is no longer decided (`soxs-es reduce` makes them again)", stale),
                          ("science that cannot be completed", blocked)):
@@ -902,6 +916,22 @@ def build_parser() -> argparse.ArgumentParser:
         _workspace_options(p)
         _wait_option(p)
         p.set_defaults(func=cmd_override, reason=None)
+    p = sub.add_parser("pin", help="fill a SOF's calibration slot with the products of a SOF you name, whatever "
+                                   "the nearest is (this session)")
+    p.add_argument("sof", help="the SOF whose slot is pinned")
+    p.add_argument("slot", help="the slot, as sof_map.slot and explain name it (mbias, mflat, ...)")
+    p.add_argument("calibration", help="the SOF that makes the calibration, or one of its products")
+    p.add_argument("--reason", help="why (shown by explain, history and status)")
+    p.add_argument("--force", action="store_true", help="pin even where a hard key of the rule differs (recorded)")
+    _workspace_options(p)
+    _wait_option(p)
+    p.set_defaults(func=cmd_override)
+    p = sub.add_parser("unpin", help="let the rules choose a pinned slot again")
+    p.add_argument("sof", help="the SOF whose slot was pinned")
+    p.add_argument("slot", help="the slot")
+    _workspace_options(p)
+    _wait_option(p)
+    p.set_defaults(func=cmd_override, reason=None)
 
     p = sub.add_parser("todo", help="the SOFs still to reduce, in cascade order: <recipe> <sof path>")
     p.add_argument("--overwrite", action="store_true", help="list every complete SOF, reduced or not")

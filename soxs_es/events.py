@@ -171,6 +171,26 @@ class ProductUnbanned(Event, frozen=True):
     sof: str
 
 
+class CalibrationPinned(Event, frozen=True):
+    """A person pinned slot `slot` of `sof` in `session` to the products of `calibration` (a SOF): used
+    whatever the nearest is; `forced` past a hard key of the slot's rule (it said which)."""
+
+    session: str
+    sof: str
+    slot: str
+    calibration: str
+    reason: str = ""
+    forced: bool = False
+
+
+class CalibrationUnpinned(Event, frozen=True):
+    """A person undid the pin of slot `slot` of `sof` in `session`: the rules choose it again."""
+
+    session: str
+    sof: str
+    slot: str
+
+
 class RecipePassed(Event, frozen=True):
     """The recipe run on `sof` succeeded in `session` and wrote its products (clears an earlier failure)."""
 
@@ -388,6 +408,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     RecipeFailed,
     ProductBanned,
     ProductUnbanned,
+    CalibrationPinned,
+    CalibrationUnpinned,
     RecipePassed,
     QcRowsRecorded,
     RecipeStarted,

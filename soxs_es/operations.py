@@ -243,6 +243,52 @@ def ban_products(root: Path, names: list[str], reason: str, lift: bool = False,
         return Overridden(tuple(batch), tuple(already), ws.project())
 
 
+def pin_calibration(root: Path, sof: str, slot: str, calibration: str | None, reason: str = "",
+                    force: bool = False, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Overridden:
+    """Pin slot `slot` of `sof` to the products of `calibration` (a SOF or one of its products) in the current
+    session, or (`calibration` None) undo the pin. Refused (exit 2) for an unknown SOF, slot or calibration,
+    a calibration of another kind, or - unless `force` - one a hard key of the slot's rule keeps out."""
+    from soxs_es.pure.association import hard_rejection, upstream_rejection
+    from soxs_es.pure.cascade import cascade_of
+
+    with writing(root, clock, wait) as ws:
+        ws.ensure_session()
+        session = ws.session
+        ws.load_files()
+        association = derive(ws.state, ws.rules, session).association
+        name = resolve_sof(association, sof, root)
+        frame_set = association.sofs[name].set
+        cascade = cascade_of(ws.rules)
+        entry = cascade.entries[frame_set.recipe_order]
+        slots = (entry.calibrations or {}).get(frame_set.arm or "", ())
+        if slot not in slots:
+            raise UserError(f"{name} has no calibration slot {slot!r}; its slots: {', '.join(slots) or 'none'}")
+        pin = ws.state.pins.get(session, {}).get((name, slot))
+        pinned = pin is not None and pin.calibration is not None
+        if calibration is None:
+            batch: list[ev.Event] = [ev.CalibrationUnpinned(session=session, sof=name, slot=slot)] if pinned else []
+            if batch:
+                ws.record(batch)
+            return Overridden(tuple(batch), () if batch else (f"{name} {slot}",), ws.project())
+        target = sof_of_product_or_sof(association, calibration, root)
+        rule = cascade.rules[slot]
+        products = [p for p in association.products if p.sof == target]
+        kind = [p for p in products if upstream_rejection(p, rule, frozenset()) is None]
+        if not kind:
+            raise UserError(f"{target} cannot fill {slot}: {upstream_rejection(products[0], rule, frozenset())}")
+        refusal = next((r for r in (hard_rejection(p, frame_set, rule) for p in kind) if r), None)
+        if refusal is not None and (not force or refusal == "not earlier in the cascade"):
+            raise UserError(f"{target} cannot fill {slot} of {name}: {refusal}"
+                            + ("" if refusal == "not earlier in the cascade" else " (--force pins it anyway)"))
+        forced = refusal is not None
+        if pinned and (pin.calibration, pin.reason, pin.forced) == (target, reason, forced):
+            return Overridden((), (f"{name} {slot}",), ws.project())
+        batch = [ev.CalibrationPinned(session=session, sof=name, slot=slot, calibration=target, reason=reason,
+                                      forced=forced)]
+        ws.record(batch)
+        return Overridden(tuple(batch), (), ws.project())
+
+
 def sof_of_product_or_sof(association: Association, name: str, root: Path) -> str:
     """The SOF named, or the SOF that makes the product named (by path or file name)."""
     if name in association.sofs or Path(name).name in association.sofs:

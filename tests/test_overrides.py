@@ -15,7 +15,7 @@ from soxs_es import events as ev
 from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.eventlog import RecordedEvent
-from soxs_es.pure.derive import derive
+from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
 
@@ -93,6 +93,49 @@ def test_a_banned_flat_is_replaced_everywhere_and_unban_restores_every_sof(prepa
     assert sof_files(prepared) == before
 
 
+def test_a_pinned_flat_is_used_whatever_the_nearest_and_unpin_restores(prepared: Path, capsys) -> None:
+    before = sof_files(prepared)
+    association = ops.current_view(prepared).derived.association
+    science = next(s for s in association.sofs.values() if s.set.recipe == "stare_obj" and s.set.arm == "VIS")
+    chosen = next(slot.chosen for slot in science.slots if slot.cal_type == "mflat")
+    # another complete flat of the same set-up, further away: the rule would never choose it
+    other = next(s for s in association.sofs.values() if s.set.recipe == "mflat" and s.complete
+                 and s.set.arm == "VIS" and s.set.keys["slit"] == science.set.keys["slit"]
+                 and s.set.keys["binning"] == science.set.keys["binning"] and s.set.sof != chosen[0].sof)
+    name = science.set.sof
+    assert main(["pin", name, "mflat", other.set.sof, "--reason", "tonight's filter wheel", "-w",
+                 str(prepared)]) == 0
+    text = (prepared / "sof" / name).read_text()
+    assert other.set.sof.replace(".sof", "") in text and chosen[0].filepath not in text
+    capsys.readouterr()
+    assert main(["explain", name, "-w", str(prepared), "--json"]) == 0
+    slot = next(s for s in json.loads(capsys.readouterr().out)["slots"] if s["calibration"] == "mflat")
+    assert slot["pinned"] == {"sof": other.set.sof, "forced": False}
+    assert main(["status", "-w", str(prepared), "--json"]) == 0
+    pinned = json.loads(capsys.readouterr().out)["overrides"]["pinned"]
+    assert [(p["sof"], p["slot"], p["reason"]) for p in pinned] == [(name, "mflat", "tonight's filter wheel")]
+    # a flat of another slit is refused with the key that differs, unless forced (and then recorded as such)
+    wide = next(s for s in association.sofs.values() if s.set.recipe == "mflat" and s.complete
+                and s.set.arm == "VIS" and s.set.keys["slit"] != science.set.keys["slit"])
+    assert main(["pin", name, "mflat", wide.set.sof, "-w", str(prepared)]) == 2
+    assert "slit" in capsys.readouterr().err
+    assert main(["pin", name, "mflat", wide.set.sof, "--force", "-w", str(prepared)]) == 0
+    assert wide.set.sof.replace(".sof", "") in (prepared / "sof" / name).read_text()
+    assert main(["unpin", name, "mflat", "-w", str(prepared)]) == 0
+    assert sof_files(prepared) == before
+
+
+def test_a_pin_of_another_kind_or_slot_is_refused(prepared: Path, capsys) -> None:
+    association = ops.current_view(prepared).derived.association
+    science = next(s for s in association.sofs.values() if s.set.recipe == "stare_obj")
+    bias = next(s for s in association.sofs.values() if s.set.recipe == "mbias")
+    capsys.readouterr()
+    assert main(["pin", science.set.sof, "mflat", bias.set.sof, "-w", str(prepared)]) == 2
+    assert "cannot fill mflat: made by mbias" in capsys.readouterr().err
+    assert main(["pin", science.set.sof, "arc", bias.set.sof, "-w", str(prepared)]) == 2
+    assert "has no calibration slot 'arc'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("command", "name", "says"), [
     (["exclude"], "SOXS.1999-01-01T00:00:00.000.fits", "no raw frame SOXS.1999-01-01T00:00:00.000.fits"),
     (["include"], "nope.fits", "no raw frame nope.fits"),
@@ -142,18 +185,29 @@ def test_any_overrides_undone_give_the_sofs_of_never_having_made_them(base_state
     base = derive(base_state, rules, BASE).association
     frames = sorted(p.removeprefix("./") for s in base.sets for p, _, _ in s.frames)
     sofs = sorted(base.sofs)
+    slots = sorted((name, slot.cal_type) for name, sof in base.sofs.items() for slot in sof.slots)
     picked = data.draw(st.lists(st.one_of(st.tuples(st.just("frame"), st.sampled_from(frames)),
-                                          st.tuples(st.just("sof"), st.sampled_from(sofs))),
-                                min_size=1, max_size=6, unique=True))
+                                          st.tuples(st.just("sof"), st.sampled_from(sofs)),
+                                          st.tuples(st.just("pin"), st.sampled_from(slots))),
+                                min_size=1, max_size=6, unique_by=lambda x: (x[0], x[1]) if x[0] != "pin" else x))
+    calibration = data.draw(st.sampled_from(sofs))  # any SOF: a pin of the wrong kind leaves its SOF incomplete
     done = [ev.FrameExcluded(path=name, reason="r") if kind == "frame" else
-            ev.ProductBanned(session=BASE, sof=name, reason="r") for kind, name in picked]
-    undone = [ev.FrameIncluded(path=name) if kind == "frame" else ev.ProductUnbanned(session=BASE, sof=name)
+            ev.ProductBanned(session=BASE, sof=name, reason="r") if kind == "sof" else
+            ev.CalibrationPinned(session=BASE, sof=name[0], slot=name[1], calibration=calibration, forced=True)
+            for kind, name in picked]
+    undone = [ev.FrameIncluded(path=name) if kind == "frame" else
+              ev.ProductUnbanned(session=BASE, sof=name) if kind == "sof" else
+              ev.CalibrationUnpinned(session=BASE, sof=name[0], slot=name[1])
               for kind, name in data.draw(st.permutations(picked))]
     seq = base_state.last_seq
     state = fold([RecordedEvent(seq + i + 1, "2030-01-01T00:00:00.000000Z", e) for i, e in enumerate(done)],
                  base_state)
     overridden = derive(state, rules, BASE).association
-    assert overridden.sofs != base.sofs or all(kind == "sof" for kind, _ in picked), "an exclusion changes a set"
+    assert overridden.sofs != base.sofs or all(kind != "frame" for kind, _ in picked), "an exclusion changes a set"
+    # the incremental path (what prep and reduce use) agrees with a derivation from nothing
+    touched = frozenset(f"./{name}" for kind, name in picked if kind == "frame")
+    incremental = derive(state, rules, BASE, frames=frame_rows(state, rules), previous=base, changed_frames=touched)
+    assert incremental.association.sofs == overridden.sofs
     state = fold([RecordedEvent(state.last_seq + i + 1, "2030-01-01T00:00:00.000000Z", e)
                   for i, e in enumerate(undone)], state)
     again = derive(state, rules, BASE).association

@@ -49,9 +49,9 @@ from soxs_es.pure.tables import format_sof
 #: Bump when the stamp changes shape.
 STAMP_FORMAT = 1
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 15
+STATE_FORMAT = 16
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 5
+ASSOCIATION_FORMAT = 6
 
 CACHE_TABLES = ("cache_stamp", "cache_files", "cache_snapshot", "cache_snapshot_files", "cache_association",
                 "cache_association_sofs", "cache_frame_rows")

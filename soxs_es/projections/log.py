@@ -32,6 +32,12 @@ def describe(event: ev.Event) -> str:
             return f"{path} included again by the user"
         case ev.ProductBanned(session=session, sof=sof, reason=reason):
             return f"[{session}] {sof}: its products banned by the user" + (f": {reason}" if reason else "")
+        case ev.CalibrationPinned(session=session, sof=sof, slot=slot, calibration=calibration, reason=reason,
+                                  forced=forced):
+            return (f"[{session}] {sof}: {slot} pinned to {calibration} by the user" + (" (forced)" if forced else "")
+                    + (f": {reason}" if reason else ""))
+        case ev.CalibrationUnpinned(session=session, sof=sof, slot=slot):
+            return f"[{session}] {sof}: {slot} unpinned by the user"
         case ev.ProductUnbanned(session=session, sof=sof):
             return f"[{session}] {sof}: the ban on its products lifted by the user"
         case ev.RecipeFailed(session=session, sof=sof, reason=reason, by=by):

@@ -27,6 +27,9 @@ from soxs_es.pure.layout import UNSAFE_NAME, file_name_problem
 
 NIR = "NIR"
 Row = Mapping[str, Any]
+#: A person's pins: SOF -> slot -> (the SOF whose products fill it, forced past the rule's hard keys)
+Pins = Mapping[str, Mapping[str, tuple[str, bool]]]
+_NO_PINS: Pins = MappingProxyType({})
 
 
 @attrs.frozen
@@ -101,6 +104,8 @@ class Sof:
     missing: tuple[str, ...]  # calibration types with no eligible product
     note: str | None = None  # why it cannot be completed beyond missing slots
     failed: str | None = None  # why its products may not be used (recipe failure, QC out of range)
+    #: slots a person pinned: (slot, the calibration's SOF, forced past a hard key)
+    pins: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -603,39 +608,47 @@ def _in_cascade_order(sets: Iterable[FrameSet], cascade: Cascade) -> list[list[F
 
 
 def associate(rows: Sequence[Row], cascade: Cascade,
-              failure: Callable[[FrameSet], str | None] = _never_failed) -> Association:
+              failure: Callable[[FrameSet], str | None] = _never_failed, pins: Pins = _NO_PINS) -> Association:
     """Sets, predicted products and SOFs for raw frame rows.
 
     `failure(set)` says why a set's products must not be used (None: they may); the products of a failed
     SOF are never chosen, so every SOF that would have used them gets the next-best eligible product.
+    `pins` fills a slot of a SOF with the products of the SOF a person named, whatever the nearest is.
     """
     sets = _sets(rows, cascade)
     entries = {e.name: e for e in cascade.entries}
     indexes = {name: _Index(rule) for name, rule in cascade.rules.items()}
     all_products: list[Product] = []
     sofs: dict[str, Sof] = {}
+    usable_products: dict[str, list[Product]] = {}  # of complete SOFs not failed, entry by entry
     for entry_sets in _in_cascade_order(sets, cascade):
         # Only once an entry is matched do its products become candidates: a product serves later entries
         # only. They go into each index in one batch (an index sorts what it is given; SOF by SOF that was
         # quadratic).
         eligible: dict[str, list[Product]] = {name: [] for name in indexes}
+        ready: dict[str, list[Product]] = {}
         for frame_set in entry_sets:
             entry = entries[frame_set.entry]
-            sof = attrs.evolve(_fill(frame_set, entry, cascade, indexes), failed=failure(frame_set))
+            sof = attrs.evolve(_fill(frame_set, entry, cascade, indexes, pins.get(frame_set.sof, {}),
+                                     lambda name: usable_products.get(name, [])), failed=failure(frame_set))
             sofs[frame_set.sof] = sof
             products = predict_products(frame_set, entry)
             all_products.extend(products)
             if sof.complete and not sof.failed:
+                ready[frame_set.sof] = products
                 for name, batch in eligible.items():
                     rule = cascade.rules[name]
                     batch.extend(p for p in products if upstream_rejection(p, rule, frozenset()) is None)
         for name, batch in eligible.items():
             if batch:
                 indexes[name].add(batch)
+        usable_products.update(ready)
     return Association(tuple(sets), tuple(all_products), pmap(sofs))
 
 
-def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[str, _Index]) -> Sof:
+def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[str, _Index],
+          pinned: Mapping[str, tuple[str, bool]] = MappingProxyType({}),
+          usable_products: Callable[[str], Sequence[Product]] = lambda name: ()) -> Sof:
     unsafe = file_name_problem(frame_set.sof)
     if unsafe is not None:  # a header value would put a file outside sof/: this set alone is unusable
         return Sof(frame_set, (), (), note=f"{UNSAFE_NAME} ({unsafe}; from a header value of its frames, "
@@ -647,14 +660,40 @@ def _fill(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mapping[
     arm = frame_set.arm
     if arm not in entry.calibrations:
         return Sof(frame_set, (), (), note=f"{entry.recipe} has no calibration rules for the {arm} arm")
-    slots, missing = [], []
+    slots, missing, notes, pins = [], [], [], []
     for cal_type in entry.calibrations[arm]:
         rule = cascade.rules[cal_type]
-        chosen = choose(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) else ()
+        if cal_type in pinned and slot_applies(frame_set, rule):
+            calibration, forced = pinned[cal_type]
+            pins.append((cal_type, calibration, forced))
+            chosen, why = pinned_choice(frame_set, usable_products(calibration), rule, forced)
+            if why is not None:
+                notes.append(f"the {cal_type} pinned to {calibration} cannot be used: {why}")
+        else:
+            chosen = choose(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) \
+                else ()
         slots.append(Slot(cal_type, chosen))
-        if not chosen and not rule.optional:
+        if not chosen and not rule.optional and cal_type not in pinned:
             missing.append(cal_type)
-    return Sof(frame_set, tuple(slots), tuple(missing))
+    return Sof(frame_set, tuple(slots), tuple(missing), "; ".join(notes) or None, pins=tuple(pins))
+
+
+def pinned_choice(frame_set: FrameSet, products: Sequence[Product], rule: CalibrationRule, forced: bool
+                  ) -> tuple[tuple[Product, ...], str | None]:
+    """The products of a pinned calibration's SOF that fill this slot, or why none can (its SOF unusable, of
+    another kind, or - unless `forced` - of another set-up under the rule's hard keys)."""
+    products = [p for p in products if p.recipe_order < frame_set.recipe_order]  # as the cascade runs
+    if not products:
+        return (), "its SOF is not usable now (incomplete, failed, banned, gone, or not earlier in the cascade)"
+    kind = [p for p in products if upstream_rejection(p, rule, frozenset()) is None]
+    if not kind:
+        return (), upstream_rejection(products[0], rule, frozenset())
+    fitting = kind if forced else [p for p in kind if hard_rejection(p, frame_set, rule) is None]
+    if not fitting:
+        return (), hard_rejection(kind[0], frame_set, rule)
+    if frame_set.recipe in rule.tags_only_for and rule.tags_only_prefix is not None:
+        fitting = [p for p in fitting if p.catg.startswith(rule.tags_only_prefix)]
+    return tuple(sorted(fitting, key=lambda p: p.filepath)), None
 
 
 # -- the same association after a change, made and matched again only where the change reaches -------------
@@ -686,11 +725,13 @@ class _Changed:
     def __init__(self, cascade: Cascade) -> None:
         self.rules = cascade.rules
         self.by_arm: dict[str | None, list[Product]] = defaultdict(list)
+        self.sofs: set[str] = set()
         self._upstream: dict[tuple[str | None, str], tuple[int, list[Product]]] = {}
 
     def add(self, products: Iterable[Product]) -> None:
         for product in products:
             self.by_arm[product.arm].append(product)
+            self.sofs.add(product.sof)
 
     def upstream(self, arm: str | None, cal_type: str) -> list[Product]:
         products = self.by_arm.get(arm, [])
@@ -700,6 +741,15 @@ class _Changed:
             passing = passing + [p for p in products[seen:] if upstream_rejection(p, rule, frozenset()) is None]
             self._upstream[(arm, cal_type)] = (len(products), passing)
         return passing
+
+
+def _pins_of(pinned: Mapping[str, tuple[str, bool]], frame_set: FrameSet, entry: Entry, cascade: Cascade
+             ) -> tuple[tuple[str, str, bool], ...]:
+    """The `Sof.pins` this set's SOF has with these pins (as `_fill` records them)."""
+    if not pinned or not entry.calibrations or frame_set.arm not in entry.calibrations:
+        return ()
+    return tuple((slot, *pinned[slot]) for slot in entry.calibrations[frame_set.arm]
+                 if slot in pinned and slot_applies(frame_set, cascade.rules[slot]))
 
 
 def _could_change(old: Sof, entry: Entry, cascade: Cascade, changed: _Changed) -> bool:
@@ -734,7 +784,8 @@ def _could_change(old: Sof, entry: Entry, cascade: Cascade, changed: _Changed) -
 
 
 def reassociate(previous: Association, cascade: Cascade, failure: Callable[[FrameSet], str | None] = _never_failed,
-                rows: Sequence[Row] | None = None, changed: frozenset[str] = frozenset()) -> Association:
+                rows: Sequence[Row] | None = None, changed: frozenset[str] = frozenset(),
+                pins: Pins = _NO_PINS) -> Association:
     """`associate(rows, cascade, failure)`, given `previous = associate(rows_before, cascade, <other failures>)`
     and `changed`, the `filepath` of every frame whose row differs between `rows_before` and `rows`, added and
     removed ones included (a superset will do). Without `rows` the frames are those of `previous`: only
@@ -775,12 +826,16 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
         entry = entries[frame_set.entry]
         old = previous.sofs[name] if name in kept else None
         sof = old
-        if old is None or (changed_products.by_arm.get(arm) and _could_change(old, entry, cascade, changed_products)):
+        pinned = pins.get(name, {})
+        if old is None or old.pins != _pins_of(pinned, frame_set, entry, cascade) \
+                or any(cal in changed_products.sofs for _, cal, _ in old.pins) \
+                or (changed_products.by_arm.get(arm) and _could_change(old, entry, cascade, changed_products)):
             for cal_type in entry.calibrations.get(arm, ()) if entry.calibrations else ():
                 if cal_type not in indexes:
                     indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
             here = position[entry.name]
-            sof = _fill(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()})
+            sof = _fill(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()}, pinned,
+                        lambda cal: products_of.get(cal, []) if usable.get(cal) else [])
         failed = failure(frame_set)
         if sof is not old or sof.failed != failed:
             sof = attrs.evolve(sof, failed=failed)

@@ -148,7 +148,9 @@ class _Causes:
         """What made the SOF hold what it holds now, or stop holding what it held: the latest fact about its
         frames, the calibrations it uses and those it used before."""
         now = self.of_lines(sof.lines)
-        return now if before is None else max(now, self.of_lines(before.lines))
+        pinned = max((pin.seq for (name, _), pin in self.state.pins.get(self.session, {}).items()
+                      if name == sof.set.sof), default=0)
+        return max(now, pinned) if before is None else max(now, pinned, self.of_lines(before.lines))
 
 
 def _workspace_path(path: str) -> str:

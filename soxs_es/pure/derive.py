@@ -22,7 +22,7 @@ from soxs_es.pure.frames import (
     unfinished_rows,
 )
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.sessions import failure_of
+from soxs_es.pure.sessions import failure_of, pins_of
 from soxs_es.pure.state import KnownFile, WorkspaceState
 
 #: `rejected_files` columns, in table order (the rows `frames_of` makes)
@@ -53,11 +53,12 @@ def derive(state: WorkspaceState, rules: Rules, session: str | None = None, *, f
     rows, rejected = frames if frames is not None else frame_rows(state, rules)
     session = session if session is not None else state.current_session
     failure = failure_of(state, session if failures else None)
+    pins = pins_of(state, session)
     if previous is not None:
         again = reassociate(previous, cascade_of(rules), failure, None if changed_frames is None else rows,
-                            changed_frames or frozenset())
+                            changed_frames or frozenset(), pins)
         return Derived(rows, rejected, again)
-    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure))
+    return Derived(rows, rejected, associate(rows, cascade_of(rules), failure, pins))
 
 
 def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[Rows, Rows]:

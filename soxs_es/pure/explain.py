@@ -16,6 +16,7 @@ class SlotExplanation:
     applies: bool
     candidates: tuple[Candidate, ...]
     chosen: tuple[Product, ...]
+    pinned: tuple[str, bool] | None = None  # (the calibration's SOF, forced) where a person pinned it
 
 
 @attrs.frozen
@@ -40,6 +41,7 @@ class Explanation:
             "quality_nights": self.quality, "failed": self.failed, "missing": list(self.missing), "note": self.note,
             "frames": [{"filepath": p, "tag": t} for p, t in self.frames],
             "slots": [{"calibration": s.cal_type, "applies": s.applies,
+                       "pinned": None if s.pinned is None else {"sof": s.pinned[0], "forced": s.pinned[1]},
                        "chosen": [p.filepath for p in s.chosen],
                        "candidates": [candidate(c) for c in s.candidates]} for s in self.slots],
         }
@@ -55,10 +57,15 @@ def explain(association: Association, sof_name: str, cascade: Cascade) -> Explan
     complete = frozenset(name for name, s in association.sofs.items() if s.complete)
     failed = {name: s.failed for name, s in association.sofs.items() if s.failed}
     slots = []
+    pins = {slot: (calibration, forced) for slot, calibration, forced in sof.pins}
+    chosen_now = {slot.cal_type: slot.chosen for slot in sof.slots}
     for cal_type in (entry.calibrations or {}).get(frame_set.arm or "", ()):
         rule = cascade.rules[cal_type]
         candidates, chosen = explain_slot(frame_set, association.products, rule, failed, complete)
-        slots.append(SlotExplanation(cal_type, slot_applies(frame_set, rule), candidates, chosen))
+        if cal_type in pins:  # a person's choice, not the rule's
+            chosen = chosen_now.get(cal_type, ())
+        slots.append(SlotExplanation(cal_type, slot_applies(frame_set, rule), candidates, chosen,
+                                     pins.get(cal_type)))
     return Explanation(frame_set.sof, frame_set.recipe, frame_set.arm, sof.complete, sof.quality, sof.failed,
                        sof.missing,
                        sof.note, tuple((p, t) for p, t, _ in frame_set.frames), tuple(slots))

@@ -141,10 +141,13 @@ def recipe_counts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def overrides(state: WorkspaceState, session: str) -> dict[str, list[dict[str, Any]]]:
-    """What a person decided and has not undone: frames excluded (workspace-wide), products banned (in
-    `session`), each with its reason and the event that says so."""
+    """What a person decided and has not undone: frames excluded (workspace-wide), products banned and slots
+    pinned (in `session`), each with its reason and the event that says so."""
     excluded = [{"frame": path, "reason": known.excluded[0], "seq": known.excluded[1]}
                 for path, known in sorted(state.files.items()) if known.excluded is not None]
     banned = [{"sof": sof, "reason": reason, "seq": seq}
               for sof, (reason, seq) in sorted(state.bans.get(session, {}).items()) if reason is not None]
-    return {"excluded": excluded, "banned": banned}
+    pinned = [{"sof": sof, "slot": slot, "calibration": pin.calibration, "forced": pin.forced, "reason": pin.reason,
+               "seq": pin.seq} for (sof, slot), pin in sorted(state.pins.get(session, {}).items())
+              if pin.calibration is not None]
+    return {"excluded": excluded, "banned": banned, "pinned": pinned}

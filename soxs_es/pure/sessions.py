@@ -103,3 +103,12 @@ def failure_of(state: WorkspaceState, session: str | None) -> Callable[[FrameSet
         return None
 
     return failure
+
+
+def pins_of(state: WorkspaceState, session: str | None) -> dict[str, dict[str, tuple[str, bool]]]:
+    """The pins in force in `session`: SOF -> slot -> (the calibration's SOF, forced)."""
+    out: dict[str, dict[str, tuple[str, bool]]] = {}
+    for (sof, slot), pin in (state.pins.get(session, {}) if session is not None else {}).items():
+        if pin.calibration is not None:
+            out.setdefault(sof, {})[slot] = (pin.calibration, pin.forced)
+    return out

@@ -34,6 +34,16 @@ class KnownFile:
 
 
 @attrs.frozen
+class Pin:
+    """A person's pin of one slot of one SOF (`CalibrationPinned`); `calibration` None once undone."""
+
+    calibration: str | None
+    reason: str = ""
+    forced: bool = False
+    seq: int = 0
+
+
+@attrs.frozen
 class Outcome:
     """The latest recipe outcome of one SOF in one session."""
 
@@ -200,6 +210,8 @@ class WorkspaceState:
     #: session -> SOF -> (reason, seq) of a person's ban on its products (`ProductBanned`); reason None once
     #: the ban is lifted (`ProductUnbanned`, whose seq it then is)
     bans: PMap[str, PMap[str, tuple[str | None, int]]] = attrs.field(factory=pmap)
+    #: session -> (SOF, slot) -> a person's pin of that slot (kept once undone, as the latest fact)
+    pins: PMap[str, PMap[tuple[str, str], Pin]] = attrs.field(factory=pmap)
 
     def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
         """True when the log already holds this file with this size and modification time."""
@@ -367,7 +379,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     outcomes, qc, qc_ranges, qc_ranges_seq = state.outcomes, state.qc, state.qc_ranges, state.qc_ranges_seq
     products = state.products
     qc_rows, runs, keyword_sets = state.qc_rows, state.runs, state.keyword_sets
-    made, settings, bans = state.made, state.settings, state.bans
+    made, settings, bans, pins = state.made, state.settings, state.bans, state.pins
     # (session, sof) -> QC key -> QcValue, or the (name, value, unit, seq) of a newer one not yet made a value
     qc_touched: dict[tuple[str, str], dict[str, Any]] = {}
     qc_keys: dict[str, str] = {}
@@ -437,6 +449,12 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.ProductUnbanned(session=session, sof=sof):
                 if sof in bans.get(session, pmap()):
                     bans = _nested_set(bans, session, sof, (None, item.seq))  # lifted: kept as the latest fact
+            case ev.CalibrationPinned(session=session, sof=sof, slot=slot, calibration=calibration, reason=reason,
+                                      forced=forced):
+                pins = _nested_set(pins, session, (sof, slot), Pin(calibration, reason, forced, item.seq))
+            case ev.CalibrationUnpinned(session=session, sof=sof, slot=slot):
+                if (sof, slot) in pins.get(session, pmap()):
+                    pins = _nested_set(pins, session, (sof, slot), Pin(None, "", False, item.seq))
             case ev.RecipePassed(session=session, sof=sof):
                 outcomes = _nested_set(outcomes, session, sof, Outcome("passed", "", item.seq))
                 if getattr(runs.get(session, {}).get(sof), "status", None) != "running":
@@ -485,4 +503,4 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
                           rules_text, rules_seq, frames_seq, sessions, current, outcomes, qc, qc_ranges,
                           qc_ranges_seq, products, qc_rows, runs, keyword_sets, state.files_loaded,
                           fold_decisions(decided, state.decisions) if decided else state.decisions, made, settings,
-                          bans)
+                          bans, pins)
