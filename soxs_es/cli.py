@@ -354,7 +354,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for path, tag in result.frames:
         print(f"    {path}  {tag}")
     for slot in result.slots:
-        print(f"  {slot.cal_type}:" + ("" if slot.applies else " (this rule never serves this recipe)"))
+        window = "" if slot.window is None else f" (within {slot.window} nights of the SOF's night)"
+        print(f"  {slot.cal_type}:{window}" + ("" if slot.applies else " (this rule never serves this recipe)"))
         if slot.pinned is not None:
             pin = view.state.pins.get(view.session, {}).get((name, slot.cal_type))
             forced = " (forced past a hard key)" if slot.pinned[1] else ""

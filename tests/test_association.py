@@ -7,6 +7,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -130,6 +131,8 @@ def test_indexed_choice_equals_choice_over_everything(cal_type: str, instrument:
     pool = data.draw(products(recipe, catgs))
     failed = frozenset(data.draw(st.sets(st.sampled_from([p.sof for p in pool]))) if pool else set())
     rule = (CASCADE if instrument == "soxs" else XSH_CASCADE).rules[cal_type]
+    window = data.draw(st.sampled_from([None, 0, 1, 2]))
+    rule = attrs.evolve(rule, max_nights={} if window is None else {"*": window})
     eligible = [p for p in pool if upstream_rejection(p, rule, failed) is None]
     index = _Index(rule)
     index.add(eligible)

@@ -214,3 +214,38 @@ def test_any_overrides_undone_give_the_sofs_of_never_having_made_them(base_state
     assert {n: s.lines for n, s in again.sofs.items()} == {n: s.lines for n, s in base.sofs.items()}
     assert {n: (s.complete, s.failed) for n, s in again.sofs.items()} == \
         {n: (s.complete, s.failed) for n, s in base.sofs.items()}
+
+
+# -- validity windows ------------------------------------------------------------------------------------------
+
+
+def test_a_calibration_beyond_its_window_is_not_used_and_explain_says_so(tmp_path: Path, clock, capsys) -> None:
+    """Sparse nights take some biases from other nights; with a window of 0 nights those SOFs go incomplete,
+    and explain names each candidate's distance against the window."""
+    from importlib import resources
+
+    from soxs_es.demo import write_demo
+    from soxs_es.prep import prep
+
+    write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.0)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    association = ops.current_view(tmp_path).derived.association
+    far = [s for s in association.sofs.values() if s.complete
+           and any(p.night_start_mjd != s.set.keys["night start mjd"]
+                   for slot in s.slots if slot.cal_type == "mbias" for p in slot.chosen)]
+    assert far, "the sparse demo takes some biases from other nights"
+    shipped = (resources.files("soxs_es") / "rules/soxs.yaml").read_text()
+    rule = "  mbias: {from: [mbias], match_rospeed: true, match_binning_gain_unless_nir: true}"
+    assert rule in shipped
+    (tmp_path / "soxs-es-rules.yaml").write_text(shipped.replace(rule, rule[:-1] + ", max_nights: 0}"))
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    association = ops.current_view(tmp_path).derived.association
+    for sof in far:
+        now = association.sofs[sof.set.sof]
+        assert not now.complete and "mbias" in now.missing, sof.set.sof
+        assert not (tmp_path / "sof" / sof.set.sof).exists()
+    capsys.readouterr()
+    assert main(["explain", far[0].set.sof, "-w", str(tmp_path), "--json"]) == 0
+    slot = next(s for s in json.loads(capsys.readouterr().out)["slots"] if s["calibration"] == "mbias")
+    assert slot["window_nights"] == 0 and slot["chosen"] == []
+    assert any("beyond the 0 the rule allows" in (c["rejected"] or "") for c in slot["candidates"])

@@ -411,7 +411,20 @@ def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule)
         if _equal(value, want) or (column == "slit" and _slit_fallback(rule, arm, want) == value):
             continue
         return f"{_KEY_NAMES[column]} {value}, the SOF has {want}"
+    window = rule.window(arm)
+    if window is not None:
+        nights = nights_apart(product, frame_set)
+        if nights is None or nights > window:
+            return f"{nights} nights from the SOF's, beyond the {window} the rule allows"
     return None
+
+
+def nights_apart(product: Product, frame_set: FrameSet) -> int | None:
+    """Nights between a product's night and the SOF's (the measure of `Sof.quality` and of windows)."""
+    night = frame_set.keys.get("night start mjd")
+    if product.night_start_mjd is None or night is None:
+        return None
+    return abs(int(product.night_start_mjd) - int(night))
 
 
 def _slit_fallback(rule: CalibrationRule, arm: str | None, slit: Any) -> str | None:

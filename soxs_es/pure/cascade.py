@@ -82,6 +82,13 @@ class CalibrationRule:
     from_dpr_types: frozenset[str] | None = None  # only products of sets of these DPR types
     #: a SOF lacking this calibration is still complete (the recipe runs without it)
     optional: bool = False
+    #: the furthest in nights a product may be taken from the SOF's night, per arm ("*": any other arm);
+    #: empty: no limit
+    max_nights: Mapping[str, int] = attrs.field(factory=dict)
+
+    def window(self, arm: str | None) -> int | None:
+        """The furthest in nights a product may be from a SOF of this arm (None: no limit)."""
+        return self.max_nights.get(arm or "", self.max_nights.get("*"))
 
     def mode(self, recipe: str) -> int:
         """Which hard keys a SOF of `recipe` waives: 0 none, 1 readout speed and slit, 2 readout speed and gain."""
@@ -132,7 +139,17 @@ def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
         tags_only_prefix=tags_only["catg_prefix"] if tags_only else None,
         from_dpr_types=frozenset(spec["from_dpr_types"]) if "from_dpr_types" in spec else None,
         optional=bool(spec.get("optional", False)),
+        max_nights=_max_nights(spec.get("max_nights")),
     )
+
+
+def _max_nights(value: Any) -> dict[str, int]:
+    """`max_nights: N` (every arm) or `{ARM: N, "*": N}`."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(arm): int(n) for arm, n in value.items()}
+    return {"*": int(value)}
 
 
 def cascade_of(rules: Rules) -> Cascade:

@@ -17,6 +17,7 @@ class SlotExplanation:
     candidates: tuple[Candidate, ...]
     chosen: tuple[Product, ...]
     pinned: tuple[str, bool] | None = None  # (the calibration's SOF, forced) where a person pinned it
+    window: int | None = None  # the furthest in nights the rule lets a product be (None: no limit)
 
 
 @attrs.frozen
@@ -42,6 +43,7 @@ class Explanation:
             "frames": [{"filepath": p, "tag": t} for p, t in self.frames],
             "slots": [{"calibration": s.cal_type, "applies": s.applies,
                        "pinned": None if s.pinned is None else {"sof": s.pinned[0], "forced": s.pinned[1]},
+                       "window_nights": s.window,
                        "chosen": [p.filepath for p in s.chosen],
                        "candidates": [candidate(c) for c in s.candidates]} for s in self.slots],
         }
@@ -65,7 +67,7 @@ def explain(association: Association, sof_name: str, cascade: Cascade) -> Explan
         if cal_type in pins:  # a person's choice, not the rule's
             chosen = chosen_now.get(cal_type, ())
         slots.append(SlotExplanation(cal_type, slot_applies(frame_set, rule), candidates, chosen,
-                                     pins.get(cal_type)))
+                                     pins.get(cal_type), rule.window(frame_set.arm)))
     return Explanation(frame_set.sof, frame_set.recipe, frame_set.arm, sof.complete, sof.quality, sof.failed,
                        sof.missing,
                        sof.note, tuple((p, t) for p, t, _ in frame_set.frames), tuple(slots))
