@@ -108,9 +108,11 @@ def frame_sets(draw: st.DrawFn) -> FrameSet:
                  "eso seq arm": draw(st.sampled_from(ARMS)), "rospeed": draw(st.sampled_from(["1", "2"])),
                  "binning": draw(st.sampled_from(["1x1", "2x2"])), "gain": draw(st.sampled_from([0.6, 1.4])),
                  "slit": draw(st.sampled_from(SLITS)), "exptime": draw(st.sampled_from([5.0, 30.0, 100.0])),
-                 "night start mjd": 60736})
-    return FrameSet(sof="target.sof", entry="e", recipe=recipe, recipe_order=9, dpr_type="OBJECT", keys=keys,
-                    frames=(), mjd_obs=draw(st.sampled_from([60735.7, 60736.45, 60736.9])), date_obs="x")
+                 "night start mjd": 0})
+    mjd = draw(st.sampled_from([60735.7, 60736.45, 60736.9]))
+    # its night as the products' (a night follows from MJD-OBS: nights and times order alike)
+    return FrameSet(sof="target.sof", entry="e", recipe=recipe, recipe_order=9, dpr_type="OBJECT",
+                    keys=keys.set("night start mjd", int(mjd)), frames=(), mjd_obs=mjd, date_obs="x")
 
 
 RULE_CASES = {

@@ -420,7 +420,9 @@ def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule)
 
 
 def nights_apart(product: Product, frame_set: FrameSet) -> int | None:
-    """Nights between a product's night and the SOF's (the measure of `Sof.quality` and of windows)."""
+    """Nights between a product's night and the SOF's (the measure of `Sof.quality` and of windows). A night
+    follows from MJD-OBS, so on either side of a SOF nights grow apart as times do: the index's nearest in time
+    are the nearest within a window too."""
     night = frame_set.keys.get("night start mjd")
     if product.night_start_mjd is None or night is None:
         return None
