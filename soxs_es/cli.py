@@ -897,23 +897,20 @@ def build_parser() -> argparse.ArgumentParser:
     _wait_option(p)
     p.set_defaults(func=cmd_record)
 
-    for name, undo, helptext in (
-            ("exclude", False, "take raw frames out of their sets (its template still counts them): a person's word"),
-            ("include", True, "let excluded raw frames join their sets again")):
+    # exclude/include name raw frames, ban/unban SOFs or their products; the first of each pair takes a reason
+    for name, undo, names, metavar, what, helptext in (
+            ("exclude", False, "frames", "FRAME", "raw frame: its file name or raw/<night>/ path",
+             "take raw frames out of their sets (its template still counts them): a person's word"),
+            ("include", True, "frames", "FRAME", "raw frame: its file name or raw/<night>/ path",
+             "let excluded raw frames join their sets again"),
+            ("ban", False, "names", "SOF_OR_PRODUCT", "a SOF, or a product of it",
+             "never choose the products of SOFs again in this session (a person's failure)"),
+            ("unban", True, "names", "SOF_OR_PRODUCT", "a SOF, or a product of it",
+             "lift a ban: the products may be chosen again")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("frames", nargs="+", metavar="FRAME", help="raw frame: its file name or raw/<night>/ path")
+        p.add_argument(names, nargs="+", metavar=metavar, help=what)
         if not undo:
-            p.add_argument("--reason", help="why (shown by explain, history, status and raw_frames)")
-        _workspace_options(p)
-        _wait_option(p)
-        p.set_defaults(func=cmd_override, reason=None)
-    for name, undo, helptext in (
-            ("ban", False, "never choose the products of SOFs again in this session (a person's failure)"),
-            ("unban", True, "lift a ban: the products may be chosen again")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("names", nargs="+", metavar="SOF_OR_PRODUCT", help="a SOF, or a product of it")
-        if not undo:
-            p.add_argument("--reason", help="why (shown by explain, history and status)")
+            p.add_argument("--reason", help="why (shown by explain, history, status and the tables)")
         _workspace_options(p)
         _wait_option(p)
         p.set_defaults(func=cmd_override, reason=None)

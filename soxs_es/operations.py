@@ -248,8 +248,7 @@ def pin_calibration(root: Path, sof: str, slot: str, calibration: str | None, re
     """Pin slot `slot` of `sof` to the products of `calibration` (a SOF or one of its products) in the current
     session, or (`calibration` None) undo the pin. Refused (exit 2) for an unknown SOF, slot or calibration,
     a calibration of another kind, or - unless `force` - one a hard key of the slot's rule keeps out."""
-    from soxs_es.pure.association import hard_rejection, upstream_rejection
-    from soxs_es.pure.cascade import cascade_of
+    from soxs_es.pure.association import pinned_choice
 
     with writing(root, clock, wait) as ws:
         ws.ensure_session()
@@ -273,13 +272,16 @@ def pin_calibration(root: Path, sof: str, slot: str, calibration: str | None, re
         target = sof_of_product_or_sof(association, calibration, root)
         rule = cascade.rules[slot]
         products = [p for p in association.products if p.sof == target]
-        kind = [p for p in products if upstream_rejection(p, rule, frozenset()) is None]
-        if not kind:
-            raise UserError(f"{target} cannot fill {slot}: {upstream_rejection(products[0], rule, frozenset())}")
-        refusal = next((r for r in (hard_rejection(p, frame_set, rule) for p in kind) if r), None)
-        if refusal is not None and (not force or refusal == "not earlier in the cascade"):
-            raise UserError(f"{target} cannot fill {slot} of {name}: {refusal}"
-                            + ("" if refusal == "not earlier in the cascade" else " (--force pins it anyway)"))
+        if all(p.recipe_order >= frame_set.recipe_order for p in products):
+            raise UserError(f"{target} cannot fill {slot} of {name}: not earlier in the cascade")
+        # what the association will make of the pin: of another kind never, of another set-up only forced
+        _, refusal = pinned_choice(frame_set, products, rule, forced=False)
+        if refusal is not None:
+            _, never = pinned_choice(frame_set, products, rule, forced=True)
+            if never is not None:
+                raise UserError(f"{target} cannot fill {slot}: {never}")
+            if not force:
+                raise UserError(f"{target} cannot fill {slot} of {name}: {refusal} (--force pins it anyway)")
         forced = refusal is not None
         if pinned and (pin.calibration, pin.reason, pin.forced) == (target, reason, forced):
             return Overridden((), (f"{name} {slot}",), ws.project())

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
+from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.rules import Rules, derived
 
 Header = Mapping[str, Any]
@@ -175,11 +176,10 @@ def _number_or_none(value: Any) -> float | int | None:
 def _techs_read(rules: Rules) -> Mapping[str, frozenset[str] | None]:
     """DPR type -> the techs some cascade entry reads frames of that type taken with (None: any tech)."""
     out: dict[str, frozenset[str] | None] = {}
-    for entry in rules.section("cascade"):
-        techs = entry.get("techs")
-        for dpr_type in {*entry["types"], *(t for c in entry.get("combine", ()) for t in c["types"])}:
+    for entry in cascade_of(rules).entries:
+        for dpr_type in {*entry.types, *(t for c in entry.combine for t in c.types)}:
             known = out.get(dpr_type, frozenset())
-            out[dpr_type] = None if known is None or not techs else known | frozenset(techs)
+            out[dpr_type] = None if known is None or not entry.techs else known | frozenset(entry.techs)
     return out
 
 
