@@ -222,7 +222,7 @@ def bench_replay(runs: int, events: int) -> tuple[float, int, int]:
         in_python(f"""
 from pathlib import Path
 from soxs_es import events as ev
-from soxs_es.eventlog import EventLog
+from soxs_es.store.log import EventLog
 tmp = Path({str(tmp)!r})
 log = EventLog(tmp / "soxspipe.db")
 sofs = sorted(p.name for p in (tmp / "sessions/base/sof").glob("*.sof"))

@@ -20,8 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from soxs_es.commands.prep import prep  # noqa: E402
 from soxs_es.operations import read_state, rules_of  # noqa: E402
-from soxs_es.prep import prep  # noqa: E402
 from soxs_es.pure.decisions import _stale_decisions  # noqa: E402
 from soxs_es.pure.derive import derive  # noqa: E402
 from soxs_es.pure.provenance import parameters_of, producers, provenance, stale_products  # noqa: E402

@@ -19,18 +19,17 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es.eventlog import Clock, EventLog, format_time, load_state, utc_now
 from soxs_es.fsops import same_bytes
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
-from soxs_es.projections import caches, tables
-from soxs_es.projections.log import describe
+from soxs_es.projections import tables
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
-from soxs_es.projections.sql import TableRows, replace_tables, transaction
+from soxs_es.projections.stamp import read_stamp
 from soxs_es.pure import accounting, layout
 from soxs_es.pure.accounting import FrameUse
 from soxs_es.pure.association import Association
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import Derived, derive
+from soxs_es.pure.describe import describe
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.projection import FrameTables, ProjectedAssociation
@@ -46,7 +45,9 @@ from soxs_es.pure.tables import (
     sof_files,
     sof_text,
 )
-from soxs_es.shell import SETTINGS, Projection, UserError, Workspace, load_rules, settings_now
+from soxs_es.store.log import Clock, EventLog, format_time, load_state, utc_now
+from soxs_es.store.sql import TableRows, replace_tables, transaction
+from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace, load_rules, settings_now
 
 
 def _require_workspace(root: Path) -> None:
@@ -165,7 +166,7 @@ def _projected_failure(ws: Workspace, name: str) -> str | None:
 
     The projection is used only when it was made from the whole log as it is, for the current session.
     """
-    stamp = caches.read_stamp(ws.log.conn)
+    stamp = read_stamp(ws.log.conn)
     if stamp is None or stamp.last_seq != ws.state.last_seq or stamp.session != ws.session:
         return None
     row = ws.log.conn.execute("SELECT failed FROM raw_frame_sets WHERE sof = ?", (name,)).fetchone()
@@ -343,8 +344,8 @@ def provenance_of(root: Path, view: View, sof: str) -> dict[str, Any] | None:
     """What the products of `sof` were last made from (None: never made, or made with no provenance recorded):
     the event that recorded the making and when, what ran it and the pipeline now, its lines with each input's
     identity then, its parameters, and why it is stale (None: current)."""
-    from soxs_es import soxspipe
-    from soxs_es.reduce import recipe_template
+    from soxs_es.commands.reduce import recipe_template
+    from soxs_es.soxspipe import command as soxspipe
 
     making = view.state.made.get(view.session, {}).get(sof)
     if making is None or making.made_from is None:

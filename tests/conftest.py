@@ -41,7 +41,7 @@ def download(demo_cache: Callable[[int, int], Path], tmp_path: Path) -> Path:
 @pytest.fixture
 def prepared(download: Path, clock: StepClock) -> Path:
     """The 2-night demo download, prepared."""
-    from soxs_es.prep import prep
+    from soxs_es.commands.prep import prep
 
     prep(download, clock, workers=1, notify=lambda m: None)
     return download

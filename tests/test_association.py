@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrsistent import pmap
 
+from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.prep import prep
 from soxs_es.pure.association import FrameSet, Product, _Index, choose, explain_slot, rank_key, upstream_rejection
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.rules import parse_rules
@@ -221,18 +221,18 @@ def test_frames_read_back_from_the_projection_associate_identically(tmp_path: Pa
     """`record` reuses the projected raw_frames rows when no frame changed: they must give the same SOFs."""
     import sqlite3
 
-    from soxs_es.eventlog import EventLog
-    from soxs_es.projections import caches
+    from soxs_es.projections import frame_rows_cache
     from soxs_es.pure.derive import derive, frame_rows
     from soxs_es.pure.state import fold
     from soxs_es.pure.tables import sof_files
+    from soxs_es.store.log import EventLog
 
     write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.5)
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
     state = fold(EventLog(tmp_path / "soxspipe.db", readonly=True).read())
     computed = frame_rows(state, RULES)
     conn = sqlite3.connect(tmp_path / "soxspipe.db")
-    read_back = caches.frames_shown(conn, RULES)
+    read_back = frame_rows_cache.frames_shown(conn, RULES)
     assert read_back == computed
     a = derive(state, RULES, frames=read_back).association
     b = derive(state, RULES).association

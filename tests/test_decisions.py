@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from soxs_es import events as ev
 from soxs_es import operations as ops
+from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.eventlog import EventLog, RecordedEvent
-from soxs_es.prep import prep
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.projection import Shown, plan_projection
@@ -24,6 +23,7 @@ from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.sessions import BASE, qc_failures
 from soxs_es.pure.state import Decisions, WorkspaceState, fold
 from soxs_es.pure.tables import decided_sof_map_rows, sof_files, sof_map_rows
+from soxs_es.store.log import EventLog, RecordedEvent
 
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 
@@ -88,7 +88,7 @@ def test_a_workspace_from_before_decisions_gets_them_from_its_next_prep(tmp_path
     """A workspace prepared by a soxs-es that recorded no decisions (here: this one with `decide` deciding
     nothing): its next prep, though nothing is new, records them - after a DecisionsBegun that says they
     come late - and nothing else changes: the same SOF files, byte for byte, no fact added."""
-    from soxs_es import shell
+    from soxs_es import workspace as shell
 
     write_demo(tmp_path, nights=2, seed=5, compressed_fraction=0.0)
     with monkeypatch.context() as patched:

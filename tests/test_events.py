@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
-from soxs_es.eventlog import DATABASE_FORMAT, DatabaseError, EventLog
+from soxs_es.store.log import DATABASE_FORMAT, DatabaseError, EventLog
 
 header_values = st.one_of(st.text(max_size=20), st.integers(-10**9, 10**9),
                           st.floats(allow_nan=False, allow_infinity=False), st.booleans())

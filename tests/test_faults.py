@@ -20,9 +20,9 @@ from test_reduce import DOUBLE, recorded, template, write_plan
 from soxs_es import events as ev
 from soxs_es import operations as ops
 from soxs_es.cli import main
-from soxs_es.eventlog import EventLog
+from soxs_es.commands.reduce import reduce
 from soxs_es.processes import process_identity, still_running
-from soxs_es.reduce import reduce
+from soxs_es.store.log import EventLog
 
 SOXS_ES = [sys.executable, "-m", "soxs_es"]
 

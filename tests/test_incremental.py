@@ -15,11 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
+from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.eventlog import EventLog, RecordedEvent
-from soxs_es.prep import prep
 from soxs_es.projections import tables as tables_module
-from soxs_es.projections.pipeline import PipelineWroteMeanwhile
 from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
@@ -29,7 +27,9 @@ from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import KnownFile, WorkspaceState, fold
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
-from soxs_es.shell import Remembered
+from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
+from soxs_es.store.log import EventLog, RecordedEvent
+from soxs_es.workspace import Remembered
 
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())
 STAMP = "2030-01-01T00:00:00.000000Z"

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 from soxs_es import events as ev
 from soxs_es import operations as ops
 from soxs_es.cli import main
+from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.eventlog import EventLog, RecordedEvent
-from soxs_es.prep import prep
 from soxs_es.pure.association import associate, reassociate
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
@@ -26,7 +25,8 @@ from soxs_es.pure.rules import parse_rules
 from soxs_es.pure.schedule import plan
 from soxs_es.pure.state import fold
 from soxs_es.pure.tables import sof_files
-from soxs_es.shell import UserError
+from soxs_es.store.log import EventLog, RecordedEvent
+from soxs_es.workspace import UserError
 
 PARITY = Path(__file__).parent / "parity"
 RULES = parse_rules((resources.files("soxs_es") / "rules/soxs.yaml").read_text())

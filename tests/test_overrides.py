@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from soxs_es import events as ev
 from soxs_es import operations as ops
 from soxs_es.cli import main
-from soxs_es.eventlog import RecordedEvent
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.store.log import RecordedEvent
 
 
 def sof_files(ws: Path) -> dict[str, bytes]:
@@ -153,7 +153,7 @@ def test_an_unknown_frame_or_product_is_refused_with_one_line_and_exit_2(prepare
 
 
 def _recorded(ws: Path) -> list[RecordedEvent]:
-    from soxs_es.eventlog import EventLog
+    from soxs_es.store.log import EventLog
 
     log = EventLog(ws / "soxspipe.db", readonly=True)
     try:
@@ -169,8 +169,8 @@ def _recorded(ws: Path) -> list[RecordedEvent]:
 def base_state(tmp_path_factory: pytest.TempPathFactory) -> WorkspaceState:
     from datetime import UTC, datetime
 
+    from soxs_es.commands.prep import prep
     from soxs_es.demo import write_demo
-    from soxs_es.prep import prep
 
     ws = tmp_path_factory.mktemp("overrides")
     write_demo(ws, nights=2, seed=5, sparse=True, compressed_fraction=0.0)
@@ -224,8 +224,8 @@ def test_a_calibration_beyond_its_window_is_not_used_and_explain_says_so(tmp_pat
     and explain names each candidate's distance against the window."""
     from importlib import resources
 
+    from soxs_es.commands.prep import prep
     from soxs_es.demo import write_demo
-    from soxs_es.prep import prep
 
     write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.0)
     prep(tmp_path, clock, workers=1, notify=lambda m: None)

@@ -16,13 +16,13 @@ import pytest
 
 from soxs_es import events as ev
 from soxs_es import operations as ops
-from soxs_es.eventlog import EventLog
-from soxs_es.prep import prep
-from soxs_es.projections import caches, tables
-from soxs_es.projections.pipeline import PipelineWroteMeanwhile
+from soxs_es.commands.prep import prep
+from soxs_es.projections import association_cache, tables
 from soxs_es.pure.sessions import qc_failures
 from soxs_es.pure.tables import pipeline_cells
-from soxs_es.shell import Workspace, default_settings
+from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
+from soxs_es.store.log import EventLog
+from soxs_es.workspace import Workspace, default_settings
 
 DOUBLE = Path(__file__).parent / "recipe_double.py"
 
@@ -146,7 +146,7 @@ def test_a_projection_refuses_to_write_over_what_a_recipe_wrote_meanwhile(prepar
         other = sqlite3.connect(prepared / "soxspipe.db", isolation_level=None)
         other.execute("UPDATE product_frames SET status_base = 'pass' WHERE sof = ?", (sof,))
         other.close()
-        old = caches.projected_association(ws.log.conn)
+        old = association_cache.projected_association(ws.log.conn)
         assert old is not None
         with pytest.raises(PipelineWroteMeanwhile):
             tables.project_association(ws.log.conn, old, pipeline_cells(ws.state, "base"), seen, frozenset())

@@ -13,11 +13,12 @@ import pytest
 from conftest import content_digests, settled, write_frame
 
 from soxs_es import events as ev
+from soxs_es.commands.prep import UserError, prep
 from soxs_es.demo import fits_bytes, write_demo
-from soxs_es.eventlog import EventLog
 from soxs_es.fitsio import compress_z, read_header
-from soxs_es.prep import UserError, prep
-from soxs_es.projections import caches
+from soxs_es.projections import association_cache, stamp
+from soxs_es.store import snapshot
+from soxs_es.store.log import EventLog
 
 
 def raw_frames(ws: Path) -> list[dict]:
@@ -441,9 +442,9 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     """The snapshot (state without files + files folder by folder) gives the state folding the whole log
     gives, also once a new night rewrote its folders only; read without its files, frame events after it
     bring the files back in."""
-    from soxs_es.eventlog import load_state
-    from soxs_es.projections import caches
     from soxs_es.pure.state import fold
+    from soxs_es.store import snapshot
+    from soxs_es.store.log import load_state
 
     write_demo(tmp_path / "download", nights=2, seed=2, compressed_fraction=0.5)
     frames = sorted((tmp_path / "download").glob("SOXS.*"))
@@ -453,15 +454,15 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     log = EventLog(tmp_path / "soxspipe.db")
     (chunks,) = log.conn.execute("SELECT COUNT(*) FROM cache_snapshot_files").fetchone()
     assert chunks > 1
-    snapshot = caches.read_state(log.conn)  # made by a forked child while the tables were written
-    assert snapshot is not None and snapshot == fold(log.read())
+    snapshot_now = snapshot.read_state(log.conn)  # made by a forked child while the tables were written
+    assert snapshot_now is not None and snapshot_now == fold(log.read())
     night_one = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
     for path in frames[2 * len(frames) // 3:]:
         path.rename(tmp_path / path.name)
     (tmp_path / "raw" / next(iter(sorted(p.name for p in (tmp_path / "raw").iterdir())))).joinpath(
         "stray.txt").write_text("not a frame")  # a file placed by hand beside the frames
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
-    assert caches.read_state(log.conn) == fold(log.read())
+    assert snapshot.read_state(log.conn) == fold(log.read())
     now = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
     assert any(now.get(folder) == blob for folder, blob in night_one.items())  # a folder left as it was
     assert load_state(log) == fold(log.read())
@@ -484,12 +485,12 @@ def test_a_snapshot_of_another_soxs_es_is_made_again_by_the_next_prep(tmp_path: 
     conn = sqlite3.connect(tmp_path / "soxspipe.db")
     conn.execute("UPDATE cache_snapshot SET format = format - 1")
     conn.commit()
-    assert caches.nothing_new(tmp_path, conn, caches.read_stamp(conn).rules_digest, PROJECTED_TABLES) is None
-    assert caches.read_state(conn) is None
+    assert stamp.nothing_new(tmp_path, conn, stamp.read_stamp(conn).rules_digest, PROJECTED_TABLES) is None
+    assert snapshot.read_state(conn) is None
     conn.close()
     assert prep(tmp_path, clock, workers=1, notify=lambda m: None).events_appended == 0
     log = EventLog(tmp_path / "soxspipe.db", readonly=True)
-    assert caches.read_state(log.conn) == fold(log.read())
+    assert snapshot.read_state(log.conn) == fold(log.read())
     log.close()
 
 
@@ -501,13 +502,13 @@ def test_a_damaged_stamp_costs_a_projection_not_the_run(download: Path, clock) -
     conn = sqlite3.connect(download / "soxspipe.db")
     conn.execute("UPDATE cache_stamp SET stamp = '{\"last_seq\": \"many\"'")
     conn.commit()
-    assert caches.read_stamp(conn) is None
+    assert stamp.read_stamp(conn) is None
     conn.close()
     report = prep(download, clock, workers=1, notify=lambda m: None)
     assert report.association is not None and report.events_appended == 0
     assert raw_frames(download) == rows and sorted(p.name for p in (download / "sessions/base/sof").iterdir()) == sofs
     conn = sqlite3.connect(download / "soxspipe.db")
-    assert caches.read_stamp(conn) is not None
+    assert stamp.read_stamp(conn) is not None
     conn.close()
 
 
@@ -535,13 +536,13 @@ def test_the_cached_association_is_the_one_derived_from_the_log(download: Path, 
     """The association stored beside the tables (pickled by a forked child while the tables are written) is
     what a fallback starts from: it must be the log's, not merely present."""
     from soxs_es.pure.derive import derive
-    from soxs_es.shell import Workspace
+    from soxs_es.workspace import Workspace
 
     prep(download, clock, workers=1, notify=lambda m: None)
     ws = Workspace(download)
     try:
         ws.load_files()
-        cached = caches.projected_association(ws.log.conn)
+        cached = association_cache.projected_association(ws.log.conn)
         assert cached is not None and cached.session == "base" and cached.seq == ws.state.last_seq
         assert cached.association == derive(ws.state, ws.rules).association
         assert len(cached.association.sofs) > 0

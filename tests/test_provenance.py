@@ -23,9 +23,9 @@ from test_reduce import product_owner as product_owners
 
 from soxs_es import events as ev
 from soxs_es import operations as ops
-from soxs_es.prep import prep
+from soxs_es.commands.prep import prep
+from soxs_es.commands.reduce import reduce
 from soxs_es.pure.provenance import parameters_of, settings_in_force
-from soxs_es.reduce import reduce
 
 SESSION = "base"
 

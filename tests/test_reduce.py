@@ -17,11 +17,11 @@ import pytest
 from soxs_es import events as ev
 from soxs_es import operations as ops
 from soxs_es.cli import main
-from soxs_es.eventlog import EventLog
+from soxs_es.commands.reduce import reduce
 from soxs_es.locking import workspace_lock
 from soxs_es.pure.listings import cascade_of_sof
-from soxs_es.reduce import reduce
-from soxs_es.shell import UserError
+from soxs_es.store.log import EventLog
+from soxs_es.workspace import UserError
 
 DOUBLE = Path(__file__).parent / "recipe_double.py"
 
@@ -183,7 +183,7 @@ def test_reduce_killed_at_any_moment_resumes_and_loses_nothing(prepared: Path, c
 
 def test_the_dask_executor_runs_the_same_reduce(prepared: Path) -> None:
     pytest.importorskip("distributed", reason="the Dask executor is an optional extra (pip install distributed)")
-    from soxs_es.reduce import DaskCluster
+    from soxs_es.commands.reduce import DaskCluster
 
     plan = write_plan(prepared, {"*MBIAS*": {"outcome": "qc_fail", "qc": {"MBIAS MEDIAN": 9999}}})
     report = reduce(prepared, jobs=2, template=template(plan), executor=DaskCluster(None, 2))

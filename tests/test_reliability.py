@@ -17,8 +17,8 @@ import pytest
 from conftest import content_digests, write_frame
 
 from soxs_es.cli import main
+from soxs_es.commands.prep import UserError, prep
 from soxs_es.demo import write_demo
-from soxs_es.prep import UserError, prep
 
 PYTHON = [sys.executable, "-m", "soxs_es"]
 #: kills in CI; `make soak` raises it

@@ -20,12 +20,12 @@ import pytest
 
 from soxs_es import demo
 from soxs_es import events as ev
+from soxs_es.commands.prep import prep
+from soxs_es.commands.reduce import reduce
 from soxs_es.demo import write_demo
-from soxs_es.eventlog import EventLog
-from soxs_es.prep import prep
-from soxs_es.reduce import reduce
-from soxs_es.shell import default_settings
 from soxs_es.soxspipe import find_soxspipe
+from soxs_es.store.log import EventLog
+from soxs_es.workspace import default_settings
 
 SOXSPIPE = find_soxspipe()
 pytestmark = pytest.mark.skipif(

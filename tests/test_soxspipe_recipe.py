@@ -1,4 +1,4 @@
-"""`soxs_es/soxspipe_recipe.py`, the script soxspipe's Python runs for each recipe, against a stand-in soxspipe
+"""`soxs_es/soxspipe/recipe_script.py`, the script soxspipe's Python runs for each recipe, against a stand-in soxspipe
 package with the same shape as 0.19.0's (`recipes.soxs_order_centres` refusing `polyOrders=None`,
 `cl_utils.main` reading sys.argv): it runs without the real soxspipe."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from soxs_es import soxspipe
+from soxs_es.soxspipe import command as soxspipe
 
 STAND_IN = {
     "soxspipe/__init__.py": "",
@@ -87,10 +87,10 @@ def test_the_default_command_runs_the_script_with_soxspipes_python(tmp_path: Pat
 
 
 def test_reduce_refuses_a_soxspipe_that_names_no_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from soxs_es.commands.prep import prep
+    from soxs_es.commands.reduce import reduce
     from soxs_es.demo import write_demo
     from soxs_es.errors import UserError
-    from soxs_es.prep import prep
-    from soxs_es.reduce import reduce
 
     ws = tmp_path / "ws"
     write_demo(ws, nights=1, seed=2, compressed_fraction=0.0)

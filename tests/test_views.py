@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from soxs_es.cli import main
+from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.prep import prep
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from soxs_es.commands.prep import prep
+from soxs_es.commands.watch import Batch, watch
 from soxs_es.demo import write_demo
-from soxs_es.prep import prep
 from soxs_es.pure.arrival import worth_a_prep
-from soxs_es.watch import Batch, watch
 
 pytest.importorskip("watchfiles")
 

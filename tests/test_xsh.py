@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from soxs_es import operations as ops
+from soxs_es.commands.prep import UserError, prep
 from soxs_es.demo import write_demo
-from soxs_es.eventlog import EventLog
-from soxs_es.prep import UserError, prep
 from soxs_es.pure.association import Association, FrameSet, Product
+from soxs_es.store.log import EventLog
 
 PARITY = Path(__file__).parent / "parity"
 

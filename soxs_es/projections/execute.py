@@ -15,12 +15,13 @@ from pathlib import Path
 import attrs
 
 from soxs_es.processes import beside
-from soxs_es.projections import caches, tables
+from soxs_es.projections import association_cache, tables
 from soxs_es.projections.sof_files import SofWrite, write_sof_folder
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import ProjectionPlan
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
+from soxs_es.store import snapshot
 
 
 def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Rules) -> ProjectionPlan:
@@ -35,17 +36,17 @@ def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Ru
 
 
 def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path, state: WorkspaceState,
-               inbox_seen: int) -> tuple[SofWrite, caches.Snapshot | None]:
+               inbox_seen: int) -> tuple[SofWrite, snapshot.Snapshot | None]:
     """Write the rest of `plan` (after `write_frame_tables`): the association tables with the pipeline's
     cells and the cached association, and the SOF files. Returns what the SOF folder got, and the state's
-    snapshot when it was encoded meanwhile (for `caches.write_stamp`, written once the rest is done). Raises
+    snapshot when it was encoded meanwhile (for `stamp.write_stamp`, written once the rest is done). Raises
     `PipelineWroteMeanwhile` (nothing of the association written) when a recipe wrote after `inbox_seen`."""
     if plan.frame_tables is not None and plan.frame_tables.only is None:
         raise ValueError("write_frame_tables(plan) first")
     writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
-    pickling = beside(caches.association_blob, plan.association.association) if plan.rebuilds else None
-    snapshotting = (beside(caches.encode_snapshot, state, True)
-                    if plan.rebuilds and caches.snapshot_files_stale(conn, state) else None)
+    pickling = beside(association_cache.association_blob, plan.association.association) if plan.rebuilds else None
+    snapshotting = (beside(snapshot.encode_snapshot, state, True)
+                    if plan.rebuilds and snapshot.snapshot_files_stale(conn, state) else None)
     try:
         tables.project_association(conn, plan.association, plan.pipeline, inbox_seen, plan.changed,
                                    None if pickling is None else pickling.result, plan.frame_tables)

@@ -1,5 +1,5 @@
 """Projected SQLite tables: rebuilt from derived rows in one transaction, or, after an outcome, only the rows
-of the SOFs it changed. The cached association is written in the same transaction (`caches`): the tables
+of the SOFs it changed. The cached association is written in the same transaction (`association_cache`): the tables
 and it can never disagree, so the next outcome can update just the difference."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from soxs_es.projections import caches
-from soxs_es.projections.pipeline import INBOX, check_inbox, project_pipeline_cells
-from soxs_es.projections.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
+from soxs_es.projections import association_cache, frame_rows_cache
 from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.projection import FrameTables, ProjectedAssociation
 from soxs_es.pure.tables import (
@@ -21,6 +19,8 @@ from soxs_es.pure.tables import (
     set_rows,
     sof_map_rows,
 )
+from soxs_es.soxspipe.outputs import INBOX, check_inbox, project_pipeline_cells
+from soxs_es.store.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map",
                     "quality_control", INBOX)
@@ -35,7 +35,7 @@ def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: Fra
         raise ValueError("rows that replace some are written with the association (project_association)")
     replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
                           TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)),
-                   also=lambda cur: caches.write_frame_rows(cur, frames.by_folder(), whole=True))
+                   also=lambda cur: frame_rows_cache.write_frame_rows(cur, frames.by_folder(), whole=True))
 
 
 def _replace_frame_rows(cur: sqlite3.Cursor, columns: Sequence[str], frames: FrameTables) -> None:
@@ -46,7 +46,7 @@ def _replace_frame_rows(cur: sqlite3.Cursor, columns: Sequence[str], frames: Fra
                                        ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
         cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
         insert_rows(cur, table, table_columns, rows)
-    caches.write_frame_rows(cur, frames.by_folder(), whole=False)
+    frame_rows_cache.write_frame_rows(cur, frames.by_folder(), whole=False)
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)
@@ -67,7 +67,7 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pip
 
     `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
     rebuilds every table. `blob`, asked for once the tables are written, gives the rebuilt association's
-    `caches.association_blob` when another process made it meanwhile. `frames`: raw_frames and rejected_files
+    `association_cache.association_blob` when another process made it meanwhile. `frames`: raw_frames and rejected_files
     rows that replace some (`FrameTables.only`), written with the rest.
     """
     with transaction(conn) as cur:
@@ -81,4 +81,4 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pip
                 cur.executemany(f"DELETE FROM {quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
                 insert_rows(cur, table, columns, rows(new, changed))
         project_pipeline_cells(cur, pipeline, last_note)
-        caches.write_association(cur, new, changed, blob)
+        association_cache.write_association(cur, new, changed, blob)

@@ -80,3 +80,10 @@ def replace_tables(conn: sqlite3.Connection, tables: Iterable[TableRows],
             recreate(cur, table)
         if also is not None:
             also(cur)
+
+
+def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) -> bool:
+    """Whether every one of these tables exists."""
+    have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return set(names) <= have
+

@@ -33,14 +33,10 @@ from typing import Any, Protocol
 import attrs
 
 from soxs_es import events as ev
-from soxs_es import soxspipe
-from soxs_es.eventlog import Clock, utc_now
 from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.operations import resolve_sof
 from soxs_es.processes import dying_with_this_process, process_identity, still_running
-from soxs_es.projections import pipeline
-from soxs_es.projections.pipeline import mark_running
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.listings import products_by_sof
@@ -48,7 +44,11 @@ from soxs_es.pure.provenance import Stale, producers, provenance
 from soxs_es.pure.schedule import Plan, eta_seconds, plan, verdict
 from soxs_es.pure.sessions import qc_failures
 from soxs_es.pure.tables import status_column
-from soxs_es.shell import SETTINGS, Projection, UserError, Workspace
+from soxs_es.soxspipe import command as soxspipe
+from soxs_es.soxspipe import outputs as pipeline
+from soxs_es.soxspipe.outputs import mark_running
+from soxs_es.store.log import Clock, utc_now
+from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace
 
 
 @attrs.frozen

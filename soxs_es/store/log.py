@@ -17,9 +17,9 @@ from pathlib import Path
 import msgspec
 
 from soxs_es import events as ev
-from soxs_es.projections.caches import read_state
-from soxs_es.projections.sql import transaction
 from soxs_es.pure.state import WorkspaceState, fold, touch_frames
+from soxs_es.store.snapshot import read_state
+from soxs_es.store.sql import transaction
 
 #: The database format this version writes; a newer one is refused rather than misread.
 DATABASE_FORMAT = 1

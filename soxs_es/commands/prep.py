@@ -29,17 +29,19 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es import fitsio, listing, soxspipe
-from soxs_es.eventlog import DATABASE_FORMAT, Clock, utc_now
+from soxs_es import fitsio, listing
 from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Removal, worker_count
-from soxs_es.projections import caches
+from soxs_es.projections.stamp import nothing_new, read_stamp
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import arrival, layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
-from soxs_es.shell import (
+from soxs_es.soxspipe import command as soxspipe
+from soxs_es.store import snapshot
+from soxs_es.store.log import DATABASE_FORMAT, Clock, utc_now
+from soxs_es.workspace import (
     SESSIONS,
     SETTINGS,
     Remembered,
@@ -138,11 +140,11 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             raw_frames, nights = projection.raw_frames, projection.nights
             association, link_problems = projection.summary, projection.link_problems
         else:
-            stamp = caches.read_stamp(ws.log.conn)  # current: projection_current() said so
+            stamp = read_stamp(ws.log.conn)  # current: projection_current() said so
             assert stamp is not None
             raw_frames, nights = stamp.raw_frames, stamp.nights
             association, link_problems = None, []
-            caches.refresh_snapshot(ws.log.conn, ws.state)
+            snapshot.refresh_snapshot(ws.log.conn, ws.state)
             ws.remember_projection()
     finally:
         try:
@@ -598,7 +600,7 @@ def _nothing_to_do(root: Path) -> PrepReport | None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version != DATABASE_FORMAT:
             return None  # the full path explains (or upgrades) the database format
-        stamp = caches.nothing_new(root, conn, current_rules_digests(root), PROJECTED_TABLES)
+        stamp = nothing_new(root, conn, current_rules_digests(root), PROJECTED_TABLES)
     except (sqlite3.Error, OSError):
         stamp = None
     finally:

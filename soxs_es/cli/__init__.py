@@ -1,4 +1,4 @@
-"""`soxs-es` command line: a thin shell over `soxs_es.prep` and the projections.
+"""`soxs-es` command line: a thin shell over `soxs_es.commands.prep` and the projections.
 
 Exit codes: 0 done; 1 internal error; 2 refused, nothing changed (bad arguments, no FITS, mixed
 instruments, unusable database); 3 done, but some inputs were rejected or conflicted (see the report);
@@ -25,13 +25,13 @@ import attrs
 from soxs_es import __version__
 from soxs_es import events as ev
 from soxs_es.errors import UserError
-from soxs_es.eventlog import DatabaseError, EventLog
-from soxs_es.projections.log import describe
 from soxs_es.pure import layout
+from soxs_es.pure.describe import describe
 from soxs_es.pure.summary import AssociationSummary
+from soxs_es.store.log import DatabaseError, EventLog
 
 if TYPE_CHECKING:
-    from soxs_es.prep import PrepReport
+    from soxs_es.commands.prep import PrepReport
 
 
 class ProgressBar:
@@ -119,7 +119,7 @@ def _print_association(summary: AssociationSummary) -> None:
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
-    from soxs_es.prep import prep  # only prep needs the FITS readers and decompression
+    from soxs_es.commands.prep import prep  # only prep needs the FITS readers and decompression
 
     bar = ProgressBar(sys.stderr.isatty() and not args.quiet and not args.json)
     report = prep(Path(args.workspace), workers=args.workers, progress=bar,
@@ -196,7 +196,7 @@ def _open_log(workspace: str) -> EventLog:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from soxs_es.projections.log import sof_of
+    from soxs_es.pure.describe import sof_of
 
     types = {t.strip() for given in args.type or () for t in given.split(",") if t.strip()}
     unknown = sorted(t for t in types if t not in ev.EVENT_TYPES and t != "Decision")
@@ -265,7 +265,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from soxs_es import watch as watching
+    from soxs_es.commands import watch as watching
 
     action = args.target[0] if args.target and args.target[0] in ("start", "stop", "status") else None
     rest = args.target[1:] if action else args.target
@@ -292,7 +292,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 0
     if action == "status":
         return _watch_status(root, args.json)
-    from soxs_es.watch import watch
+    from soxs_es.commands.watch import watch
 
     if watching.watched(root):
         raise watching.already_watched(root)  # before the header line (the watch's own lock says the same)
@@ -306,7 +306,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _watch_status(root: Path, as_json: bool) -> int:
-    from soxs_es import watch as watching
+    from soxs_es.commands import watch as watching
 
     status, running = watching.read_status(root), watching.watched(root)
     healthy = running and status is not None and watching.healthy(status)
@@ -468,7 +468,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                           "failed_before": result.failed_before, "failed_after": result.failed_after,
                           "summary": attrs.asdict(result.projection.summary)}, indent=2))
         return 0
-    from soxs_es.projections.log import describe
+    from soxs_es.pure.describe import describe
 
     print(f"recorded {type(result.event).__name__}: {describe(result.event)}")
     if result.failed_after and not result.failed_before:
@@ -483,7 +483,7 @@ def cmd_override(args: argparse.Namespace) -> int:
     """exclude / include raw frames; ban / unban the products of SOFs; pin / unpin a SOF's calibration (the
     last two in the current session)."""
     from soxs_es import operations as ops
-    from soxs_es.projections.log import describe
+    from soxs_es.pure.describe import describe
 
     root, undo = Path(args.workspace), args.command in ("include", "unban", "unpin")
     if args.command in ("exclude", "include"):
@@ -547,7 +547,7 @@ def _clock(seconds: float) -> str:
 def cmd_reduce(args: argparse.Namespace) -> int:
     import signal
 
-    from soxs_es.reduce import DaskCluster, recipe_slots, reduce
+    from soxs_es.commands.reduce import DaskCluster, recipe_slots, reduce
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a SIGTERM stops the recipes it runs too, as a Ctrl-C does
@@ -692,11 +692,11 @@ def cmd_raw(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from soxs_es import operations as ops
-    from soxs_es.eventlog import EventLog
-    from soxs_es.projections.log import describe
     from soxs_es.pure.accounting import reasons, use_counts
     from soxs_es.pure.derive import frames_and_nights
+    from soxs_es.pure.describe import describe
     from soxs_es.pure.listings import overrides, recipe_counts, sof_rows, spectrum_rows
+    from soxs_es.store.log import EventLog
 
     root = Path(args.workspace)
     view = ops.current_view(root)

@@ -21,8 +21,8 @@ from typing import Any
 import attrs
 
 from soxs_es.fsops import last_line
-from soxs_es.projections.sql import insert_rows, quote
 from soxs_es.pure.tables import QC_COLUMNS, PipelineCells, qc_table_rows, status_column
+from soxs_es.store.sql import insert_rows, quote
 
 INBOX = "pipeline_inbox"
 

@@ -24,10 +24,10 @@ RECIPE_COMMANDS = {
 }
 
 #: How a recipe is run, from the workspace root; `{...}` are filled in per run (see README). By default
-#: soxspipe's own command line, run by soxspipe's Python through `soxspipe_recipe.py`, which mends the one
+#: soxspipe's own command line, run by soxspipe's Python through `recipe_script.py`, which mends the one
 #: defect that stops `soxspipe order_centres` (see there); `{soxspipe} {command} ...` runs it unmended.
 DEFAULT_TEMPLATE = "{soxspipe_python} {recipe_script} {command} {sof} -s {settings} {overwrite}"
-RECIPE_SCRIPT = str(Path(__file__).with_name("soxspipe_recipe.py"))
+RECIPE_SCRIPT = str(Path(__file__).with_name("recipe_script.py"))
 #: Template names that need the installed soxspipe.
 NEEDS_SOXSPIPE = ("{soxspipe}", "{soxspipe_python}")
 #: A session setting (a key of its soxspipe.yaml, which soxspipe ignores) that replaces the default template.

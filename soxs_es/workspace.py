@@ -20,12 +20,13 @@ import attrs
 import yaml
 
 from soxs_es import events as ev
-from soxs_es import fitsio, listing, soxspipe
+from soxs_es import fitsio, listing
 from soxs_es.errors import UserError
-from soxs_es.eventlog import Clock, EventLog, load_state, utc_now
-from soxs_es.projections import caches, pipeline, tables
+from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
+from soxs_es.projections.shown import read_shown
 from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link
+from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
 from soxs_es.pure.decisions import decide
@@ -44,6 +45,10 @@ from soxs_es.pure.rules import SAFE_LOADER, Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
+from soxs_es.soxspipe import command as soxspipe
+from soxs_es.soxspipe import outputs as pipeline
+from soxs_es.store import snapshot, sql
+from soxs_es.store.log import Clock, EventLog, load_state, utc_now
 
 SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, layout.SETTINGS
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
@@ -395,9 +400,10 @@ class Workspace:
         """The projections were completed from the whole log as it is, for the current session and rules,
         with a cached association this soxs-es reads (the stamp is written last, so a projection cut short
         by a crash is never taken as current)."""
-        stamp = caches.read_stamp(self.log.conn)
-        return (stamp is not None and caches.has_tables(self.log.conn, tables.PROJECTED_TABLES)
-                and caches.association_readable(self.log.conn) and stamp.current(self.state, self.rules, self.session,
+        stamp = read_stamp(self.log.conn)
+        return (stamp is not None and sql.has_tables(self.log.conn, tables.PROJECTED_TABLES)
+                and association_cache.association_readable(self.log.conn)
+                and stamp.current(self.state, self.rules, self.session,
                                   listing.outputs_stamp(self.root, self.session_dir(self.session))))
 
     def project(self) -> Projection:
@@ -408,7 +414,7 @@ class Workspace:
         while True:
             self.record(self.product_changes(session))
             memo = self.remembered
-            shown = caches.shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
+            shown = read_shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
                                  None if memo is None else (memo.projected, memo.frames))
             if shown.counts is None:
                 self.load_files()  # the frames are derived, or made again where they changed
@@ -480,22 +486,22 @@ class Workspace:
         if memo is None or memo.projected is not None:
             return
         conn = self.log.conn
-        shown = caches.shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
+        shown = read_shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
         if shown.association is not None and shown.counts is not None:
-            memo.projected, memo.frames = shown.association, caches.frames_shown(conn, self.rules)
+            memo.projected, memo.frames = shown.association, frame_rows_cache.frames_shown(conn, self.rules)
 
-    def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: caches.Snapshot | None = None
+    def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None
                     ) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
         (`snapshot`: the state's snapshot, when it was encoded meanwhile)."""
         folder = self.session_dir(session)
-        stamp = caches.ProjectionStamp(
+        stamp = ProjectionStamp(
             last_seq=self.state.last_seq, frames_seq=self.state.frames_seq, rules_digest=self.rules.digest,
             session=session, settings=listing.file_stamp(folder / SETTINGS),
             products=listing.listing_digest(listing.products_listing(folder)),
             outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights,
             decided=bool(self.state.decisions.begun))
-        caches.write_stamp(self.log.conn, stamp, self.state, snapshot)
+        write_stamp(self.log.conn, stamp, self.state, snapshot)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

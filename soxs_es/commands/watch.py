@@ -33,7 +33,7 @@ from soxs_es.projections.sof_files import atomic_write_text
 from soxs_es.pure import arrival, layout
 
 if TYPE_CHECKING:
-    from soxs_es.shell import Remembered
+    from soxs_es.workspace import Remembered
 
 _KINDS = {1: "added", 2: "modified", 3: "deleted"}
 
@@ -79,8 +79,8 @@ def batch(root: Path, changes: int, then_reduce: bool, jobs: int | None, workers
     """One `prep` (and `reduce` of what it made reducible, `jobs` recipes at once, when `then_reduce`) of the
     workspace, as a `Batch` (`remembered`: what the watcher keeps of the workspace from one prep to the next,
     so that a new night costs a fold of its events rather than a read of every cache)."""
-    from soxs_es.prep import prep
-    from soxs_es.reduce import reduce
+    from soxs_es.commands.prep import prep
+    from soxs_es.commands.reduce import reduce
 
     at = time.strftime("%H:%M:%S")
     before = _sof_names(root)
@@ -131,7 +131,7 @@ def watch(root: Path, *, then_reduce: bool = False, jobs: int | None = None, wor
         raise UserError(f"{root} is not a folder; give the workspace (or download folder) to watch")
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
-    from soxs_es.shell import Remembered
+    from soxs_es.workspace import Remembered
 
     batches = 0
     remembered = Remembered()

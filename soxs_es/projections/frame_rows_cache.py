@@ -1,0 +1,64 @@
+"""The raw_frames and rejected_files rows, folder by folder (`cache_frame_rows`), written with those tables
+(unpickled faster than SQLite gives its rows back): what a new night's rows are made beside."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
+from soxs_es.pure.frames import raw_frame_columns
+from soxs_es.pure.rules import Rules
+from soxs_es.store.sql import has_tables, quote
+
+
+def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The raw_frames and rejected_files rows as projected (reading them back is cheaper than deriving
+    them): from their cache, written with them, or the tables themselves; None when neither can be read."""
+    try:
+        cached = conn.execute("SELECT raw, rejected FROM cache_frame_rows").fetchall()
+    except sqlite3.OperationalError:
+        cached = None
+    if cached is not None:
+        raw: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for raw_blob, rejected_blob in cached:
+            raw += pickle.loads(raw_blob)  # noqa: S301 - our own cache, in the user's own database
+            rejected += pickle.loads(rejected_blob)  # noqa: S301
+        raw.sort(key=lambda r: (r["mjd-obs"], r["file"]))
+        rejected.sort(key=lambda r: r["filepath"])
+        return raw, rejected
+    try:
+        return (_read_rows(conn, "raw_frames", raw_frame_columns(rules)),
+                _read_rows(conn, "rejected_files", REJECTED_FILE_COLUMNS))
+    except sqlite3.OperationalError:
+        return None
+
+
+
+def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+                     whole: bool) -> None:
+    """Inside the frame tables' transaction: their rows folder by folder, all of them (`whole`), or those of
+    these folders (then only when the cache is there: it is made whole by the next rebuild)."""
+    if whole:
+        cur.execute("DROP TABLE IF EXISTS cache_frame_rows")
+        cur.execute("CREATE TABLE cache_frame_rows (folder TEXT PRIMARY KEY, raw BLOB, rejected BLOB)")
+    elif not has_tables(cur, ("cache_frame_rows",)):
+        return
+    cur.executemany("DELETE FROM cache_frame_rows WHERE folder = ?", [(f,) for f in sorted(folders)])
+    # pickled one folder at a time as SQLite takes them: a cold prep never holds every blob at once
+    cur.executemany("INSERT INTO cache_frame_rows VALUES (?, ?, ?)", (
+        (folder, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL),
+         pickle.dumps(rejected, protocol=pickle.HIGHEST_PROTOCOL))
+        for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected))
+
+
+
+def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:
+    """A projected table's rows back as dicts, in the order they were written."""
+    columns = tuple(columns)
+    query = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} ORDER BY rowid"
+    return [dict(zip(columns, row, strict=True)) for row in conn.execute(query)]
+

@@ -1,0 +1,72 @@
+"""What of the projections a plan can build on: the association and frame rows they show now, read back
+from their caches (`soxs_es.projections` lists the caches)."""
+
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from soxs_es import listing
+from soxs_es.projections.association_cache import association_header, header_of, projected_association
+from soxs_es.projections.frame_rows_cache import frames_shown
+from soxs_es.projections.stamp import read_stamp
+from soxs_es.pure import layout
+from soxs_es.pure.projection import ProjectedAssociation, Shown
+from soxs_es.pure.rules import Rules
+from soxs_es.pure.state import WorkspaceState
+from soxs_es.pure.tables import format_sof
+from soxs_es.store.sql import has_tables
+
+#: the association and frame rows a long-lived process last wrote (`shell.Remembered` holds them)
+RememberedProjection = tuple[ProjectedAssociation | None,
+                             tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
+
+
+def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
+          projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None) -> Shown:
+    """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
+    and frame rows this process last wrote, used in place of the cached ones while those are still them."""
+    stamp = read_stamp(conn)
+    if (stamp is None or stamp.rules_digest != rules.digest
+            or not has_tables(conn, (*projected_tables, "cache_frame_rows"))):
+        return Shown(sof_files=_sof_files_shown(conn, session))  # rebuilt (which makes the caches whole)
+    mine, my_frames = remembered or (None, None)
+    old = mine if mine is not None and header_of(mine) == association_header(conn) else projected_association(conn)
+    usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
+              and stamp.session == old.session
+              and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
+    if stamp.frames_current(state, rules):
+        if usable:
+            assert old is not None
+            sof_files = {} if old.session == session else _sof_files_shown(conn, session)
+            return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
+        return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
+    if usable and old is not None and old.session == session:
+        # the rows `old` was made from: new frames are made again beside them
+        frames = my_frames if old is mine and my_frames is not None else frames_shown(conn, rules)
+        if frames is not None:
+            return Shown(association=old, frames=frames)
+    return Shown(sof_files=_sof_files_shown(conn, session))
+
+
+def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:
+    """The SOF files the tables show for `session`, rebuilt from `sof_map` (empty if there is none)."""
+    try:
+        rows = conn.execute("SELECT sof, filepath, tag FROM sof_map WHERE session = ? ORDER BY rowid",
+                            (session,)).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    lines: dict[str, list[tuple[str, str]]] = {}
+    for sof, path, tag in rows:
+        lines.setdefault(sof, []).append((path, tag))
+    return {sof: format_sof(sof_lines) for sof, sof_lines in lines.items()}
+
+
+# -- the association the tables show -----------------------------------------------------------------------
+
+
+# -- the snapshot of the folded state ------------------------------------------------------------------------
+
+

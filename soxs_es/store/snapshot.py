@@ -1,0 +1,183 @@
+"""The snapshot of the folded state (`cache_snapshot`, `cache_snapshot_files`): a command folds only the events
+after it (`soxs_es.store.log.load_state`). In two parts, the files apart (folder by folder; a new night
+rewrites its own), so that a command about outcomes or sessions reads the small part only. Derived like a
+projection: dropped, stale or of another format, it only costs a full fold."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+
+import attrs
+import msgspec
+from pyrsistent import pmap
+from pyrsistent.typing import PMap
+
+from soxs_es import events as ev
+from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched
+from soxs_es.store.sql import transaction
+
+#: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
+STATE_FORMAT = 16
+
+
+
+#: A new snapshot of the folded state is written once this many events have been added since the last one.
+SNAPSHOT_EVERY = 500
+
+
+
+@attrs.frozen
+class Snapshot:
+    """The folded state encoded as stored: the state without its files, and its files folder by folder
+    (None when only the first part was encoded)."""
+
+    seq: int
+    frames_seq: int
+    rest: bytes
+    files: tuple[tuple[str, bytes], ...] | None
+
+
+
+def encode_snapshot(state: WorkspaceState, with_files: bool) -> Snapshot:
+    """`state` as `write_snapshot` stores it (megabytes: made by another process while the tables are
+    written, when a projection rebuilds everything)."""
+    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_loaded=False), protocol=pickle.HIGHEST_PROTOCOL)
+    return Snapshot(state.last_seq, state.frames_seq, rest, tuple(_encode_files(state.files)) if with_files else None)
+
+
+
+def snapshot_files_stale(conn: sqlite3.Connection | sqlite3.Cursor, state: WorkspaceState) -> bool:
+    """Whether the stored snapshot's files are not those of `state` (then they are encoded again)."""
+    try:
+        row = conn.execute("SELECT format, files_frames_seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return True
+    return row is None or row[0] != STATE_FORMAT or row[1] != state.frames_seq
+
+
+
+def snapshot_current(conn: sqlite3.Connection, last_seq: int) -> bool:
+    """Whether the stored snapshot can be read by this soxs-es and is less than SNAPSHOT_EVERY events
+    behind `last_seq` (else it is written again at the end of the next run that folds the log)."""
+    try:
+        row = conn.execute("SELECT format, seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] == STATE_FORMAT and last_seq - row[1] < SNAPSHOT_EVERY
+
+
+
+def refresh_snapshot(conn: sqlite3.Connection, state: WorkspaceState) -> None:
+    """Write the snapshot of `state` if the stored one is stale (a run that projects nothing still leaves
+    one this soxs-es can read, so the next run need not fold the whole log)."""
+    if not snapshot_current(conn, state.last_seq) or snapshot_files_stale(conn, state):
+        with transaction(conn) as cur:
+            write_snapshot(cur, state)
+
+
+
+def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapshot | None = None) -> None:
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot "
+                "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
+    cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (folder TEXT PRIMARY KEY, blob BLOB)")
+    row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_snapshot").fetchone()
+    files_stale = snapshot_files_stale(cur, state)
+    if not files_stale and row is not None and state.last_seq - row[1] < SNAPSHOT_EVERY:
+        return  # a snapshot costs a pickle: refreshed only after enough new events
+    if files_stale and not state.files_loaded:
+        return  # cannot happen (the frames did not change), but never write a snapshot without its files
+    # the files of the folders whose files changed since the stored snapshot's, when it is of this format
+    changed = None if not files_stale or row is None or row[0] != STATE_FORMAT else files_changed_since(cur, row[2])
+    if changed is not None:
+        folders = {_folder(path) for path in changed}
+        files = tuple(_encode_files({p: k for p, k in state.files.items() if _folder(p) in folders}))
+        rest = snapshot.rest if snapshot is not None and snapshot.seq == state.last_seq else encode_snapshot(
+            state, False).rest
+        cur.executemany("DELETE FROM cache_snapshot_files WHERE folder = ?", [(f,) for f in sorted(folders)])
+        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", files)
+        cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?, files_frames_seq = ?",
+                    (state.last_seq, rest, state.frames_seq))
+        return
+    if (snapshot is None or (snapshot.seq, snapshot.frames_seq) != (state.last_seq, state.frames_seq)
+            or (files_stale and snapshot.files is None)):
+        snapshot = encode_snapshot(state, files_stale)
+    if files_stale:
+        assert snapshot.files is not None
+        cur.execute("DROP TABLE cache_snapshot_files")  # of an earlier shape, perhaps
+        cur.execute("CREATE TABLE cache_snapshot_files (folder TEXT PRIMARY KEY, blob BLOB)")
+        cur.execute("DELETE FROM cache_snapshot")
+        cur.executemany("INSERT INTO cache_snapshot_files VALUES (?, ?)", snapshot.files)
+        cur.execute("INSERT INTO cache_snapshot VALUES (?, ?, ?, ?)",
+                    (STATE_FORMAT, state.last_seq, snapshot.rest, state.frames_seq))
+    else:
+        cur.execute("UPDATE cache_snapshot SET seq = ?, blob = ?", (state.last_seq, snapshot.rest))
+
+
+
+def _folder(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+
+def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[tuple[str, bytes]]:
+    """(folder, msgpack of plain tuples) for each folder holding files (several times faster both ways than
+    pickling the persistent map of views); a folder is written again only when its files change."""
+    by_folder: dict[str, list[KnownFile]] = {}
+    for path, known in files.items():
+        by_folder.setdefault(_folder(path), []).append(known)
+    for folder, known in sorted(by_folder.items()):
+        yield folder, msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
+                                               k.problem, k.asked, k.seq, k.excluded) for k in known])
+
+
+
+def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
+    files = {}
+    for blob in blobs:
+        for path, size, mtime, header, problem, asked, seq, excluded in msgspec.msgpack.decode(blob):
+            files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
+                                    asked, seq, None if excluded is None else (excluded[0], excluded[1]))
+    return pmap(files)
+
+
+
+def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceState | None:
+    """The snapshot of the folded state (without its files unless `with_files`), or None when there is
+    none usable."""
+    try:
+        row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_snapshot").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[0] != STATE_FORMAT:
+        return None  # none yet, or written by another version of soxs-es
+    try:
+        state = pickle.loads(row[2])  # noqa: S301 - our own cache, in the user's own database
+        if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
+            return None
+        if with_files:
+            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files"))
+            state = attrs.evolve(state, files=_decode_files(blobs), files_loaded=True)
+    except Exception:
+        return None
+    return state
+
+
+
+#: Beyond this many events about files, a cache of them is written whole rather than path by path.
+CHANGED_FILES_AT_MOST = 20_000
+
+
+
+def files_changed_since(cur: sqlite3.Cursor, seq: int) -> set[str] | None:
+    """The paths whose entry in the state's files the events after `seq` change (None: too many to tell)."""
+    types = [t.__name__ for t in FILE_EVENTS]
+    rows = cur.execute(f"SELECT type, schema_version, payload FROM events WHERE seq > ? AND type IN "
+                       f"({', '.join('?' for _ in types)}) LIMIT ?",
+                       (seq, *types, CHANGED_FILES_AT_MOST + 1)).fetchall()
+    if len(rows) > CHANGED_FILES_AT_MOST:
+        return None
+    return files_touched(ev.decode_many(rows))
+
