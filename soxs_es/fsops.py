@@ -105,3 +105,8 @@ def write_new_file(path: str | Path, data: bytes, sync: bool = True) -> tuple[in
         return st.st_size, st.st_mtime_ns
     finally:
         os.close(fd)
+
+
+def listdir(folder: Path) -> list[str]:
+    return os.listdir(folder) if folder.is_dir() else []
+

@@ -20,6 +20,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es.fsops import same_bytes
+from soxs_es.instrument import load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import tables
 from soxs_es.projections.sof_files import atomic_write_text, write_sof_folder
@@ -45,9 +46,10 @@ from soxs_es.pure.tables import (
     sof_files,
     sof_text,
 )
+from soxs_es.soxspipe.settings import settings_now
 from soxs_es.store.log import Clock, EventLog, format_time, load_state, utc_now
 from soxs_es.store.sql import TableRows, replace_tables, transaction
-from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace, load_rules, settings_now
+from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace
 
 
 def _require_workspace(root: Path) -> None:

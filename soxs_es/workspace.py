@@ -7,21 +7,18 @@ without it. Projection is always the same pure derivation of the log for one ses
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import re
 import sqlite3
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from soxs_es import events as ev
-from soxs_es import fitsio, listing
+from soxs_es import listing
 from soxs_es.errors import UserError
+from soxs_es.instrument import SHIPPED_RULES, load_rules, recorded_instrument
 from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
 from soxs_es.projections.shown import read_shown
@@ -41,129 +38,22 @@ from soxs_es.pure.provenance import (
     stale_products,
     unrecorded,
 )
-from soxs_es.pure.rules import SAFE_LOADER, Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
-from soxs_es.soxspipe import command as soxspipe
 from soxs_es.soxspipe import outputs as pipeline
+from soxs_es.soxspipe.settings import (
+    default_settings,
+    holds_short_settings,
+    read_settings,
+    session_settings,
+    short_settings_note,
+)
 from soxs_es.store import snapshot, sql
 from soxs_es.store.log import Clock, EventLog, load_state, utc_now
 
 SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, layout.SETTINGS
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
-
-
-#: The rules shipped with soxs-es, by instrument; a workspace takes those of the instrument its frames name.
-SHIPPED_RULES = {"SOXS": "rules/soxs.yaml", "XSH": "rules/xsh.yaml"}
-DEFAULT_INSTRUMENT = "SOXS"
-#: Frames whose INSTRUME a new workspace reads to choose its rules, at most (one naming an instrument is enough).
-PEEKED_FRAMES = 20
-
-
-def load_rules(root: Path, instrument: str | None = None) -> Rules:
-    """The workspace's own rules file if it has one, else the rules shipped for `instrument`; without one, for
-    the instrument its frames name (`frames_instrument`), else SOXS's."""
-    own = root / layout.RULES_FILE
-    if own.is_file():
-        text = own.read_text()
-    else:
-        text = shipped_rules_text(instrument or frames_instrument(root) or DEFAULT_INSTRUMENT)
-    try:
-        return parse_rules(text)
-    except (KeyError, ValueError, TypeError) as error:
-        raise UserError(f"rules file {own} is incomplete or malformed ({error}); fix or remove it") from None
-
-
-def shipped_rules_text(instrument: str) -> str:
-    return (resources.files("soxs_es") / SHIPPED_RULES[instrument]).read_text()
-
-
-def current_rules_digests(root: Path) -> frozenset[str]:
-    """The digests the rules in force may have: the workspace's own file's, else those of the shipped rules."""
-    own = root / layout.RULES_FILE
-    texts = [own.read_text()] if own.is_file() else [shipped_rules_text(i) for i in SHIPPED_RULES]
-    return frozenset(hashlib.sha256(text.encode()).hexdigest() for text in texts)
-
-
-def recorded_instrument(rules_text: str) -> str | None:
-    """The shipped instrument the rules recorded in a workspace's log are for (None: no rules recorded yet,
-    or rules of an instrument soxs-es does not ship)."""
-    found = re.search(r"^instrument:\s*[\"']?([A-Za-z0-9_-]+)", rules_text, re.MULTILINE)
-    return found.group(1) if found and found.group(1) in SHIPPED_RULES else None
-
-
-def instrument_named(instrume: str) -> str | None:
-    """The shipped instrument whose rules list this INSTRUME value (None: no shipped rules do)."""
-    value = instrume.strip().upper()
-    return next((i for i in SHIPPED_RULES if value in parse_rules(shipped_rules_text(i)).instrume), None)
-
-
-def frames_instrument(root: Path) -> str | None:
-    """The instrument the first frames of a workspace name, at its root, else under raw/ (None: none does)."""
-    def fits_names(folder: Path) -> list[str]:
-        try:
-            with os.scandir(folder) as entries:
-                return sorted(e.name for e in entries if not e.name.startswith(".")
-                              and (layout.is_fits_name(e.name) or layout.is_compressed_fits(e.name)))
-        except OSError:
-            return []
-
-    nights = sorted(p for p in (root / layout.RAW).glob("*") if p.is_dir()) if (root / layout.RAW).is_dir() else []
-    peeked = 0
-    for folder in (root, *nights):
-        for name in fits_names(folder):
-            if peeked >= PEEKED_FRAMES:
-                return None
-            peeked += 1
-            value = fitsio.instrume_of(folder / name)
-            instrument = instrument_named(value) if value else None
-            if instrument is not None:
-                return instrument
-    return None
-
-
-def default_settings() -> str:
-    """soxs-es's short settings file: the QC ranges alone (what a session gets when no soxspipe is found)."""
-    return (resources.files("soxs_es") / "rules/session_settings.yaml").read_text()
-
-
-def holds_short_settings(path: Path) -> bool:
-    """Whether `path` is soxs-es's short settings file as shipped (unedited; not soxspipe's full one)."""
-    try:
-        return path.read_bytes() == default_settings().encode()
-    except OSError:
-        return False
-
-
-def short_settings_note(path: str) -> str:
-    return (f"{path} holds soxs-es's QC ranges only, not soxspipe's settings, so soxspipe's recipes cannot run "
-            f"in this workspace yet: {soxspipe.HOW_TO_INSTALL}, then run `soxs-es prep` again")
-
-
-def session_settings(session_dir: Path, instrument: str) -> str | None:
-    """A session's full soxspipe settings file, from the installed soxspipe's defaults for the instrument
-    (soxspipe ships them for SOXS and X-shooter), filled in as soxspipe's own `session new` does (None when
-    no soxspipe is found)."""
-    command = soxspipe.find_soxspipe()
-    defaults = "xsh" if instrument == "XSH" else "soxs"
-    text = soxspipe.default_settings_text(command, defaults) if command else None
-    return None if text is None else soxspipe.fill_in_settings(text, session_dir)
-
-
-def read_settings(path: Path) -> Any:
-    """A session's settings file as YAML loads it (None: no file, or an empty one); OSError, or YAML's own error."""
-    return yaml.load(path.read_text(), Loader=SAFE_LOADER) if path.is_file() else None  # noqa: S506 - a safe loader
-
-
-def settings_now(path: Path, fallback: dict[str, Any]) -> dict[str, Any]:
-    """What of a session's settings file can change a product, as the file holds it now (`fallback`, the settings
-    last recorded, when it cannot be read: the next writing command says why)."""
-    try:
-        doc = read_settings(path) or {}
-    except Exception:
-        return fallback
-    return settings_in_force(doc) if isinstance(doc, dict) else fallback
 
 
 @attrs.define
@@ -523,5 +413,3 @@ def _thaw(value: object) -> object:
     return value
 
 
-def listdir(folder: Path) -> list[str]:
-    return os.listdir(folder) if folder.is_dir() else []

@@ -21,8 +21,9 @@ from soxs_es.projections import association_cache, tables
 from soxs_es.pure.sessions import qc_failures
 from soxs_es.pure.tables import pipeline_cells
 from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
+from soxs_es.soxspipe.settings import default_settings
 from soxs_es.store.log import EventLog
-from soxs_es.workspace import Workspace, default_settings
+from soxs_es.workspace import Workspace
 
 DOUBLE = Path(__file__).parent / "recipe_double.py"
 

@@ -15,12 +15,12 @@ from soxs_es import operations as ops
 from soxs_es.cli import main
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
+from soxs_es.instrument import shipped_rules_text
 from soxs_es.pure.accounting import frame_uses
 from soxs_es.pure.association import associate
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.frames import raw_frame_rows
 from soxs_es.pure.rules import parse_rules
-from soxs_es.workspace import shipped_rules_text
 
 XSH_RULES = parse_rules(shipped_rules_text("XSH"))
 XSH = cascade_of(XSH_RULES)

@@ -24,8 +24,8 @@ from soxs_es.commands.prep import prep
 from soxs_es.commands.reduce import reduce
 from soxs_es.demo import write_demo
 from soxs_es.soxspipe import find_soxspipe
+from soxs_es.soxspipe.settings import default_settings
 from soxs_es.store.log import EventLog
-from soxs_es.workspace import default_settings
 
 SOXSPIPE = find_soxspipe()
 pytestmark = pytest.mark.skipif(

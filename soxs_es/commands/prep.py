@@ -30,7 +30,8 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es import fitsio, listing
-from soxs_es.fsops import fsync_dir, move_no_overwrite, same_bytes
+from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
+from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Removal, worker_count
 from soxs_es.projections.stamp import nothing_new, read_stamp
@@ -39,20 +40,10 @@ from soxs_es.pure import arrival, layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.soxspipe import command as soxspipe
+from soxs_es.soxspipe.settings import holds_short_settings, short_settings_note
 from soxs_es.store import snapshot
 from soxs_es.store.log import DATABASE_FORMAT, Clock, utc_now
-from soxs_es.workspace import (
-    SESSIONS,
-    SETTINGS,
-    Remembered,
-    UserError,
-    Workspace,
-    current_rules_digests,
-    holds_short_settings,
-    listdir,
-    load_rules,
-    short_settings_note,
-)
+from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace
 
 __all__ = ["PrepReport", "UserError", "load_rules", "prep", "run_prep", "workspace_lock"]
 
