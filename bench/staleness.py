@@ -21,12 +21,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from soxs_es.commands.prep import prep  # noqa: E402
-from soxs_es.operations import read_state, rules_of  # noqa: E402
 from soxs_es.pure.decisions import _stale_decisions  # noqa: E402
 from soxs_es.pure.derive import derive  # noqa: E402
 from soxs_es.pure.provenance import parameters_of, producers, provenance, stale_products  # noqa: E402
 from soxs_es.pure.schedule import plan  # noqa: E402
 from soxs_es.pure.state import Made  # noqa: E402
+from soxs_es.workspace import read_state, rules_of  # noqa: E402
 
 
 def timed(runs: int, call) -> float:  # noqa: ANN001

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from soxs_es.errors import UserError
+from soxs_es.errors import ExitCode, UserError
 from soxs_es.fsops import HELD_LOCKS
 from soxs_es.pure import layout
 
@@ -31,7 +31,7 @@ def workspace_lock(root: Path, wait: float = LOCK_WAIT_SECONDS, notify: Callable
                 if time.monotonic() >= deadline:
                     raise UserError(
                         f"another soxs-es is still writing to {root} after {wait:.0f} s; "
-                        "wait for it to finish and run again", code=4) from None
+                        "wait for it to finish and run again", code=ExitCode.LOCKED) from None
                 if not told:
                     notify(f"waiting for another soxs-es writing to {root} ...")
                     told = True

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from soxs_es import events as ev
 from soxs_es import listing
 from soxs_es.errors import UserError
 from soxs_es.instrument import SHIPPED_RULES, load_rules, recorded_instrument
+from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
 from soxs_es.projections.shown import read_shown
@@ -26,6 +29,7 @@ from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_lin
 from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
+from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.projection import ProjectedAssociation, plan_projection
@@ -38,6 +42,7 @@ from soxs_es.pure.provenance import (
     stale_products,
     unrecorded,
 )
+from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
@@ -325,8 +330,9 @@ class Workspace:
             except pipeline.PipelineWroteMeanwhile:
                 self.harvest()
                 continue
-            projection = Projection(session, plan.association.association, plan.raw_frames, plan.nights,
-                                    summarise(plan.association.association, written), self.link_session(session))
+            summary = summarise(plan.association.association, written, target_recipes(cascade_of(self.rules)))
+            projection = Projection(session, plan.association.association, plan.raw_frames, plan.nights, summary,
+                                    self.link_session(session))
             self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
             if memo is not None:
                 same_frames = memo.projected is not None and memo.projected.frames_seq == plan.association.frames_seq
@@ -412,4 +418,63 @@ def _thaw(value: object) -> object:
         return tuple(_thaw(v) for v in value)  # type: ignore[union-attr]
     return value
 
+
+
+
+def find_workspace(start: Path) -> Path:
+    """The workspace `start` is in, as git finds a repository: `start` itself or the nearest folder above it
+    holding soxspipe.db (as given when it is `start`; else its absolute path)."""
+    if (start / layout.DATABASE).is_file():
+        return start
+    for folder in start.resolve().parents:
+        if (folder / layout.DATABASE).is_file():
+            return folder
+    raise UserError(f"no workspace at {start} or above it (no {layout.DATABASE}); run `soxs-es prep FOLDER` on the "
+                    "folder of your downloaded frames first, or give the workspace with -w")
+
+
+def enclosing_workspace(folder: Path) -> Path | None:
+    """The workspace a folder lies inside (a folder above it holding soxspipe.db), None when there is none."""
+    return next((above for above in folder.resolve().parents if (above / layout.DATABASE).is_file()), None)
+
+
+def require_workspace(root: Path) -> None:
+    if not (root / layout.DATABASE).is_file():
+        raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
+
+
+
+@contextmanager
+def writing(root: Path, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS) -> Iterator[Workspace]:
+    """The workspace opened for writing, under the lock (waited for up to `wait` seconds), its state read
+    without the files (these commands record outcomes and sessions; projecting reads the frames if needed)."""
+    require_workspace(root)
+    with workspace_lock(root, wait=wait, notify=_stderr):
+        workspace = Workspace(root, clock, with_files=False)
+        try:
+            yield workspace
+        finally:
+            workspace.close()
+
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+
+def read_state(root: Path) -> WorkspaceState:
+    """The whole log folded read-only (from the state snapshot when there is one)."""
+    require_workspace(root)
+    log = EventLog(root / layout.DATABASE, readonly=True)
+    try:
+        return load_state(log)
+    finally:
+        log.close()
+
+
+
+def rules_of(state: WorkspaceState, root: Path) -> Rules:
+    """The rules in force in `state` (recorded in the log), else the workspace's current ones."""
+    return parse_rules(state.rules_text) if state.rules_text else load_rules(root)
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
+from soxs_es.commands import replay as replaying
+from soxs_es.commands import sessions as ops
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
 from soxs_es.pure.decisions import decide
@@ -37,7 +38,7 @@ def log_of(ws: Path) -> list[RecordedEvent]:
 
 
 def decided_files(state: WorkspaceState, session: str = "base") -> dict[str, str]:
-    files = ops.decided_sof_files(state, session)
+    files = replaying.decided_sof_files(state, session)
     assert files is not None, "no decision recorded"
     return files
 
@@ -299,7 +300,7 @@ def test_replay_gives_the_sof_files_written_then_whatever_todays_code_derives(th
     bias = sorted(n for n in written_then if "MBIAS" in n)[0]
     ops.record_outcome(three_nights, bias, lambda s, n: ev.RecipeFailed(session=s, sof=n), clock)
     assert {p.name: p.read_bytes() for p in (three_nights / "sof").glob("*.sof")} != written_then
-    real = ops.derive
+    real = replaying.derive
 
     def changed_matching(*args, **kwargs):
         derived = real(*args, **kwargs)
@@ -307,8 +308,8 @@ def test_replay_gives_the_sof_files_written_then_whatever_todays_code_derives(th
                 for n, s in derived.association.sofs.items()}
         return attrs.evolve(derived, association=attrs.evolve(derived.association, sofs=pmap(sofs)))
 
-    monkeypatch.setattr(ops, "derive", changed_matching)
-    replayed = ops.replay(three_nights, until, three_nights.parent / "then")
+    monkeypatch.setattr(replaying, "derive", changed_matching)
+    replayed = replaying.replay(three_nights, until, three_nights.parent / "then")
     assert replayed.source == "decisions"
     assert {p.name: p.read_bytes() for p in (replayed.folder / "sof").glob("*.sof")} == written_then
     # and its sof_map says what those files hold, line for line
@@ -321,7 +322,7 @@ def test_replay_gives_the_sof_files_written_then_whatever_todays_code_derives(th
                       for n, text in written_then.items()}
     multi_frame = {n for n, text in written_then.items() if text.count(b"./raw/") > 1}
     assert multi_frame and set(replayed.rederived_differ) == multi_frame
-    rederived = ops.replay(three_nights, until, three_nights.parent / "today", rederive=True)
+    rederived = replaying.replay(three_nights, until, three_nights.parent / "today", rederive=True)
     assert rederived.source == "rederived" and rederived.rederived_differ == replayed.rederived_differ
     again = {p.name: p.read_bytes() for p in (rederived.folder / "sof").glob("*.sof")}
     assert set(again) == set(written_then)

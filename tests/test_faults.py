@@ -18,8 +18,8 @@ from conftest import write_frame
 from test_reduce import DOUBLE, recorded, template, write_plan
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
 from soxs_es.cli import main
+from soxs_es.commands import status as viewing
 from soxs_es.commands.reduce import reduce
 from soxs_es.processes import process_identity, still_running
 from soxs_es.store.log import EventLog
@@ -73,7 +73,7 @@ def test_a_killed_reduce_takes_its_recipes_with_it_and_the_next_converges_withou
     write_plan(prepared, {"*": {"seconds": 0.05}})
     report = reduce(prepared, jobs=2, template=template(plan))
     assert not report.failed and overlaps(prepared) == []
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     complete = {s.set.sof for s in view.derived.association.complete_sofs()}
     assert all(p.filepath in view.found for p in view.derived.association.products if p.sof in complete)
     assert view.stale == {} and reduce(prepared, jobs=2, template=template(plan)).runs == []

@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
 from soxs_es.cli import main
+from soxs_es.commands import export as exporting
+from soxs_es.commands import replay as replaying
+from soxs_es.commands import sessions as ops
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
 from soxs_es.pure.association import associate, reassociate
@@ -145,7 +147,7 @@ def test_malformed_settings_are_refused_clearly(three_nights: Path, clock) -> No
 
 
 def test_todo_lists_what_is_left_in_cascade_order(three_nights: Path, clock, capsys) -> None:
-    rows = ops.todo(three_nights)
+    rows = exporting.todo(three_nights)
     recipes = [r for r, _ in rows]
     order = ["mbias", "mdark", "disp_solution", "order_centres", "mflat", "spat_solution", "stare_std", "nod_std",
              "stare_obj", "nod_obj"]
@@ -156,8 +158,8 @@ def test_todo_lists_what_is_left_in_cascade_order(three_nights: Path, clock, cap
     target = three_nights / "reduced" / night / "soxs-mbias" / product
     target.parent.mkdir(parents=True)
     target.write_bytes(b"reduced")
-    assert (first_recipe, first_sof) not in ops.todo(three_nights)
-    assert (first_recipe, first_sof) in ops.todo(three_nights, overwrite=True)
+    assert (first_recipe, first_sof) not in exporting.todo(three_nights)
+    assert (first_recipe, first_sof) in exporting.todo(three_nights, overwrite=True)
     report = prep(three_nights, clock, workers=1, notify=lambda m: None)
     # ProductFound, and ProvenanceRecorded: a product no reduce made is taken as made from its SOF as it is now
     assert report.events_appended == 2
@@ -176,7 +178,7 @@ def test_replay_before_the_failures_reproduces_the_original_sofs(three_nights: P
     live_events = EventLog(three_nights / "soxspipe.db", readonly=True).last_seq()
     live_files = sofs(three_nights)
     into = tmp_path_factory.mktemp("replay") / "then"
-    result = ops.replay(three_nights, f"#{last_before}", into)
+    result = replaying.replay(three_nights, f"#{last_before}", into)
     assert {p.name: p.read_bytes() for p in (into / "sof").glob("*.sof")} == original
     assert result.changed and all(n in live_files for n in result.changed) and not result.added
     assert any(kind == "RecipeFailed" and bias in summary for _, _, kind, summary in result.since)
@@ -186,21 +188,21 @@ def test_replay_before_the_failures_reproduces_the_original_sofs(three_nights: P
     assert replayed.last_seq() == last_before
     # a time works too: the recorded_at of the last event before the failure
     stamp = [r.recorded_at for r in EventLog(three_nights / "soxspipe.db", readonly=True).read()][last_before - 1]
-    again = ops.replay(three_nights, stamp, tmp_path_factory.mktemp("replay2") / "t")
+    again = replaying.replay(three_nights, stamp, tmp_path_factory.mktemp("replay2") / "t")
     assert {p.name: p.read_bytes() for p in (again.folder / "sof").glob("*.sof")} == original
     with pytest.raises(UserError, match="not empty"):
-        ops.replay(three_nights, "#3", into)
+        replaying.replay(three_nights, "#3", into)
     with pytest.raises(UserError, match="inside its data"):
-        ops.replay(three_nights, "#3", three_nights / "raw" / "x")
+        replaying.replay(three_nights, "#3", three_nights / "raw" / "x")
     with pytest.raises(UserError, match="not an ISO-8601 time"):
-        ops.replay(three_nights, "yesterday", None)
+        replaying.replay(three_nights, "yesterday", None)
 
 
 def test_replay_is_deterministic_byte_for_byte(three_nights: Path, clock, tmp_path_factory) -> None:
     bias = next(n for n in sofs(three_nights) if "1X1_1_MBIAS" in n)
     fail(three_nights, bias, clock)
-    a = ops.replay(three_nights, "#99999", tmp_path_factory.mktemp("a") / "r").folder
-    b = ops.replay(three_nights, "#99999", tmp_path_factory.mktemp("b") / "r").folder
+    a = replaying.replay(three_nights, "#99999", tmp_path_factory.mktemp("a") / "r").folder
+    b = replaying.replay(three_nights, "#99999", tmp_path_factory.mktemp("b") / "r").folder
 
     def dump(folder: Path) -> list[tuple]:
         conn = sqlite3.connect(folder / "soxspipe.db")

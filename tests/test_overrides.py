@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
+from soxs_es import workspace
 from soxs_es.cli import main
+from soxs_es.commands import status as viewing
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
@@ -65,7 +66,7 @@ def test_a_set_left_with_no_frame_goes_and_comes_back(prepared: Path) -> None:
     frames = frames_of(prepared, arc)
     assert main(["exclude", *frames, "--reason", "wrong lamp", "-w", str(prepared)]) == 0
     assert arc not in sof_files(prepared)
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     assert arc not in view.derived.association.sofs
     assert main(["include", *frames, "-w", str(prepared)]) == 0
     assert sof_files(prepared) == before
@@ -73,7 +74,7 @@ def test_a_set_left_with_no_frame_goes_and_comes_back(prepared: Path) -> None:
 
 def test_a_banned_flat_is_replaced_everywhere_and_unban_restores_every_sof(prepared: Path, capsys) -> None:
     before = sof_files(prepared)
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     flat = next(p for p in view.derived.association.products if p.catg == "MASTER_FLAT" and p.arm == "VIS")
     users = [name for name, text in before.items() if flat.filepath.encode() in text]
     assert users
@@ -95,7 +96,7 @@ def test_a_banned_flat_is_replaced_everywhere_and_unban_restores_every_sof(prepa
 
 def test_a_pinned_flat_is_used_whatever_the_nearest_and_unpin_restores(prepared: Path, capsys) -> None:
     before = sof_files(prepared)
-    association = ops.current_view(prepared).derived.association
+    association = viewing.current_view(prepared).derived.association
     science = next(s for s in association.sofs.values() if s.set.recipe == "stare_obj" and s.set.arm == "VIS")
     chosen = next(slot.chosen for slot in science.slots if slot.cal_type == "mflat")
     # another complete flat of the same set-up, further away: the rule would never choose it
@@ -126,7 +127,7 @@ def test_a_pinned_flat_is_used_whatever_the_nearest_and_unpin_restores(prepared:
 
 
 def test_a_pin_of_another_kind_or_slot_is_refused(prepared: Path, capsys) -> None:
-    association = ops.current_view(prepared).derived.association
+    association = viewing.current_view(prepared).derived.association
     science = next(s for s in association.sofs.values() if s.set.recipe == "stare_obj")
     bias = next(s for s in association.sofs.values() if s.set.recipe == "mbias")
     capsys.readouterr()
@@ -175,13 +176,13 @@ def base_state(tmp_path_factory: pytest.TempPathFactory) -> WorkspaceState:
     ws = tmp_path_factory.mktemp("overrides")
     write_demo(ws, nights=2, seed=5, sparse=True, compressed_fraction=0.0)
     prep(ws, lambda: datetime(2026, 1, 1, tzinfo=UTC), workers=1, notify=lambda m: None)
-    return ops.read_state(ws)
+    return workspace.read_state(ws)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_overrides_undone_give_the_sofs_of_never_having_made_them(base_state: WorkspaceState, data) -> None:
-    rules = ops.rules_of(base_state, Path("."))
+    rules = workspace.rules_of(base_state, Path("."))
     base = derive(base_state, rules, BASE).association
     frames = sorted(p.removeprefix("./") for s in base.sets for p, _, _ in s.frames)
     sofs = sorted(base.sofs)
@@ -229,7 +230,7 @@ def test_a_calibration_beyond_its_window_is_not_used_and_explain_says_so(tmp_pat
 
     write_demo(tmp_path, nights=3, seed=5, sparse=True, compressed_fraction=0.0)
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
-    association = ops.current_view(tmp_path).derived.association
+    association = viewing.current_view(tmp_path).derived.association
     far = [s for s in association.sofs.values() if s.complete
            and any(p.night_start_mjd != s.set.keys["night start mjd"]
                    for slot in s.slots if slot.cal_type == "mbias" for p in slot.chosen)]
@@ -239,7 +240,7 @@ def test_a_calibration_beyond_its_window_is_not_used_and_explain_says_so(tmp_pat
     assert rule in shipped
     (tmp_path / "soxs-es-rules.yaml").write_text(shipped.replace(rule, rule[:-1] + ", max_nights: 0}"))
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
-    association = ops.current_view(tmp_path).derived.association
+    association = viewing.current_view(tmp_path).derived.association
     for sof in far:
         now = association.sofs[sof.set.sof]
         assert not now.complete and "mbias" in now.missing, sof.set.sof

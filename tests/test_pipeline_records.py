@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
+from soxs_es import workspace
+from soxs_es.commands import sessions as ops
+from soxs_es.commands import status as viewing
 from soxs_es.commands.prep import prep
 from soxs_es.projections import association_cache, tables
 from soxs_es.pure.sessions import qc_failures
@@ -83,7 +85,7 @@ def test_a_recipe_run_by_hand_is_recorded_by_the_next_prep(prepared: Path, clock
     assert passed == [ev.RecipePassed(session="base", sof=sof, by=ev.BY_PIPELINE)]
     (rows,) = events_of(prepared, ev.QcRowsRecorded)
     assert rows.sof == sof and {r["qc_name"]: r["qc_value"] for r in rows.rows}["MASTER RON"] == "2.5"
-    state = ops.read_state(prepared)
+    state = workspace.read_state(prepared)
     assert state.qc["base"][sof]["MASTER RON"].value == 2.5
     # the product it wrote is found, and nothing is recorded twice
     assert prep(prepared, clock, workers=1, notify=lambda m: None).events_appended == 0
@@ -116,7 +118,7 @@ def test_a_qc_failure_that_exits_0_fails_the_sof_and_its_users_fall_back(prepare
     assert failed.sof == mbias and failed.by == ev.BY_PIPELINE
     assert failed.reason == "QC flagged fail by the recipe: MBIAS MEDIAN = 9999"
     # the session's QC range (mbias-median [0, 2000]) fails it too, whatever the recipe said
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     arm = view.derived.association.sofs[mbias].set.arm
     (out_of_range,) = qc_failures(view.state, "base", mbias, "mbias", arm)
     assert (out_of_range.name, out_of_range.value, out_of_range.high) == ("MBIAS MEDIAN", 9999.0, 2000.0)

@@ -517,12 +517,13 @@ def test_prep_leaves_no_reference_cycles(tmp_path: Path, clock) -> None:
     only right while prep makes no cycles, whose memory would then stay until the collector runs again."""
     import gc
 
-    write_demo(tmp_path, nights=2, seed=5)
+    first = tmp_path / "first"
+    write_demo(first, nights=2, seed=5)
     gc.collect()
     gc.disable()
     try:
-        prep(tmp_path, clock, workers=2, notify=lambda m: None)
-        prep(tmp_path, clock, workers=1, notify=lambda m: None)  # and a no-op run
+        prep(first, clock, workers=2, notify=lambda m: None)
+        prep(first, clock, workers=1, notify=lambda m: None)  # and a no-op run
         assert gc.collect() == 0
     finally:
         gc.enable()

@@ -22,7 +22,9 @@ from test_reduce import DOUBLE, recorded, template
 from test_reduce import product_owner as product_owners
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
+from soxs_es.commands import export as exporting
+from soxs_es.commands import sessions as ops
+from soxs_es.commands import status as viewing
 from soxs_es.commands.prep import prep
 from soxs_es.commands.reduce import reduce
 from soxs_es.pure.provenance import parameters_of, settings_in_force
@@ -147,12 +149,12 @@ def test_a_rejected_flat_makes_what_it_made_stale_and_only_that_is_made_again(re
     users = users_of(reduced, flat)
     assert users
     ops.record_outcome(reduced, flat, lambda s, n: ev.RecipeFailed(session=s, sof=n, reason="saturated"), clock)
-    view = ops.current_view(reduced)
+    view = viewing.current_view(reduced)
     assert users <= set(view.stale) and all("its SOF changed" in view.stale[u].reason for u in users)
     expected, _ = brute_force(reduced)
     assert run(reduced, clock) == expected
     assert expected >= users - {flat}
-    assert ops.current_view(reduced).stale == {}
+    assert viewing.current_view(reduced).stale == {}
     assert run(reduced, clock) == set()
 
 
@@ -190,17 +192,17 @@ def test_a_changed_parameter_makes_that_recipe_stale_on_its_arm_only(reduced: Pa
     settings = reduced / "sessions" / SESSION / "soxspipe.yaml"
     text = settings.read_text()
     settings.write_text(text.replace("soxs-mflat:\n", "soxs-mflat:\n    nir:\n        order-deg: 4\n", 1))
-    view = ops.current_view(reduced)
+    view = viewing.current_view(reduced)
     flats = {s for s in view.stale if "MFLAT" in s}
     assert flats and all("_NIR_" in s for s in flats)
     assert all("soxs-mflat.nir.order-deg (unset) -> 4" in view.stale[s].reason for s in flats)
     expected, stale = brute_force(reduced)
     assert set(view.stale) == stale
     assert run(reduced, clock) == expected
-    assert ops.todo(reduced) == []
+    assert exporting.todo(reduced) == []
     # QC ranges judge a product, they do not make it: editing one makes nothing stale
     settings.write_text(settings.read_text().replace("flat-snr: [50, 100000]", "flat-snr: [40, 100000]"))
-    assert ops.current_view(reduced).stale == {}
+    assert viewing.current_view(reduced).stale == {}
 
 
 def test_a_raw_frame_changed_on_disk_makes_its_products_stale(reduced: Path, clock) -> None:
@@ -208,7 +210,7 @@ def test_a_raw_frame_changed_on_disk_makes_its_products_stale(reduced: Path, clo
     frame = reduced / sof_lines(reduced)[bias][0][0]
     os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))  # a header fixed in place
     prep(reduced, clock, workers=1, notify=lambda m: None)
-    view = ops.current_view(reduced)
+    view = viewing.current_view(reduced)
     assert view.stale[bias].reason.startswith("raw frame ")
     expected, _ = brute_force(reduced)
     assert bias in expected and run(reduced, clock) == expected
@@ -303,7 +305,7 @@ def test_a_reduce_runs_exactly_the_stale_cone_and_leaves_nothing_stale(reduced_n
             sof = data.draw(st.sampled_from(calibrations))
             ops.record_outcome(ws, sof, lambda s, n: ev.RecipeFailed(session=s, sof=n, reason="by hand"), clock)
         elif step == "pass again":
-            failed = sorted(n for n, o in ops.current_view(ws).state.outcomes.get(SESSION, {}).items()
+            failed = sorted(n for n, o in viewing.current_view(ws).state.outcomes.get(SESSION, {}).items()
                             if o.status == "failed")
             if failed:
                 run(ws, clock, wanted=[data.draw(st.sampled_from(failed))], overwrite=True)
@@ -334,7 +336,7 @@ def test_a_reduce_runs_exactly_the_stale_cone_and_leaves_nothing_stale(reduced_n
             expected, _ = brute_force(ws)
             assert run(ws, clock) == expected, step
             assert brute_force(ws) == (set(), set())
-            assert ops.current_view(ws).stale == {}
+            assert viewing.current_view(ws).stale == {}
     prep(ws, clock, workers=1, notify=lambda m: None)
     expected, _ = brute_force(ws)
     assert run(ws, clock) == expected
@@ -352,7 +354,7 @@ def test_a_recipe_run_again_by_hand_is_a_new_making_and_its_users_are_made_again
     prep(reduced, clock, workers=1, notify=lambda m: None)
     (adopted,) = [r.event for r in recorded(reduced) if isinstance(r.event, ev.ProvenanceRecorded)]
     assert set(adopted.made) == {bias} and "by hand" in adopted.reason
-    view = ops.current_view(reduced)
+    view = viewing.current_view(reduced)
     assert users_of(reduced, bias) <= set(view.stale) and bias not in view.stale
     expected, _ = brute_force(reduced)
     assert run(reduced, clock) == expected and bias not in expected

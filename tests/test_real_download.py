@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from soxs_es import operations as ops
 from soxs_es.cli import main
+from soxs_es.commands import status as viewing
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
 from soxs_es.instrument import shipped_rules_text
@@ -61,7 +61,7 @@ def test_the_demo_carries_the_real_header_values(xsh_night: Path) -> None:
 
 
 def test_every_frame_is_in_a_set_or_says_why_not(xsh_night: Path) -> None:
-    uses = ops.frame_uses(ops.current_view(xsh_night))
+    uses = viewing.frame_uses(viewing.current_view(xsh_night))
     assert len(uses) == len(list((xsh_night / "raw").rglob("*.fits")))
     assert not [u for u in uses if u.kind == "left out" and u.detail.startswith("no set formed")]
     why = Counter((u.kind, u.dpr_type, u.dpr_tech) for u in uses if u.kind != "in a set")
@@ -74,7 +74,7 @@ def test_every_frame_is_in_a_set_or_says_why_not(xsh_night: Path) -> None:
 
 
 def test_offset_standards_hold_their_sky_frames(xsh_night: Path) -> None:
-    association = ops.current_view(xsh_night).derived.association
+    association = viewing.current_view(xsh_night).derived.association
     offsets = [s for s in association.sofs.values() if s.set.recipe == "offset_std"]
     assert {s.set.arm for s in offsets} == {"UVB", "VIS", "NIR"}
     for sof in offsets:
@@ -85,7 +85,7 @@ def test_offset_standards_hold_their_sky_frames(xsh_night: Path) -> None:
 
 
 def test_a_telluric_at_400khz_takes_a_bias_of_its_readout_and_the_sciences_flat(xsh_night: Path) -> None:
-    association = ops.current_view(xsh_night).derived.association
+    association = viewing.current_view(xsh_night).derived.association
     tellurics = [s for s in association.sofs.values() if s.set.dpr_type == "STD,TELLURIC" and s.set.arm != "NIR"]
     assert tellurics
     for sof in tellurics:
@@ -97,7 +97,7 @@ def test_a_telluric_at_400khz_takes_a_bias_of_its_readout_and_the_sciences_flat(
 
 
 def test_nir_darks_of_another_dit_x_ndit_stay_apart(xsh_night: Path) -> None:
-    association = ops.current_view(xsh_night).derived.association
+    association = viewing.current_view(xsh_night).derived.association
     darks = [s for s in association.sofs.values() if s.set.recipe == "mdark" and s.set.keys["exptime"] == 300.0]
     by_night = Counter(s.set.keys["night start date"] for s in darks)
     assert set(by_night.values()) == {2}, "1 x 300 s and 3 x 100 s: two sets a night"
@@ -158,7 +158,7 @@ def test_science_without_a_wide_slit_standard_is_written_without_a_response(tmp_
     write_demo(tmp_path, nights=1, seed=11, compressed_fraction=0.0)
     assert narrow_slit_standards(tmp_path)
     prep(tmp_path, clock, workers=1, notify=_quiet)
-    association = ops.current_view(tmp_path).derived.association
+    association = viewing.current_view(tmp_path).derived.association
     science = [s for s in association.sofs.values() if s.set.recipe in ("stare_obj", "nod_obj", "offset_obj")]
     assert science and all(s.complete for s in science)
     for sof in science:

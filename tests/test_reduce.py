@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from soxs_es import events as ev
-from soxs_es import operations as ops
 from soxs_es.cli import main
+from soxs_es.commands import status as viewing
 from soxs_es.commands.reduce import reduce
 from soxs_es.locking import workspace_lock
 from soxs_es.pure.listings import cascade_of_sof
@@ -72,7 +72,7 @@ def test_every_sof_starts_only_once_what_it_uses_has_passed(prepared: Path) -> N
             upstream = owner[path]
             assert passed[upstream] < started[sof], f"{sof} started before {upstream} passed"
     # every complete SOF was reduced, and its products are there
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     complete = {s.set.sof for s in view.derived.association.complete_sofs()}
     assert set(passed) == complete
     assert all(p.filepath in view.found for p in view.derived.association.products if p.sof in complete)
@@ -127,7 +127,7 @@ def test_reduce_one_sof_runs_what_it_needs_upstream_and_nothing_else(prepared: P
     science = sorted(p.name for p in (prepared / "sof").glob("*_STARE_OBJ_*.sof"))[0]
     report = reduce(prepared, wanted=[science], jobs=2, template=template(write_plan(prepared, {})))
     ran = {r["sof"] for r in report.runs}
-    chain = {s.set.sof for s in cascade_of_sof(ops.current_view(prepared).derived.association, science)}
+    chain = {s.set.sof for s in cascade_of_sof(viewing.current_view(prepared).derived.association, science)}
     assert ran == chain and science in ran
     assert not any("_NIR_" in sof for sof in ran)
 
@@ -171,7 +171,7 @@ def test_reduce_killed_at_any_moment_resumes_and_loses_nothing(prepared: Path, c
     assert json.loads(capsys.readouterr().out)["reduce"]["cut_short"], "status tells the runs left open"
     report = reduce(prepared, jobs=2, template=template(write_plan(prepared, {})))
     assert not report.failed
-    view = ops.current_view(prepared)
+    view = viewing.current_view(prepared)
     complete = {s.set.sof for s in view.derived.association.complete_sofs()}
     final = {}
     for r in recorded(prepared):

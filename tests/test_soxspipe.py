@@ -23,7 +23,7 @@ from soxs_es import events as ev
 from soxs_es.commands.prep import prep
 from soxs_es.commands.reduce import reduce
 from soxs_es.demo import write_demo
-from soxs_es.soxspipe import find_soxspipe
+from soxs_es.soxspipe.command import find_soxspipe
 from soxs_es.soxspipe.settings import default_settings
 from soxs_es.store.log import EventLog
 
@@ -319,7 +319,7 @@ def test_every_outcome_equals_what_soxspipe_reports_for_the_sof_run_by_hand(two_
 
 
 def test_every_run_records_what_it_was_made_from_and_nothing_is_stale_after(two_nights: tuple[Path, Any]) -> None:
-    from soxs_es import operations as ops
+    from soxs_es.commands import status as viewing
 
     ws, report = two_nights
     starts = [e for e in events(ws) if isinstance(e, ev.RecipeStarted)]
@@ -328,7 +328,7 @@ def test_every_run_records_what_it_was_made_from_and_nothing_is_stale_after(two_
     flat = next(e for e in starts if "_VIS_" in e.sof and "MFLAT" in e.sof)
     assert any(k.startswith("soxs-mflat.") for k in flat.made_from.parameters)
     assert not any("qc-acceptable-ranges" in k for k in flat.made_from.parameters)
-    assert ops.current_view(ws).stale == {}
+    assert viewing.current_view(ws).stale == {}
 
 
 @pytest.fixture(scope="module")
@@ -338,9 +338,9 @@ def xshooter_vis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     soxspipe's X-shooter extraction holds 12-23 GB and is killed by the kernel (README, X-shooter)."""
     ws = linked_copy(simulated_download(1, [], "xsh", ("VIS",)), tmp_path_factory.mktemp("simulated-xsh") / "ws")
     prep(ws, workers=2, notify=lambda m: None)
-    from soxs_es import operations as ops
+    from soxs_es.commands import status as viewing
 
-    association = ops.current_view(ws).derived.association
+    association = viewing.current_view(ws).derived.association
     wanted = sorted(name for name, sof in association.sofs.items()
                     if sof.complete and not sof.set.recipe.endswith("_obj"))
     return ws, reduce(ws, wanted=wanted, jobs=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soxs_es import operations as ops
+from soxs_es.commands import status as viewing
 from soxs_es.commands.prep import UserError, prep
 from soxs_es.demo import write_demo
 from soxs_es.pure.association import Association, FrameSet, Product
@@ -102,7 +102,7 @@ def xsh_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _association(root: Path) -> Association:
     """The workspace's association as its readers derive it from the log."""
-    return ops.current_view(root).derived.association
+    return viewing.current_view(root).derived.association
 
 
 @pytest.mark.parametrize(("recipe", "arm"), sorted(EXPECTED), ids=[f"{r}-{a}" for r, a in sorted(EXPECTED)])
@@ -279,7 +279,7 @@ def test_each_uvb_order_table_slot_takes_only_its_own_lamps_order_definition(xsh
     from soxs_es.pure.association import upstream_rejection
     from soxs_es.pure.cascade import cascade_of
 
-    view = ops.current_view(xsh_workspace)
+    view = viewing.current_view(xsh_workspace)
     cascade = cascade_of(view.rules)
     tables = [p for p in view.derived.association.products if p.recipe == "order_centres" and p.arm == "UVB"]
     assert {p.dpr_type for p in tables} == {"LAMP,DORDERDEF", "LAMP,QORDERDEF"}

@@ -30,6 +30,7 @@ import attrs
 
 from soxs_es import events as ev
 from soxs_es import fitsio, listing
+from soxs_es.errors import ExitCode
 from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
 from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
@@ -43,7 +44,7 @@ from soxs_es.soxspipe import command as soxspipe
 from soxs_es.soxspipe.settings import holds_short_settings, short_settings_note
 from soxs_es.store import snapshot
 from soxs_es.store.log import DATABASE_FORMAT, Clock, utc_now
-from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace
+from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace, enclosing_workspace
 
 __all__ = ["PrepReport", "UserError", "load_rules", "prep", "run_prep", "workspace_lock"]
 
@@ -94,12 +95,16 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give the folder holding your downloaded frames")
+    outer = enclosing_workspace(root) if not (root / layout.DATABASE).exists() else None
+    if outer is not None:
+        raise UserError(f"{root} lies inside the workspace {outer}; put new frames in {outer} itself and run "
+                        f"`soxs-es prep {outer}` - nothing was prepared or moved")
     if not (root / layout.DATABASE).exists() and not (root / layout.RAW).is_dir() and not _has_fits(root):
         raise UserError(f"no FITS files in {root}; add your data (or run in the right folder) - "
                         "nothing was prepared or moved")
     if not os.access(root, os.W_OK):
         raise UserError(f"cannot write {root}: permission denied - nothing was changed; prep needs to create raw/ "
-                        "and misc/ there", code=5)
+                        "and misc/ there", code=ExitCode.FILE_SYSTEM)
     with workspace_lock(root, wait=wait, notify=notify):
         # (a caller that remembers the workspace between preps learns it once, by the full path)
         quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None

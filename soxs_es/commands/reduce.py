@@ -33,9 +33,10 @@ from typing import Any, Protocol
 import attrs
 
 from soxs_es import events as ev
+from soxs_es.commands.sessions import resolve_sof
+from soxs_es.errors import ExitCode
 from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
-from soxs_es.operations import resolve_sof
 from soxs_es.processes import dying_with_this_process, process_identity, still_running
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
@@ -520,9 +521,10 @@ def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = No
                           template=template, clock=clock, show=show, rerun_new_pipeline=rerun_new_pipeline,
                           stop_earlier=stop_earlier).run()
     except UserError as error:
-        if error.code == 4:
+        if error.code == ExitCode.LOCKED:
             raise UserError(f"another soxs-es (a reduce, or a prep) is writing to {root}; a reduce runs alone - "
-                            "wait for it to finish (`soxs-es status` shows what it does)", code=4) from None
+                            "wait for it to finish (`soxs-es status` shows what it does)",
+                            code=ExitCode.LOCKED) from None
         raise
     finally:
         executor.stop()  # also when the reduce could not begin (a Dask cluster started for it ends with it)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from soxs_es.errors import UserError
+from soxs_es.errors import ExitCode, UserError
 from soxs_es.fsops import HELD_LOCKS
 from soxs_es.locking import lock_held
 from soxs_es.projections.sof_files import atomic_write_text
@@ -206,7 +206,7 @@ def already_watched(root: Path) -> UserError:
     other = read_status(root)
     return UserError(f"{root} is already watched (pid {other.pid if other else '?'}, since "
                      f"{other.since if other else '?'}); `soxs-es watch status {root}` tells more, "
-                     f"`soxs-es watch stop {root}` ends it", code=4)
+                     f"`soxs-es watch stop {root}` ends it", code=ExitCode.LOCKED)
 
 
 @contextmanager

@@ -115,6 +115,17 @@ class Cascade:
     names: Mapping[str, Any]
 
 
+def science_recipes(cascade: Cascade) -> frozenset[str]:
+    """The recipes of the rules' science entries (`sof_names.science_entries`)."""
+    return frozenset(entry.recipe for entry in cascade.entries if entry.science)
+
+
+def target_recipes(cascade: Cascade) -> frozenset[str]:
+    """The recipes that extract a target's spectrum: the science's and the standard stars' (STD types)."""
+    return science_recipes(cascade) | frozenset(
+        entry.recipe for entry in cascade.entries if any(t.startswith("STD") for t in entry.types))
+
+
 def _rule(cal_type: str, spec: Mapping[str, Any]) -> CalibrationRule:
     fallback = spec.get("nir_slit_fallback")
     tags_only = spec.get("tags_only")

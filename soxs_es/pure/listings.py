@@ -9,8 +9,6 @@ from typing import Any
 from soxs_es.pure.association import Association, Sof
 from soxs_es.pure.state import WorkspaceState
 
-SCIENCE_RECIPES = ("stare_obj", "nod_obj", "offset_obj")
-
 
 def sof_status(sof: Sof, products_done: bool, stale: bool = False) -> str:
     """failed / done (every product on disk) / stale (made, but not from what is decided now) / to do (complete)
@@ -29,17 +27,15 @@ def products_by_sof(association: Association) -> dict[str, list[str]]:
     return out
 
 
-#: The recipes whose products are spectra of a star or a target.
-SPECTRUM_RECIPES = ("stare_std", "nod_std", "offset_std", *SCIENCE_RECIPES)
 #: How soxspipe names the extracted spectrum of a SOF with its orders merged: `<SOF name><suffix>`
 #: (`_NOTFLAT` beside it: the same without flat-fielding).
 MERGED_SPECTRUM_SUFFIX = "_EXTRACTED_MERGED.fits"
 
 
-def spectrum_rows(association: Association, files: Iterable[str]) -> list[dict[str, Any]]:
+def spectrum_rows(association: Association, files: Iterable[str], targets: frozenset[str]) -> list[dict[str, Any]]:
     """One row per extracted, merged spectrum among `files` (paths the session's reduced/ holds): the SOF
-    that made it, its recipe, arm, night and object."""
-    by_stem = {s.sof[:-4]: s for s in association.sets if s.recipe in SPECTRUM_RECIPES}
+    that made it (of a recipe in `targets`, `cascade.target_recipes`), its recipe, arm, night and object."""
+    by_stem = {s.sof[:-4]: s for s in association.sets if s.recipe in targets}
     rows = []
     for path in sorted(files):
         name = path.rsplit("/", 1)[-1]
@@ -78,11 +74,12 @@ def sof_rows(association: Association, found: frozenset[str], recipe: str | None
     return rows
 
 
-def ob_rows(association: Association) -> list[dict[str, Any]]:
-    """Science observation blocks: arm, night, OB name and id, and whether all their SOFs are complete."""
+def ob_rows(association: Association, science: frozenset[str]) -> list[dict[str, Any]]:
+    """Science observation blocks (of the recipes in `science`, `cascade.science_recipes`): arm, night, OB name
+    and id, and whether all their SOFs are complete."""
     obs: dict[tuple[Any, ...], list[Sof]] = {}
     for frame_set in association.sets:
-        if frame_set.recipe not in SCIENCE_RECIPES:
+        if frame_set.recipe not in science:
             continue
         k = frame_set.keys
         key = (k.get("eso seq arm"), k.get("night start date"), k.get("eso obs name"), k.get("eso obs id"),

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from soxs_es.pure.association import FrameSet
-from soxs_es.pure.state import WorkspaceState, qc_key
+from soxs_es.pure.state import WorkspaceState, qc_key, qc_parent
 
 BASE = "base"
 _SESSION_ID = re.compile(r"[A-Za-z0-9_]{1,16}")  # soxspipe's own grammar: its recipes refuse any other
@@ -112,3 +112,14 @@ def pins_of(state: WorkspaceState, session: str | None) -> dict[str, dict[str, t
         if pin.calibration is not None:
             out.setdefault(sof, {})[slot] = (pin.calibration, pin.forced)
     return out
+
+
+def known_qc_names(state: WorkspaceState, recipe: str, sofs_of_recipe: frozenset[str]) -> set[str]:
+    """The QC names a recipe's values may take: those its ranges name (any session, any arm) and those
+    recorded for its SOFs (a value of one frame or cycle pass under its parent name)."""
+    names = {name for ranges in state.qc_ranges.values() for scope in ranges.get(recipe, {}).values()
+             for name in scope}
+    names.update(measured.name for values in state.qc.values() for sof, by_name in values.items()
+                 if qc_parent(sof)[0] in sofs_of_recipe for measured in by_name.values())
+    return names
+

@@ -10,9 +10,6 @@ import attrs
 from soxs_es.pure.association import Association
 from soxs_es.pure.layout import UNSAFE_NAME
 
-#: Recipes whose incomplete SOFs are worth a line each in the report (what the astronomer came for).
-TARGET_RECIPES = ("stare_std", "nod_std", "offset_std", "stare_obj", "nod_obj", "offset_obj")
-
 
 @attrs.frozen
 class AssociationSummary:
@@ -25,7 +22,9 @@ class AssociationSummary:
     removed_why: tuple[tuple[str, str], ...] = ()  # (removed SOF, why it is no longer complete)
 
 
-def summarise(association: Association, written: Any) -> AssociationSummary:
+def summarise(association: Association, written: Any, targets: frozenset[str]) -> AssociationSummary:
+    """Sets and SOFs per recipe, and a line for each incomplete SOF of a recipe in `targets` (what the
+    astronomer came for: `cascade.target_recipes`)."""
     order: dict[str, int] = {}
     sets: Counter[str] = Counter()
     complete: Counter[str] = Counter()
@@ -36,7 +35,7 @@ def summarise(association: Association, written: Any) -> AssociationSummary:
         sof = association.sofs[frame_set.sof]
         if sof.complete:
             complete[frame_set.recipe] += 1
-        elif frame_set.recipe in TARGET_RECIPES or (sof.note or "").startswith(UNSAFE_NAME):
+        elif frame_set.recipe in targets or (sof.note or "").startswith(UNSAFE_NAME):
             blocked.append((frame_set.sof, why_incomplete(association, frame_set.sof)))
     per_recipe = tuple((r, sets[r], complete[r]) for r in sorted(sets, key=lambda r: order[r]))
     removed_why = tuple((name, why_incomplete(association, name)) for name in written.removed)

@@ -22,7 +22,7 @@ import numpy as np
 
 from soxs_es.demo import NightBuilder, fits_bytes
 from soxs_es.fitsio import compress_z
-from soxs_es.soxspipe import package_folder
+from soxs_es.soxspipe.command import package_folder
 
 #: What a fault does, by name (`--fault NIGHT:NAME`, nights counted from 1).
 FAULTS = {
