@@ -10,6 +10,7 @@ nothing was lost, run again once fixed; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import os
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         SUBCOMMANDS[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         args.workspace = _workspace_of(args)
+        if args.quiet and not getattr(args, "json", False):  # nothing but errors (JSON was asked for by name)
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                return int(args.func(args))
         return int(args.func(args))
     except UserError as error:
         print(f"soxs-es: {error}", file=sys.stderr)

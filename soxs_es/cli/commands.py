@@ -213,17 +213,10 @@ def _watch_status(root: Path, as_json: bool) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from soxs_es.commands import status as viewing
-    from soxs_es.pure.cascade import cascade_of
-    from soxs_es.pure.explain import explain
 
     root = Path(args.workspace)
     view = viewing.current_view(root)
-    association = view.derived.association
-    # a name as given first: one made from an unsafe header value may hold '/'
-    name = args.sof if args.sof in association.sofs else Path(args.sof).name
-    result = explain(association, name, cascade_of(view.rules))
-    if result is None:
-        raise UserError(f"no SOF named {name} in {args.workspace}; `soxs-es list sof` shows them")
+    name, result = viewing.explained(view, args.sof, root)
     made = viewing.provenance_of(root, view, name)
     if args.json:
         print(json.dumps(result.as_dict() | {"made_from": made}, indent=2, default=str))
@@ -535,7 +528,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     page = viewing.write_workspace_report(Path(args.workspace), Path(args.out) if args.out else None)
     print(json.dumps({"report": str(page)}) if args.json else
-          f"wrote {page} (and timeline.png, cascade.png, qc.png beside it)")
+          f"wrote {page} (its pictures beside it)")
     return ExitCode.DONE
 
 

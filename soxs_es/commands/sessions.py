@@ -21,6 +21,7 @@ from soxs_es.pure.association import Association
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.sessions import BASE, known_qc_names
+from soxs_es.pure.state import qc_key
 from soxs_es.store.log import Clock, utc_now
 from soxs_es.workspace import Projection, UserError, Workspace, read_state, writing
 
@@ -119,7 +120,7 @@ def record_outcome(root: Path, sof: str, make: Callable[[str, str], ev.Event],
         failed_before, recipe, sofs_of_recipe = projected
         if qc_name is not None:
             known = known_qc_names(ws.state, recipe, sofs_of_recipe)
-            if qc_name not in known:
+            if qc_key(qc_name) not in {qc_key(name) for name in known}:  # as the ranges compare names
                 raise UserError(f"no QC named {qc_name} for {recipe}" + did_you_mean(qc_name, known) +
                                 " (the names the session's QC ranges and the recipe's recorded values use; "
                                 "--any-name records it all the same)")
@@ -189,7 +190,9 @@ def resolve_frame(files: Mapping[str, Any], name: str, root: Path) -> str:
         return found[0]
     if found:
         raise UserError(f"{name} names {len(found)} raw frames ({', '.join(sorted(found))}); give its path")
-    raise UserError(f"no raw frame {name} in {root}; `soxs-es list frames --all` lists them")
+    frames = {p.rsplit("/", 1)[-1] for p in files if p.startswith(layout.RAW + "/")}
+    raise UserError(f"no raw frame {name} in {root}" + did_you_mean(Path(name).name, frames) +
+                    " (`soxs-es list frames --all` lists them)")
 
 
 def ban_products(root: Path, names: list[str], reason: str, lift: bool = False,
@@ -272,7 +275,9 @@ def sof_of_product_or_sof(association: Association, name: str, root: Path) -> st
     for product in association.products:
         if product.filepath == wanted or product.file == Path(name).name:
             return product.sof
-    raise UserError(f"no SOF or product {name} in {root}; `soxs-es list sof` lists the SOFs")
+    known = [*association.sofs, *(p.file for p in association.products)]
+    raise UserError(f"no SOF or product {name} in {root}" + did_you_mean(Path(name).name, known) +
+                    " (`soxs-es list sof` lists the SOFs)")
 
 
 # -- replay ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
+from soxs_es.commands.sessions import resolve_sof
 from soxs_es.errors import UserError, did_you_mean
 from soxs_es.locking import lock_held
 from soxs_es.pure import accounting, layout
@@ -19,11 +20,12 @@ from soxs_es.pure.accounting import FrameUse, reasons, use_counts
 from soxs_es.pure.cascade import cascade_of, science_recipes, target_recipes
 from soxs_es.pure.derive import Derived, derive, frames_and_nights
 from soxs_es.pure.describe import describe, sof_of
+from soxs_es.pure.explain import Explanation, explain
 from soxs_es.pure.history import Version, history
 from soxs_es.pure.listings import ob_rows, overrides, recipe_counts, sof_rows, spectrum_rows
 from soxs_es.pure.provenance import Stale, parameters_of, stale_products
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.sessions import BASE
+from soxs_es.pure.sessions import BASE, qc_rows_of
 from soxs_es.pure.state import WorkspaceState, fold, qc_parent
 from soxs_es.soxspipe.settings import settings_now
 from soxs_es.store.log import EventLog, RecordedEvent
@@ -225,4 +227,14 @@ def write_workspace_report(root: Path, out: Path | None = None) -> Path:
                             target_recipes(cascade_of(view.rules)))
     return write_report(out or root / "report", f"soxs-es report: {root.resolve().name}", view.session,
                         view.derived.raw_frames, view.derived.association, baseline, view.found, spectra,
-                        root / layout.SESSIONS / view.session)
+                        root / layout.SESSIONS / view.session,
+                        qc_rows=qc_rows_of(view.state, view.session, view.derived.association))
+
+
+def explained(view: View, sof: str, root: Path) -> tuple[str, Explanation]:
+    """Why a SOF holds what it holds (`soxs-es explain`): its name as the association knows it, and the
+    explanation (a name unknown is refused with the nearest known ones)."""
+    name = resolve_sof(view.derived.association, sof, root)
+    result = explain(view.derived.association, name, cascade_of(view.rules))
+    assert result is not None  # the association knows the name
+    return name, result

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import FrameSet
+from soxs_es.pure.association import Association, FrameSet
 from soxs_es.pure.state import WorkspaceState, qc_key, qc_parent
 
 BASE = "base"
@@ -42,7 +42,7 @@ def qc_ranges_from_settings(doc: Any) -> dict[str, dict[str, dict[str, tuple[flo
         recipe = key[5:].replace("-", "_")
         scopes: list[tuple[str, Any]] = [("*", block.get("qc-acceptable-ranges"))]
         scopes += [(arm.upper(), sub.get("qc-acceptable-ranges")) for arm, sub in block.items()
-                   if arm in ("vis", "nir", "acq") and isinstance(sub, dict)]
+                   if arm in ("uvb", "vis", "nir", "acq") and isinstance(sub, dict)]
         for arm, ranges in scopes:
             if ranges is None:
                 continue
@@ -66,13 +66,20 @@ class QcFailure:
     high: float
 
 
+def qc_bounds(state: WorkspaceState, session: str, recipe: str, arm: str | None, name_key: str
+              ) -> tuple[float, float] | None:
+    """The range in force in `session` for a recipe's QC value (`qc_key` of its name) on `arm`: the arm's own,
+    else the one for every arm; None when no range is set."""
+    scopes = state.qc_ranges.get(session, {}).get(recipe, {})
+    return scopes.get(arm or "", {}).get(name_key) or scopes.get("*", {}).get(name_key)
+
+
 def qc_failures(state: WorkspaceState, session: str, sof: str, recipe: str, arm: str | None) -> list[QcFailure]:
     """Recorded QC values of one SOF in `session` outside the ranges in force (ranges are inclusive)."""
-    scopes = state.qc_ranges.get(session, {}).get(recipe, {})
     out = []
     for key, measured in state.qc.get(session, {}).get(sof, {}).items():
         name_key, _, part = key.partition("@")  # a value of one frame or cycle pass of the SOF (`qc_parent`)
-        bounds = scopes.get(arm or "", {}).get(name_key) or scopes.get("*", {}).get(name_key)
+        bounds = qc_bounds(state, session, recipe, arm, name_key)
         if bounds is not None and not bounds[0] <= measured.value <= bounds[1]:
             name = f"{measured.name} ({part})" if part else measured.name
             out.append(QcFailure(sof, name, measured.value, bounds[0], bounds[1]))
@@ -122,4 +129,25 @@ def known_qc_names(state: WorkspaceState, recipe: str, sofs_of_recipe: frozenset
     names.update(measured.name for values in state.qc.values() for sof, by_name in values.items()
                  if qc_parent(sof)[0] in sofs_of_recipe for measured in by_name.values())
     return names
+
+
+
+def qc_rows_of(state: WorkspaceState, session: str, association: Association) -> list[dict[str, Any]]:
+    """Every QC value recorded in `session` for a SOF of `association`, at its set's MJD, with the range in
+    force (`qc_bounds`), in cascade order: what the report's QC trends plot. Values of one frame of a SOF
+    (`NAME@part` keys) join the series of their name."""
+    sets = {s.sof: s for s in association.sets}
+    rows: list[tuple[int, dict[str, Any]]] = []  # (recipe order, row): the cascade's order
+    for sof, values in state.qc.get(session, {}).items():
+        frame_set = sets.get(sof)
+        if frame_set is None:  # its frames are no longer in the workspace: no recipe, arm or time to show it at
+            continue
+        for key, measured in values.items():
+            name = key.partition("@")[0]
+            bounds = qc_bounds(state, session, frame_set.recipe, frame_set.arm, name)
+            rows.append((frame_set.recipe_order, {
+                "sof": sof, "recipe": frame_set.recipe, "arm": frame_set.arm, "mjd": frame_set.mjd_obs, "name": name,
+                "value": measured.value, "low": bounds[0] if bounds else None, "high": bounds[1] if bounds else None}))
+    rows.sort(key=lambda o_r: (o_r[0], str(o_r[1]["arm"]), o_r[1]["name"], o_r[1]["mjd"], o_r[1]["sof"]))
+    return [row for _, row in rows]
 
