@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 START, END = "<!-- worked example: made by docs/worked_example.py -->", "<!-- end of the worked example -->"
+#: the commands' environment: without soxspipe, as on a machine that has only soxs-es (its settings note shows)
+ENV = {**{k: v for k, v in os.environ.items() if k != "SOXSPIPE"}, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
 #: a recorded time (`2026-12-04T10:11:12.345678Z`) is the one thing that differs from run to run
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -36,7 +38,7 @@ class Session:
         """Run `soxs-es ...` (`command` without `soxs-es`); show at most `keep` lines of its output."""
         args = shlex.split(command)
         done = subprocess.run([sys.executable, "-m", "soxs_es", *args], cwd=self.cwd, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"})
+                              env=ENV)
         if done.returncode not in (0, 3):
             raise SystemExit(f"`soxs-es {command}` failed ({done.returncode}): {done.stderr}")
         out = done.stdout.rstrip("\n").replace(str(self.tmp), "..").splitlines()
@@ -51,11 +53,10 @@ class Session:
 def example() -> str:
     with tempfile.TemporaryDirectory(prefix="soxs-es-example-") as folder:
         session = Session(Path(folder).resolve())
-        session.run("demo walk --nights 3 --sparse")
+        session.run("demo walk --nights 3 --sparse", shown="demo walk --nights 3 --sparse && cd walk")
         session.cwd = session.tmp / "walk"
-        session.lines[-1] += " && cd walk"
-        session.run("prep", keep=22)
-        session.run("list ob", keep=6)
+        session.run("prep", keep=28)
+        session.run("list ob", keep=14)
         sofs = json.loads(session_json(session, "list sof --json"))
         science = next(r["sof"] for r in sofs if r["recipe"] == "stare_obj" and r["arm"] == "VIS"
                        and r["status"] == "to do")
@@ -75,7 +76,7 @@ def example() -> str:
 def session_json(session: Session, command: str) -> str:
     """What a command prints, not shown in the example (the script's own look-up)."""
     done = subprocess.run([sys.executable, "-m", "soxs_es", *shlex.split(command)], cwd=session.cwd,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+                          capture_output=True, text=True, env=ENV, check=True)
     return done.stdout
 
 

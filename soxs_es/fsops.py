@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import filecmp
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -109,4 +111,26 @@ def write_new_file(path: str | Path, data: bytes, sync: bool = True) -> tuple[in
 
 def listdir(folder: Path) -> list[str]:
     return os.listdir(folder) if folder.is_dir() else []
+
+
+
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
+    """Write via a temp file in the same folder and rename over the old file: readers see old or new, never half.
+    (System calls, not `tempfile` and a file object: a prep writes thousands of SOF files.)"""
+    folder, name = os.path.split(path)
+    data = text.encode()
+    tmp = ""
+    try:
+        for attempt in itertools.count():
+            tmp = os.path.join(folder, f".{name}.{os.getpid()}-{attempt}.tmp")
+            try:
+                write_new_file(tmp, data, sync)
+                break
+            except FileExistsError:
+                continue  # left by an earlier process that had our pid: not ours to touch
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # ours, half written or not renamed
+        raise
 

@@ -20,12 +20,13 @@ import attrs
 from soxs_es import events as ev
 from soxs_es import listing
 from soxs_es.errors import UserError
+from soxs_es.fsops import atomic_write_text
 from soxs_es.instrument import SHIPPED_RULES, load_rules, recorded_instrument
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
 from soxs_es.projections.shown import read_shown
-from soxs_es.projections.sof_files import atomic_write_text, ensure_relative_link
+from soxs_es.projections.sof_files import ensure_relative_link
 from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
 from soxs_es.pure.association import Association
@@ -314,7 +315,6 @@ class Workspace:
             if shown.counts is None:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
-            del shown
             self.record_provenance(plan.association.association, session)
             # what the organiser decided, recorded before it is written (a write cut short is redone from the
             # same decisions); the cached association is then of the log with them

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from soxs_es.commands.sessions import resolve_sof
 from soxs_es.commands.status import current_view
-from soxs_es.fsops import same_bytes
-from soxs_es.projections.sof_files import atomic_write_text
+from soxs_es.fsops import atomic_write_text, same_bytes
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof, raw_rows
 from soxs_es.pure.tables import (
     sof_text,

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from soxs_es.errors import ExitCode, UserError
-from soxs_es.fsops import HELD_LOCKS
+from soxs_es.fsops import HELD_LOCKS, atomic_write_text
 from soxs_es.locking import lock_held
-from soxs_es.projections.sof_files import atomic_write_text
 from soxs_es.pure import arrival, layout
 
 if TYPE_CHECKING:

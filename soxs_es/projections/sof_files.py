@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 from pathlib import Path
 
 import attrs
 
-from soxs_es.fsops import write_new_file
+from soxs_es.fsops import atomic_write_text
 
 
 @attrs.define
@@ -18,27 +16,6 @@ class SofWrite:
     unchanged: int = 0
     removed: list[str] = attrs.Factory(list)
     kept_edited: list[str] = attrs.Factory(list)
-
-
-def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
-    """Write via a temp file in the same folder and rename over the old file: readers see old or new, never half.
-    (System calls, not `tempfile` and a file object: a prep writes thousands of SOF files.)"""
-    folder, name = os.path.split(path)
-    data = text.encode()
-    tmp = ""
-    try:
-        for attempt in itertools.count():
-            tmp = os.path.join(folder, f".{name}.{os.getpid()}-{attempt}.tmp")
-            try:
-                write_new_file(tmp, data, sync)
-                break
-            except FileExistsError:
-                continue  # left by an earlier process that had our pid: not ours to touch
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # ours, half written or not renamed
-        raise
 
 
 def _read(path: Path) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -13,10 +13,6 @@ from soxs_es.pure.state import WorkspaceState, qc_key, qc_parent
 
 BASE = "base"
 _SESSION_ID = re.compile(r"[A-Za-z0-9_]{1,16}")  # soxspipe's own grammar: its recipes refuse any other
-
-#: {recipe: {arm ("VIS", "NIR", or "*" for any): {normalised QC name: (min, max)}}}
-QcRanges = Mapping[str, Mapping[str, Mapping[str, tuple[float, float]]]]
-
 
 def session_id_problem(session: str) -> str | None:
     """Why `session` is not a valid session ID (None when it is)."""

@@ -213,11 +213,6 @@ class WorkspaceState:
     #: session -> (SOF, slot) -> a person's pin of that slot (kept once undone, as the latest fact)
     pins: PMap[str, PMap[tuple[str, str], Pin]] = attrs.field(factory=pmap)
 
-    def unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
-        """True when the log already holds this file with this size and modification time."""
-        known = self.files.get(path)
-        return known is not None and known.size == size and known.mtime_ns == mtime_ns
-
     def read_for(self, path: str, digest: str, keywords: frozenset[str]) -> bool:
         """Whether the header the log holds of `path` was read for at least `keywords` (named `digest`); an
         unreadable file has nothing more to give."""
