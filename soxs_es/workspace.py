@@ -29,7 +29,7 @@ from soxs_es.projections.shown import read_shown
 from soxs_es.projections.sof_files import ensure_relative_link
 from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
@@ -56,7 +56,7 @@ from soxs_es.soxspipe.settings import (
     short_settings_note,
 )
 from soxs_es.store import snapshot, sql
-from soxs_es.store.log import Clock, EventLog, load_state, utc_now
+from soxs_es.store.log import Clock, EventLog, RecordedEvent, load_state, utc_now
 
 SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, layout.SETTINGS
 SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
@@ -106,6 +106,8 @@ class Workspace:
         self.notes: list[str] = []
         #: SOFs whose recipes run now (`soxs-es reduce`): their cells are read once they end
         self.running: frozenset[str] = frozenset()
+        #: the facts of the open unit of work, folded but not yet appended (None: no unit is open)
+        self._pending: list[ev.Event] | None = None
         self.harvest()
 
     def _load_state(self, with_files: bool) -> WorkspaceState:
@@ -131,9 +133,12 @@ class Workspace:
     def load_files(self) -> None:
         """Read the state's files too, when it was opened without them."""
         if not self.state.files_loaded:
+            self.flush()
             self.state = load_state(self.log)
 
     def close(self) -> None:
+        if self._pending:
+            raise RuntimeError("a workspace closed with facts of a unit of work not appended")
         memo = self.remembered
         if memo is not None and self.state.files_loaded:
             memo.last_event = self._event_at(self.state.last_seq)
@@ -141,10 +146,46 @@ class Workspace:
         self.log.close()
 
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
-        """Append facts (one transaction, with what `also` writes) and fold them into the state."""
+        """Append facts (one transaction, with what `also` writes) and fold them into the state; inside a
+        `unit_of_work`, fold them now and append them with the unit's other facts at its end."""
+        if self._pending is not None and also is None:
+            # numbered as the log will number them: the writer lock is held, so no one appends meanwhile
+            first = self.state.last_seq + 1
+            self.state = fold([RecordedEvent(first + i, "", event) for i, event in enumerate(batch)], self.state)
+            self._pending.extend(batch)
+            return
+        self.flush()
         recorded = self.log.append(batch, also)
         self.appended += len(recorded)
         self.state = fold(recorded, self.state)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """The facts a command's steps discover, folded as they come (each step sees the ones before) and
+        appended in one transaction at the end - none of them if a step fails - as an `eventsourcing`
+        application saves an aggregate's pending events. Facts that must be durable before an action (a move
+        intended) are recorded outside one."""
+        self._pending = []
+        try:
+            yield
+            self.flush()
+        except BaseException:
+            if self._pending:  # folded but never appended: the state goes back to the log's
+                self.state = load_state(self.log, with_files=self.state.files_loaded)
+            raise
+        finally:
+            self._pending = None
+
+    def flush(self) -> None:
+        """Append the facts a unit of work has folded so far (nothing outside one)."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        recorded = self.log.append(batch)
+        if recorded[-1].seq != self.state.last_seq:
+            raise RuntimeError(f"the log numbered a unit of work's facts up to #{recorded[-1].seq}, not "
+                               f"#{self.state.last_seq}: another writer appended without the lock")
+        self.appended += len(recorded)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -167,6 +208,7 @@ class Workspace:
                                  pipeline.error_log_lines(conn, self.root, failing))
         read = [note for (kind, name), notes in inbox.ids.items()
                 if not (name in running or (kind == "qc" and qc_parent(name)[0] in running)) for note in notes]
+        self.flush()
         recorded = self.log.append(batch, also=lambda cur: pipeline.remove_notes(cur, read))
         self.appended += len(recorded)
         self.state = fold(recorded, self.state)
@@ -307,6 +349,7 @@ class Workspace:
         to write (pure), write it, and stamp what was made. A recipe that wrote into the database meanwhile
         refuses the write: what it wrote is read into the log and the plan made again."""
         session = self.session
+        self.flush()  # the projection is of the log as it is: its stamp names the log's last event
         while True:
             self.record(self.product_changes(session))
             memo = self.remembered
@@ -421,23 +464,6 @@ def _thaw(value: object) -> object:
 
 
 
-def find_workspace(start: Path) -> Path:
-    """The workspace `start` is in, as git finds a repository: `start` itself or the nearest folder above it
-    holding soxspipe.db (as given when it is `start`; else its absolute path)."""
-    if (start / layout.DATABASE).is_file():
-        return start
-    for folder in start.resolve().parents:
-        if (folder / layout.DATABASE).is_file():
-            return folder
-    raise UserError(f"no workspace at {start} or above it (no {layout.DATABASE}); run `soxs-es prep FOLDER` on the "
-                    "folder of your downloaded frames first, or give the workspace with -w")
-
-
-def enclosing_workspace(folder: Path) -> Path | None:
-    """The workspace a folder lies inside (a folder above it holding soxspipe.db), None when there is none."""
-    return next((above for above in folder.resolve().parents if (above / layout.DATABASE).is_file()), None)
-
-
 def require_workspace(root: Path) -> None:
     if not (root / layout.DATABASE).is_file():
         raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
@@ -452,7 +478,8 @@ def writing(root: Path, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS)
     with workspace_lock(root, wait=wait, notify=_stderr):
         workspace = Workspace(root, clock, with_files=False)
         try:
-            yield workspace
+            with workspace.unit_of_work():  # what the command records, appended at once (projecting appends first)
+                yield workspace
         finally:
             workspace.close()
 

@@ -15,7 +15,8 @@ from pyrsistent import pmap
 
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.pure.association import FrameSet, Product, _Index, choose, explain_slot, rank_key, upstream_rejection
+from soxs_es.pure.association.matching import Index, choose, explain_slot, rank_key, upstream_rejection
+from soxs_es.pure.association.model import FrameSet, Product
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.rules import parse_rules
 
@@ -136,7 +137,7 @@ def test_indexed_choice_equals_choice_over_everything(cal_type: str, instrument:
     window = data.draw(st.sampled_from([None, 0, 1, 2]))
     rule = attrs.evolve(rule, max_nights={} if window is None else {"*": window})
     eligible = [p for p in pool if upstream_rejection(p, rule, failed) is None]
-    index = _Index(rule)
+    index = Index(rule)
     index.add(eligible)
     fast = choose(target, index.near(target), rule)
     assert fast == choose(target, eligible, rule)
@@ -271,7 +272,7 @@ def test_a_dark_of_the_same_dit_and_ndit_beats_a_nearer_one_of_another_split() -
                                  "slit": "0.9x11", "exptime": 300.0, "eso det dit": 300.0, "eso det ndit": 1,
                                  "night start mjd": 60736}), frames=(), mjd_obs=60736.5, date_obs="x")
     rule = XSH_CASCADE.rules["mdark"]
-    index = _Index(rule)
+    index = Index(rule)
     index.add(darks)
     for candidates in (darks, index.near(target)):
         assert [p.mjd_obs for p in choose(target, candidates, rule)] == [60736.10]

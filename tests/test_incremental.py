@@ -18,7 +18,7 @@ from soxs_es import events as ev
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
 from soxs_es.projections import tables as tables_module
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.frames import own_lamp

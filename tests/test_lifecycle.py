@@ -19,7 +19,8 @@ from soxs_es.commands import replay as replaying
 from soxs_es.commands import sessions as ops
 from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
-from soxs_es.pure.association import associate, reassociate
+from soxs_es.pure.association import associate
+from soxs_es.pure.association.incremental import reassociate
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.listings import products_by_sof

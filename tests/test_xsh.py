@@ -11,7 +11,7 @@ import pytest
 from soxs_es.commands import status as viewing
 from soxs_es.commands.prep import UserError, prep
 from soxs_es.demo import write_demo
-from soxs_es.pure.association import Association, FrameSet, Product
+from soxs_es.pure.association.model import Association, FrameSet, Product
 from soxs_es.store.log import EventLog
 
 PARITY = Path(__file__).parent / "parity"
@@ -276,7 +276,7 @@ def test_every_command_works_on_an_xshooter_workspace(xsh_workspace: Path, tmp_p
 
 
 def test_each_uvb_order_table_slot_takes_only_its_own_lamps_order_definition(xsh_workspace: Path) -> None:
-    from soxs_es.pure.association import upstream_rejection
+    from soxs_es.pure.association.matching import upstream_rejection
     from soxs_es.pure.cascade import cascade_of
 
     view = viewing.current_view(xsh_workspace)

@@ -22,7 +22,7 @@ from pathlib import Path
 from soxs_es.cli.parser import SUBCOMMANDS, build_parser
 from soxs_es.errors import ExitCode, UserError
 from soxs_es.store.log import DatabaseError
-from soxs_es.workspace import find_workspace
+from soxs_es.workspace_root import find_workspace
 
 
 def run() -> None:

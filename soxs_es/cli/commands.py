@@ -24,7 +24,7 @@ from soxs_es.cli.render import (
 from soxs_es.errors import ExitCode, UserError
 from soxs_es.pure import layout
 from soxs_es.pure.describe import describe
-from soxs_es.workspace import enclosing_workspace
+from soxs_es.workspace_root import enclosing_workspace
 
 
 def cmd_prep(args: argparse.Namespace) -> int:

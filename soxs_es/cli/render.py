@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from soxs_es.commands.prep import PrepReport
+    from soxs_es.pure.summary import AssociationSummary
 
 import json
 import sys
 import time
 from typing import Any
-
-from soxs_es.pure.summary import AssociationSummary
 
 
 class ProgressBar:

@@ -44,7 +44,8 @@ from soxs_es.soxspipe import command as soxspipe
 from soxs_es.soxspipe.settings import holds_short_settings, short_settings_note
 from soxs_es.store import snapshot
 from soxs_es.store.log import DATABASE_FORMAT, Clock, utc_now
-from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace, enclosing_workspace
+from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace
+from soxs_es.workspace_root import enclosing_workspace
 
 __all__ = ["PrepReport", "UserError", "load_rules", "prep", "run_prep", "workspace_lock"]
 
@@ -119,14 +120,15 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
     """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here)."""
     filed: Filed | None = None
     try:
-        reconciled = reconcile(ws)
-        ws.record_rules()
-        ws.record_keywords()
-        scan = scan_root(ws, workers, progress)
-        check_instruments(ws, scan.found)
-        # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
-        ws.ensure_session()
-        ws.check_settings(ws.session)
+        with ws.unit_of_work():  # what the workspace is before anything new is filed, in one transaction
+            reconciled = reconcile(ws)
+            ws.record_rules()
+            ws.record_keywords()
+            scan = scan_root(ws, workers, progress)
+            check_instruments(ws, scan.found)
+            # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
+            ws.ensure_session()
+            ws.check_settings(ws.session)
         filed = file_root(ws, scan.found, progress)
         synced = sync_raw(ws, filed.placed, workers, progress)
         ws.record_settings(ws.session)

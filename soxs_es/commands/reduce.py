@@ -39,7 +39,7 @@ from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.processes import dying_with_this_process, process_identity, still_running
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.provenance import Stale, producers, provenance
 from soxs_es.pure.schedule import Plan, eta_seconds, plan, verdict
@@ -267,9 +267,10 @@ class Reduce:
 
     def _begin(self, template: str | None) -> None:
         root = self.root
-        self.ws.ensure_session()
-        self.ws.check_settings(self.ws.session)
-        self.ws.record_settings(self.ws.session)
+        with self.ws.unit_of_work():  # the session and its settings, in one transaction
+            self.ws.ensure_session()
+            self.ws.check_settings(self.ws.session)
+            self.ws.record_settings(self.ws.session)
         self.session = self.ws.session
         self.template = recipe_template(root, self.session, template)
         self.soxspipe = soxspipe.find_soxspipe()

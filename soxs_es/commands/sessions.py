@@ -17,7 +17,7 @@ from soxs_es.errors import did_you_mean
 from soxs_es.locking import LOCK_WAIT_SECONDS
 from soxs_es.projections.stamp import read_stamp
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
 from soxs_es.pure.sessions import BASE, known_qc_names
@@ -224,7 +224,7 @@ def pin_calibration(root: Path, sof: str, slot: str, calibration: str | None, re
     """Pin slot `slot` of `sof` to the products of `calibration` (a SOF or one of its products) in the current
     session, or (`calibration` None) undo the pin. Refused (exit 2) for an unknown SOF, slot or calibration,
     a calibration of another kind, or - unless `force` - one a hard key of the slot's rule keeps out."""
-    from soxs_es.pure.association import pinned_choice
+    from soxs_es.pure.association.matching import pinned_choice
 
     with writing(root, clock, wait) as ws:
         ws.ensure_session()

@@ -8,12 +8,12 @@ import pickle
 import sqlite3
 from collections.abc import Callable
 
-from soxs_es.pure.association import Association, Product
+from soxs_es.pure.association.model import Association, Product
 from soxs_es.pure.projection import ProjectedAssociation
 from soxs_es.store.sql import has_tables
 
 #: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 6
+ASSOCIATION_FORMAT = 7
 
 
 

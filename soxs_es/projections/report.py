@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.listings import recipe_counts, sof_rows
 
 if TYPE_CHECKING:

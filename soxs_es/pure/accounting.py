@@ -13,15 +13,14 @@ from typing import Any, Literal
 
 import attrs
 
-from soxs_es.pure.association import (
-    NIR,
-    Association,
+from soxs_es.pure.association.model import NIR, Association
+from soxs_es.pure.association.sets import (
     Excluded,
-    _chosen_groups,
-    _frame_set,
-    _template_complete,
+    chosen_groups,
     excluded_by_template,
+    frame_set_of,
     shared_template_sizes,
+    template_complete,
     template_set_sizes,
     usable_frames,
 )
@@ -71,7 +70,7 @@ def frame_uses(rows: Sequence[Row], association: Association, cascade: Cascade) 
             kind, detail = "ignored", str(row["ignore reason"])
         elif row["simulation"]:
             kind, detail = "left out", "a simulated frame: sets are formed of real frames only"
-        elif not _template_complete(row, size, across, cascade.sets):
+        elif not template_complete(row, size, across, cascade.sets):
             kind, detail = "waiting", _waiting(row, size, across)
         else:
             kind, detail = "left out", _left_out(row, by_type, cascade, excluded)
@@ -113,10 +112,10 @@ def _left_out(row: Row, by_type: Mapping[Any, list[Row]], cascade: Cascade, excl
             and row["lamp"] in sets_cfg["per_exposure_excluded_vis_lamps"]:
         return f"a {arm} pinhole frame lit by {row['lamp']}: the pinhole recipes take other lamps' frames"
     for entry, combined in _readers(row, cascade):
-        for members in _chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
+        for members in chosen_groups(by_type.get(dpr_type, []), entry, dpr_type, cascade):
             if not any(m["filepath"] == row["filepath"] for m in members):
                 continue
-            if _frame_set(members, entry, dpr_type, cascade, excluded) is None:
+            if frame_set_of(members, entry, dpr_type, cascade, excluded) is None:
                 need = sets_cfg["min_frames"].get(entry.recipe)
                 if need and len(members) < need:
                     return f"{len(members)} frame(s) of its set-up; {entry.recipe} needs at least {need}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from soxs_es import events as ev
-from soxs_es.pure.association import Association, FrameSet, Product, Sof
+from soxs_es.pure.association.model import Association, FrameSet, Product, Sof
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.provenance import Stale
 from soxs_es.pure.sessions import qc_failures

@@ -8,7 +8,9 @@ from typing import Any
 import attrs
 
 from soxs_es.pure import layout
-from soxs_es.pure.association import Association, associate, reassociate
+from soxs_es.pure.association import associate
+from soxs_es.pure.association.incremental import reassociate
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.frames import (
     Classification,

@@ -6,7 +6,8 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import Association, Candidate, Product, explain_slot, slot_applies
+from soxs_es.pure.association.matching import explain_slot, slot_applies
+from soxs_es.pure.association.model import Association, Candidate, Product
 from soxs_es.pure.cascade import Cascade
 
 

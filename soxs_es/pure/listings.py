@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from soxs_es.pure.association import Association, Sof
+from soxs_es.pure.association.model import Association, Sof
 from soxs_es.pure.state import WorkspaceState
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.derive import derive, frame_rows, frame_rows_since, frames_and_nights
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from soxs_es import events as ev
-from soxs_es.pure.association import Association, Sof
+from soxs_es.pure.association.model import Association, Sof
 from soxs_es.pure.history import changes
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.state import KnownFile, Made

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from soxs_es.pure.association import Association, Sof
+from soxs_es.pure.association.model import Association, Sof
 from soxs_es.pure.listings import cascade_of_sof, products_by_sof
 from soxs_es.pure.sessions import QcFailure
 

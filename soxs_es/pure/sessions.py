@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import Association, FrameSet
+from soxs_es.pure.association.model import Association, FrameSet
 from soxs_es.pure.state import WorkspaceState, qc_key, qc_parent
 
 BASE = "base"

@@ -494,8 +494,11 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     for (session, sof), values in qc_touched.items():
         values_made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
         qc = _nested_set(qc, session, sof, pmap(values_made))
-    return WorkspaceState(last, files.persistent(), pending.persistent(), decompressed.persistent(), rules_digest,
-                          rules_text, rules_seq, frames_seq, sessions, current, outcomes, qc, qc_ranges,
-                          qc_ranges_seq, products, qc_rows, runs, keyword_sets, state.files_loaded,
-                          fold_decisions(decided, state.decisions) if decided else state.decisions, made, settings,
-                          bans, pins)
+    return WorkspaceState(
+        last_seq=last, files=files.persistent(), pending_moves=pending.persistent(),
+        decompressed=decompressed.persistent(), rules_digest=rules_digest, rules_text=rules_text,
+        rules_seq=rules_seq, frames_seq=frames_seq, sessions=sessions, current_session=current, outcomes=outcomes,
+        qc=qc, qc_ranges=qc_ranges, qc_ranges_seq=qc_ranges_seq, products=products, qc_rows=qc_rows, runs=runs,
+        keyword_sets=keyword_sets, files_loaded=state.files_loaded,
+        decisions=fold_decisions(decided, state.decisions) if decided else state.decisions, made=made,
+        settings=settings, bans=bans, pins=pins)

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import Association
+from soxs_es.pure.association.model import Association
 from soxs_es.pure.layout import UNSAFE_NAME
 
 

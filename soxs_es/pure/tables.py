@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association import Association, Product, Sof
+from soxs_es.pure.association.model import Association, Product, Sof
 from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import FrozenQcRow, SofVersion, WorkspaceState
 
