@@ -38,7 +38,6 @@ from soxs_es.errors import ExitCode
 from soxs_es.fsops import last_line
 from soxs_es.locking import workspace_lock
 from soxs_es.processes import dying_with_this_process, process_identity, still_running
-from soxs_es.pure import layout
 from soxs_es.pure.association.model import Association
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.provenance import Stale, producers, provenance
@@ -49,7 +48,7 @@ from soxs_es.soxspipe import command as soxspipe
 from soxs_es.soxspipe import outputs as pipeline
 from soxs_es.soxspipe.outputs import mark_running
 from soxs_es.store.log import Clock, utc_now
-from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace
+from soxs_es.workspace import SETTINGS, Projection, UserError, Workspace, require_workspace
 
 
 @attrs.frozen
@@ -512,8 +511,7 @@ def reduce(root: Path, *, wanted: list[str] | None = None, jobs: int | None = No
     """Reduce the workspace at `root` (or the SOFs `wanted` and what they need), `jobs` recipes at once: what is
     not made yet, and what is stale (`pure.provenance`; made by another pipeline too with `rerun_new_pipeline`).
     Runs a killed reduce left going are waited for first (stopped, with `stop_earlier`)."""
-    if not (root / layout.DATABASE).is_file():
-        raise UserError(f"{root} has no {layout.DATABASE}; run `soxs-es prep {root}` first")
+    require_workspace(root)
     slots = recipe_slots(jobs)
     executor = executor or LocalProcesses(slots)
     try:
