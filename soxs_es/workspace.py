@@ -44,8 +44,8 @@ from soxs_es.pure.provenance import (
     unrecorded,
 )
 from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.sessions import BASE, qc_ranges_from_settings, session_id_problem
-from soxs_es.pure.state import WorkspaceState, fold, qc_parent
+from soxs_es.pure.sessions import qc_ranges_from_settings, session_id_problem
+from soxs_es.pure.state import BASE, WorkspaceState, fold, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
 from soxs_es.soxspipe import outputs as pipeline
 from soxs_es.soxspipe.settings import (
@@ -222,7 +222,7 @@ class Workspace:
 
     @property
     def session(self) -> str:
-        return self.state.current_session or BASE
+        return self.state.session
 
     def create_session(self, session: str) -> None:
         """Folders and a default settings file (never replacing one that exists), then the events."""

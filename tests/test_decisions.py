@@ -21,8 +21,8 @@ from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.projection import Shown, plan_projection
 from soxs_es.pure.rules import parse_rules
-from soxs_es.pure.sessions import BASE, qc_failures
-from soxs_es.pure.state import Decisions, WorkspaceState, fold
+from soxs_es.pure.sessions import qc_failures
+from soxs_es.pure.state import BASE, Decisions, WorkspaceState, fold
 from soxs_es.pure.tables import decided_sof_map_rows, sof_files, sof_map_rows
 from soxs_es.store.log import EventLog, RecordedEvent
 

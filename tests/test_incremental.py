@@ -24,8 +24,7 @@ from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.frames import own_lamp
 from soxs_es.pure.projection import ProjectionPlan, Shown, plan_projection
 from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.sessions import BASE
-from soxs_es.pure.state import KnownFile, WorkspaceState, fold
+from soxs_es.pure.state import BASE, KnownFile, WorkspaceState, fold
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
 from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
 from soxs_es.store.log import EventLog, RecordedEvent

@@ -16,8 +16,7 @@ from soxs_es import workspace
 from soxs_es.cli import main
 from soxs_es.commands import status as viewing
 from soxs_es.pure.derive import derive, frame_rows
-from soxs_es.pure.sessions import BASE
-from soxs_es.pure.state import WorkspaceState, fold
+from soxs_es.pure.state import BASE, WorkspaceState, fold
 from soxs_es.store.log import RecordedEvent
 
 

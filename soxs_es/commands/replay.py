@@ -23,7 +23,6 @@ from soxs_es.pure.describe import describe
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.projection import FrameTables, ProjectedAssociation
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.sessions import BASE
 from soxs_es.pure.state import WorkspaceState, fold
 from soxs_es.pure.tables import (
     SOF_MAP_COLUMNS,
@@ -146,10 +145,10 @@ def replay(root: Path, until: str, into: Path | None = None, rederive: bool = Fa
             raise UserError(f"{into} is the workspace or inside its data; give a folder of its own for the replay")
         if into.exists() and any(into.iterdir()):
             raise UserError(f"{into} is not empty; give a new or empty folder for the replay")
-    then_session = then_state.current_session or BASE
+    then_session = then_state.session
     then_rules = rules_of(then_state, root)
     then = derive(then_state, then_rules, then_session)
-    now_session = now_state.current_session or BASE
+    now_session = now_state.session
     now_rules = rules_of(now_state, root)
     if not later and now_session == then_session:
         now = then

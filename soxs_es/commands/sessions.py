@@ -20,8 +20,8 @@ from soxs_es.pure import layout
 from soxs_es.pure.association.model import Association
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.derive import derive
-from soxs_es.pure.sessions import BASE, known_qc_names
-from soxs_es.pure.state import qc_key
+from soxs_es.pure.sessions import known_qc_names
+from soxs_es.pure.state import BASE, qc_key
 from soxs_es.store.log import Clock, utc_now
 from soxs_es.workspace import Projection, UserError, Workspace, read_state, writing
 
@@ -53,7 +53,7 @@ def session_list(root: Path) -> list[dict[str, Any]]:
     rows = []
     for session in state.sessions or (BASE,):
         outcomes = state.outcomes.get(session, {})
-        rows.append({"session": session, "current": session == (state.current_session or BASE),
+        rows.append({"session": session, "current": session == state.session,
                      "failed": sum(1 for o in outcomes.values() if o.status == "failed"),
                      "passed": sum(1 for o in outcomes.values() if o.status == "passed"),
                      "qc_values": sum(len(v) for v in state.qc.get(session, {}).values()),

@@ -25,8 +25,8 @@ from soxs_es.pure.history import Version, history
 from soxs_es.pure.listings import ob_rows, overrides, recipe_counts, sof_rows, spectrum_rows
 from soxs_es.pure.provenance import Stale, parameters_of, stale_products
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.sessions import BASE, qc_rows_of
-from soxs_es.pure.state import WorkspaceState, fold, qc_parent
+from soxs_es.pure.sessions import qc_rows_of
+from soxs_es.pure.state import BASE, WorkspaceState, fold, qc_parent
 from soxs_es.soxspipe.settings import settings_now
 from soxs_es.store.log import EventLog, RecordedEvent
 from soxs_es.workspace import SETTINGS, read_state, require_workspace, rules_of
@@ -50,7 +50,7 @@ def current_view(root: Path) -> View:
     current session; a product exists when its file is in the session's reduced/ folder now (what the next
     writing command records, and the tables then show)."""
     state = read_state(root)
-    session = state.current_session or BASE
+    session = state.session
     rules = rules_of(state, root)
     derived = derive(state, rules, session)
     folder = root / "sessions" / session
@@ -190,7 +190,7 @@ def sof_history(root: Path, sof: str, session: str | None = None) -> tuple[str, 
     if session is not None and session not in known:
         raise UserError(f"no session {session} in {root}" + did_you_mean(session, known) +
                         f" (the sessions are {', '.join(sorted(known))})")
-    session = session or state.current_session or BASE
+    session = session or state.session
     name = Path(sof).name
     versions = history(recorded, name, session, describe)
     if not versions:

@@ -11,7 +11,6 @@ import attrs
 from soxs_es.pure.association.model import Association, FrameSet
 from soxs_es.pure.state import WorkspaceState, qc_key, qc_parent
 
-BASE = "base"
 _SESSION_ID = re.compile(r"[A-Za-z0-9_]{1,16}")  # soxspipe's own grammar: its recipes refuse any other
 
 def session_id_problem(session: str) -> str | None:

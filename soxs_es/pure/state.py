@@ -167,6 +167,10 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
 FrozenQcRow = tuple[tuple[str, Any], ...]
 
 
+#: the session every workspace has (soxspipe's own name for it)
+BASE = "base"
+
+
 @attrs.frozen
 class WorkspaceState:
     last_seq: int = 0
@@ -212,6 +216,11 @@ class WorkspaceState:
     bans: PMap[str, PMap[str, tuple[str | None, int]]] = attrs.field(factory=pmap)
     #: session -> (SOF, slot) -> a person's pin of that slot (kept once undone, as the latest fact)
     pins: PMap[str, PMap[tuple[str, str], Pin]] = attrs.field(factory=pmap)
+
+    @property
+    def session(self) -> str:
+        """The current session: the last one switched to, else the base session."""
+        return self.current_session or BASE
 
     def read_for(self, path: str, digest: str, keywords: frozenset[str]) -> bool:
         """Whether the header the log holds of `path` was read for at least `keywords` (named `digest`); an

@@ -8,8 +8,7 @@ from typing import Any
 import attrs
 
 from soxs_es.pure.association.model import Association, Product, Sof
-from soxs_es.pure.sessions import BASE
-from soxs_es.pure.state import FrozenQcRow, SofVersion, WorkspaceState
+from soxs_es.pure.state import BASE, FrozenQcRow, SofVersion, WorkspaceState
 
 SET_COLUMNS: tuple[str, ...] = (
     "sof", "recipe", "recipe_order", "eso seq arm", "eso dpr catg", "eso dpr tech", "eso dpr type", "mjd-obs",
