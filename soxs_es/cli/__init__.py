@@ -53,7 +53,7 @@ def _database_refusal(error: sqlite3.OperationalError, db: Path) -> str | None:
 
 def _workspace_of(args: argparse.Namespace) -> str | None:
     """The workspace a command works on: -w/--workspace or its FOLDER argument; for a command on a prepared
-    workspace, that folder or the nearest above it holding soxspipe.db (`workspace.find_workspace`)."""
+    workspace, that folder or the nearest above it holding soxspipe.db (`workspace_root.find_workspace`)."""
     given = getattr(args, "workspace", None)
     folder = getattr(args, "folder", None) if args.command != "demo" else None
     if given is not None and folder is not None and Path(given) != Path(folder):
