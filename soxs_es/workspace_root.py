@@ -24,3 +24,12 @@ def find_workspace(start: Path) -> Path:
 def enclosing_workspace(folder: Path) -> Path | None:
     """The workspace a folder lies inside (a folder above it holding soxspipe.db), None when there is none."""
     return next((above for above in folder.resolve().parents if (above / layout.DATABASE).is_file()), None)
+
+
+def refuse_inside_workspace(folder: Path, command: str) -> None:
+    """Refuse to make a second workspace inside one (prep would file that folder's frames into a raw/ of
+    its own there); a folder that is a workspace itself, or lies in none, passes."""
+    outer = None if (folder / layout.DATABASE).exists() else enclosing_workspace(folder)
+    if outer is not None:
+        raise UserError(f"{folder} lies inside the workspace {outer}; put new frames in {outer} itself and run "
+                        f"`soxs-es {command} {outer}` - nothing was prepared or moved")

@@ -24,7 +24,7 @@ from soxs_es.cli.render import (
 from soxs_es.errors import ExitCode, UserError
 from soxs_es.pure import layout
 from soxs_es.pure.describe import describe
-from soxs_es.workspace_root import enclosing_workspace
+from soxs_es.workspace_root import refuse_inside_workspace
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
@@ -152,9 +152,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise UserError("--settle and --rescan take a number of seconds above 0")
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give the folder your frames arrive in (a workspace, or a new one)")
-    outer = enclosing_workspace(root) if action in (None, "start") and not (root / layout.DATABASE).exists() else None
-    if outer is not None:
-        raise UserError(f"{root} lies inside the workspace {outer}; watch {outer} itself")
+    if action in (None, "start"):  # it preps what arrives: refused where prep is, before it says it watches
+        refuse_inside_workspace(root, "watch")
     if action == "start":
         options = ["--settle", str(args.settle), "--rescan", str(args.rescan)] + (["--reduce"] if args.reduce else [])
         options += (["-j", str(args.jobs)] if args.jobs else []) + (["--workers", str(args.workers)]

@@ -45,7 +45,7 @@ from soxs_es.soxspipe.settings import holds_short_settings, short_settings_note
 from soxs_es.store import snapshot
 from soxs_es.store.log import DATABASE_FORMAT, Clock, utc_now
 from soxs_es.workspace import SESSIONS, SETTINGS, Remembered, UserError, Workspace
-from soxs_es.workspace_root import enclosing_workspace
+from soxs_es.workspace_root import refuse_inside_workspace
 
 __all__ = ["PrepReport", "UserError", "load_rules", "prep", "run_prep", "workspace_lock"]
 
@@ -96,10 +96,7 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; give the folder holding your downloaded frames")
-    outer = enclosing_workspace(root) if not (root / layout.DATABASE).exists() else None
-    if outer is not None:
-        raise UserError(f"{root} lies inside the workspace {outer}; put new frames in {outer} itself and run "
-                        f"`soxs-es prep {outer}` - nothing was prepared or moved")
+    refuse_inside_workspace(root, "prep")
     if not (root / layout.DATABASE).exists() and not (root / layout.RAW).is_dir() and not _has_fits(root):
         raise UserError(f"no FITS files in {root}; add your data (or run in the right folder) - "
                         "nothing was prepared or moved")

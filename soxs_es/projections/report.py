@@ -537,8 +537,10 @@ def _qc_plot(ax: Any, one: QcSeries) -> None:
             ax.fill_between(times, lows, highs, step="mid", color="#d5d8dc", alpha=0.7, lw=0)
         for bounds in (lows, highs):
             ax.step(times, bounds, where="mid", color="#7f8c8d", lw=0.8, ls="--")
-    if max(times) - min(times) < timedelta(days=2):  # a date axis needs days to place its ticks on
-        middle = min(times) + (max(times) - min(times)) / 2
+    span = max(times) - min(times)
+    short = span < timedelta(days=2)  # a date axis needs days to place its ticks on: give it three
+    if short:
+        middle = min(times) + span / 2
         ax.set_xlim(middle - timedelta(days=1.5), middle + timedelta(days=1.5))
     ax.plot(times, [p.value for p in one.points], color="#1f5fbf", lw=0.6, alpha=0.5)
     inside = [(t, p.value) for t, p in zip(times, one.points, strict=True) if not p.out]
@@ -554,7 +556,6 @@ def _qc_plot(ax: Any, one: QcSeries) -> None:
                 else " (ranges changed)" if ranges else " (no range)")
     ax.set_title(f"{one.recipe} {one.arm}: {one.name}{in_force}" + (f", {len(outside)} outside" if outside else ""),
                  fontsize=9, color="#c0392b" if outside else "black")
-    short = max(times) - min(times) < timedelta(days=2)
     locator = mdates.DayLocator() if short else mdates.AutoDateLocator(maxticks=5)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
