@@ -1,7 +1,5 @@
-"""What the commands do besides `prep`: sessions, outcomes, the to-do list and replay.
-
-Writers take the workspace lock and go through `shell.Workspace`; readers fold the log read-only.
-"""
+"""What is left to reduce (`soxs-es todo`), and a SOF's raw frames through the cascade copied out with ready SOF
+files (`soxs-es raw --export`). Readers: the log folded read-only, no lock."""
 
 from __future__ import annotations
 

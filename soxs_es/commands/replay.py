@@ -1,7 +1,6 @@
-"""What the commands do besides `prep`: sessions, outcomes, the to-do list and replay.
-
-Writers take the workspace lock and go through `shell.Workspace`; readers fold the log read-only.
-"""
+"""`soxs-es replay --until`: the workspace as it stood at an event or a time, written into another folder -
+the SOF files the organiser wrote then (from its decisions), or what today's code derives from the facts of
+then (`--rederive`) - and what changed since, with the events that explain it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""What the commands do besides `prep`: sessions, outcomes, the to-do list and replay.
-
-Writers take the workspace lock and go through `shell.Workspace`; readers fold the log read-only.
-"""
+"""What a person records in a session, as library functions: sessions made and switched, recipe outcomes and QC
+values (a fallback follows from each), and a person's overrides (frames excluded, products banned, slots
+pinned). Each takes the workspace lock and records its facts as one unit of work (`workspace.writing`)."""
 
 from __future__ import annotations
 

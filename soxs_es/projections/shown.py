@@ -19,7 +19,7 @@ from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import format_sof
 from soxs_es.store.sql import has_tables
 
-#: the association and frame rows a long-lived process last wrote (`shell.Remembered` holds them)
+#: the association and frame rows a long-lived process last wrote (`workspace.Remembered` holds them)
 RememberedProjection = tuple[ProjectedAssociation | None,
                              tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
 
