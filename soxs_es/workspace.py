@@ -25,15 +25,16 @@ from soxs_es.instrument import SHIPPED_RULES, load_rules, recorded_instrument
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
-from soxs_es.projections.shown import read_shown
+from soxs_es.projections.shown import read_nights, read_shown
 from soxs_es.projections.sof_files import ensure_relative_link
 from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
 from soxs_es.pure.association.model import Association
+from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
-from soxs_es.pure.projection import ProjectedAssociation, plan_projection
+from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, frames_now, plan_projection
 from soxs_es.pure.provenance import (
     Stale,
     parameters_of,
@@ -85,6 +86,8 @@ class Projection:
     nights: int
     summary: AssociationSummary
     link_problems: list[tuple[str, str]]
+    #: `association` holds every night (else those the change reached)
+    whole: bool = True
 
 
 class Workspace:
@@ -344,43 +347,60 @@ class Workspace:
                 and stamp.current(self.state, self.rules, self.session,
                                   listing.outputs_stamp(self.root, self.session_dir(self.session))))
 
-    def project(self) -> Projection:
+    def project(self, whole: bool = False) -> Projection:
         """Make the projected tables and the current session's SOF files show the log as it is: plan what
-        to write (pure), write it, and stamp what was made. A recipe that wrote into the database meanwhile
-        refuses the write: what it wrote is read into the log and the plan made again."""
+        to write (pure), write it, and stamp what was made. The association is read for the nights the change
+        reaches (`whole`: every night, for a caller that needs every SOF). A recipe that wrote into the
+        database meanwhile refuses the write: what it wrote is read into the log and the plan made again."""
         session = self.session
         self.flush()  # the projection is of the log as it is: its stamp names the log's last event
         while True:
             self.record(self.product_changes(session))
             memo = self.remembered
-            shown = read_shown(self.log.conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
-                                 None if memo is None else (memo.projected, memo.frames))
+            conn = self.log.conn
+            shown = read_shown(conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
+                               None if memo is None else (memo.projected, memo.frames), whole)
             if shown.counts is None:
                 self.load_files()  # the frames are derived, or made again where they changed
-            plan = plan_projection(self.state, self.rules, session, shown, self.running)
-            self.record_provenance(plan.association.association, session)
+            frames = frames_now(self.state, self.rules, shown)
+            plan = plan_projection(self.state, self.rules, session, shown, self.running, frames)
+            while isinstance(plan, NightsWanted):
+                more = read_nights(conn, shown, plan.nights)
+                if more is None:  # the cache changed under us (cannot happen under the lock): made whole
+                    shown = attrs.evolve(shown, association=None, nights=None)
+                    frames = frames_now(self.state, self.rules, shown)
+                else:
+                    shown = more
+                plan = plan_projection(self.state, self.rules, session, shown, self.running, frames)
+            association = plan.association.association
+            self.record_provenance(association, session, plan.background)
             # what the organiser decided, recorded before it is written (a write cut short is redone from the
             # same decisions); the cached association is then of the log with them
-            decisions = decide(self.state, plan.association.association, session, plan.changed, self.state.last_seq,
-                               self.stale_products(plan.association.association, session))
+            decisions = decide(self.state, association, session, plan.changed, self.state.last_seq,
+                               self.stale_products(association, session, others=plan.background), plan.background)
             if decisions:
                 self.record(decisions)
                 plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
-            plan = write_frame_tables(self.log.conn, plan, self.rules)
+            plan = write_frame_tables(conn, plan, self.rules)
             try:
-                written, snapshot = write_plan(self.log.conn, plan, self.session_dir(session) / "sof", self.state,
+                written, snapshot = write_plan(conn, plan, self.session_dir(session) / "sof", self.state,
                                                self.inbox_seen)
             except pipeline.PipelineWroteMeanwhile:
                 self.harvest()
                 continue
-            summary = summarise(plan.association.association, written, target_recipes(cascade_of(self.rules)))
-            projection = Projection(session, plan.association.association, plan.raw_frames, plan.nights, summary,
-                                    self.link_session(session))
+            summary = summarise(plan.summaries.values(), association, written,
+                                target_recipes(cascade_of(self.rules)))
+            projection = Projection(session, association, plan.raw_frames, plan.nights, summary,
+                                    self.link_session(session), plan.whole)
             self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
             if memo is not None:
-                same_frames = memo.projected is not None and memo.projected.frames_seq == plan.association.frames_seq
-                memo.frames = plan.frames if plan.frames is not None else memo.frames if same_frames else None
-                memo.projected = plan.association
+                if not plan.whole:
+                    memo.projected, memo.frames = None, None  # the cache holds it, night by night
+                else:
+                    same_frames = (memo.projected is not None
+                                   and memo.projected.frames_seq == plan.association.frames_seq)
+                    memo.frames = plan.frames if plan.frames is not None else memo.frames if same_frames else None
+                    memo.projected = plan.association
             return projection
 
     # -- provenance ------------------------------------------------------------------------------------
@@ -390,9 +410,11 @@ class Workspace:
         settings = self.state.settings.get(session, ({}, 0))[0]
         return functools.partial(parameters_of, settings)
 
-    def record_provenance(self, association: Association, session: str) -> None:
+    def record_provenance(self, association: Association, session: str, others: Background = NO_BACKGROUND
+                          ) -> None:
         """Products no `soxs-es reduce` run made (a recipe run by hand, a workspace reduced before provenance
-        was recorded) are taken as made from their SOFs as decided now: said once, in one event."""
+        was recorded) are taken as made from their SOFs as decided now: said once, in one event. `others`:
+        the products of the nights `association` does not hold."""
         state = self.state
         made = state.made.get(session, {})
         found = frozenset(state.products.get(session, {}))
@@ -401,7 +423,7 @@ class Workspace:
             return
         self.load_files()
         state, names = self.state, {s.set.sof for s in new}
-        producer_of, parameters = producers(association), self.parameters(session)
+        producer_of, parameters = producers(association, others.products_of), self.parameters(session)
         provenances = {sof.set.sof: provenance(sof, producer_of, state.files, made,
                                                parameters(sof.set.recipe, sof.set.arm), "", names) for sof in new}
         before = sum(1 for sof in new if sof.set.sof in made)
@@ -411,13 +433,15 @@ class Workspace:
                   "their SOFs as decided now")
         self.record([ev.ProvenanceRecorded(session=session, made=provenances, reason=reason)])
 
-    def stale_products(self, association: Association, session: str, pipeline: str = "") -> dict[str, Stale]:
-        """The made SOFs of `session` whose products are not made from what is decided now, with why."""
+    def stale_products(self, association: Association, session: str, pipeline: str = "",
+                       others: Background = NO_BACKGROUND) -> dict[str, Stale]:
+        """The made SOFs of `session` whose products are not made from what is decided now, with why (`others`:
+        the products of the nights `association` does not hold)."""
         state = self.state
         return stale_products(association, frozenset(state.products.get(session, {})), state.made.get(session, {}),
                               state.files if state.files_loaded else None, self.parameters(session), pipeline,
                               recorded=state.decisions.stale.get(session, {}),
-                              settings_seq=state.settings.get(session, ({}, 0))[1])
+                              settings_seq=state.settings.get(session, ({}, 0))[1], others=others.products_of)
 
     def remember_projection(self) -> None:
         """Let `remembered` hold the projection the database shows, when it is current and not held yet."""

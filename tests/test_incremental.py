@@ -10,6 +10,7 @@ import sqlite3
 from importlib import resources
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,12 +20,25 @@ from soxs_es.commands.prep import prep
 from soxs_es.demo import write_demo
 from soxs_es.projections import tables as tables_module
 from soxs_es.pure.association.model import Association
+from soxs_es.pure.association.nights import by_night as split_by_night
+from soxs_es.pure.association.nights import merged, night_of, summarise_night
+from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.derive import derive, frame_rows
 from soxs_es.pure.frames import own_lamp
-from soxs_es.pure.projection import ProjectionPlan, Shown, plan_projection
+from soxs_es.pure.projection import (
+    NightsIndex,
+    NightsWanted,
+    NightWrite,
+    ProjectedAssociation,
+    ProjectionPlan,
+    Shown,
+    frames_now,
+    plan_projection,
+)
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.state import BASE, KnownFile, WorkspaceState, fold
+from soxs_es.pure.summary import summarise
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
 from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
 from soxs_es.store.log import EventLog, RecordedEvent
@@ -121,6 +135,64 @@ def check_plan(plan: ProjectionPlan, old: Association | None, old_files: dict[st
     assert files == sof_files(fresh)
 
 
+class Steps:
+    """The facts of each step of a generated history: nights (whole, their first frames, or their science
+    without calibrations) arriving, frames deleted, restored or read again with another lamp, recipes failing
+    or passing."""
+
+    def __init__(self, instrument: str, by_night: dict[str, list[KnownFile]], first: int) -> None:
+        self.rules, self.ob_keyword, self.other_lamp = INSTRUMENTS[instrument]
+        self.by_night, self.folders = by_night, sorted(by_night)
+        self.arrived = self.folders[:first]
+        self.removed: list[KnownFile] = []
+        self.log: list[RecordedEvent] = []
+
+    def append(self, facts: list[ev.Event], state: WorkspaceState | None) -> WorkspaceState:
+        """`state` with these facts recorded after the log's."""
+        start = self.log[-1].seq if self.log else 0
+        batch = [RecordedEvent(start + i + 1, STAMP, f) for i, f in enumerate(facts)]
+        self.log.extend(batch)
+        return fold(batch, state) if state is not None else fold(batch)
+
+    def first_facts(self) -> list[ev.Event]:
+        return [ingest(k) for f in self.arrived for k in self.by_night[f]]
+
+    def facts(self, kind: str, args: list[int], state: WorkspaceState, sofs: list[str]) -> list[ev.Event]:
+        """The facts of one step on `state`; `sofs`: those a failure or pass may name, most likely first."""
+        files, session = state.files, state.current_session or BASE
+        raw = sorted(p for p in files if p.startswith("raw/"))
+        nir = [p for p in raw if (files[p].header or {}).get("ESO SEQ ARM") == "NIR"]
+        if kind in ("night", "some", "science"):
+            waiting = [f for f in self.folders if f not in self.arrived]
+            if not waiting:
+                return []
+            folder = waiting[args[0] % len(waiting)]
+            frames = (self.by_night[folder] if kind == "night" else self.by_night[folder][:args[1]]
+                      if kind == "some" else
+                      [k for k in self.by_night[folder] if (k.header or {}).get("ESO DPR CATG") != "CALIB"])
+            if kind == "night":
+                self.arrived.append(folder)
+            return [ingest(k) for k in frames if k.path not in files]
+        if kind == "remove" and raw:
+            known = files[raw[args[0] % len(raw)]]
+            self.removed.append(known)
+            return [ev.FrameMissing(path=known.path)]
+        if kind == "restore" and self.removed:
+            return [ingest(self.removed.pop(args[0] % len(self.removed)))]
+        if kind == "relamp" and nir:
+            # the frame an OB's lamp-off frames take their lamp from lit by another lamp, or moved to another OB
+            ob_keyword = self.ob_keyword
+            ob = (files[nir[args[0] % len(nir)]].header or {}).get(ob_keyword)
+            known = min((files[p] for p in nir if (files[p].header or {}).get(ob_keyword) == ob),
+                        key=lambda k: first_lit(k, self.rules))
+            return [ingest(known, **(self.other_lamp if args[0] % 2 else {ob_keyword: "CALIB_2"}))]
+        if kind in ("failed", "passed") and sofs:
+            sof = sofs[args[0] % len(sofs)]
+            return [ev.RecipeFailed(session=session, sof=sof) if kind == "failed" else
+                    ev.RecipePassed(session=session, sof=sof)]
+        return []
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(1, 3), st.lists(step, min_size=1, max_size=8), st.randoms(use_true_random=False))
 def test_a_projection_made_again_where_frames_changed_equals_deriving_everything(nights, first, steps,
@@ -130,52 +202,16 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
     (its rows, and its association in any order, as the cache keeps it) gives the frame rows, association,
     table rows and SOF files of a derivation from scratch, and decisions that leave nothing to decide."""
     instrument, others, by_night = nights
-    rules, ob_keyword, other_lamp = INSTRUMENTS[instrument]
-    folders = sorted(by_night)
-    arrived = folders[:first]
-    log: list[RecordedEvent] = []
-
-    def append(facts: list[ev.Event], state: WorkspaceState | None) -> WorkspaceState:
-        start = log[-1].seq if log else 0
-        batch = [RecordedEvent(start + i + 1, STAMP, f) for i, f in enumerate(facts)]
-        log.extend(batch)
-        return fold(batch, state) if state is not None else fold(batch)
-
-    state = append([*others, *(ingest(k) for f in arrived for k in by_night[f])], None)
+    rules = INSTRUMENTS[instrument][0]
+    steps_of = Steps(instrument, by_night, first)
+    append = steps_of.append
+    state = append([*others, *steps_of.first_facts()], None)
     session = state.current_session or BASE
     plan = plan_projection(state, rules, session, Shown())
     state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
     old, old_frames, counts = plan.association, frame_rows(state, rules), (plan.raw_frames, plan.nights)
-    removed: list[KnownFile] = []
     for kind, *args in steps:
-        facts: list[ev.Event] = []
-        raw = sorted(p for p in state.files if p.startswith("raw/"))
-        nir = [p for p in raw if (state.files[p].header or {}).get("ESO SEQ ARM") == "NIR"]
-        if kind in ("night", "some"):
-            waiting = [f for f in folders if f not in arrived]
-            if waiting:
-                folder = waiting[args[0] % len(waiting)]
-                frames = by_night[folder] if kind == "night" else by_night[folder][:args[1]]
-                facts = [ingest(k) for k in frames if k.path not in state.files]
-                if kind == "night":
-                    arrived.append(folder)
-        elif kind == "remove" and raw:
-            known = state.files[raw[args[0] % len(raw)]]
-            removed.append(known)
-            facts = [ev.FrameMissing(path=known.path)]
-        elif kind == "restore" and removed:
-            facts = [ingest(removed.pop(args[0] % len(removed)))]
-        elif kind == "relamp" and nir:
-            # the frame an OB's lamp-off frames take their lamp from lit by another lamp, or moved to another OB
-            ob = (state.files[nir[args[0] % len(nir)]].header or {}).get(ob_keyword)
-            known = min((state.files[p] for p in nir if (state.files[p].header or {}).get(ob_keyword) == ob),
-                        key=lambda k: first_lit(k, rules))
-            facts = [ingest(known, **(other_lamp if args[0] % 2 else {ob_keyword: "CALIB_2"}))]
-        elif kind in ("failed", "passed"):
-            names = sorted(old.association.sofs)
-            sof = names[args[0] % len(names)]
-            facts = [ev.RecipeFailed(session=session, sof=sof) if kind == "failed" else
-                     ev.RecipePassed(session=session, sof=sof)]
+        facts = steps_of.facts(kind, args, state, sorted(old.association.sofs))
         state = append(facts, state)
         # the cached association keeps changed SOFs last: any order of its sets and products will do
         sets, products = list(old.association.sets), list(old.association.products)
@@ -202,6 +238,112 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
         state = append(list(decisions), state)
         assert decide(state, fresh.association, session, None, state.last_seq) == []
         old, old_frames, counts = plan.association, frames_now, (plan.raw_frames, plan.nights)
+
+
+class NightCache:
+    """The association cache as a projection leaves it, night by night (what `association_cache` stores)."""
+
+    def __init__(self, plan: ProjectionPlan) -> None:
+        self.nights: dict[str, NightWrite] = {}
+        self.apply(plan)
+
+    def apply(self, plan: ProjectionPlan) -> None:
+        if plan.rebuilds:
+            self.nights = {}
+        self.nights.update(plan.nights_written)
+        for night in plan.nights_gone:
+            self.nights.pop(night, None)
+        self.header = plan.association
+
+    def index(self) -> NightsIndex:
+        return NightsIndex({n: w.products for n, w in self.nights.items()},
+                           {n: w.summary for n, w in self.nights.items()}, frozenset())
+
+    def part(self, nights: frozenset[str]) -> ProjectedAssociation:
+        old = self.header
+        return type(old)(merged(self.nights[n].part for n in sorted(nights) if n in self.nights), old.session,
+                         old.found, old.frames_seq, old.rules_digest, old.seq)
+
+    def whole(self) -> Association:
+        return merged(w.part for w in self.nights.values())
+
+
+#: the steps above, and a night whose science and standards arrive without its calibrations (its SOFs take
+#: other nights' calibrations: a failure or a removal there reaches them)
+night_step = st.one_of(step, st.tuples(st.just("science"), pick), st.tuples(st.just("science"), pick))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 3), st.lists(night_step, min_size=1, max_size=8))
+def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_everything(nights, first,
+                                                                                         steps) -> None:
+    """The same changes, with the previous association read night by night from its cache - only the nights
+    the plan asks for - and every other night standing as its summary and products say: the cache then holds
+    what a derivation from scratch gives, the tables and SOF files are written to match it, the report's
+    counts are its counts, and the decisions leave nothing to decide."""
+    instrument, others, by_night = nights
+    rules = INSTRUMENTS[instrument][0]
+    steps_of = Steps(instrument, by_night, first)
+    append = steps_of.append
+    state = append([*others, *steps_of.first_facts()], None)
+    session = state.current_session or BASE
+    plan = plan_projection(state, rules, session, Shown())
+    assert isinstance(plan, ProjectionPlan) and plan.whole
+    state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
+    cache = NightCache(plan)
+    old_frames, counts = frame_rows(state, rules), (plan.raw_frames, plan.nights)
+    for kind, *args in steps:
+        # a failure most often of a calibration another night's SOFs use
+        whole = cache.whole()
+        used = sorted({p.sof for s in whole.sofs.values() for slot in s.slots for p in slot.chosen
+                       if split_night(p.sof, whole) != split_night(s.set.sof, whole)})
+        facts = steps_of.facts(kind, args, state, used if used and args[0] % 4 else sorted(whole.sofs))
+        state = append(facts, state)
+        before = cache.whole()
+        index = cache.index()
+        same_frames = cache.header.frames_seq == state.frames_seq
+        shown = (Shown(association=cache.part(frozenset()), counts=counts, nights=index) if same_frames
+                 else Shown(association=cache.part(frozenset()), frames=old_frames, nights=index))
+        frames = frames_now(state, rules, shown)
+        planned = plan_projection(state, rules, session, shown, frozenset(), frames)
+        while isinstance(planned, NightsWanted):
+            assert not planned.nights <= shown.nights.read  # each request reads more
+            shown = attrs.evolve(shown, association=cache.part(planned.nights),
+                                 nights=attrs.evolve(index, read=planned.nights))
+            planned = plan_projection(state, rules, session, shown, frozenset(), frames)
+        plan = planned
+        assert not plan.whole
+        fresh = derive(state, rules, session)
+        part = plan.association.association
+        # the tables' rows and SOF files: the changed SOFs' written over what the whole association showed
+        whole_after = merged([*(p for n, w in cache.nights.items() if n not in shown.nights.read
+                                for p in [w.part]), part])
+        check_plan(attrs.evolve(plan, association=attrs.evolve(plan.association, association=whole_after)),
+                   before, sof_files(before), fresh.association, session)
+        cache.apply(plan)
+        assert canonical(cache.whole()) == canonical(fresh.association)
+        assert sorted(plan.summaries) == sorted(cache.nights)
+        fresh_nights = [summarise_night(p, cascade_of(rules)) for p in split_by_night(fresh.association).values()]
+        fresh_counts = summarise(fresh_nights, fresh.association, _NoWrites(), frozenset())
+        got_counts = summarise(plan.summaries.values(), part, _NoWrites(), frozenset())
+        assert got_counts.sets_per_recipe == fresh_counts.sets_per_recipe
+        decisions = decide(state, part, session, plan.changed, state.last_seq, others=plan.background)
+        state = append(list(decisions), state)
+        assert decide(state, fresh.association, session, None, state.last_seq) == []
+        if plan.frames is not None:
+            old_frames = plan.frames
+        counts = (plan.raw_frames, plan.nights)
+
+
+def split_night(sof: str, association: Association) -> str:
+    return night_of(association.sofs[sof].set)
+
+
+class _NoWrites:
+    written: tuple[str, ...] = ()
+    unchanged = 0
+    removed: tuple[str, ...] = ()
+    kept_edited: tuple[str, ...] = ()
 
 
 def _projected(ws: Path) -> dict[str, list[tuple]]:

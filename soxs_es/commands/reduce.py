@@ -292,7 +292,7 @@ class Reduce:
                             f"{soxspipe.TEMPLATE_VARIABLE} or the session's `{soxspipe.TEMPLATE_SETTING}`")
         self.pipeline = soxspipe.pipeline_of(self.template, self.soxspipe)
         self._stale: tuple[int, dict[str, Stale]] = (-1, {})
-        self.projection: Projection = self.ws.project()
+        self.projection: Projection = self.ws.project(whole=True)
         self.wanted = None if self._wanted is None else [resolve_sof(self.projection.association, w, root)
                                                          for w in self._wanted]
         self.started: dict[str, int] = {}  # SOF -> seq of its RecipeStarted
@@ -412,7 +412,7 @@ class Reduce:
 
     def _project(self) -> None:
         before = self.projection.association
-        self.projection = self.ws.project()
+        self.projection = self.ws.project(whole=True)
         # from the association, not from the files this projection wrote: a projection made again because a
         # recipe wrote meanwhile finds the files it wrote the first time unchanged
         rewritten = _rewritten(before, self.projection.association)
@@ -444,7 +444,7 @@ class Reduce:
         self.ws.running = self.ws.running - earlier
         self.ws.harvest()
         self.ws.record(self.ws.product_changes(self.session))
-        self.projection = self.ws.project()
+        self.projection = self.ws.project(whole=True)
 
     def _close_interrupted(self) -> frozenset[str]:
         """Runs an earlier reduce started and never saw end (it was killed): the ones the recipe passed and
@@ -466,7 +466,7 @@ class Reduce:
                 again.add(sof)
         self.ws.record(closed)
         if closed:
-            self.projection = self.ws.project()
+            self.projection = self.ws.project(whole=True)
         return frozenset(again)
 
     def _show(self, kind: str, sof: str, detail: str) -> None:

@@ -1,26 +1,27 @@
-"""The association the tables show (`cache_association`, `cache_association_sofs`), written in the same
-transaction as the tables (they can never disagree): the whole as last written, and the SOFs changed since,
-so that an outcome or a new night makes and matches again only what it reaches."""
+"""The association the tables show, night by night (`cache_association`, `cache_association_nights`), written
+in the same transaction as the tables (they can never disagree).
+
+Each night keeps three things: its part of the association (its sets, SOFs and products), read only when a
+change reaches the night; its products as candidates for other nights (`NightProducts`) and what says
+whether a change reaches it (`NightSummary`), both read for every night (`read_nights_index`)."""
 
 from __future__ import annotations
 
 import pickle
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator, Mapping
 
-from soxs_es.pure.association.model import Association, Product
-from soxs_es.pure.projection import ProjectedAssociation
+import attrs
+
+from soxs_es.pure.association.model import Association
+from soxs_es.pure.association.nights import NightProducts, NightSummary, merged
+from soxs_es.pure.projection import NightsIndex, NightWrite, ProjectedAssociation
 from soxs_es.store.sql import has_tables
 
-#: Bump when Association changes shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 7
+#: Bump when Association or the night caches change shape: an older cached association is then ignored.
+ASSOCIATION_FORMAT = 8
 
-
-
-def association_blob(association: Association) -> bytes:
-    """The cached association as stored (a pickle)."""
-    return pickle.dumps(association, protocol=pickle.HIGHEST_PROTOCOL)
-
+_NIGHTS = "cache_association_nights"
 
 
 def header_of(projected: ProjectedAssociation) -> bytes:
@@ -28,33 +29,37 @@ def header_of(projected: ProjectedAssociation) -> bytes:
                          projected.seq))
 
 
+def night_rows(nights: Mapping[str, NightWrite]) -> list[tuple[str, bytes, bytes, bytes]]:
+    """The rows of `cache_association_nights` for these nights, as stored (pickles; megabytes after a
+    rebuild: made by another process while the tables are written)."""
+    return list(_night_rows(nights))
 
-def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, changed: frozenset[str] | None,
-                      blob: Callable[[], bytes] | None = None) -> None:
-    """Inside the tables' transaction: the whole association after a rebuild (`changed` None; `blob` may
-    give its `association_blob` made meanwhile by another process); otherwise the changed SOFs alone, each
-    with its products (or none when it is gone), the whole once they are a good part of it."""
-    if changed is not None:
+
+def _night_rows(nights: Mapping[str, NightWrite]) -> Iterator[tuple[str, bytes, bytes, bytes]]:
+    for night, write in sorted(nights.items()):
+        yield (night, *(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                        for value in (write.part, write.products, write.summary)))
+
+
+def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, nights: Mapping[str, NightWrite],
+                      gone: Iterable[str], whole: bool, rows: list[tuple[str, bytes, bytes, bytes]] | None = None
+                      ) -> None:
+    """Inside the tables' transaction: the nights written (every night when `whole`: the cache is made
+    again), the nights `gone` (no set left) removed, and the header. `rows`: `night_rows(nights)` made
+    meanwhile by another process."""
+    if not whole and not has_tables(cur, ("cache_association", _NIGHTS)):
+        return  # no cache to add to (another version's): the next projection makes it whole
+    if whole:
+        cur.execute("DROP TABLE IF EXISTS cache_association")
+        cur.execute("DROP TABLE IF EXISTS cache_association_sofs")  # of an earlier format
+        cur.execute(f"DROP TABLE IF EXISTS {_NIGHTS}")
+        cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB)")
+        cur.execute(f"CREATE TABLE {_NIGHTS} (night TEXT PRIMARY KEY, part BLOB, products BLOB, summary BLOB)")
+        cur.execute("INSERT INTO cache_association VALUES (?, ?)", (ASSOCIATION_FORMAT, header_of(new)))
+    else:
         cur.execute("UPDATE cache_association SET header = ?", (header_of(new),))
-        association = new.association
-        products: dict[str, list[Product]] = {name: [] for name in changed}
-        for product in association.products:
-            if product.sof in products:
-                products[product.sof].append(product)
-        cur.executemany("INSERT OR REPLACE INTO cache_association_sofs VALUES (?, ?)", [
-            (name, None if name not in association.sofs else pickle.dumps(
-                (association.sofs[name], tuple(products[name])), protocol=pickle.HIGHEST_PROTOCOL))
-            for name in sorted(changed)])
-        (count,) = cur.execute("SELECT COUNT(*) FROM cache_association_sofs").fetchone()
-        if count <= max(len(association.sofs) // 4, 100):
-            return
-    cur.execute("DROP TABLE IF EXISTS cache_association")
-    cur.execute("DROP TABLE IF EXISTS cache_association_sofs")
-    cur.execute("CREATE TABLE cache_association (format INTEGER, header BLOB, association BLOB)")
-    cur.execute("CREATE TABLE cache_association_sofs (sof TEXT PRIMARY KEY, blob BLOB)")
-    cur.execute("INSERT INTO cache_association VALUES (?, ?, ?)", (
-        ASSOCIATION_FORMAT, header_of(new), blob() if blob is not None else association_blob(new.association)))
-
+    cur.executemany(f"DELETE FROM {_NIGHTS} WHERE night = ?", [(n,) for n in sorted(set(gone) | set(nights))])
+    cur.executemany(f"INSERT INTO {_NIGHTS} VALUES (?, ?, ?, ?)", rows if rows is not None else _night_rows(nights))
 
 
 def association_header(conn: sqlite3.Connection) -> bytes | None:
@@ -65,48 +70,52 @@ def association_header(conn: sqlite3.Connection) -> bytes | None:
     return row[1] if row is not None and row[0] == ASSOCIATION_FORMAT else None
 
 
-
 def association_readable(conn: sqlite3.Connection) -> bool:
     """Whether the cached association is of this soxs-es's format, with the cache of the frame rows it was
     made from."""
-    try:
-        row = conn.execute("SELECT format FROM cache_association").fetchone()
-    except sqlite3.OperationalError:
-        return False
-    return row is not None and row[0] == ASSOCIATION_FORMAT and has_tables(conn, ("cache_frame_rows",))
+    return association_header(conn) is not None and has_tables(conn, (_NIGHTS, "cache_frame_rows"))
 
 
-
-def projected_association(conn: sqlite3.Connection) -> ProjectedAssociation | None:
-    """The association the tables show now (None when there is no usable cache of it): the whole as last
-    written, with the SOFs changed since in place of theirs (their sets and products last)."""
-    try:
-        row = conn.execute("SELECT format, header, association FROM cache_association").fetchone()
-        changed = conn.execute("SELECT sof, blob FROM cache_association_sofs").fetchall()
-    except sqlite3.OperationalError:
-        return None
-    if row is None or row[0] != ASSOCIATION_FORMAT:
+def read_nights_index(conn: sqlite3.Connection) -> NightsIndex | None:
+    """What every night keeps for the others (None when there is no usable cache)."""
+    if association_header(conn) is None:
         return None
     try:
-        # our own cache, in the user's own database
-        session, found, frames_seq, rules_digest, seq = pickle.loads(row[1])  # noqa: S301
-        association = pickle.loads(row[2])  # noqa: S301
-        if not isinstance(association, Association):
+        products: dict[str, NightProducts] = {}
+        summaries: dict[str, NightSummary] = {}
+        for night, product_blob, summary_blob in conn.execute(f"SELECT night, products, summary FROM {_NIGHTS}"):
+            products[night] = pickle.loads(product_blob)  # noqa: S301 - our own cache, in the user's own database
+            summaries[night] = pickle.loads(summary_blob)  # noqa: S301
+    except (sqlite3.Error, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+        return None
+    return NightsIndex(products, summaries, frozenset())
+
+
+def projected_association(conn: sqlite3.Connection, nights: Iterable[str] | None = None
+                          ) -> ProjectedAssociation | None:
+    """The association the tables show now, of these nights (None: every night), or None when there is no
+    usable cache of it."""
+    header = association_header(conn)
+    if header is None:
+        return None
+    try:
+        session, found, frames_seq, rules_digest, seq = pickle.loads(header)  # noqa: S301
+        if nights is None:
+            blobs = [blob for (blob,) in conn.execute(f"SELECT part FROM {_NIGHTS} ORDER BY night")]
+        else:
+            wanted = sorted(set(nights))
+            blobs = []
+            for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+                chunk = wanted[start:start + 500]
+                blobs += [blob for (blob,) in conn.execute(
+                    f"SELECT part FROM {_NIGHTS} WHERE night IN ({', '.join('?' for _ in chunk)})", chunk)]
+        parts = [pickle.loads(blob) for blob in blobs]  # noqa: S301
+        if not all(isinstance(part, Association) for part in parts):
             return None
-        if changed:
-            now = {name: None if blob is None else pickle.loads(blob) for name, blob in changed}  # noqa: S301
-            sofs = association.sofs.evolver()
-            for name, item in now.items():
-                if item is not None:
-                    sofs[name] = item[0]
-                elif name in sofs:
-                    del sofs[name]
-            items = [item for item in now.values() if item is not None]
-            association = Association(
-                (*(s for s in association.sets if s.sof not in now), *(sof.set for sof, _ in items)),
-                (*(p for p in association.products if p.sof not in now), *(p for _, ps in items for p in ps)),
-                sofs.persistent())
-    except Exception:
+    except (sqlite3.Error, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
         return None
-    return ProjectedAssociation(association, session, found, frames_seq, rules_digest, seq)
+    return ProjectedAssociation(merged(parts), session, found, frames_seq, rules_digest, seq)
 
+
+def with_nights_read(index: NightsIndex, nights: Iterable[str]) -> NightsIndex:
+    return attrs.evolve(index, read=frozenset(nights))

@@ -44,12 +44,13 @@ def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path,
     if plan.frame_tables is not None and plan.frame_tables.only is None:
         raise ValueError("write_frame_tables(plan) first")
     writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
-    pickling = beside(association_cache.association_blob, plan.association.association) if plan.rebuilds else None
+    pickling = beside(association_cache.night_rows, plan.nights_written) if plan.rebuilds else None
     snapshotting = (beside(snapshot.encode_snapshot, state, True)
                     if plan.rebuilds and snapshot.snapshot_files_stale(conn, state) else None)
     try:
         tables.project_association(conn, plan.association, plan.pipeline, inbox_seen, plan.changed,
-                                   None if pickling is None else pickling.result, plan.frame_tables)
+                                   (plan.nights_written, plan.nights_gone,
+                                    None if pickling is None else pickling.result), plan.frame_tables)
     except BaseException:
         for child in (writing, pickling, snapshotting):
             if child is not None:

@@ -8,8 +8,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from soxs_es import listing
-from soxs_es.projections.association_cache import association_header, header_of, projected_association
+from soxs_es.projections.association_cache import (
+    association_header,
+    header_of,
+    projected_association,
+    read_nights_index,
+    with_nights_read,
+)
 from soxs_es.projections.frame_rows_cache import frames_shown
 from soxs_es.projections.stamp import read_stamp
 from soxs_es.pure import layout
@@ -25,15 +33,28 @@ RememberedProjection = tuple[ProjectedAssociation | None,
 
 
 def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
-          projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None) -> Shown:
+               projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None,
+               whole: bool = False) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
-    and frame rows this process last wrote, used in place of the cached ones while those are still them."""
+    and frame rows this process last wrote, used in place of the cached ones while those are still them.
+    The association is read night by night: none yet (`read_nights` adds those a plan wants), unless
+    `whole` asks for every night (as do another session, and a log with no decision yet: then every SOF is
+    compared)."""
     stamp = read_stamp(conn)
     if (stamp is None or stamp.rules_digest != rules.digest
             or not has_tables(conn, (*projected_tables, "cache_frame_rows"))):
         return Shown(sof_files=_sof_files_shown(conn, session))  # rebuilt (which makes the caches whole)
     mine, my_frames = remembered or (None, None)
-    old = mine if mine is not None and header_of(mine) == association_header(conn) else projected_association(conn)
+    header = association_header(conn)
+    if header is None:
+        old, index = None, None
+    elif mine is not None and header_of(mine) == header:
+        old, index = mine, None
+    elif whole or stamp.session != session or not state.decisions.begun:  # (decided first: of every SOF)
+        old, index = projected_association(conn), None
+    else:
+        index = read_nights_index(conn)
+        old = None if index is None else projected_association(conn, ())
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
               and stamp.session == old.session
               and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
@@ -41,14 +62,23 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
         if usable:
             assert old is not None
             sof_files = {} if old.session == session else _sof_files_shown(conn, session)
-            return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files)
+            return Shown(association=old, counts=(stamp.raw_frames, stamp.nights), sof_files=sof_files, nights=index)
         return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
     if usable and old is not None and old.session == session:
         # the rows `old` was made from: new frames are made again beside them
         frames = my_frames if old is mine and my_frames is not None else frames_shown(conn, rules)
         if frames is not None:
-            return Shown(association=old, frames=frames)
+            return Shown(association=old, frames=frames, nights=index)
     return Shown(sof_files=_sof_files_shown(conn, session))
+
+
+def read_nights(conn: sqlite3.Connection, shown: Shown, nights: frozenset[str]) -> Shown | None:
+    """`shown` with these nights of the association read (None: the cache changed meanwhile)."""
+    assert shown.nights is not None and shown.association is not None
+    part = projected_association(conn, nights)
+    if part is None or header_of(part) != header_of(shown.association):
+        return None
+    return attrs.evolve(shown, association=part, nights=with_nights_read(shown.nights, nights))
 
 
 def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:

@@ -5,11 +5,11 @@ and it can never disagree, so the next outcome can update just the difference.""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from soxs_es.projections import association_cache, frame_rows_cache
 from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
-from soxs_es.pure.projection import FrameTables, ProjectedAssociation
+from soxs_es.pure.projection import FrameTables, NightWrite, ProjectedAssociation
 from soxs_es.pure.tables import (
     PRODUCT_COLUMNS,
     SET_COLUMNS,
@@ -21,6 +21,10 @@ from soxs_es.pure.tables import (
 )
 from soxs_es.soxspipe.outputs import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.store.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
+
+#: the association cache's nights a projection writes and drops, and their rows when made beside it
+NightRows = list[tuple[str, bytes, bytes, bytes]]
+NightsOfPlan = tuple[Mapping[str, NightWrite], frozenset[str], Callable[[], NightRows] | None]
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map",
                     "quality_control", INBOX)
@@ -60,15 +64,15 @@ _ASSOCIATION_TABLES = (
 
 def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pipeline: PipelineCells,
                         inbox_seen: int, changed: frozenset[str] | None = None,
-                        blob: Callable[[], bytes] | None = None, frames: FrameTables | None = None) -> None:
+                        nights: NightsOfPlan | None = None, frames: FrameTables | None = None) -> None:
     """Make the association tables show `new` (one transaction, with the cached association) and the cells the
     recipes write show `pipeline`; refused (`PipelineWroteMeanwhile`) when a recipe wrote after the inbox
     note `inbox_seen` was read.
 
     `changed` (from `changed_since`) names the SOFs whose rows are replaced, the others' standing; None
-    rebuilds every table. `blob`, asked for once the tables are written, gives the rebuilt association's
-    `association_cache.association_blob` when another process made it meanwhile. `frames`: raw_frames and rejected_files
-    rows that replace some (`FrameTables.only`), written with the rest.
+    rebuilds every table. `nights`: the nights of the association cache written and gone, and, asked for
+    once the tables are written, their rows when another process made them meanwhile. `frames`: raw_frames
+    and rejected_files rows that replace some (`FrameTables.only`), written with the rest.
     """
     with transaction(conn) as cur:
         last_note = check_inbox(cur, inbox_seen)
@@ -81,4 +85,7 @@ def project_association(conn: sqlite3.Connection, new: ProjectedAssociation, pip
                 cur.executemany(f"DELETE FROM {quote(table)} WHERE sof = ?", [(n,) for n in sorted(changed)])
                 insert_rows(cur, table, columns, rows(new, changed))
         project_pipeline_cells(cur, pipeline, last_note)
-        association_cache.write_association(cur, new, changed, blob)
+        if nights is not None:
+            written, gone, rows = nights
+            association_cache.write_association(cur, new, written, gone, changed is None,
+                                                None if rows is None else rows())

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from soxs_es import events as ev
 from soxs_es.pure.association.model import Association, FrameSet, Product, Sof
+from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.provenance import Stale
 from soxs_es.pure.sessions import qc_failures
@@ -22,12 +23,14 @@ from soxs_es.pure.state import SofVersion, WorkspaceState
 
 
 def decide(state: WorkspaceState, association: Association, session: str, changed: frozenset[str] | None,
-           facts_until: int, stale: Mapping[str, Stale] | None = None) -> list[ev.Decision]:
+           facts_until: int, stale: Mapping[str, Stale] | None = None, others: Background = NO_BACKGROUND
+           ) -> list[ev.Decision]:
     """The decision events that bring the recorded decisions to `association` for `session`.
 
     `changed` names the SOFs whose rows changed since the last projection, new and gone ones included
     (None: compare every set and SOF - a rebuild); `facts_until` is the last event the association was
-    derived from; `stale`: the made SOFs whose products are stale now (`pure.provenance`; None: not judged).
+    derived from; `stale`: the made SOFs whose products are stale now (`pure.provenance`; None: not judged);
+    `others`: the products of the nights `association` does not hold (calibrations its SOFs may use).
     """
     decided = state.decisions
     out: list[ev.Decision] = []
@@ -36,7 +39,7 @@ def decide(state: WorkspaceState, association: Association, session: str, change
         out.append(ev.DecisionsBegun(facts_until=facts_until, reason=(
             "first decisions of this workspace" if facts_until and state.rules_digest else "a new workspace")))
     by_sof = association.sofs
-    causes = _Causes(state, association, session)
+    causes = _Causes(state, association, session, others)
     now = {s.sof: s for s in association.sets}
     # a plan names the SOFs whose rows changed; the sets among them are compared too (a new night's)
     names = sorted(now) if changed is None else sorted(n for n in changed if n in now)
@@ -105,8 +108,8 @@ class _Causes:
     """The latest fact a decision was made from (0 when none is known: an event from before facts named
     their place in the log)."""
 
-    def __init__(self, state: WorkspaceState, association: Association, session: str) -> None:
-        self.state, self.association, self.session = state, association, session
+    def __init__(self, state: WorkspaceState, association: Association, session: str, others: Background) -> None:
+        self.state, self.association, self.session, self.others = state, association, session, others
         self._products: dict[str, Product] | None = None
         self._of_product: dict[str, int] = {}
 
@@ -123,15 +126,20 @@ class _Causes:
         if seq is not None:
             return seq
         if self._products is None:
-            self._products = {p.filepath: p for p in self.association.products}
+            self._products = {p.filepath: p for ps in self.others.products_of.values() for p in ps}
+            self._products.update((p.filepath, p) for p in self.association.products)
         product = self._products.get(filepath)
         seq = 0
         if product is not None:
             sof = self.association.sofs.get(product.sof)
+            # (a state read without its files knows no frame's ingest: as `frames` says for the nights held)
+            others_seq = self.others.frames_seq.get(product.sof, 0) if self.state.files_loaded else 0
+            of_set = self.of_set(sof.set) if sof is not None else max(others_seq, self.state.rules_seq)
             outcome = self.state.outcomes.get(self.session, {}).get(product.sof)
             qc = self.state.qc.get(self.session, {}).get(product.sof, {})
             ban = self.state.bans.get(self.session, {}).get(product.sof)
-            seq = max(0 if sof is None else self.of_set(sof.set), 0 if outcome is None else outcome.seq,
+            seq = max(of_set if sof is not None or product.sof in self.others.frames_seq else 0,
+                      0 if outcome is None else outcome.seq,
                       0 if ban is None else ban[1],
                       max((v.seq for v in qc.values()), default=0),
                       self.state.qc_ranges_seq.get(self.session, 0) if qc else 0)

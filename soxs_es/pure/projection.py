@@ -11,10 +11,24 @@ from typing import Any
 
 import attrs
 
-from soxs_es.pure.association.model import Association
+from soxs_es.pure.association.incremental import reassociate_part
+from soxs_es.pure.association.model import Association, FrameSet
+from soxs_es.pure.association.nights import (
+    NO_BACKGROUND,
+    Background,
+    NightProducts,
+    NightSummary,
+    by_night,
+    night_of,
+    night_products,
+    reached,
+    summarise_night,
+)
+from soxs_es.pure.cascade import Cascade, cascade_of
 from soxs_es.pure.derive import derive, frame_rows, frame_rows_since, frames_and_nights
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
+from soxs_es.pure.sessions import failure_of, pins_of
 from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import PipelineCells, pipeline_cells, sof_files, sofs_changed
 
@@ -54,13 +68,16 @@ class Shown:
       `association`), or those `association` was made from;
     - `counts`: (raw frames, nights) the last complete projection counted, when its frames are the log's;
     - `sof_files`: the SOF files the tables show, name -> text (needed only without `association`, which
-      says the same of its own).
+      says the same of its own);
+    - `nights`: when `association` holds only some nights (`NightsIndex.read`), what every night keeps for
+      the others.
     """
 
     association: ProjectedAssociation | None = None
     frames: tuple[Rows, Rows] | None = None
     counts: tuple[int, int] | None = None
     sof_files: Mapping[str, str] = attrs.field(factory=dict)
+    nights: NightsIndex | None = None
 
 
 @attrs.frozen
@@ -100,13 +117,44 @@ def rows_by_folder(raw_frames: Rows, rejected_files: Rows, only: frozenset[str] 
 
 
 @attrs.frozen
+class NightsIndex:
+    """What the association cache keeps of every night for the others (`association.nights`), and which
+    nights `Shown.association` holds (`read`)."""
+
+    products: Mapping[str, NightProducts]
+    summaries: Mapping[str, NightSummary]
+    read: frozenset[str]
+
+    def night_of_sof(self) -> dict[str, str]:
+        return {sof: night for night, products in self.products.items() for sof in products.usable}
+
+
+@attrs.frozen
+class NightWrite:
+    """One night's part of the association as the cache keeps it."""
+
+    part: Association
+    products: NightProducts
+    summary: NightSummary
+
+
+@attrs.frozen
+class NightsWanted:
+    """A plan needs these nights of the association read (more than `Shown` holds)."""
+
+    nights: frozenset[str]
+
+
+@attrs.frozen
 class ProjectionPlan:
     """What one projection writes.
 
     `frame_tables` are the raw_frames and rejected_files rows to write (None: the tables stand). `changed`
     names the SOFs whose rows in the association tables are replaced (None: every table is rebuilt, and
     the cached association with it). `sof_files` are written where they differ from `sof_files_before`;
-    names in `sof_files_before` alone are removed.
+    names in `sof_files_before` alone are removed. `association` holds every night when `whole`, else the
+    nights read (those the change reaches); `nights_written` and `nights_gone` are what the association
+    cache gets, `summaries` every night's summary after it.
     """
 
     session: str
@@ -120,6 +168,11 @@ class ProjectionPlan:
     nights: int
     #: every raw_frames and rejected_files row after it, when they were made again only where frames changed
     frames: tuple[Rows, Rows] | None = None
+    whole: bool = True
+    nights_written: Mapping[str, NightWrite] = attrs.field(factory=dict)
+    nights_gone: frozenset[str] = frozenset()
+    summaries: Mapping[str, NightSummary] = attrs.field(factory=dict)
+    background: Background = NO_BACKGROUND
 
     @property
     def rebuilds(self) -> bool:
@@ -130,51 +183,159 @@ class ProjectionPlan:
         """Complete SOFs left as they are without being compared (an outcome's plan names only what changed)."""
         if self.changed is None:
             return 0
-        return len(self.association.association.complete_sofs()) - len(self.sof_files)
+        complete = sum(count[2] for summary in self.summaries.values() for count in summary.counts.values())
+        return complete - len(self.sof_files)
+
+
+@attrs.frozen
+class FramesNow:
+    """The frame rows a plan is made from (`frames_now`)."""
+
+    rows: Rows
+    rejected: Rows
+    #: the `filepath` of every row changed since the frames of `Shown.association` (None: no association to
+    #: build on; empty: the same frames, `rows` then left empty)
+    changed: frozenset[str] | None
+    counts: tuple[int, int]
+    tables: FrameTables | None = None
+    after: tuple[Rows, Rows] | None = None
+
+
+def frames_now(state: WorkspaceState, rules: Rules, shown: Shown) -> FramesNow:
+    """The frame rows of the log's frames, made again only where they changed since those `shown`."""
+    old = shown.association
+    if old is not None and shown.counts is not None:  # the same frames: only outcomes changed
+        return FramesNow([], [], frozenset(), shown.counts)
+    if old is not None and shown.frames is not None:  # frames came or went: made again where they reach
+        rows, rejected, changed_frames = frame_rows_since(state, rules, shown.frames, old.frames_seq)
+        tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
+                             [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
+                             rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))),
+                             raw_frame_columns(rules))
+        return FramesNow(rows, rejected, changed_frames, frames_and_nights(rows), tables, (rows, rejected))
+    frames = shown.frames
+    tables = None
+    if frames is None:
+        frames = frame_rows(state, rules)
+        tables = FrameTables(*frames, columns=raw_frame_columns(rules))
+    return FramesNow(frames[0], frames[1], None, frames_and_nights(frames[0]), tables)
 
 
 def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Shown,
-                    running: frozenset[str] = frozenset()) -> ProjectionPlan:
+                    running: frozenset[str] = frozenset(), frames: FramesNow | None = None
+                    ) -> ProjectionPlan | NightsWanted:
     """What makes the projections and the session's SOF files show the log (`state`) for `session`.
 
     When only outcomes, QC values, products or frames changed since the last complete projection of this
     session, the association it left is made and matched again where the change reaches (a failure's
     fallback, a new night) and only the changed rows and SOF files are written; otherwise (the first
-    projection, other rules, another session) everything is derived from the frames.
-    `running` names SOFs whose recipes run now: their status cells say so.
+    projection, other rules, another session) everything is derived from the frames. When `shown` holds
+    only some nights of that association (`Shown.nights`), the answer is `NightsWanted` until it holds every
+    night the change reaches. `running` names SOFs whose recipes run now: their status cells say so;
+    `frames`: `frames_now(state, rules, shown)`, made once for several calls.
     """
     found = frozenset(state.products.get(session, {}))
+    frames = frames if frames is not None else frames_now(state, rules, shown)
     old = shown.association
-    frame_tables: FrameTables | None = None
-    frames_after: tuple[Rows, Rows] | None = None
-    if old is not None and shown.counts is not None:  # the same frames: only outcomes changed
-        association = derive(state, rules, session, frames=([], []), previous=old.association).association
-        raw_frames, nights = shown.counts
-    elif old is not None and shown.frames is not None:  # frames came or went: made again where they reach
-        rows, rejected, changed_frames = frame_rows_since(state, rules, shown.frames, old.frames_seq)
-        association = derive(state, rules, session, frames=(rows, rejected), previous=old.association,
-                             changed_frames=changed_frames).association
-        frame_tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
-                                   [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
-                                   rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))),
-                                   raw_frame_columns(rules))
-        raw_frames, nights = frames_and_nights(rows)
-        frames_after = (rows, rejected)
+    cascade = cascade_of(rules)
+    index = shown.nights
+    background = NO_BACKGROUND
+    if old is None or frames.changed is None:
+        index = None  # made whole
+        association = derive(state, rules, session, frames=(frames.rows, frames.rejected)).association
     else:
-        frames = shown.frames
-        if frames is None:
-            frames = frame_rows(state, rules)
-            frame_tables = FrameTables(*frames, columns=raw_frame_columns(rules))
-        derived = derive(state, rules, session, frames=frames)
-        association = derived.association
-        raw_frames, nights = frames_and_nights(derived.raw_frames)
+        rows: Rows | None = None if not frames.changed else frames.rows
+        if index is not None:
+            wanted = nights_wanted(state, session, index, frames, shown)
+            if not wanted <= index.read:
+                return NightsWanted(index.read | wanted)
+            background = Background.of((p for n, p in index.products.items() if n not in index.read),
+                                       len(cascade.entries))
+            if rows is not None:
+                rows = [r for r in rows if folder_of(r["filepath"]) in index.read]
+        again = reassociate_part(old.association, cascade, failure_of(state, session), rows,
+                                 frames.changed, pins_of(state, session), background)
+        if index is not None:
+            more = reached(again.changed_products, again.changed_sofs,
+                           {n: s for n, s in index.summaries.items() if n not in index.read}, cascade)
+            if more:
+                return NightsWanted(index.read | more)
+        association = again.association
     new = ProjectedAssociation(association, session, found, state.frames_seq, rules.digest, state.last_seq)
     changed = changed_since(old, new)
     if changed is None:
-        wanted = sof_files(association)
+        wanted_files = sof_files(association)
         same_session = old is not None and old.session == session
         before = sof_files(old.association) if old is not None and same_session else dict(shown.sof_files)
     else:
-        wanted, before = sof_files(association, changed), sof_files(old.association, changed)
-    return ProjectionPlan(session, frame_tables, new, changed, wanted, before,
-                          pipeline_cells(state, session, running), raw_frames, nights, frames_after)
+        wanted_files, before = sof_files(association, changed), sof_files(old.association, changed)
+    written, gone, summaries = _nights_written(state, cascade, new, old, changed, frames, index)
+    return ProjectionPlan(session, frames.tables, new, changed, wanted_files, before,
+                          pipeline_cells(state, session, running), *frames.counts, frames.after,
+                          index is None, written, gone, summaries, background)
+
+
+def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssociation,
+                    old: ProjectedAssociation | None, changed: frozenset[str] | None, frames: FramesNow,
+                    index: NightsIndex | None
+                    ) -> tuple[dict[str, NightWrite], frozenset[str], dict[str, NightSummary]]:
+    """The nights the association cache writes (every night after a rebuild, else those of the changed SOFs
+    and frames), the nights it drops, and every night's summary after it."""
+    parts = by_night(new.association)
+    if changed is None:
+        nights = set(parts)
+    else:
+        night_of_sof = {s.sof: night_of(s) for a in (new.association, old.association if old else None)
+                        if a is not None for s in a.sets}
+        nights = {night_of_sof[name] for name in changed if name in night_of_sof}
+        nights.update(folder_of(path) for path in frames.changed or ())
+    previous_seq = {} if index is None else {sof: seq for p in index.products.values()
+                                             for sof, seq in p.frames_seq.items()}
+    files = state.files
+
+    def frames_seq(frame_set: FrameSet) -> int:
+        if not state.files_loaded:
+            return previous_seq.get(frame_set.sof, 0)
+        return max((files[p[2:]].seq for p, _, _ in frame_set.frames if p[2:] in files), default=0)
+
+    written = {}
+    for night in sorted(nights):
+        part = parts.get(night)
+        if part is None:
+            continue
+        seqs = {s.sof: frames_seq(s) for s in part.sets}
+        written[night] = NightWrite(part, night_products(part, cascade, seqs), summarise_night(part, cascade))
+    gone = frozenset() if changed is None else frozenset(n for n in nights if n not in parts)
+    summaries = {} if index is None else dict(index.summaries)
+    if index is None and changed is not None:  # a whole association (remembered): every night's summary
+        summaries = {night: summarise_night(part, cascade) for night, part in parts.items() if night not in written}
+    summaries.update((night, write.summary) for night, write in written.items())
+    for night in gone:
+        summaries.pop(night, None)
+    return written, gone, summaries
+
+
+def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow, shown: Shown
+                  ) -> frozenset[str]:
+    """The nights a plan must read before matching again: those whose frames changed (with every night sharing
+    a template run with them: a run's frames count together), and those of every SOF the session holds a fact
+    about (an outcome, a QC value, a product made, a ban, a pin, a decision about its products) - a change
+    seen nowhere else reaches the others through `reached`."""
+    wanted = {folder_of(path) for path in frames.changed or ()}
+    if wanted and frames.rows:
+        starts = {r["eso tpl start"] for r in frames.rows if folder_of(r["filepath"]) in wanted}
+        if shown.frames is not None:
+            starts.update(r["eso tpl start"] for r in shown.frames[0] if r["filepath"] in (frames.changed or ()))
+        starts.discard(None)
+        wanted.update(folder_of(r["filepath"]) for r in frames.rows if r["eso tpl start"] in starts)
+    night_of_sof = index.night_of_sof()
+    facts: set[str] = set()
+    for by_sof in (state.outcomes, state.qc, state.made, state.runs, state.bans, state.decisions.qc_failed,
+                   state.decisions.stale):
+        facts.update(by_sof.get(session, {}))
+    facts.update(sof for sof, _ in state.pins.get(session, {}))
+    found = state.products.get(session, {})
+    if found:
+        facts.update(p.sof for night in index.products.values() for _, p in night.products if p.filepath in found)
+    wanted.update(night_of_sof[sof] for sof in facts if sof in night_of_sof)
+    return frozenset(wanted)

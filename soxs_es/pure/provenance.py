@@ -11,13 +11,13 @@ event that recorded its making (a remade product is a new making, even with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from soxs_es import events as ev
-from soxs_es.pure.association.model import Association, Sof
+from soxs_es.pure.association.model import Association, Product, Sof
 from soxs_es.pure.history import changes
 from soxs_es.pure.listings import products_by_sof
 from soxs_es.pure.state import KnownFile, Made
@@ -80,9 +80,12 @@ def frame_identity(known: KnownFile | None) -> str:
     return "" if known is None else f"{known.size}/{known.mtime_ns}"
 
 
-def producers(association: Association) -> dict[str, str]:
-    """Product path (as a SOF names it) -> the SOF that makes it."""
-    return {p.filepath: p.sof for p in association.products}
+def producers(association: Association, others: Mapping[str, Sequence[Product]] | None = None) -> dict[str, str]:
+    """Product path (as a SOF names it) -> the SOF that makes it (`others`: the products of SOFs of nights
+    `association` does not hold, by SOF)."""
+    out = {p.filepath: p.sof for products in (others or {}).values() for p in products}
+    out.update((p.filepath, p.sof) for p in association.products)
+    return out
 
 
 def provenance(sof: Sof, producer_of: Mapping[str, str], files: Mapping[str, KnownFile] | None,
@@ -132,14 +135,14 @@ def unrecorded(association: Association, found: frozenset[str], made: Mapping[st
 def stale_products(association: Association, found: frozenset[str], made: Mapping[str, Made],
                    files: Mapping[str, KnownFile] | None, parameters: Callable[[str, str | None], Mapping[str, Any]],
                    pipeline: str = "", *, recorded: Mapping[str, str] | None = None,
-                   settings_seq: int = 0) -> dict[str, Stale]:
+                   settings_seq: int = 0, others: Mapping[str, Sequence[Product]] | None = None) -> dict[str, Stale]:
     """The made SOFs whose products are stale, with why. `files` None: raw frames' identities are not known
     (then a SOF recorded stale in `recorded` for a raw frame stays so); `pipeline`: the pipeline now, a reason
-    of its own only when given (else a new pipeline is shown, never a reason)."""
+    of its own only when given (else a new pipeline is shown, never a reason). `others`: as for `producers`."""
     done = made_products(association, found)
     if not done:
         return {}
-    producer_of = producers(association)
+    producer_of = producers(association, others)
     done_names = {s.set.sof for s in done}
     out: dict[str, Stale] = {}
     for sof in done:

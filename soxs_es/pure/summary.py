@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from soxs_es.pure.association.model import Association
-from soxs_es.pure.layout import UNSAFE_NAME
+from soxs_es.pure.association.nights import NightSummary
 
 
 @attrs.frozen
@@ -22,21 +23,21 @@ class AssociationSummary:
     removed_why: tuple[tuple[str, str], ...] = ()  # (removed SOF, why it is no longer complete)
 
 
-def summarise(association: Association, written: Any, targets: frozenset[str]) -> AssociationSummary:
-    """Sets and SOFs per recipe, and a line for each incomplete SOF of a recipe in `targets` (what the
-    astronomer came for: `cascade.target_recipes`)."""
+def summarise(nights: Iterable[NightSummary], association: Association, written: Any, targets: frozenset[str]
+              ) -> AssociationSummary:
+    """Sets and SOFs per recipe over every night (`nights.summarise_night` of each), and a line for each
+    incomplete SOF of a recipe in `targets` (what the astronomer came for: `cascade.target_recipes`);
+    `association` holds at least the SOFs `written` removed."""
     order: dict[str, int] = {}
     sets: Counter[str] = Counter()
     complete: Counter[str] = Counter()
     blocked = []
-    for frame_set in association.sets:
-        order.setdefault(frame_set.recipe, frame_set.recipe_order)
-        sets[frame_set.recipe] += 1
-        sof = association.sofs[frame_set.sof]
-        if sof.complete:
-            complete[frame_set.recipe] += 1
-        elif frame_set.recipe in targets or (sof.note or "").startswith(UNSAFE_NAME):
-            blocked.append((frame_set.sof, why_incomplete(association, frame_set.sof)))
+    for night in nights:
+        for recipe, (recipe_order, count, done) in night.counts.items():
+            order[recipe] = min(order.get(recipe, recipe_order), recipe_order)
+            sets[recipe] += count
+            complete[recipe] += done
+        blocked += [(sof, why) for recipe, sof, unsafe, why in night.incomplete if recipe in targets or unsafe]
     per_recipe = tuple((r, sets[r], complete[r]) for r in sorted(sets, key=lambda r: order[r]))
     removed_why = tuple((name, why_incomplete(association, name)) for name in written.removed)
     return AssociationSummary(per_recipe, tuple(written.written), written.unchanged, tuple(written.removed),

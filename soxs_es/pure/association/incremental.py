@@ -15,9 +15,20 @@ from soxs_es.pure.association.matching import (
     hard_rejection,
     rank_key,
     slot_applies,
+    slot_worst,
     upstream_rejection,
 )
-from soxs_es.pure.association.model import NO_PINS, Association, FrameSet, Pins, Product, Row, Sof, never_failed
+from soxs_es.pure.association.model import (
+    NO_PINS,
+    Association,
+    FrameSet,
+    Pins,
+    Product,
+    Row,
+    Sof,
+    never_failed,
+)
+from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.association.sets import form_sets, in_cascade_order, predict_products
 from soxs_es.pure.cascade import CalibrationRule, Cascade, Entry
 
@@ -88,7 +99,7 @@ def _could_change(old: Sof, entry: Entry, cascade: Cascade, changed: _Changed) -
     frame_set = old.set
     if entry.calibrations is None or frame_set.arm not in entry.calibrations:
         return False
-    chosen = {slot.cal_type: slot.chosen for slot in old.slots}
+    slots = {slot.cal_type: slot for slot in old.slots}
     for cal_type in entry.calibrations[frame_set.arm]:
         rule = cascade.rules[cal_type]
         if not slot_applies(frame_set, rule):
@@ -96,12 +107,11 @@ def _could_change(old: Sof, entry: Entry, cascade: Cascade, changed: _Changed) -
         candidates = changed.upstream(frame_set.arm, cal_type)
         if not candidates:
             continue
-        held = chosen.get(cal_type, ())
-        if len(held) < rule.keep:
+        worst = slot_worst(slots.get(cal_type), frame_set, rule)
+        if worst is None:
             if any(hard_rejection(p, frame_set, rule) is None for p in candidates):
                 return True
             continue
-        worst = max(rank_key(p, frame_set, rule) for p in held)
         # the rank first: most changed products are too far away to matter
         if any(rank_key(p, frame_set, rule) <= worst and hard_rejection(p, frame_set, rule) is None
                for p in candidates):
@@ -124,6 +134,27 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
     stands. So a new night makes that night's sets and matches again the few SOFs whose nearest calibration
     it changes; a recipe failure matches again the SOFs downstream of the failed product.
     """
+    return reassociate_part(previous, cascade, failure, rows, changed, pins).association
+
+
+@attrs.frozen
+class Reassociated:
+    """The association of some nights made again (`reassociate_part`), and what changed in it that other
+    nights may see: products new, gone, or whose use flipped, and the SOFs they belong to."""
+
+    association: Association
+    changed_products: tuple[Product, ...]
+    changed_sofs: frozenset[str]
+
+
+def reassociate_part(previous: Association, cascade: Cascade,
+                     failure: Callable[[FrameSet], str | None] = never_failed, rows: Sequence[Row] | None = None,
+                     changed: frozenset[str] = frozenset(), pins: Pins = NO_PINS,
+                     background: Background = NO_BACKGROUND) -> Reassociated:
+    """`reassociate` of the nights `previous` holds (`rows`: theirs), the products of every other night
+    standing as `background` holds them: candidates that are neither made nor matched again here. The
+    result is those nights' part of what `reassociate` of the whole gives, as long as no other night holds a
+    SOF that the changed products (returned) could make choose again (`nights.reached` says which)."""
     entries = {e.name: e for e in cascade.entries}
     position = {e.name: i for i, e in enumerate(cascade.entries)}
     if rows is None:
@@ -142,7 +173,10 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
     changed_products.add(p for s in sets if s.sof not in kept for p in products_of[s.sof])
     ordered = in_cascade_order(sets, cascade)
     per_entry = [[p for s in entry_sets for p in products_of[s.sof]] for entry_sets in ordered]
-    usable = {name: previous.sofs[name].complete and not previous.sofs[name].failed for name in kept}
+    for at, others in enumerate(background.by_entry):
+        per_entry[at].extend(others)
+    usable = dict(background.usable)
+    usable.update((name, previous.sofs[name].complete and not previous.sofs[name].failed) for name in kept)
     indexes: dict[str, _CatchingUpIndex] = {}
     sofs = previous.sofs.evolver()
     for name in previous.sofs:
@@ -162,7 +196,8 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
                     indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
             here = position[entry.name]
             sof = fill_sof(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()}, pinned,
-                        lambda cal: products_of.get(cal, []) if usable.get(cal) else [])
+                        lambda cal: products_of.get(cal, background.products_of.get(cal, ())) if usable.get(cal)
+                        else [])
         failed = failure(frame_set)
         if sof is not old or sof.failed != failed:
             sof = attrs.evolve(sof, failed=failed)
@@ -172,5 +207,7 @@ def reassociate(previous: Association, cascade: Cascade, failure: Callable[[Fram
             changed_products.add(products_of[name])
         usable[name] = now
     products = previous.products if rows is None else tuple(p for s in sets for p in products_of[s.sof])
-    return Association(tuple(sets), products, sofs.persistent())
+    flipped = [p for by_arm in changed_products.by_arm.values() for p in by_arm]
+    return Reassociated(Association(tuple(sets), products, sofs.persistent()), tuple(flipped),
+                        frozenset(changed_products.sofs))
 

@@ -108,23 +108,44 @@ def rank_key(product: Product, frame_set: FrameSet, rule: CalibrationRule
 
 
 
+def slot_worst(slot: Slot | None, frame_set: FrameSet, rule: CalibrationRule
+               ) -> tuple[float, int, float, float, str] | None:
+    """The rank a product must beat (or equal) to change what a slot holds: that of the furthest of the
+    `keep` nearest it was filled from; None when it holds fewer than `keep` (any passing product may)."""
+    if slot is not None and slot.ranked_worst is not None:
+        return slot.ranked_worst
+    held = slot.chosen if slot is not None else ()
+    if len(held) < rule.keep:
+        return None
+    return max(rank_key(p, frame_set, rule) for p in held)
+
+
 def choose(frame_set: FrameSet, candidates: Iterable[Product], rule: CalibrationRule) -> tuple[Product, ...]:
     """The products that fill this SOF's slot: the `keep` nearest passing candidates, then the tag filter.
 
     `candidates` may be every product or any superset of the eligible ones near the SOF's MJD; the
     answer is the same (the property tests check this).
     """
+    return choose_slot(frame_set, candidates, rule).chosen
+
+
+def choose_slot(frame_set: FrameSet, candidates: Iterable[Product], rule: CalibrationRule) -> Slot:
+    """`choose`, as the slot it fills (with the rank of the furthest of the `keep` nearest when the tag filter
+    dropped some of them)."""
     passing = [p for p in candidates if hard_rejection(p, frame_set, rule) is None]
     if not passing:
-        return ()
+        return Slot(rule.cal_type, ())
     ranked = sorted(passing, key=lambda p: rank_key(p, frame_set, rule))
     if rule.rank_by_exptime_first:
         best = rank_key(ranked[0], frame_set, rule)[:2]
         ranked = [p for p in ranked if rank_key(p, frame_set, rule)[:2] == best]
     chosen = ranked[:rule.keep]
     if frame_set.recipe in rule.tags_only_for and rule.tags_only_prefix is not None:
-        chosen = [p for p in chosen if p.catg.startswith(rule.tags_only_prefix)]
-    return tuple(chosen)
+        kept = [p for p in chosen if p.catg.startswith(rule.tags_only_prefix)]
+        if len(kept) < len(chosen) == rule.keep:
+            return Slot(rule.cal_type, tuple(kept), rank_key(chosen[-1], frame_set, rule))
+        chosen = kept
+    return Slot(rule.cal_type, tuple(chosen))
 
 
 
@@ -244,10 +265,12 @@ def fill_sof(frame_set: FrameSet, entry: Entry, cascade: Cascade, indexes: Mappi
             chosen, why = pinned_choice(frame_set, usable_products(calibration), rule, forced)
             if why is not None:
                 notes.append(f"the {cal_type} pinned to {calibration} cannot be used: {why}")
+            slots.append(Slot(cal_type, chosen))
         else:
-            chosen = choose(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) \
-                else ()
-        slots.append(Slot(cal_type, chosen))
+            slot = choose_slot(frame_set, indexes[cal_type].near(frame_set), rule) if slot_applies(frame_set, rule) \
+                else Slot(cal_type, ())
+            chosen = slot.chosen
+            slots.append(slot)
         if not chosen and not rule.optional and cal_type not in pinned:
             missing.append(cal_type)
     return Sof(frame_set, tuple(slots), tuple(missing), "; ".join(notes) or None, pins=tuple(pins))

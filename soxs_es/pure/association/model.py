@@ -91,6 +91,9 @@ class Candidate:
 class Slot:
     cal_type: str
     chosen: tuple[Product, ...]
+    #: when the rule's tag filter dropped some of the `keep` nearest: the rank of the furthest of them (a
+    #: product ranked after it cannot enter, however few are left after the filter)
+    ranked_worst: tuple[float, int, float, float, str] | None = None
 
 
 
