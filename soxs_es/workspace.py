@@ -444,13 +444,14 @@ class Workspace:
                               settings_seq=state.settings.get(session, ({}, 0))[1], others=others.products_of)
 
     def remember_projection(self) -> None:
-        """Let `remembered` hold the projection the database shows, when it is current and not held yet."""
+        """Let `remembered` hold the projection the database shows, when it is current and not held yet (only a
+        whole association: one read night by night is read again from its cache by the next prep)."""
         memo = self.remembered
         if memo is None or memo.projected is not None:
             return
         conn = self.log.conn
         shown = read_shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
-        if shown.association is not None and shown.counts is not None:
+        if shown.association is not None and shown.counts is not None and shown.nights is None:
             memo.projected, memo.frames = shown.association, frame_rows_cache.frames_shown(conn, self.rules)
 
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None

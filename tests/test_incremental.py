@@ -457,3 +457,22 @@ def test_a_remembered_workspace_is_read_again_when_its_database_was_replaced(tmp
     prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
     assert memo.state == fold(EventLog(database, readonly=True).read())
     assert _projected(ws) == _projected(other)
+
+
+def test_a_watcher_never_remembers_some_nights_of_the_association_as_the_whole(tmp_path: Path, clock) -> None:
+    """The association is read night by night; a long-lived process keeps one only when it holds every night
+    (a part taken for the whole would drop every other night's SOFs at its next prep)."""
+    from soxs_es.projections import association_cache
+    from soxs_es.workspace import Workspace
+
+    write_demo(tmp_path, nights=2, seed=3, compressed_fraction=0.0)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    memo = Remembered()
+    ws = Workspace(tmp_path, clock, remembered=memo)
+    try:
+        ws.remember_projection()
+        whole = association_cache.projected_association(ws.log.conn)
+    finally:
+        ws.close()
+    assert whole is not None and len(whole.association.sofs) > 0
+    assert memo.projected is None or memo.projected.association.sofs == whole.association.sofs
