@@ -70,8 +70,9 @@ def hard_rejection(product: Product, frame_set: FrameSet, rule: CalibrationRule)
 
 def nights_apart(product: Product, frame_set: FrameSet) -> int | None:
     """Nights between a product's night and the SOF's (the measure of `Sof.quality` and of windows). A night
-    follows from MJD-OBS, so on either side of a SOF nights grow apart as times do: the index's nearest in time
-    are the nearest within a window too."""
+    follows from MJD-OBS, so nights apart bound days apart (the index looks only that far within a window);
+    but the nearest in time are not always the nearest within a window: one just across a night's edge may be
+    further in nights than another on the other side."""
     night = frame_set.keys.get("night start mjd")
     if product.night_start_mjd is None or night is None:
         return None
@@ -214,6 +215,7 @@ class Index:
         if fallback is not None:
             bases.append(bucket(mode, arm, [*wanted[:-1], fallback]))
         out: list[Product] = []
+        window = rule.window(arm)
         for base in bases:
             if rule.rank_by_exptime_first:
                 # every exposure (time, DIT, NDIT) is its own bucket; choose() keeps the closest
@@ -221,7 +223,14 @@ class Index:
             else:
                 buckets = [self.buckets[base + (None,)]] if base + (None,) in self.buckets else []
             for mjds, items in buckets:
-                out.extend(_window(mjds, items, frame_set.mjd_obs, rule.keep))
+                if window is None:
+                    out.extend(_window(mjds, items, frame_set.mjd_obs, rule.keep))
+                else:
+                    # the nearest in time may be beyond the window while others within it are not: every
+                    # product that can be within it (its night at most `window` from the SOF's: less than
+                    # window + 1 days apart; one more for the night's edges)
+                    low = bisect.bisect_left(mjds, frame_set.mjd_obs - window - 2)
+                    out.extend(items[low:bisect.bisect_right(mjds, frame_set.mjd_obs + window + 2)])
         return out
 
 
