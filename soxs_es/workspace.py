@@ -81,13 +81,11 @@ class Projection:
     """What one projection did."""
 
     session: str
-    association: Association
+    association: Association  # of the nights the change reached (every night: `project(whole=True)`)
     raw_frames: int
     nights: int
     summary: AssociationSummary
     link_problems: list[tuple[str, str]]
-    #: `association` holds every night (else those the change reached)
-    whole: bool = True
 
 
 class Workspace:
@@ -391,7 +389,7 @@ class Workspace:
             summary = summarise(plan.summaries.values(), association, written,
                                 target_recipes(cascade_of(self.rules)))
             projection = Projection(session, association, plan.raw_frames, plan.nights, summary,
-                                    self.link_session(session), plan.whole)
+                                    self.link_session(session))
             self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
             if memo is not None:
                 if not plan.whole:

@@ -154,8 +154,14 @@ class Steps:
         self.log.extend(batch)
         return fold(batch, state) if state is not None else fold(batch)
 
-    def first_facts(self) -> list[ev.Event]:
-        return [ingest(k) for f in self.arrived for k in self.by_night[f]]
+    def prepared(self, others: list[ev.Event]) -> tuple[WorkspaceState, ProjectionPlan]:
+        """The first nights recorded and projected from scratch, with the decisions of that projection."""
+        state = self.append([*others, *(ingest(k) for f in self.arrived for k in self.by_night[f])], None)
+        session = state.current_session or BASE
+        plan = plan_projection(state, self.rules, session, Shown())
+        assert isinstance(plan, ProjectionPlan) and plan.whole
+        decisions = decide(state, plan.association.association, session, None, state.last_seq)
+        return self.append(list(decisions), state), plan
 
     def facts(self, kind: str, args: list[int], state: WorkspaceState, sofs: list[str]) -> list[ev.Event]:
         """The facts of one step on `state`; `sofs`: those a failure or pass may name, most likely first."""
@@ -205,10 +211,8 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
     rules = INSTRUMENTS[instrument][0]
     steps_of = Steps(instrument, by_night, first)
     append = steps_of.append
-    state = append([*others, *steps_of.first_facts()], None)
+    state, plan = steps_of.prepared(others)
     session = state.current_session or BASE
-    plan = plan_projection(state, rules, session, Shown())
-    state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
     old, old_frames, counts = plan.association, frame_rows(state, rules), (plan.raw_frames, plan.nights)
     for kind, *args in steps:
         facts = steps_of.facts(kind, args, state, sorted(old.association.sofs))
@@ -285,11 +289,8 @@ def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_e
     rules = INSTRUMENTS[instrument][0]
     steps_of = Steps(instrument, by_night, first)
     append = steps_of.append
-    state = append([*others, *steps_of.first_facts()], None)
+    state, plan = steps_of.prepared(others)
     session = state.current_session or BASE
-    plan = plan_projection(state, rules, session, Shown())
-    assert isinstance(plan, ProjectionPlan) and plan.whole
-    state = append(list(decide(state, plan.association.association, session, None, state.last_seq)), state)
     cache = NightCache(plan)
     old_frames, counts = frame_rows(state, rules), (plan.raw_frames, plan.nights)
     for kind, *args in steps:

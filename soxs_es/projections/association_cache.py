@@ -11,8 +11,6 @@ import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 
-import attrs
-
 from soxs_es.pure.association.model import Association
 from soxs_es.pure.association.nights import NightProducts, NightSummary, merged
 from soxs_es.pure.projection import NightsIndex, NightWrite, ProjectedAssociation
@@ -23,13 +21,16 @@ ASSOCIATION_FORMAT = 8
 
 _NIGHTS = "cache_association_nights"
 
+#: rows of `cache_association_nights`: (night, its part, its products, its summary), pickled
+NightRows = list[tuple[str, bytes, bytes, bytes]]
+
 
 def header_of(projected: ProjectedAssociation) -> bytes:
     return pickle.dumps((projected.session, projected.found, projected.frames_seq, projected.rules_digest,
                          projected.seq))
 
 
-def night_rows(nights: Mapping[str, NightWrite]) -> list[tuple[str, bytes, bytes, bytes]]:
+def night_rows(nights: Mapping[str, NightWrite]) -> NightRows:
     """The rows of `cache_association_nights` for these nights, as stored (pickles; megabytes after a
     rebuild: made by another process while the tables are written)."""
     return list(_night_rows(nights))
@@ -42,8 +43,7 @@ def _night_rows(nights: Mapping[str, NightWrite]) -> Iterator[tuple[str, bytes, 
 
 
 def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, nights: Mapping[str, NightWrite],
-                      gone: Iterable[str], whole: bool, rows: list[tuple[str, bytes, bytes, bytes]] | None = None
-                      ) -> None:
+                      gone: Iterable[str], whole: bool, rows: NightRows | None = None) -> None:
     """Inside the tables' transaction: the nights written (every night when `whole`: the cache is made
     again), the nights `gone` (no set left) removed, and the header. `rows`: `night_rows(nights)` made
     meanwhile by another process."""
@@ -115,7 +115,3 @@ def projected_association(conn: sqlite3.Connection, nights: Iterable[str] | None
     except (sqlite3.Error, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
         return None
     return ProjectedAssociation(merged(parts), session, found, frames_seq, rules_digest, seq)
-
-
-def with_nights_read(index: NightsIndex, nights: Iterable[str]) -> NightsIndex:
-    return attrs.evolve(index, read=frozenset(nights))

@@ -16,7 +16,6 @@ from soxs_es.projections.association_cache import (
     header_of,
     projected_association,
     read_nights_index,
-    with_nights_read,
 )
 from soxs_es.projections.frame_rows_cache import frames_shown
 from soxs_es.projections.stamp import read_stamp
@@ -78,7 +77,7 @@ def read_nights(conn: sqlite3.Connection, shown: Shown, nights: frozenset[str]) 
     part = projected_association(conn, nights)
     if part is None or header_of(part) != header_of(shown.association):
         return None
-    return attrs.evolve(shown, association=part, nights=with_nights_read(shown.nights, nights))
+    return attrs.evolve(shown, association=part, nights=attrs.evolve(shown.nights, read=nights))
 
 
 def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:

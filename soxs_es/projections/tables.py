@@ -23,8 +23,7 @@ from soxs_es.soxspipe.outputs import INBOX, check_inbox, project_pipeline_cells
 from soxs_es.store.sql import TableRows, insert_rows, quote, recreate, replace_tables, transaction
 
 #: the association cache's nights a projection writes and drops, and their rows when made beside it
-NightRows = list[tuple[str, bytes, bytes, bytes]]
-NightsOfPlan = tuple[Mapping[str, NightWrite], frozenset[str], Callable[[], NightRows] | None]
+NightsOfPlan = tuple[Mapping[str, NightWrite], frozenset[str], Callable[[], association_cache.NightRows] | None]
 
 PROJECTED_TABLES = ("raw_frames", "rejected_files", "raw_frame_sets", "product_frames", "sof_map",
                     "quality_control", INBOX)

@@ -289,9 +289,11 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
                         if a is not None for s in a.sets}
         nights = {night_of_sof[name] for name in changed if name in night_of_sof}
         nights.update(folder_of(path) for path in frames.changed or ())
-    previous_seq = {} if index is None else {sof: seq for p in index.products.values()
-                                             for sof, seq in p.frames_seq.items()}
     files = state.files
+    # (a state read without its files keeps what the cache says of the nights written: their frames stand)
+    previous_seq = {} if index is None or state.files_loaded else {
+        sof: seq for night in nights if night in index.products
+        for sof, seq in index.products[night].frames_seq.items()}
 
     def frames_seq(frame_set: FrameSet) -> int:
         if not state.files_loaded:
@@ -328,7 +330,6 @@ def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frame
             starts.update(r["eso tpl start"] for r in shown.frames[0] if r["filepath"] in (frames.changed or ()))
         starts.discard(None)
         wanted.update(folder_of(r["filepath"]) for r in frames.rows if r["eso tpl start"] in starts)
-    night_of_sof = index.night_of_sof()
     facts: set[str] = set()
     for by_sof in (state.outcomes, state.qc, state.made, state.runs, state.bans, state.decisions.qc_failed,
                    state.decisions.stale):
@@ -337,5 +338,7 @@ def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frame
     found = state.products.get(session, {})
     if found:
         facts.update(p.sof for night in index.products.values() for _, p in night.products if p.filepath in found)
-    wanted.update(night_of_sof[sof] for sof in facts if sof in night_of_sof)
+    if facts:
+        night_of_sof = index.night_of_sof()
+        wanted.update(night_of_sof[sof] for sof in facts if sof in night_of_sof)
     return frozenset(wanted)

@@ -182,28 +182,24 @@ def reached(changed: Sequence[Product], changed_sofs: Iterable[str], summaries: 
     order = sorted(summaries, key=lambda n: summaries[n].first_mjd)
     starts = [summaries[n].first_mjd for n in order]
     span = max((s.last_mjd - s.first_mjd for s in summaries.values()), default=0.0)
+    # per (arm, calibration type): the furthest any night holds, and the nights looked at whole (holding fewer
+    # than `keep`, or of a rule ranking by exposure first)
+    radius: dict[tuple[str | None, str], float] = {}
+    open_nights: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+    for night, summary in summaries.items():
+        for key, reach in summary.slots.items():
+            radius[key] = max(radius.get(key, 0.0), reach.distance)
+            if reach.open or cascade.rules[key[1]].rank_by_exptime_first:
+                open_nights[key].append(night)
     for cal_type, rule in cascade.rules.items():
-        products = [p for p in changed if upstream_rejection(p, rule, frozenset()) is None]
-        if not products:
-            continue
-        # nights holding fewer than `keep` in this slot, or ranking by exposure, are looked at whole
-        far = rule.rank_by_exptime_first
-        radius: dict[str | None, float] = {}
-        open_nights: dict[str | None, list[str]] = defaultdict(list)
-        for night, summary in summaries.items():
-            for (arm, slot_type), reach in summary.slots.items():
-                if slot_type != cal_type:
-                    continue
-                radius[arm] = max(radius.get(arm, 0.0), reach.distance)
-                if reach.open or far:
-                    open_nights[arm].append(night)
-        for product in products:
+        for product in (p for p in changed if upstream_rejection(p, rule, frozenset()) is None):
             arm = product.arm
-            if arm not in radius:
+            if (arm, cal_type) not in radius:
                 continue
-            candidates = set(open_nights.get(arm, ()))
-            low = bisect.bisect_left(starts, product.mjd_obs - radius[arm] - span)
-            high = bisect.bisect_right(starts, product.mjd_obs + radius[arm])
+            far = radius[(arm, cal_type)]
+            candidates = set(open_nights.get((arm, cal_type), ()))
+            low = bisect.bisect_left(starts, product.mjd_obs - far - span)
+            high = bisect.bisect_right(starts, product.mjd_obs + far)
             candidates.update(order[low:high])
             for night in candidates - out:
                 summary = summaries[night]
