@@ -34,7 +34,7 @@ from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
-from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, frames_now, plan_projection
+from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, Shown, plan_projection
 from soxs_es.pure.provenance import (
     Stale,
     parameters_of,
@@ -360,16 +360,14 @@ class Workspace:
                                None if memo is None else (memo.projected, memo.frames), whole)
             if shown.counts is None:
                 self.load_files()  # the frames are derived, or made again where they changed
-            frames = frames_now(self.state, self.rules, shown)
-            plan = plan_projection(self.state, self.rules, session, shown, self.running, frames)
+            plan = plan_projection(self.state, self.rules, session, shown, self.running)
             while isinstance(plan, NightsWanted):
                 more = read_nights(conn, shown, plan.nights)
                 if more is None:  # the cache changed under us (cannot happen under the lock): made whole
-                    shown = attrs.evolve(shown, association=None, nights=None)
-                    frames = frames_now(self.state, self.rules, shown)
-                else:
-                    shown = more
-                plan = plan_projection(self.state, self.rules, session, shown, self.running, frames)
+                    self.load_files()
+                    more = Shown(sof_files=shown.sof_files)
+                shown = more
+                plan = plan_projection(self.state, self.rules, session, shown, self.running)
             association = plan.association.association
             self.record_provenance(association, session, plan.background)
             # what the organiser decided, recorded before it is written (a write cut short is redone from the

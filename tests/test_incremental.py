@@ -24,7 +24,8 @@ from soxs_es.pure.association.nights import by_night as split_by_night
 from soxs_es.pure.association.nights import merged, night_of, summarise_night
 from soxs_es.pure.cascade import cascade_of
 from soxs_es.pure.decisions import decide
-from soxs_es.pure.derive import derive, frame_rows
+from soxs_es.pure.derive import derive, frame_rows, frames_and_nights
+from soxs_es.pure.frame_folders import FolderFrames, own_lamps_of, summaries_of
 from soxs_es.pure.frames import own_lamp
 from soxs_es.pure.projection import (
     NightsIndex,
@@ -33,11 +34,10 @@ from soxs_es.pure.projection import (
     ProjectedAssociation,
     ProjectionPlan,
     Shown,
-    frames_now,
     plan_projection,
 )
 from soxs_es.pure.rules import Rules, parse_rules
-from soxs_es.pure.state import BASE, KnownFile, WorkspaceState, fold
+from soxs_es.pure.state import BASE, KnownFile, WorkspaceState, files_touched, fold
 from soxs_es.pure.summary import summarise
 from soxs_es.pure.tables import product_rows, set_rows, sof_files, sof_map_rows
 from soxs_es.soxspipe.outputs import PipelineWroteMeanwhile
@@ -245,10 +245,13 @@ def test_a_projection_made_again_where_frames_changed_equals_deriving_everything
 
 
 class NightCache:
-    """The association cache as a projection leaves it, night by night (what `association_cache` stores)."""
+    """The association cache and the frame rows cache as a projection leaves them, night by night and folder by
+    folder (what `association_cache` and `frame_rows_cache` store)."""
 
     def __init__(self, plan: ProjectionPlan) -> None:
         self.nights: dict[str, NightWrite] = {}
+        self.rows: dict[str, tuple[list, list]] = {}
+        self.summaries: dict[str, FolderFrames] = {}
         self.apply(plan)
 
     def apply(self, plan: ProjectionPlan) -> None:
@@ -258,15 +261,31 @@ class NightCache:
         for night in plan.nights_gone:
             self.nights.pop(night, None)
         self.header = plan.association
+        tables = plan.frame_tables
+        if tables is not None:
+            if tables.only is None:
+                self.rows, self.summaries = {}, {}
+            for folder, (raw, rejected) in tables.by_folder().items():
+                self.rows.pop(folder, None)
+                self.summaries.pop(folder, None)
+                if raw or rejected:
+                    self.rows[folder] = (raw, rejected)
+                if folder in tables.summaries:
+                    self.summaries[folder] = tables.summaries[folder]
 
     def index(self) -> NightsIndex:
         return NightsIndex({n: w.products for n, w in self.nights.items()},
-                           {n: w.summary for n, w in self.nights.items()}, frozenset())
+                           {n: w.summary for n, w in self.nights.items()}, frozenset(), dict(self.summaries))
 
     def part(self, nights: frozenset[str]) -> ProjectedAssociation:
         old = self.header
         return type(old)(merged(self.nights[n].part for n in sorted(nights) if n in self.nights), old.session,
                          old.found, old.frames_seq, old.rules_digest, old.seq)
+
+    def folder_rows(self, folders: frozenset[str]) -> tuple[list, list]:
+        raw = [r for f in folders if f in self.rows for r in self.rows[f][0]]
+        rejected = [r for f in folders if f in self.rows for r in self.rows[f][1]]
+        return sorted(raw, key=lambda r: (r["mjd-obs"], r["file"])), sorted(rejected, key=lambda r: r["filepath"])
 
     def whole(self) -> Association:
         return merged(w.part for w in self.nights.values())
@@ -292,7 +311,7 @@ def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_e
     state, plan = steps_of.prepared(others)
     session = state.current_session or BASE
     cache = NightCache(plan)
-    old_frames, counts = frame_rows(state, rules), (plan.raw_frames, plan.nights)
+    counts = (plan.raw_frames, plan.nights)
     for kind, *args in steps:
         # a failure most often of a calibration another night's SOFs use
         whole = cache.whole()
@@ -302,16 +321,18 @@ def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_e
         state = append(facts, state)
         before = cache.whole()
         index = cache.index()
-        same_frames = cache.header.frames_seq == state.frames_seq
-        shown = (Shown(association=cache.part(frozenset()), counts=counts, nights=index) if same_frames
-                 else Shown(association=cache.part(frozenset()), frames=old_frames, nights=index))
-        frames = frames_now(state, rules, shown)
-        planned = plan_projection(state, rules, session, shown, frozenset(), frames)
+        frames_seq = cache.header.frames_seq
+        touched = frozenset(files_touched(r.event for r in steps_of.log if r.seq > frames_seq))
+        shown = (Shown(association=cache.part(frozenset()), counts=counts, nights=index)
+                 if frames_seq == state.frames_seq else
+                 Shown(association=cache.part(frozenset()), frames=([], []), nights=index, touched=touched))
+        planned = plan_projection(state, rules, session, shown)
         while isinstance(planned, NightsWanted):
             assert not planned.nights <= shown.nights.read  # each request reads more
             shown = attrs.evolve(shown, association=cache.part(planned.nights),
+                                 frames=None if shown.frames is None else cache.folder_rows(planned.nights),
                                  nights=attrs.evolve(index, read=planned.nights))
-            planned = plan_projection(state, rules, session, shown, frozenset(), frames)
+            planned = plan_projection(state, rules, session, shown)
         plan = planned
         assert not plan.whole
         fresh = derive(state, rules, session)
@@ -323,6 +344,11 @@ def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_e
                    before, sof_files(before), fresh.association, session)
         cache.apply(plan)
         assert canonical(cache.whole()) == canonical(fresh.association)
+        # the frame rows cache: every folder's rows and summary as made from scratch
+        assert cache.folder_rows(frozenset(cache.rows)) == (fresh.raw_frames, fresh.rejected_files)
+        assert cache.summaries == summaries_of(fresh.raw_frames, own_lamps_of(fresh.raw_frames, state.files, rules),
+                                               rules)
+        assert (plan.raw_frames, plan.nights) == frames_and_nights(fresh.raw_frames)
         assert sorted(plan.summaries) == sorted(cache.nights)
         fresh_nights = [summarise_night(p, cascade_of(rules)) for p in split_by_night(fresh.association).values()]
         fresh_counts = summarise(fresh_nights, fresh.association, _NoWrites(), frozenset())
@@ -331,8 +357,6 @@ def test_a_projection_reading_only_the_nights_a_change_reaches_equals_deriving_e
         decisions = decide(state, part, session, plan.changed, state.last_seq, others=plan.background)
         state = append(list(decisions), state)
         assert decide(state, fresh.association, session, None, state.last_seq) == []
-        if plan.frames is not None:
-            old_frames = plan.frames
         counts = (plan.raw_frames, plan.nights)
 
 

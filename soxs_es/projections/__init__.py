@@ -15,7 +15,8 @@ run; the log stays the truth. The tables:
 - `cache_association`, `cache_association_sofs` (`association_cache`): the association the tables show, written in
   the same transaction as the tables (they can never disagree), so that an outcome or a new night makes and matches
   again only what it reaches (`shown.shown`): the whole association, and the SOFs changed since it was written.
-- `cache_frame_rows` (`frame_rows_cache`): the raw_frames and rejected_files rows, folder by folder, written with
-  those tables (unpickled faster than SQLite gives its rows back): what a new night's rows are made beside.
+- `cache_frame_folders` (`frame_rows_cache`): the raw_frames and rejected_files rows, folder by folder, with what
+  each folder tells the others (`pure.frame_folders`), written with those tables: what a new night's rows are
+  made beside, reading the folders it reaches only.
 """
 

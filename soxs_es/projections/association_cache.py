@@ -73,7 +73,7 @@ def association_header(conn: sqlite3.Connection) -> bytes | None:
 def association_readable(conn: sqlite3.Connection) -> bool:
     """Whether the cached association is of this soxs-es's format, with the cache of the frame rows it was
     made from."""
-    return association_header(conn) is not None and has_tables(conn, (_NIGHTS, "cache_frame_rows"))
+    return association_header(conn) is not None and has_tables(conn, (_NIGHTS, "cache_frame_folders"))
 
 
 def read_nights_index(conn: sqlite3.Connection) -> NightsIndex | None:

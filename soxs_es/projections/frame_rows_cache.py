@@ -1,5 +1,6 @@
-"""The raw_frames and rejected_files rows, folder by folder (`cache_frame_rows`), written with those tables
-(unpickled faster than SQLite gives its rows back): what a new night's rows are made beside."""
+"""The raw_frames and rejected_files rows, folder by folder (`cache_frame_folders`), with what each folder
+tells the others (`frame_folders.FolderFrames`), written with those tables (unpickled faster than SQLite
+gives its rows back): what a new night's rows are made beside, reading the folders it reaches only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
+from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
 from soxs_es.store.sql import has_tables, quote
@@ -17,19 +19,9 @@ from soxs_es.store.sql import has_tables, quote
 def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """The raw_frames and rejected_files rows as projected (reading them back is cheaper than deriving
     them): from their cache, written with them, or the tables themselves; None when neither can be read."""
-    try:
-        cached = conn.execute("SELECT raw, rejected FROM cache_frame_rows").fetchall()
-    except sqlite3.OperationalError:
-        cached = None
+    cached = folder_rows(conn)
     if cached is not None:
-        raw: list[dict[str, Any]] = []
-        rejected: list[dict[str, Any]] = []
-        for raw_blob, rejected_blob in cached:
-            raw += pickle.loads(raw_blob)  # noqa: S301 - our own cache, in the user's own database
-            rejected += pickle.loads(rejected_blob)  # noqa: S301
-        raw.sort(key=lambda r: (r["mjd-obs"], r["file"]))
-        rejected.sort(key=lambda r: r["filepath"])
-        return raw, rejected
+        return cached
     try:
         return (_read_rows(conn, "raw_frames", raw_frame_columns(rules)),
                 _read_rows(conn, "rejected_files", REJECTED_FILE_COLUMNS))
@@ -38,22 +30,60 @@ def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str,
 
 
 
+def folder_rows(conn: sqlite3.Connection, folders: Iterable[str] | None = None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The cached rows of these folders (every folder: None), raw frames by MJD-OBS then file and rejected
+    files by path; None when there is no cache."""
+    query = "SELECT raw, rejected FROM cache_frame_folders"
+    try:
+        if folders is None:
+            cached = conn.execute(query).fetchall()
+        else:
+            wanted = sorted(folders)
+            cached = [row for at in range(0, len(wanted), 500) for row in conn.execute(
+                f"{query} WHERE folder IN ({', '.join('?' * len(wanted[at:at + 500]))})", wanted[at:at + 500])]
+    except sqlite3.OperationalError:
+        return None
+    raw: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for raw_blob, rejected_blob in cached:
+        raw += pickle.loads(raw_blob)  # noqa: S301 - our own cache, in the user's own database
+        rejected += pickle.loads(rejected_blob)  # noqa: S301
+    raw.sort(key=lambda r: (r["mjd-obs"], r["file"]))
+    rejected.sort(key=lambda r: r["filepath"])
+    return raw, rejected
+
+
+def folder_summaries(conn: sqlite3.Connection) -> dict[str, FolderFrames] | None:
+    """Every folder's `FolderFrames` (None: no cache)."""
+    try:
+        rows = conn.execute("SELECT folder, summary FROM cache_frame_folders WHERE summary IS NOT NULL").fetchall()
+    except sqlite3.OperationalError:
+        return None
+    return {folder: pickle.loads(blob) for folder, blob in rows}  # noqa: S301 - our own cache
+
+
 def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-                     whole: bool) -> None:
-    """Inside the frame tables' transaction: their rows folder by folder, all of them (`whole`), or those of
-    these folders (then only when the cache is there: it is made whole by the next rebuild)."""
+                     summaries: Mapping[str, FolderFrames], whole: bool) -> None:
+    """Inside the frame tables' transaction: their rows folder by folder with each folder's summary, all of
+    them (`whole`), or those of these folders (then only when the cache is there: it is made whole by the
+    next rebuild)."""
     if whole:
-        cur.execute("DROP TABLE IF EXISTS cache_frame_rows")
-        cur.execute("CREATE TABLE cache_frame_rows (folder TEXT PRIMARY KEY, raw BLOB, rejected BLOB)")
-    elif not has_tables(cur, ("cache_frame_rows",)):
+        cur.execute("DROP TABLE IF EXISTS cache_frame_rows")  # of soxs-es before 2026-12
+        cur.execute("DROP TABLE IF EXISTS cache_frame_folders")
+        cur.execute("CREATE TABLE cache_frame_folders (folder TEXT PRIMARY KEY, raw BLOB, rejected BLOB, "
+                    "summary BLOB)")
+    elif not has_tables(cur, ("cache_frame_folders",)):
         return
-    cur.executemany("DELETE FROM cache_frame_rows WHERE folder = ?", [(f,) for f in sorted(folders)])
+    cur.executemany("DELETE FROM cache_frame_folders WHERE folder = ?", [(f,) for f in sorted(folders)])
     # pickled one folder at a time as SQLite takes them: a cold prep never holds every blob at once
-    cur.executemany("INSERT INTO cache_frame_rows VALUES (?, ?, ?)", (
-        (folder, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL),
-         pickle.dumps(rejected, protocol=pickle.HIGHEST_PROTOCOL))
+    cur.executemany("INSERT INTO cache_frame_folders VALUES (?, ?, ?, ?)", (
+        (folder, _pickled(raw), _pickled(rejected), None if folder not in summaries else _pickled(summaries[folder]))
         for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected))
 
+
+def _pickled(value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:

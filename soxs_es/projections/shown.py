@@ -17,13 +17,14 @@ from soxs_es.projections.association_cache import (
     projected_association,
     read_nights_index,
 )
-from soxs_es.projections.frame_rows_cache import frames_shown
+from soxs_es.projections.frame_rows_cache import folder_rows, folder_summaries, frames_shown
 from soxs_es.projections.stamp import read_stamp
 from soxs_es.pure import layout
 from soxs_es.pure.projection import ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import format_sof
+from soxs_es.store.snapshot import files_changed_since
 from soxs_es.store.sql import has_tables
 
 #: the association and frame rows a long-lived process last wrote (`workspace.Remembered` holds them)
@@ -41,7 +42,7 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
     compared)."""
     stamp = read_stamp(conn)
     if (stamp is None or stamp.rules_digest != rules.digest
-            or not has_tables(conn, (*projected_tables, "cache_frame_rows"))):
+            or not has_tables(conn, (*projected_tables, "cache_frame_folders"))):
         return Shown(sof_files=_sof_files_shown(conn, session))  # rebuilt (which makes the caches whole)
     mine, my_frames = remembered or (None, None)
     header = association_header(conn)
@@ -53,7 +54,9 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
         old, index = projected_association(conn), None
     else:
         index = read_nights_index(conn)
-        old = None if index is None else projected_association(conn, ())
+        folders = None if index is None else folder_summaries(conn)
+        old = None if index is None or folders is None else projected_association(conn, ())
+        index = None if old is None else attrs.evolve(index, folders=folders)
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
               and stamp.session == old.session
               and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
@@ -65,19 +68,33 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
         return Shown(frames=frames_shown(conn, rules), sof_files=_sof_files_shown(conn, session))
     if usable and old is not None and old.session == session:
         # the rows `old` was made from: new frames are made again beside them
+        if index is not None:  # the folders a plan reads, read with their nights (`read_nights`)
+            touched = files_changed_since(conn, old.frames_seq)
+            if touched is not None:
+                return Shown(association=old, frames=([], []), nights=index, touched=frozenset(touched))
+            old = projected_association(conn)  # too many files changed to tell: every night
+            index = None
+            if old is None:
+                return Shown(sof_files=_sof_files_shown(conn, session))
         frames = my_frames if old is mine and my_frames is not None else frames_shown(conn, rules)
         if frames is not None:
-            return Shown(association=old, frames=frames, nights=index)
+            return Shown(association=old, frames=frames)
     return Shown(sof_files=_sof_files_shown(conn, session))
 
 
 def read_nights(conn: sqlite3.Connection, shown: Shown, nights: frozenset[str]) -> Shown | None:
-    """`shown` with these nights of the association read (None: the cache changed meanwhile)."""
+    """`shown` with these nights of the association read, and their folders' frame rows when it holds some
+    folders' rows (None: the cache changed meanwhile)."""
     assert shown.nights is not None and shown.association is not None
     part = projected_association(conn, nights)
     if part is None or header_of(part) != header_of(shown.association):
         return None
-    return attrs.evolve(shown, association=part, nights=attrs.evolve(shown.nights, read=nights))
+    frames = shown.frames
+    if frames is not None:
+        frames = folder_rows(conn, nights)
+        if frames is None:
+            return None
+    return attrs.evolve(shown, association=part, frames=frames, nights=attrs.evolve(shown.nights, read=nights))
 
 
 def _sof_files_shown(conn: sqlite3.Connection, session: str) -> dict[str, str]:

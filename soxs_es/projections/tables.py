@@ -38,7 +38,8 @@ def project_frames(conn: sqlite3.Connection, columns: Sequence[str], frames: Fra
         raise ValueError("rows that replace some are written with the association (project_association)")
     replace_tables(conn, (TableRows("raw_frames", tuple(columns), frames.raw_frames, RAW_FRAME_INDEXES),
                           TableRows("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)),
-                   also=lambda cur: frame_rows_cache.write_frame_rows(cur, frames.by_folder(), whole=True))
+                   also=lambda cur: frame_rows_cache.write_frame_rows(cur, frames.by_folder(), frames.summaries,
+                                                                      whole=True))
 
 
 def _replace_frame_rows(cur: sqlite3.Cursor, columns: Sequence[str], frames: FrameTables) -> None:
@@ -49,7 +50,7 @@ def _replace_frame_rows(cur: sqlite3.Cursor, columns: Sequence[str], frames: Fra
                                        ("rejected_files", REJECTED_FILE_COLUMNS, frames.rejected_files)):
         cur.executemany(f"DELETE FROM {quote(table)} WHERE filepath = ?", gone)
         insert_rows(cur, table, table_columns, rows)
-    frame_rows_cache.write_frame_rows(cur, frames.by_folder(), whole=False)
+    frame_rows_cache.write_frame_rows(cur, frames.by_folder(), frames.summaries, whole=False)
 
 
 #: (table, columns, rows of the SOFs in `only` (all when None), indexes)

@@ -68,7 +68,7 @@ def frame_rows(state: WorkspaceState, rules: Rules) -> tuple[Rows, Rows]:
     if not state.files_loaded:
         raise ValueError("frame rows asked of a state read without its files")
     raw, rejected = frames_of(state.files, rules)
-    return _with_exclusions(raw_frame_rows(raw, rules), state.files), rejected
+    return with_exclusions(raw_frame_rows(raw, rules), state.files), rejected
 
 
 def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Rows], since: int
@@ -96,7 +96,7 @@ def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Row
     mates = {path: dict(row, lamp=own_lamp(files[path].header, rules))  # type: ignore[arg-type]
              for path, row in rows_at.items() if path not in touched and lamp_group(row) in obs}
     finish_rows([*fresh, *mates.values()], rules)
-    _with_exclusions([*fresh, *mates.values()], files)
+    with_exclusions([*fresh, *mates.values()], files)
     relit = [path for path, row in mates.items() if row != rows_at[path]]
     again = touched.union(relit)
     rows = [row for path, row in rows_at.items() if path not in again] + fresh + [mates[path] for path in relit]
@@ -106,7 +106,7 @@ def frame_rows_since(state: WorkspaceState, rules: Rules, shown: tuple[Rows, Row
     return rows, rejected, frozenset(f"./{path}" for path in again)
 
 
-def _with_exclusions(rows: Rows, files: Mapping[str, KnownFile]) -> Rows:
+def with_exclusions(rows: Rows, files: Mapping[str, KnownFile]) -> Rows:
     """The rows (changed in place) with the frames a person excluded ignored, saying so."""
     for row in rows:
         known = files.get(row["filepath"][2:])

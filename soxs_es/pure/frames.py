@@ -280,21 +280,27 @@ def own_lamp(header: Header, rules: Rules) -> str | None:
     return _own_lamp(header, _plan(rules))
 
 
-def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules) -> None:
-    """NIR lamp-off frames have no lamp keyword: give them the first lamp seen in their OB."""
+def lamp_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The order in which an OB's frames give their lamp to its lamp-off frames: the first wins."""
+    return row["eso dpr catg"], row["eso dpr tech"], row["eso dpr type"], row["mjd-obs"], row["file"]
+
+
+def _inherit_lamps(rows: list[dict[str, Any]], rules: Rules, first_lamps: Mapping[str, str | None] | None) -> None:
+    """NIR lamp-off frames have no lamp keyword: give them the first lamp seen in their OB (`first_lamps`:
+    known already)."""
     inherit = rules.section("columns", "lamp_inherit")
 
     def ob_key(row: dict[str, Any]) -> str:
         return str(row[inherit["group_by"]] or "")
 
-    ordered = sorted(
-        (r for r in rows if r["eso seq arm"] in inherit["arms"]),
-        key=lambda r: (r["eso dpr catg"], r["eso dpr tech"], r["eso dpr type"], r["mjd-obs"], r["file"]),
-    )
-    first_lamp: dict[str, str] = {}
-    for row in ordered:
-        if row["lamp"]:
-            first_lamp.setdefault(ob_key(row), row["lamp"])
+    ordered = sorted((r for r in rows if r["eso seq arm"] in inherit["arms"]), key=lamp_order)
+    first_lamp: dict[str, str | None] = {}
+    if first_lamps is not None:
+        first_lamp.update(first_lamps)
+    else:
+        for row in ordered:
+            if row["lamp"]:
+                first_lamp.setdefault(ob_key(row), row["lamp"])
     for row in ordered:
         if not row["lamp"]:
             row["lamp"] = first_lamp.get(ob_key(row))
@@ -314,10 +320,12 @@ def unfinished_rows(frames: Iterable[tuple[str, Header]], rules: Rules) -> list[
     return [_raw_frame_row(path, header, plan) for path, header in frames]
 
 
-def finish_rows(rows: list[dict[str, Any]], rules: Rules) -> None:
+def finish_rows(rows: list[dict[str, Any]], rules: Rules, first_lamps: Mapping[str, str | None] | None = None
+                ) -> None:
     """Lamps inherited within each OB, then why a frame is ignored. `rows` must hold every frame of each OB
-    among them (a NIR lamp-off frame takes the lamp of another frame of its OB)."""
-    _inherit_lamps(rows, rules)
+    among them (a NIR lamp-off frame takes the lamp of another frame of its OB), unless `first_lamps` gives
+    the lamp each of their OBs' lamp-off frames take (`frame_folders.first_lamps`)."""
+    _inherit_lamps(rows, rules, first_lamps)
     for row in rows:
         reason = ignore_reason(row, rules)
         row["ignore"] = 1 if reason else 0

@@ -26,6 +26,15 @@ from soxs_es.pure.association.nights import (
 )
 from soxs_es.pure.cascade import Cascade, cascade_of
 from soxs_es.pure.derive import derive, frame_rows, frame_rows_since, frames_and_nights
+from soxs_es.pure.frame_folders import (
+    FolderFrames,
+    RowsSince,
+    counts,
+    folder_of,
+    own_lamps_of,
+    rows_since,
+    summaries_of,
+)
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.sessions import failure_of, pins_of
@@ -70,7 +79,8 @@ class Shown:
     - `sof_files`: the SOF files the tables show, name -> text (needed only without `association`, which
       says the same of its own);
     - `nights`: when `association` holds only some nights (`NightsIndex.read`), what every night keeps for
-      the others.
+      the others; `frames` then holds the rows of those nights' folders only, and `touched` the paths whose
+      files changed since the frames of `association`.
     """
 
     association: ProjectedAssociation | None = None
@@ -78,28 +88,26 @@ class Shown:
     counts: tuple[int, int] | None = None
     sof_files: Mapping[str, str] = attrs.field(factory=dict)
     nights: NightsIndex | None = None
+    touched: frozenset[str] = frozenset()
 
 
 @attrs.frozen
 class FrameTables:
     """raw_frames and rejected_files rows to write: of the frames in `only` (their rows replaced; a frame in
     `only` without a row is gone), or every row (`only` None: the tables rebuilt). `folders`: every row of
-    each folder holding a frame in `only` (folder -> (raw frame rows, rejected file rows)), to cache."""
+    each folder holding a frame in `only` (folder -> (raw frame rows, rejected file rows)), to cache, and
+    `summaries`, what those folders (every folder, when the tables are rebuilt) tell the others."""
 
     raw_frames: Rows
     rejected_files: Rows
     only: frozenset[str] | None = None
     folders: Mapping[str, tuple[Rows, Rows]] = attrs.field(factory=dict)
     columns: tuple[str, ...] = ()  # of raw_frames, under the rules in force
+    summaries: Mapping[str, FolderFrames] = attrs.field(factory=dict)
 
     def by_folder(self) -> Mapping[str, tuple[Rows, Rows]]:
         """The rows to cache, folder by folder: `folders`, or, when the tables are rebuilt, every row."""
         return self.folders if self.only is not None else rows_by_folder(self.raw_frames, self.rejected_files)
-
-
-def folder_of(filepath: str) -> str:
-    """The folder of a row's `filepath` (./raw/2025-03-01/x.fits -> raw/2025-03-01)."""
-    return filepath[2:].rsplit("/", 1)[0] if "/" in filepath[2:] else ""
 
 
 def rows_by_folder(raw_frames: Rows, rejected_files: Rows, only: frozenset[str] | None = None
@@ -118,12 +126,14 @@ def rows_by_folder(raw_frames: Rows, rejected_files: Rows, only: frozenset[str] 
 
 @attrs.frozen
 class NightsIndex:
-    """What the association cache keeps of every night for the others (`association.nights`), and which
-    nights `Shown.association` holds (`read`)."""
+    """What the association cache keeps of every night for the others (`association.nights`), what the
+    frame rows cache keeps of every folder (`frame_folders`), and which nights `Shown.association` holds
+    (`read`; `Shown.frames` holds their folders' rows)."""
 
     products: Mapping[str, NightProducts]
     summaries: Mapping[str, NightSummary]
     read: frozenset[str]
+    folders: Mapping[str, FolderFrames] = attrs.field(factory=dict)
 
     def night_of_sof(self) -> dict[str, str]:
         return {sof: night for night, products in self.products.items() for sof in products.usable}
@@ -199,31 +209,56 @@ class FramesNow:
     counts: tuple[int, int]
     tables: FrameTables | None = None
     after: tuple[Rows, Rows] | None = None
+    #: when the rows are of the folders read only (`Shown.nights`): every folder's summary after, and the
+    #: `eso tpl start` of the changed frames before and after
+    folders: Mapping[str, FolderFrames] | None = None
+    templates: frozenset[str] = frozenset()
 
 
-def frames_now(state: WorkspaceState, rules: Rules, shown: Shown) -> FramesNow:
-    """The frame rows of the log's frames, made again only where they changed since those `shown`."""
-    old = shown.association
+def frames_now(state: WorkspaceState, rules: Rules, shown: Shown) -> FramesNow | NightsWanted:
+    """The frame rows of the log's frames, made again only where they changed since those `shown` (when
+    `shown` holds some folders' rows only, those of the folders read: `NightsWanted` names the folders
+    the change reaches, until they are all read)."""
+    old, index = shown.association, shown.nights
     if old is not None and shown.counts is not None:  # the same frames: only outcomes changed
-        return FramesNow([], [], frozenset(), shown.counts)
+        return FramesNow([], [], frozenset(), shown.counts, folders=None if index is None else index.folders)
+    if old is not None and index is not None and shown.frames is not None:  # the folders read, made again
+        since = rows_since(state.files, rules, shown.frames, shown.touched, index.folders, index.read)
+        if not isinstance(since, RowsSince):
+            return NightsWanted(since)
+        changed_folders = frozenset(map(folder_of, since.changed))
+        folders = {f: s for f, s in index.folders.items() if f not in changed_folders}
+        folders.update(since.folders)
+        tables = FrameTables([r for r in since.rows if r["filepath"] in since.changed],
+                             [r for r in since.rejected if r["filepath"] in since.changed], since.changed,
+                             rows_by_folder(since.rows, since.rejected, changed_folders), raw_frame_columns(rules),
+                             since.folders)
+        return FramesNow(since.rows, since.rejected, since.changed, counts(folders), tables, None, folders,
+                         since.templates)
     if old is not None and shown.frames is not None:  # frames came or went: made again where they reach
         rows, rejected, changed_frames = frame_rows_since(state, rules, shown.frames, old.frames_seq)
+        by_folder = rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames)))
         tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
                              [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
-                             rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames))),
-                             raw_frame_columns(rules))
+                             by_folder, raw_frame_columns(rules), _summaries(by_folder, state, rules))
         return FramesNow(rows, rejected, changed_frames, frames_and_nights(rows), tables, (rows, rejected))
     frames = shown.frames
     tables = None
     if frames is None:
         frames = frame_rows(state, rules)
-        tables = FrameTables(*frames, columns=raw_frame_columns(rules))
+        tables = FrameTables(*frames, columns=raw_frame_columns(rules),
+                             summaries=summaries_of(frames[0], own_lamps_of(frames[0], state.files, rules), rules))
     return FramesNow(frames[0], frames[1], None, frames_and_nights(frames[0]), tables)
 
 
+def _summaries(by_folder: Mapping[str, tuple[Rows, Rows]], state: WorkspaceState, rules: Rules
+               ) -> dict[str, FolderFrames]:
+    raw = [row for rows, _ in by_folder.values() for row in rows]
+    return summaries_of(raw, own_lamps_of(raw, state.files, rules), rules)
+
+
 def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Shown,
-                    running: frozenset[str] = frozenset(), frames: FramesNow | None = None
-                    ) -> ProjectionPlan | NightsWanted:
+                    running: frozenset[str] = frozenset()) -> ProjectionPlan | NightsWanted:
     """What makes the projections and the session's SOF files show the log (`state`) for `session`.
 
     When only outcomes, QC values, products or frames changed since the last complete projection of this
@@ -231,11 +266,12 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
     fallback, a new night) and only the changed rows and SOF files are written; otherwise (the first
     projection, other rules, another session) everything is derived from the frames. When `shown` holds
     only some nights of that association (`Shown.nights`), the answer is `NightsWanted` until it holds every
-    night the change reaches. `running` names SOFs whose recipes run now: their status cells say so;
-    `frames`: `frames_now(state, rules, shown)`, made once for several calls.
+    night the change reaches. `running` names SOFs whose recipes run now: their status cells say so.
     """
     found = frozenset(state.products.get(session, {}))
-    frames = frames if frames is not None else frames_now(state, rules, shown)
+    frames = frames_now(state, rules, shown)
+    if isinstance(frames, NightsWanted):
+        return frames
     old = shown.association
     cascade = cascade_of(rules)
     index = shown.nights
@@ -246,7 +282,7 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
     else:
         rows: Rows | None = None if not frames.changed else frames.rows
         if index is not None:
-            wanted = nights_wanted(state, session, index, frames, shown)
+            wanted = nights_wanted(state, session, index, frames)
             if not wanted <= index.read:
                 return NightsWanted(index.read | wanted)
             background = Background.of((p for n, p in index.products.items() if n not in index.read),
@@ -317,19 +353,12 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
     return written, gone, summaries
 
 
-def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow, shown: Shown
-                  ) -> frozenset[str]:
-    """The nights a plan must read before matching again: those whose frames changed (with every night sharing
-    a template run with them: a run's frames count together), and those of every SOF the session holds a fact
-    about (an outcome, a QC value, a product made, a ban, a pin, a decision about its products) - a change
-    seen nowhere else reaches the others through `reached`."""
+def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow) -> frozenset[str]:
+    """The nights a plan must read before matching again: those whose frames changed, those of every SOF the
+    session holds a fact about (an outcome, a QC value, a product made, a ban, a pin, a decision about its
+    products) - a change seen nowhere else reaches the others through `reached` - and every night sharing a
+    template run with them (a run's frames count together)."""
     wanted = {folder_of(path) for path in frames.changed or ()}
-    if wanted and frames.rows:
-        starts = {r["eso tpl start"] for r in frames.rows if folder_of(r["filepath"]) in wanted}
-        if shown.frames is not None:
-            starts.update(r["eso tpl start"] for r in shown.frames[0] if r["filepath"] in (frames.changed or ()))
-        starts.discard(None)
-        wanted.update(folder_of(r["filepath"]) for r in frames.rows if r["eso tpl start"] in starts)
     facts: set[str] = set()
     for by_sof in (state.outcomes, state.qc, state.made, state.runs, state.bans, state.decisions.qc_failed,
                    state.decisions.stale):
@@ -341,4 +370,11 @@ def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frame
     if facts:
         night_of_sof = index.night_of_sof()
         wanted.update(night_of_sof[sof] for sof in facts if sof in night_of_sof)
+    folders = frames.folders if frames.folders is not None else index.folders
+    starts = set(frames.templates)
+    for folder in wanted | index.read:
+        if folder in folders:
+            starts.update(folders[folder].templates)
+    if starts:
+        wanted.update(folder for folder, summary in folders.items() if not summary.templates.isdisjoint(starts))
     return frozenset(wanted)
