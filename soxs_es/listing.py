@@ -19,16 +19,26 @@ def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) 
     """
     out: dict[str, tuple[int, int]] = {}
     known = known or {}
-    for folder, dirs, files in os.walk(root / layout.RAW):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
-        for name in files:
-            if layout.is_fits_name(name) and not name.startswith("."):
+    folders = [(root / layout.RAW, layout.RAW + "/")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # gone, or not a folder: nothing of it is listed
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir():
+                if not entry.is_symlink():  # a linked folder is not entered (as `os.walk` does not)
+                    folders.append((Path(entry.path), f"{prefix}{name}/"))
+            elif layout.is_fits_name(name):
                 rel = prefix + name
                 if rel in known:
                     out[rel] = known[rel]
                     continue
-                st = os.stat(os.path.join(folder, name))
+                st = entry.stat()
                 out[rel] = (st.st_size, st.st_mtime_ns)
     return out
 

@@ -10,7 +10,7 @@ import functools
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from soxs_es.pure.provenance import (
 )
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import qc_ranges_from_settings, session_id_problem
-from soxs_es.pure.state import BASE, WorkspaceState, fold, qc_parent
+from soxs_es.pure.state import BASE, FILE_EVENTS, WorkspaceState, files_touched, fold, folder_of, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
 from soxs_es.soxspipe import outputs as pipeline
 from soxs_es.soxspipe.settings import (
@@ -91,13 +91,13 @@ class Projection:
 class Workspace:
     """A workspace opened for writing (the caller holds the workspace lock)."""
 
-    def __init__(self, root: Path, clock: Clock = utc_now, with_files: bool = True,
+    def __init__(self, root: Path, clock: Clock = utc_now, folders: frozenset[str] | None = None,
                  remembered: Remembered | None = None) -> None:
         self.root = root
         self.log = EventLog(root / layout.DATABASE, clock)
         self.clock = clock
         self.remembered = remembered
-        self.state: WorkspaceState = self._load_state(with_files)
+        self.state: WorkspaceState = self._load_state(folders)
         # a workspace keeps the instrument it was first prepared for (its frames may all be filed by now)
         self.rules = load_rules(root, recorded_instrument(self.state.rules_text))
         self.appended = 0
@@ -111,10 +111,10 @@ class Workspace:
         self._pending: list[ev.Event] | None = None
         self.harvest()
 
-    def _load_state(self, with_files: bool) -> WorkspaceState:
+    def _load_state(self, folders: frozenset[str] | None) -> WorkspaceState:
         """The state a run remembers from the last, with the events since folded in; else a snapshot of the
-        folded state (a cache: only newer events are folded). Commands about outcomes and sessions read it
-        without the files (the frames are read when needed)."""
+        folded state (a cache: only newer events are folded) with the files of `folders` (None: every file;
+        the others are read when needed, `hold`)."""
         memo = self.remembered
         if memo is not None:
             database = _identity(self.root / layout.DATABASE)
@@ -123,8 +123,13 @@ class Workspace:
                 # another database, or this one's log is not the one remembered (a backup copied over it)
                 memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
             if memo.state is not None:
-                return fold(self.log.read(after=memo.state.last_seq), memo.state)
-        return load_state(self.log, with_files=with_files)
+                tail = list(self.log.read(after=memo.state.last_seq))
+                touched = files_touched(r.event for r in tail if isinstance(r.event, FILE_EVENTS))
+                if memo.state.holds(map(folder_of, touched)):
+                    return fold(tail, memo.state)
+                held = memo.state.files_folders
+                return load_state(self.log, folders=None if held is None else held | set(map(folder_of, touched)))
+        return load_state(self.log, folders=folders)
 
     def _event_at(self, seq: int) -> tuple[int, str] | None:
         """(seq, recorded at) of the log's event at `seq` (None: no such event)."""
@@ -132,16 +137,22 @@ class Workspace:
         return None if row is None else (seq, row[0])
 
     def load_files(self) -> None:
-        """Read the state's files too, when it was opened without them."""
+        """Read every file of the state, when it holds some folders' only."""
         if not self.state.files_loaded:
             self.flush()
             self.state = load_state(self.log)
+
+    def hold(self, folders: Iterable[str]) -> None:
+        """Read the files of these folders too, when the state does not hold them (`WorkspaceState.holds`)."""
+        folders = set(folders)
+        if not self.state.holds(folders):
+            self.state = snapshot.with_folders(self.log.conn, self.state, folders)
 
     def close(self) -> None:
         if self._pending:
             raise RuntimeError("a workspace closed with facts of a unit of work not appended")
         memo = self.remembered
-        if memo is not None and self.state.files_loaded:
+        if memo is not None:
             memo.last_event = self._event_at(self.state.last_seq)
             memo.state = self.state if memo.last_event is not None else None
         self.log.close()
@@ -149,6 +160,7 @@ class Workspace:
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
         """Append facts (one transaction, with what `also` writes) and fold them into the state; inside a
         `unit_of_work`, fold them now and append them with the unit's other facts at its end."""
+        self.hold(map(folder_of, files_touched(e for e in batch if isinstance(e, FILE_EVENTS))))
         if self._pending is not None and also is None:
             # numbered as the log will number them: the writer lock is held, so no one appends meanwhile
             first = self.state.last_seq + 1
@@ -172,7 +184,7 @@ class Workspace:
             self.flush()
         except BaseException:
             if self._pending:  # folded but never appended: the state goes back to the log's
-                self.state = load_state(self.log, with_files=self.state.files_loaded)
+                self.state = load_state(self.log, folders=self.state.files_folders)
             raise
         finally:
             self._pending = None
@@ -358,10 +370,11 @@ class Workspace:
             conn = self.log.conn
             shown = read_shown(conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
                                None if memo is None else (memo.projected, memo.frames), whole)
-            if shown.counts is None:
+            if shown.counts is None and shown.nights is None:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
             while isinstance(plan, NightsWanted):
+                self.hold(plan.nights)  # (the nights' frames: their rows, decisions' causes, staleness)
                 more = read_nights(conn, shown, plan.nights)
                 if more is None:  # the cache changed under us (cannot happen under the lock): made whole
                     self.load_files()
@@ -435,7 +448,7 @@ class Workspace:
         the products of the nights `association` does not hold)."""
         state = self.state
         return stale_products(association, frozenset(state.products.get(session, {})), state.made.get(session, {}),
-                              state.files if state.files_loaded else None, self.parameters(session), pipeline,
+                              state.files if state.files_held else None, self.parameters(session), pipeline,
                               recorded=state.decisions.stale.get(session, {}),
                               settings_seq=state.settings.get(session, ({}, 0))[1], others=others.products_of)
 
@@ -497,7 +510,7 @@ def writing(root: Path, clock: Clock = utc_now, wait: float = LOCK_WAIT_SECONDS)
     without the files (these commands record outcomes and sessions; projecting reads the frames if needed)."""
     require_workspace(root)
     with workspace_lock(root, wait=wait, notify=_stderr):
-        workspace = Workspace(root, clock, with_files=False)
+        workspace = Workspace(root, clock, folders=frozenset())
         try:
             with workspace.unit_of_work():  # what the command records, appended at once (projecting appends first)
                 yield workspace

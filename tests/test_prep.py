@@ -440,9 +440,11 @@ def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
 
 def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock) -> None:
     """The snapshot (state without files + files folder by folder) gives the state folding the whole log
-    gives, also once a new night rewrote its folders only; read without its files, frame events after it
-    bring the files back in."""
-    from soxs_es.pure.state import fold
+    gives, also once a new night rewrote its folders only; read with some folders' files only, it holds
+    those and the folders the events after it touch."""
+    import attrs
+
+    from soxs_es.pure.state import fold, folder_of
     from soxs_es.store import snapshot
     from soxs_es.store.log import load_state
 
@@ -466,10 +468,18 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     now = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
     assert any(now.get(folder) == blob for folder, blob in night_one.items())  # a folder left as it was
     assert load_state(log) == fold(log.read())
-    light = load_state(log, with_files=False)
+    light = load_state(log, folders=frozenset())
     assert not light.files_loaded and not light.files and light.outcomes == fold(log.read()).outcomes
-    log.append([ev.FrameMissing(path=sorted(fold(log.read()).files)[0])])
-    assert load_state(log, with_files=False) == fold(log.read())  # the files came back
+    whole = fold(log.read())
+    night = sorted({folder_of(p) for p in whole.files if p.startswith("raw/")})[0]
+    one = load_state(log, folders=frozenset({night}))
+    assert one.files == {p: k for p, k in whole.files.items() if folder_of(p) == night}
+    gone = sorted(p for p in whole.files if p.startswith("raw/") and folder_of(p) != night)[0]
+    log.append([ev.FrameMissing(path=gone)])
+    after = load_state(log, folders=frozenset({night}))  # the folder the event touched is read too
+    assert after.files_folders == {night, folder_of(gone)}
+    assert after.files == {p: k for p, k in fold(log.read()).files.items() if folder_of(p) in after.files_folders}
+    assert attrs.evolve(after, files=whole.files.remove(gone), files_folders=None) == fold(log.read())
     log.close()
 
 

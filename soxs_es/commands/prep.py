@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,12 @@ from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
 from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Removal, worker_count
-from soxs_es.projections.stamp import nothing_new, read_stamp
+from soxs_es.projections.frame_rows_cache import folder_summaries
+from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import arrival, layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
+from soxs_es.pure.state import folder_of
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.soxspipe import command as soxspipe
 from soxs_es.soxspipe.settings import holds_short_settings, short_settings_note
@@ -108,7 +110,7 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None
         if quick is not None:
             return quick
-        ws = Workspace(root, clock, remembered=remembered)
+        ws = Workspace(root, clock, folders=frozenset(), remembered=remembered)  # folders read as needed
         ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
         return run_prep(ws, worker_count(workers), progress)
 
@@ -121,13 +123,14 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             reconciled = reconcile(ws)
             ws.record_rules()
             ws.record_keywords()
+            seen = hold_unprojected(ws)
             scan = scan_root(ws, workers, progress)
             check_instruments(ws, scan.found)
             # before filing: once the .Z files are let go, its settings file's sync would wait on the disk's
             ws.ensure_session()
             ws.check_settings(ws.session)
         filed = file_root(ws, scan.found, progress)
-        synced = sync_raw(ws, filed.placed, workers, progress)
+        synced = sync_raw(ws, filed.placed, workers, progress, seen)
         ws.record_settings(ws.session)
         facts_appended = ws.appended
         if ws.appended or not ws.projection_current() or ws.product_changes(ws.session):
@@ -169,6 +172,7 @@ def reconcile(ws: Workspace) -> list[str]:
     """Finish or abandon the moves an interrupted run recorded as intended; returns their sources."""
     batch: list[ev.Event] = []
     reconciled: list[str] = []
+    ws.hold(folder_of(path) for intent in ws.state.pending_moves.values() for path in (intent.source, intent.target))
     for source, intent in sorted(ws.state.pending_moves.items()):
         src, dst = ws.root / source, ws.root / intent.target
         src_there, dst_there = os.path.lexists(src), os.path.lexists(dst)
@@ -299,11 +303,24 @@ def check_instruments(ws: Workspace, found: list[RootFile]) -> None:
     """Refuse a folder holding raw frames of more than one instrument (before anything is moved)."""
     def raw_families(with_names: bool) -> dict[str, list[str]]:
         """Instrument -> its raw frames (without `with_names`, only the first file that says so: a header is
-        classified only when it names an instrument not seen yet)."""
+        classified only when it names an instrument not seen yet; the folders whose files the state does not
+        hold say which instruments they hold, `frame_folders.FolderFrames`)."""
         families: dict[str, list[str]] = {}
         for item in found:
             if item.kind == "raw" and item.header is not None:
                 families.setdefault(instrument_family(item.header, ws.rules), []).append(item.name)
+        if not with_names and not ws.state.files_loaded:  # (then `hold_unprojected` found the rules unchanged)
+            summaries = folder_summaries(ws.log.conn)
+            if summaries is None:
+                ws.load_files()
+            else:
+                held = ws.state.files_folders or frozenset()
+                for folder, summary in summaries.items():
+                    if folder not in held:
+                        for family in summary.instruments:
+                            families.setdefault(family, []).append(folder)
+        if with_names:
+            ws.load_files()
         for known in ws.state.files.values():
             if known.header is None:
                 continue
@@ -464,6 +481,7 @@ class _Filing:
             try:
                 move_no_overwrite(item.staged, self.at(home))  # never replaces: fails when the name is taken
             except FileExistsError:
+                self.ws.hold([folder_of(home)])
                 if home not in self.ws.state.files and same_bytes(item.staged, self.at(home)):
                     os.unlink(item.staged)
                     done += self.decompressed_home(item, home, _stat_key(self.at(home)))
@@ -522,6 +540,7 @@ class _Filing:
         if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != item.compressed_stat:
             return False  # never decompressed, or a new copy of that file: handled as any other file
         target = earlier.target
+        self.ws.load_files()  # (a .Z back after its frame was filed: seldom)
         for path in self.ws.state.files:
             if (path == target or path.endswith("/" + target)) and same_bytes(item.staged, self.ws.root / path):
                 os.unlink(item.staged)
@@ -542,13 +561,21 @@ class Synced:
     refused: list[Reason]
 
 
-def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None) -> Synced:
+def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None,
+             seen: Mapping[str, tuple[int, int]] | None = None) -> Synced:
     """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
     for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
-    the paths this run filed, not stat'ed again."""
+    the paths this run filed, not stat'ed again; `seen`: the raw/ listing the last projection saw, when the
+    state holds the folders changed since only (`hold_unprojected`): those whose listing differs are read.
+    Only the folders read are told of in the report (as a `prep` with nothing to do tells of none)."""
     files = ws.state.files
     known = {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files}
     on_disk = listing.raw_listing(ws.root, known=known)
+    if seen is not None:
+        hold_changed_folders(ws, on_disk, seen)
+    files, held = ws.state.files, ws.state.files_folders
+    if held is not None:  # the other folders are as the last projection saw them, file for file
+        on_disk = {path: stat for path, stat in on_disk.items() if folder_of(path) in held}
     batch: list[ev.Event] = []
     missing = sorted(path for path in files if path.startswith(layout.RAW + "/") and path not in on_disk)
     batch += [ev.FrameMissing(path=path) for path in missing]
@@ -577,6 +604,35 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
             reason = file.problem if verdict is None else verdict.reason
             left_alone.append((rel, f"not used: {reason or 'a pipeline product'}"))
     return Synced(len(new) - len(refused), missing, sorted(left_alone), refused)
+
+
+def hold_unprojected(ws: Workspace) -> dict[str, tuple[int, int]] | None:
+    """Let the state hold the files of every folder changed since the last projection, or of every folder
+    when that cannot be told (no projection yet, other rules, frames read for fewer keywords than the rules
+    in force want); returns the raw/ listing that projection saw (None: every folder is held). The other
+    folders are then as that projection saw them, file for file: the frame rows cache tells what they hold."""
+    conn, state, rules = ws.log.conn, ws.state, ws.rules
+    if state.files_loaded:
+        return None
+    stamp = read_stamp(conn)
+    try:
+        seen = None if stamp is None or stamp.rules_digest != rules.digest else files_seen(conn)
+    except sqlite3.OperationalError:
+        seen = None
+    changed = None if seen is None else snapshot.files_changed_since(conn, stamp.frames_seq)  # type: ignore[union-attr]
+    if changed is None or any(not rules.keywords <= keywords for digest, keywords in state.keyword_sets.items()
+                              if digest != rules.keywords_digest):
+        ws.load_files()
+        return None
+    ws.hold(map(folder_of, changed))
+    return seen
+
+
+def hold_changed_folders(ws: Workspace, on_disk: Mapping[str, tuple[int, int]],
+                         seen: Mapping[str, tuple[int, int]]) -> None:
+    """Let the state hold the files of every raw/ folder whose listing differs from `seen`, the one the last
+    projection saw (`hold_unprojected`)."""
+    ws.hold({folder_of(path) for path, _ in set(on_disk.items()).symmetric_difference(seen.items())})
 
 
 # -- a prep with nothing to do -----------------------------------------------------------------------------

@@ -54,13 +54,20 @@ def folder_rows(conn: sqlite3.Connection, folders: Iterable[str] | None = None
     return raw, rejected
 
 
+#: Bump when `FolderFrames` changes shape: summaries of another format are not read (the cache is rebuilt).
+SUMMARY_FORMAT = 2
+
+
 def folder_summaries(conn: sqlite3.Connection) -> dict[str, FolderFrames] | None:
-    """Every folder's `FolderFrames` (None: no cache)."""
+    """Every folder's `FolderFrames` (None: no cache, or one of another format)."""
     try:
         rows = conn.execute("SELECT folder, summary FROM cache_frame_folders WHERE summary IS NOT NULL").fetchall()
-    except sqlite3.OperationalError:
+        summaries = {folder: pickle.loads(blob) for folder, blob in rows}  # noqa: S301 - our own cache
+    except (sqlite3.Error, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
         return None
-    return {folder: pickle.loads(blob) for folder, blob in rows}  # noqa: S301 - our own cache
+    if not all(type(s) is tuple and s[0] == SUMMARY_FORMAT for s in summaries.values()):
+        return None
+    return {folder: summary for folder, (_, summary) in summaries.items()}
 
 
 def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
@@ -78,7 +85,8 @@ def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[
     cur.executemany("DELETE FROM cache_frame_folders WHERE folder = ?", [(f,) for f in sorted(folders)])
     # pickled one folder at a time as SQLite takes them: a cold prep never holds every blob at once
     cur.executemany("INSERT INTO cache_frame_folders VALUES (?, ?, ?, ?)", (
-        (folder, _pickled(raw), _pickled(rejected), None if folder not in summaries else _pickled(summaries[folder]))
+        (folder, _pickled(raw), _pickled(rejected),
+         None if folder not in summaries else _pickled((SUMMARY_FORMAT, summaries[folder])))
         for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected))
 
 

@@ -15,7 +15,7 @@ from soxs_es import listing
 from soxs_es.projections.association_cache import association_readable
 from soxs_es.pure import layout
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.state import WorkspaceState
+from soxs_es.pure.state import WorkspaceState, folder_of
 from soxs_es.soxspipe.outputs import inbox_is_empty
 from soxs_es.store.snapshot import Snapshot, files_changed_since, snapshot_current, write_snapshot
 from soxs_es.store.sql import has_tables, transaction
@@ -84,10 +84,10 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         seen = previous is not None and has_tables(cur, ("cache_files",))
         if not seen or previous is None or previous.frames_seq != state.frames_seq:
-            if not state.files_loaded:
-                raise ValueError("a state read without its files cannot record changed frames")
-            _write_files_seen(cur, state, None if not seen or previous is None
-                              else files_changed_since(cur, previous.frames_seq))
+            changed = None if not seen or previous is None else files_changed_since(cur, previous.frames_seq)
+            if not (state.files_loaded if changed is None else state.holds(map(folder_of, changed))):
+                raise ValueError("a state without the files of changed folders cannot record them")
+            _write_files_seen(cur, state, changed)
         cur.execute("DROP TABLE IF EXISTS cache_stamp")
         cur.execute("CREATE TABLE cache_stamp (format INTEGER, stamp TEXT)")
         cur.execute("INSERT INTO cache_stamp VALUES (?, ?)", (STAMP_FORMAT, msgspec.json.encode(stamp).decode()))
@@ -111,7 +111,7 @@ def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[s
     cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", [row(path) for path in raw if path in state.files])
 
 
-def _files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+def files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
 
 
@@ -142,5 +142,5 @@ def nothing_new(root: Path, conn: sqlite3.Connection, rules_digests: frozenset[s
         return None
     if listing.outputs_stamp(root, session_dir) != stamp.outputs:
         return None  # a SOF file or a root link was removed or changed: write them again
-    return stamp if listing.raw_listing(root) == _files_seen(conn) else None
+    return stamp if listing.raw_listing(root) == files_seen(conn) else None
 

@@ -133,7 +133,7 @@ class _Causes:
         if product is not None:
             sof = self.association.sofs.get(product.sof)
             # (a state read without its files knows no frame's ingest: as `frames` says for the nights held)
-            others_seq = self.others.frames_seq.get(product.sof, 0) if self.state.files_loaded else 0
+            others_seq = self.others.frames_seq.get(product.sof, 0) if self.state.files_held else 0
             of_set = self.of_set(sof.set) if sof is not None else max(others_seq, self.state.rules_seq)
             outcome = self.state.outcomes.get(self.session, {}).get(product.sof)
             qc = self.state.qc.get(self.session, {}).get(product.sof, {})
@@ -168,7 +168,7 @@ def _workspace_path(path: str) -> str:
 def _why_dissolved(state: WorkspaceState, frames: tuple[str, ...], formed: int,
                    set_of_frame: dict[str, str]) -> tuple[str, int]:
     """Why a set decided before no longer exists, and the fact that says so."""
-    if state.files_loaded:
+    if state.files_held:
         gone = [f for f in frames if _workspace_path(f) not in state.files]
         if gone:
             return f"{len(gone)} of its {len(frames)} frames are gone ({gone[0]}...)", state.frames_seq

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from soxs_es.pure.derive import frames_of, with_exclusions
-from soxs_es.pure.frames import finish_rows, lamp_groups, lamp_order, own_lamp, unfinished_rows
+from soxs_es.pure.frames import finish_rows, instrument_family, lamp_groups, lamp_order, own_lamp, unfinished_rows
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import KnownFile
 
@@ -40,6 +40,7 @@ class FolderFrames:
     templates: frozenset[str]  # `eso tpl start` of its frames
     lamp_groups: frozenset[str]  # the lamp groups its frames belong to
     first_lamps: Mapping[str, FirstLamp]  # group -> its first own lamp in this folder
+    instruments: frozenset[str] = frozenset()  # the instrument families of its frames (one per workspace)
 
 
 def folder_frames(rows: Rows, own_lamps: Mapping[str, str | None], rules: Rules) -> FolderFrames:
@@ -60,7 +61,8 @@ def folder_frames(rows: Rows, own_lamps: Mapping[str, str | None], rules: Rules)
                 first[group] = candidate
     return FolderFrames(len(rows), frozenset(r["night start date"] for r in rows),
                         frozenset(t for r in rows if (t := r.get("eso tpl start")) is not None),
-                        frozenset(groups), first)
+                        frozenset(groups), first,
+                        frozenset(instrument_family({"INSTRUME": r.get("instrume")}, rules) for r in rows))
 
 
 def own_lamps_of(rows: Iterable[dict[str, Any]], files: Mapping[str, KnownFile], rules: Rules

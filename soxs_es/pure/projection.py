@@ -325,14 +325,14 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
                         if a is not None for s in a.sets}
         nights = {night_of_sof[name] for name in changed if name in night_of_sof}
         nights.update(folder_of(path) for path in frames.changed or ())
-    files = state.files
-    # (a state read without its files keeps what the cache says of the nights written: their frames stand)
-    previous_seq = {} if index is None or state.files_loaded else {
+    files, held = state.files, state.holds(nights)
+    # (a state without the nights' files keeps what the cache says of the nights written: their frames stand)
+    previous_seq = {} if index is None or held else {
         sof: seq for night in nights if night in index.products
         for sof, seq in index.products[night].frames_seq.items()}
 
     def frames_seq(frame_set: FrameSet) -> int:
-        if not state.files_loaded:
+        if not held:
             return previous_seq.get(frame_set.sof, 0)
         return max((files[p[2:]].seq for p, _, _ in frame_set.frames if p[2:] in files), default=0)
 

@@ -203,8 +203,9 @@ class WorkspaceState:
     runs: PMap[str, PMap[str, Run]] = attrs.field(factory=pmap)
     #: digest -> the keywords ingests kept under it (`KeywordsAsked`)
     keyword_sets: PMap[str, frozenset[str]] = attrs.field(factory=pmap)
-    #: False in a state read without its files (by a command that needs no frame): `files` is then empty
-    files_loaded: bool = True
+    #: the folders whose files `files` holds (None: every folder; a state read from its snapshot holds those
+    #: a command needs, none for one about outcomes or sessions: see `soxs_es.store.snapshot.read_state`)
+    files_folders: frozenset[str] | None = None
     #: what the organiser last decided (sets, SOF contents, QC failures)
     decisions: Decisions = attrs.field(factory=Decisions)
     #: session -> SOF -> the latest making of its products
@@ -221,6 +222,20 @@ class WorkspaceState:
     def session(self) -> str:
         """The current session: the last one switched to, else the base session."""
         return self.current_session or BASE
+
+    @property
+    def files_loaded(self) -> bool:
+        """Whether `files` holds every file."""
+        return self.files_folders is None
+
+    @property
+    def files_held(self) -> bool:
+        """Whether `files` holds any folder's files (a projection holds those of the nights it reads)."""
+        return self.files_folders is None or bool(self.files_folders)
+
+    def holds(self, folders: Iterable[str]) -> bool:
+        """Whether `files` holds the files of these folders."""
+        return self.files_folders is None or self.files_folders.issuperset(folders)
 
     def read_for(self, path: str, digest: str, keywords: frozenset[str]) -> bool:
         """Whether the header the log holds of `path` was read for at least `keywords` (named `digest`); an
@@ -317,6 +332,11 @@ def files_touched(events: Iterable[ev.Event]) -> set[str]:
     return out
 
 
+def folder_of(path: str) -> str:
+    """The folder of a workspace path (raw/2025-03-01/x.fits -> raw/2025-03-01; the root: "")."""
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
 def touch_frames(recorded: Iterable[Any]) -> bool:
     """Whether any of these recorded events changes which frames there are or what they mean."""
     return any(isinstance(r.event, FRAME_EVENTS) for r in recorded)
@@ -372,9 +392,11 @@ def _nested_set(outer: PMap[str, Any], session: str, key: str, value: Any) -> PM
 
 def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceState:
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
-    recorded = list(recorded) if not state.files_loaded else recorded
-    if not state.files_loaded and touch_frames(recorded):
-        raise ValueError("frame events folded into a state read without its files")
+    if not state.files_loaded:
+        recorded = list(recorded)
+        touched = files_touched(r.event for r in recorded if isinstance(r.event, FILE_EVENTS))
+        if not state.holds(map(folder_of, touched)):
+            raise ValueError("events about files folded into a state read without their folders' files")
     files, pending, decompressed = _Changes(state.files), _Changes(state.pending_moves), _Changes(state.decompressed)
     last = state.last_seq
     rules_digest, rules_text, rules_seq, frames_seq = state.rules_digest, state.rules_text, state.rules_seq, \
@@ -508,6 +530,6 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         decompressed=decompressed.persistent(), rules_digest=rules_digest, rules_text=rules_text,
         rules_seq=rules_seq, frames_seq=frames_seq, sessions=sessions, current_session=current, outcomes=outcomes,
         qc=qc, qc_ranges=qc_ranges, qc_ranges_seq=qc_ranges_seq, products=products, qc_rows=qc_rows, runs=runs,
-        keyword_sets=keyword_sets, files_loaded=state.files_loaded,
+        keyword_sets=keyword_sets, files_folders=state.files_folders,
         decisions=fold_decisions(decided, state.decisions) if decided else state.decisions, made=made,
         settings=settings, bans=bans, pins=pins)

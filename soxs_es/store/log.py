@@ -17,8 +17,8 @@ from pathlib import Path
 import msgspec
 
 from soxs_es import events as ev
-from soxs_es.pure.state import WorkspaceState, fold, touch_frames
-from soxs_es.store.snapshot import read_state
+from soxs_es.pure.state import FILE_EVENTS, WorkspaceState, files_touched, fold, folder_of
+from soxs_es.store.snapshot import read_state, with_folders
 from soxs_es.store.sql import transaction
 
 #: The database format this version writes; a newer one is refused rather than misread.
@@ -208,20 +208,20 @@ class Checkpoints:
         self._thread.join()
 
 
-def load_state(log: EventLog, until_seq: int | None = None, with_files: bool = True) -> WorkspaceState:
+def load_state(log: EventLog, until_seq: int | None = None, folders: Iterable[str] | None = None
+               ) -> WorkspaceState:
     """The log (up to `until_seq`) folded, starting from the state's snapshot when it covers a prefix of it.
 
-    The same fold either way: a snapshot only spares re-folding the events it includes. Without
-    `with_files` the state's files are left out (`files_loaded` False) when no event after the snapshot
-    touches them; otherwise they are read too.
+    The same fold either way: a snapshot only spares re-folding the events it includes. With `folders` the
+    state's files are those of these folders (`WorkspaceState.files_folders`) and of the folders the events
+    after the snapshot touch; without, every file.
     """
     last = log.last_seq() if until_seq is None else until_seq
-    snapshot = read_state(log.conn, with_files)
+    snapshot = read_state(log.conn, folders)
     if snapshot is None or snapshot.last_seq > last:
         return fold(log.read(until_seq=until_seq))
     tail = list(log.read(after=snapshot.last_seq, until_seq=until_seq))
-    if not snapshot.files_loaded and touch_frames(tail):
-        snapshot = read_state(log.conn, with_files=True)
-        if snapshot is None:
-            return fold(log.read(until_seq=until_seq))
+    touched = files_touched(r.event for r in tail if isinstance(r.event, FILE_EVENTS))
+    if touched:
+        snapshot = with_folders(log.conn, snapshot, map(folder_of, touched))
     return fold(tail, snapshot)

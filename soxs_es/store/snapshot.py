@@ -1,7 +1,8 @@
 """The snapshot of the folded state (`cache_snapshot`, `cache_snapshot_files`): a command folds only the events
-after it (`soxs_es.store.log.load_state`). In two parts, the files apart (folder by folder; a new night
-rewrites its own), so that a command about outcomes or sessions reads the small part only. Derived like a
-projection: dropped, stale or of another format, it only costs a full fold."""
+after it (`soxs_es.store.log.load_state`). In two parts, the files apart, folder by folder: a command reads
+the folders it needs (none for one about outcomes or sessions, a new night's own for a `prep`), and a new
+night rewrites its own. Derived like a projection: dropped, stale or of another format, it only costs a full
+fold."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ from types import MappingProxyType
 import attrs
 import msgspec
 from pyrsistent import pmap
-from pyrsistent.typing import PMap
 
 from soxs_es import events as ev
-from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched
+from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched, folder_of
 from soxs_es.store.sql import transaction
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 16
+STATE_FORMAT = 17
 
 
 
@@ -44,7 +44,8 @@ class Snapshot:
 def encode_snapshot(state: WorkspaceState, with_files: bool) -> Snapshot:
     """`state` as `write_snapshot` stores it (megabytes: made by another process while the tables are
     written, when a projection rebuilds everything)."""
-    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_loaded=False), protocol=pickle.HIGHEST_PROTOCOL)
+    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_folders=frozenset()),
+                        protocol=pickle.HIGHEST_PROTOCOL)
     return Snapshot(state.last_seq, state.frames_seq, rest, tuple(_encode_files(state.files)) if with_files else None)
 
 
@@ -87,13 +88,13 @@ def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapsho
     files_stale = snapshot_files_stale(cur, state)
     if not files_stale and row is not None and state.last_seq - row[1] < SNAPSHOT_EVERY:
         return  # a snapshot costs a pickle: refreshed only after enough new events
-    if files_stale and not state.files_loaded:
-        return  # cannot happen (the frames did not change), but never write a snapshot without its files
     # the files of the folders whose files changed since the stored snapshot's, when it is of this format
     changed = None if not files_stale or row is None or row[0] != STATE_FORMAT else files_changed_since(cur, row[2])
+    if files_stale and (not state.files_loaded if changed is None else not state.holds(map(folder_of, changed))):
+        return  # never a snapshot of files not held (a state that holds them writes it)
     if changed is not None:
-        folders = {_folder(path) for path in changed}
-        files = tuple(_encode_files({p: k for p, k in state.files.items() if _folder(p) in folders}))
+        folders = {folder_of(path) for path in changed}
+        files = tuple(_encode_files({p: k for p, k in state.files.items() if folder_of(p) in folders}))
         rest = snapshot.rest if snapshot is not None and snapshot.seq == state.last_seq else encode_snapshot(
             state, False).rest
         cur.executemany("DELETE FROM cache_snapshot_files WHERE folder = ?", [(f,) for f in sorted(folders)])
@@ -117,36 +118,31 @@ def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapsho
 
 
 
-def _folder(path: str) -> str:
-    return path.rsplit("/", 1)[0] if "/" in path else ""
-
-
-
 def _encode_files(files: Mapping[str, KnownFile]) -> Iterator[tuple[str, bytes]]:
     """(folder, msgpack of plain tuples) for each folder holding files (several times faster both ways than
     pickling the persistent map of views); a folder is written again only when its files change."""
     by_folder: dict[str, list[KnownFile]] = {}
     for path, known in files.items():
-        by_folder.setdefault(_folder(path), []).append(known)
+        by_folder.setdefault(folder_of(path), []).append(known)
     for folder, known in sorted(by_folder.items()):
         yield folder, msgspec.msgpack.encode([(k.path, k.size, k.mtime_ns, None if k.header is None else dict(k.header),
                                                k.problem, k.asked, k.seq, k.excluded) for k in known])
 
 
 
-def _decode_files(blobs: Iterable[bytes]) -> PMap[str, KnownFile]:
+def _decode_files(blobs: Iterable[bytes]) -> dict[str, KnownFile]:
     files = {}
     for blob in blobs:
         for path, size, mtime, header, problem, asked, seq, excluded in msgspec.msgpack.decode(blob):
             files[path] = KnownFile(path, size, mtime, None if header is None else MappingProxyType(header), problem,
                                     asked, seq, None if excluded is None else (excluded[0], excluded[1]))
-    return pmap(files)
+    return files
 
 
 
-def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceState | None:
-    """The snapshot of the folded state (without its files unless `with_files`), or None when there is
-    none usable."""
+def read_state(conn: sqlite3.Connection, folders: Iterable[str] | None = None) -> WorkspaceState | None:
+    """The snapshot of the folded state with the files of these folders (None: every folder), or None when
+    there is none usable."""
     try:
         row = conn.execute("SELECT format, seq, blob, files_frames_seq FROM cache_snapshot").fetchone()
     except sqlite3.OperationalError:
@@ -157,12 +153,29 @@ def read_state(conn: sqlite3.Connection, with_files: bool = True) -> WorkspaceSt
         state = pickle.loads(row[2])  # noqa: S301 - our own cache, in the user's own database
         if not isinstance(state, WorkspaceState) or state.last_seq != row[1] or state.frames_seq != row[3]:
             return None
-        if with_files:
-            blobs = (blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files"))
-            state = attrs.evolve(state, files=_decode_files(blobs), files_loaded=True)
+        if folders is None:
+            blobs = [blob for (blob,) in conn.execute("SELECT blob FROM cache_snapshot_files")]
+            return attrs.evolve(state, files=pmap(_decode_files(blobs)), files_folders=None)
+        return with_folders(conn, state, folders)
     except Exception:
         return None
-    return state
+
+
+
+def with_folders(conn: sqlite3.Connection, state: WorkspaceState, folders: Iterable[str]) -> WorkspaceState:
+    """`state` with the files of these folders too, from the snapshot. Right only for folders no event after
+    the snapshot touched: a state read from it holds those (`soxs_es.store.log.load_state`), and every event
+    folded since touched only folders it held (`pure.state.fold` says so)."""
+    if state.files_folders is None:
+        return state
+    wanted = sorted(set(folders) - state.files_folders)
+    if not wanted:
+        return state
+    blobs = [blob for at in range(0, len(wanted), 500) for (blob,) in conn.execute(
+        f"SELECT blob FROM cache_snapshot_files WHERE folder IN ({', '.join('?' * len(wanted[at:at + 500]))})",
+        wanted[at:at + 500])]
+    return attrs.evolve(state, files=state.files.update(_decode_files(blobs)),
+                        files_folders=state.files_folders.union(wanted))
 
 
 
