@@ -170,6 +170,14 @@ def bench_soxs_es(nights: int, runs: int) -> dict[str, tuple[float, int]]:
         return [*SOXS_ES, "prep", str(ws), "-q"]
 
     out["prep + 1 night"] = measure("night", runs, one_more_night)[1:]
+
+    def one_more_frame(scratch: Path) -> list[str]:
+        ws = copy_to(done, scratch)
+        last = sorted(next_night(nights))[-1]
+        shutil.copy2(last, ws / last.name)
+        return [*SOXS_ES, "prep", str(ws), "-q"]
+
+    out["prep + 1 frame"] = measure("frame", runs, one_more_frame)[1:]
     out["watch: night to SOFs"] = watch_latency(done, nights, runs)
     out["fallback (record failed)"] = measure(
         "fail", runs, lambda s: [*SOXS_ES, "record", "failed", first_bias(copy_to(done, s)), "-w",

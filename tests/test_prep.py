@@ -438,9 +438,10 @@ def test_moves_never_replace_an_existing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists() and (tmp_path / "sub" / "c").read_text() == "mine"
 
 
-def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock) -> None:
+def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path: Path, clock, monkeypatch) -> None:
     """The snapshot (state without files + files folder by folder) gives the state folding the whole log
-    gives, also once a new night rewrote its folders only; read with some folders' files only, it holds
+    gives; a new night's few hundred events are folded after it rather than written into it, until enough
+    events make it be written again, its changed folders only; read with some folders' files only, it holds
     those and the folders the events after it touch."""
     import attrs
 
@@ -464,6 +465,11 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     (tmp_path / "raw" / next(iter(sorted(p.name for p in (tmp_path / "raw").iterdir())))).joinpath(
         "stray.txt").write_text("not a frame")  # a file placed by hand beside the frames
     prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    lagging = snapshot.read_state(log.conn)
+    assert lagging is not None and lagging == snapshot_now and lagging.last_seq < log.last_seq()
+    assert load_state(log) == fold(log.read())
+    monkeypatch.setattr(snapshot, "SNAPSHOT_EVERY", 1)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)  # nothing new, but the snapshot is written again
     assert snapshot.read_state(log.conn) == fold(log.read())
     now = dict(log.conn.execute("SELECT folder, blob FROM cache_snapshot_files"))
     assert any(now.get(folder) == blob for folder, blob in night_one.items())  # a folder left as it was

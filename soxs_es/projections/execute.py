@@ -46,7 +46,7 @@ def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path,
     writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
     pickling = beside(association_cache.night_rows, plan.nights_written) if plan.rebuilds else None
     snapshotting = (beside(snapshot.encode_snapshot, state, True)
-                    if plan.rebuilds and snapshot.snapshot_files_stale(conn, state) else None)
+                    if plan.rebuilds and not snapshot.snapshot_current(conn, state.last_seq) else None)
     try:
         tables.project_association(conn, plan.association, plan.pipeline, inbox_seen, plan.changed,
                                    (plan.nights_written, plan.nights_gone,

@@ -125,7 +125,8 @@ class Decisions:
 
 def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
     """Apply recorded decision events in order."""
-    begun, sets, sofs, qc_failed = decisions.begun, dict(decisions.sets), dict(decisions.sofs), decisions.qc_failed
+    # (evolvers: a night's decisions change a few hundred of tens of thousands of SOFs)
+    begun, sets, sofs, qc_failed = decisions.begun, decisions.sets.evolver(), decisions.sofs, decisions.qc_failed
     stale = decisions.stale
     sof_changes: dict[str, dict[str, SofVersion | None]] = {}
     for item in recorded:
@@ -137,7 +138,8 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
             case ev.SetFormed(sof=sof, frames=frames):
                 sets[sof] = DecidedSet(tuple(frames), item.seq)
             case ev.SetDissolved(sof=sof):
-                sets.pop(sof, None)
+                if sof in sets:
+                    del sets[sof]
             case ev.QcFailed(session=session, sof=sof, name=name, value=value, low=low, high=high):
                 per_sof = qc_failed.get(session, pmap()).get(sof, pmap()).set(name, (value, low, high))
                 qc_failed = _nested_set(qc_failed, session, sof, per_sof)
@@ -153,14 +155,14 @@ def fold_decisions(recorded: Iterable[Any], decisions: Decisions) -> Decisions:
             case ev.DecisionsBegun():
                 begun = begun or item.seq
     for session, changes in sof_changes.items():
-        current = dict(sofs.get(session, {}))
+        current = sofs.get(session, pmap()).evolver()
         for sof, version in changes.items():
-            if version is None:
-                current.pop(sof, None)
-            else:
+            if version is not None:
                 current[sof] = version
-        sofs[session] = pmap(current)
-    return Decisions(begun, pmap(sets), pmap(sofs), qc_failed, stale)
+            elif sof in current:
+                del current[sof]
+        sofs = sofs.set(session, current.persistent())
+    return Decisions(begun, sets.persistent(), sofs, qc_failed, stale)
 
 
 #: A `quality_control` row kept in the state: (column, value) pairs in the recipe's column order.

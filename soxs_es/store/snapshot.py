@@ -24,7 +24,8 @@ STATE_FORMAT = 17
 
 
 
-#: A new snapshot of the folded state is written once this many events have been added since the last one.
+#: A new snapshot of the folded state is written once this many events have been added since the last one (a
+#: new night adds a few hundred: folding them is cheaper than pickling the state again).
 SNAPSHOT_EVERY = 500
 
 
@@ -74,7 +75,7 @@ def snapshot_current(conn: sqlite3.Connection, last_seq: int) -> bool:
 def refresh_snapshot(conn: sqlite3.Connection, state: WorkspaceState) -> None:
     """Write the snapshot of `state` if the stored one is stale (a run that projects nothing still leaves
     one this soxs-es can read, so the next run need not fold the whole log)."""
-    if not snapshot_current(conn, state.last_seq) or snapshot_files_stale(conn, state):
+    if not snapshot_current(conn, state.last_seq):
         with transaction(conn) as cur:
             write_snapshot(cur, state)
 
@@ -85,9 +86,9 @@ def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapsho
                 "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
     cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot_files (folder TEXT PRIMARY KEY, blob BLOB)")
     row = cur.execute("SELECT format, seq, files_frames_seq FROM cache_snapshot").fetchone()
+    if row is not None and row[0] == STATE_FORMAT and state.last_seq - row[1] < SNAPSHOT_EVERY:
+        return  # a snapshot costs a pickle: written again (its changed folders with it) after enough new events
     files_stale = snapshot_files_stale(cur, state)
-    if not files_stale and row is not None and state.last_seq - row[1] < SNAPSHOT_EVERY:
-        return  # a snapshot costs a pickle: refreshed only after enough new events
     # the files of the folders whose files changed since the stored snapshot's, when it is of this format
     changed = None if not files_stale or row is None or row[0] != STATE_FORMAT else files_changed_since(cur, row[2])
     if files_stale and (not state.files_loaded if changed is None else not state.holds(map(folder_of, changed))):

@@ -45,9 +45,10 @@ class _CatchingUpIndex:
 
     def up_to(self, position: int) -> Index:
         rule = self.index.rule
+        recipes = rule.upstream_recipes  # (asked first: most products are of other recipes)
         while self.covered < position:
-            self.index.add(p for p in self.entries[self.covered]
-                           if self.usable[p.sof] and upstream_rejection(p, rule, frozenset()) is None)
+            self.index.add(p for p in self.entries[self.covered] if p.recipe in recipes
+                           and self.usable[p.sof] and upstream_rejection(p, rule, frozenset()) is None)
             self.covered += 1
         return self.index
 
