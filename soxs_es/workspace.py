@@ -142,6 +142,11 @@ class Workspace:
             self.flush()
             self.state = load_state(self.log)
 
+    def hold_snapshot_files(self) -> None:
+        """Read every file when the state's snapshot is due and must be written whole."""
+        if snapshot.needs_every_file(self.log.conn, self.state):
+            self.load_files()
+
     def hold(self, folders: Iterable[str]) -> None:
         """Read the files of these folders too, when the state does not hold them (`WorkspaceState.holds`)."""
         folders = set(folders)
@@ -467,6 +472,7 @@ class Workspace:
                     ) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
         (`snapshot`: the state's snapshot, when it was encoded meanwhile)."""
+        self.hold_snapshot_files()
         folder = self.session_dir(session)
         stamp = ProjectionStamp(
             last_seq=self.state.last_seq, frames_seq=self.state.frames_seq, rules_digest=self.rules.digest,

@@ -489,6 +489,31 @@ def test_state_snapshot_in_chunks_and_without_files_folds_like_the_log(tmp_path:
     log.close()
 
 
+def test_a_snapshot_due_whole_is_written_whole_by_a_prep_that_reads_no_folder(tmp_path: Path, clock,
+                                                                               monkeypatch) -> None:
+    """A snapshot left behind by a new night (too few events to write it), then due with more files changed
+    since than it rewrites folder by folder: a prep with nothing new, which reads no folder, reads every file
+    and writes it whole (else it would never be written again)."""
+    from soxs_es.pure.state import fold
+    from soxs_es.store import snapshot
+
+    write_demo(tmp_path / "download", nights=2, seed=3)
+    frames = sorted((tmp_path / "download").glob("SOXS.*"))
+    for path in frames[:len(frames) // 2]:
+        path.rename(tmp_path / path.name)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    for path in frames[len(frames) // 2:]:
+        path.rename(tmp_path / path.name)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    log = EventLog(tmp_path / "soxspipe.db")
+    assert snapshot.read_state(log.conn) != fold(log.read())  # behind: the new frames are folded after it
+    monkeypatch.setattr(snapshot, "SNAPSHOT_EVERY", 1)
+    monkeypatch.setattr(snapshot, "CHANGED_FILES_AT_MOST", 1)
+    prep(tmp_path, clock, workers=1, notify=lambda m: None)
+    assert snapshot.read_state(log.conn) == fold(log.read())
+    log.close()
+
+
 def test_a_snapshot_of_another_soxs_es_is_made_again_by_the_next_prep(tmp_path: Path, clock) -> None:
     """A snapshot this soxs-es cannot read (written by another version) makes every run fold the whole log:
     the next prep writes a current one even when it has nothing to project, and the prep after takes the

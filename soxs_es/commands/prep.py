@@ -142,6 +142,7 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             assert stamp is not None
             raw_frames, nights = stamp.raw_frames, stamp.nights
             association, link_problems = None, []
+            ws.hold_snapshot_files()
             snapshot.refresh_snapshot(ws.log.conn, ws.state)
             ws.remember_projection()
     finally:

@@ -19,16 +19,16 @@ import attrs
 from soxs_es.pure.derive import frames_of, with_exclusions
 from soxs_es.pure.frames import finish_rows, instrument_family, lamp_groups, lamp_order, own_lamp, unfinished_rows
 from soxs_es.pure.rules import Rules
-from soxs_es.pure.state import KnownFile
+from soxs_es.pure.state import KnownFile, folder_of
 
 Rows = list[dict[str, Any]]
 #: (lamp order, lamp) of a group's first own lamp: the order `frames.finish_rows` inherits lamps in
 FirstLamp = tuple[tuple[Any, ...], str]
 
 
-def folder_of(filepath: str) -> str:
+def folder_of_row(filepath: str) -> str:
     """The folder of a row's `filepath` (./raw/2025-03-01/x.fits -> raw/2025-03-01)."""
-    return filepath[2:].rsplit("/", 1)[0] if "/" in filepath[2:] else ""
+    return folder_of(filepath[2:])
 
 
 @attrs.frozen
@@ -77,7 +77,7 @@ def summaries_of(rows: Rows, own_lamps: Mapping[str, str | None], rules: Rules) 
     """Folder -> `FolderFrames` of these rows (finished or not: only their own lamps count)."""
     by_folder: dict[str, Rows] = {}
     for row in rows:
-        by_folder.setdefault(folder_of(row["filepath"]), []).append(row)
+        by_folder.setdefault(folder_of_row(row["filepath"]), []).append(row)
     return {folder: folder_frames(folder_rows, own_lamps, rules) for folder, folder_rows in by_folder.items()}
 
 
@@ -121,7 +121,7 @@ def rows_since(files: Mapping[str, KnownFile], rules: Rules, shown: tuple[Rows, 
     folder's summary before. `files` must hold the files of the folders read. Answers the folders it must
     read first when they are not all read: those of the touched paths, and every folder with frames of a
     lamp group whose first lamp the change moves."""
-    changed_folders = {folder_of(f"./{path}") for path in touched}
+    changed_folders = set(map(folder_of, touched))
     if not changed_folders <= read:
         return frozenset(read | changed_folders)
     rows_at = {row["filepath"][2:]: row for row in shown[0]}
@@ -130,16 +130,14 @@ def rows_since(files: Mapping[str, KnownFile], rules: Rules, shown: tuple[Rows, 
     fresh = unfinished_rows(raw, rules)
     group_of = lamp_groups(rules)
     kept = {path: row for path, row in rows_at.items() if path not in touched}
-    after_in_changed = [row for path, row in kept.items() if folder_of(row["filepath"]) in changed_folders] + fresh
+    after_in_changed = [row for path, row in kept.items() if folder_of(path) in changed_folders] + fresh
     own = own_lamps_of((r for r in after_in_changed if r["filepath"][2:] in kept), files, rules)
     own.update((row["filepath"], row["lamp"]) for row in fresh)
     changed_summaries = summaries_of(after_in_changed, own, rules)
-    groups = {group_of(row) for row in fresh}
-    groups.update(group_of(rows_at[path]) for path in touched if path in rows_at)
-    groups.discard(None)
-    before = first_lamps(index.values(), groups)  # type: ignore[arg-type]
+    groups = {g for g in (*map(group_of, fresh), *(group_of(rows_at[p]) for p in touched if p in rows_at)) if g}
+    before = first_lamps(index.values(), groups)
     after = first_lamps([*(s for f, s in index.items() if f not in changed_folders), *changed_summaries.values()],
-                        groups)  # type: ignore[arg-type]
+                        groups)
     moved = {group for group in before if before[group] != after[group]}
     relit_folders = {folder for folder, summary in index.items() if summary.lamp_groups & moved}
     if not relit_folders <= read:
@@ -153,10 +151,9 @@ def rows_since(files: Mapping[str, KnownFile], rules: Rules, shown: tuple[Rows, 
     rows.sort(key=lambda r: (r["mjd-obs"], r["file"]))
     rejected_rows = [row for path, row in rejected_at.items() if path not in touched] + rejected
     rejected_rows.sort(key=lambda r: r["filepath"])
-    templates = {r.get("eso tpl start") for r in fresh}
-    templates.update(rows_at[path].get("eso tpl start") for path in touched if path in rows_at)
-    templates.discard(None)
-    folders = {folder: index[folder] for folder in map(folder_of, (f"./{p}" for p in relit)) if folder in index}
+    templates = {t for t in (*(r.get("eso tpl start") for r in fresh),
+                             *(rows_at[p].get("eso tpl start") for p in touched if p in rows_at)) if t is not None}
+    folders = {folder: index[folder] for folder in map(folder_of, relit) if folder in index}
     folders.update((folder, changed_summaries[folder]) for folder in changed_folders if folder in changed_summaries)
     return RowsSince(rows, rejected_rows, frozenset(f"./{path}" for path in touched.union(relit)), folders,
-                     frozenset(templates))  # type: ignore[arg-type]
+                     frozenset(templates))

@@ -30,7 +30,7 @@ from soxs_es.pure.frame_folders import (
     FolderFrames,
     RowsSince,
     counts,
-    folder_of,
+    folder_of_row,
     own_lamps_of,
     rows_since,
     summaries_of,
@@ -116,7 +116,7 @@ def rows_by_folder(raw_frames: Rows, rejected_files: Rows, only: frozenset[str] 
     out: dict[str, tuple[Rows, Rows]] = {}
     for part, rows in enumerate((raw_frames, rejected_files)):
         for row in rows:
-            folder = folder_of(row["filepath"])
+            folder = folder_of_row(row["filepath"])
             if only is None or folder in only:
                 out.setdefault(folder, ([], []))[part].append(row)
     for folder in only or ():
@@ -226,7 +226,7 @@ def frames_now(state: WorkspaceState, rules: Rules, shown: Shown) -> FramesNow |
         since = rows_since(state.files, rules, shown.frames, shown.touched, index.folders, index.read)
         if not isinstance(since, RowsSince):
             return NightsWanted(since)
-        changed_folders = frozenset(map(folder_of, since.changed))
+        changed_folders = frozenset(map(folder_of_row, since.changed))
         folders = {f: s for f, s in index.folders.items() if f not in changed_folders}
         folders.update(since.folders)
         tables = FrameTables([r for r in since.rows if r["filepath"] in since.changed],
@@ -237,7 +237,7 @@ def frames_now(state: WorkspaceState, rules: Rules, shown: Shown) -> FramesNow |
                          since.templates)
     if old is not None and shown.frames is not None:  # frames came or went: made again where they reach
         rows, rejected, changed_frames = frame_rows_since(state, rules, shown.frames, old.frames_seq)
-        by_folder = rows_by_folder(rows, rejected, frozenset(map(folder_of, changed_frames)))
+        by_folder = rows_by_folder(rows, rejected, frozenset(map(folder_of_row, changed_frames)))
         tables = FrameTables([r for r in rows if r["filepath"] in changed_frames],
                              [r for r in rejected if r["filepath"] in changed_frames], changed_frames,
                              by_folder, raw_frame_columns(rules), _summaries(by_folder, state, rules))
@@ -288,7 +288,7 @@ def plan_projection(state: WorkspaceState, rules: Rules, session: str, shown: Sh
             background = Background.of((p for n, p in index.products.items() if n not in index.read),
                                        len(cascade.entries))
             if rows is not None:
-                rows = [r for r in rows if folder_of(r["filepath"]) in index.read]
+                rows = [r for r in rows if folder_of_row(r["filepath"]) in index.read]
         again = reassociate_part(old.association, cascade, failure_of(state, session), rows,
                                  frames.changed, pins_of(state, session), background)
         if index is not None:
@@ -324,7 +324,7 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
         night_of_sof = {s.sof: night_of(s) for a in (new.association, old.association if old else None)
                         if a is not None for s in a.sets}
         nights = {night_of_sof[name] for name in changed if name in night_of_sof}
-        nights.update(folder_of(path) for path in frames.changed or ())
+        nights.update(folder_of_row(path) for path in frames.changed or ())
     files, held = state.files, state.holds(nights)
     # (a state without the nights' files keeps what the cache says of the nights written: their frames stand)
     previous_seq = {} if index is None or held else {
@@ -358,7 +358,7 @@ def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frame
     session holds a fact about (an outcome, a QC value, a product made, a ban, a pin, a decision about its
     products) - a change seen nowhere else reaches the others through `reached` - and every night sharing a
     template run with them (a run's frames count together)."""
-    wanted = {folder_of(path) for path in frames.changed or ()}
+    wanted = {folder_of_row(path) for path in frames.changed or ()}
     facts: set[str] = set()
     for by_sof in (state.outcomes, state.qc, state.made, state.runs, state.bans, state.decisions.qc_failed,
                    state.decisions.stale):

@@ -81,6 +81,17 @@ def refresh_snapshot(conn: sqlite3.Connection, state: WorkspaceState) -> None:
 
 
 
+def needs_every_file(conn: sqlite3.Connection, state: WorkspaceState) -> bool:
+    """Whether the snapshot is due and must be written whole (no snapshot of this format, or too many files
+    changed to write their folders only) while `state` holds some folders only: the caller reads every file
+    first, or the snapshot would never be written again."""
+    if state.files_loaded or snapshot_current(conn, state.last_seq) or not snapshot_files_stale(conn, state):
+        return False
+    row = conn.execute("SELECT format, files_frames_seq FROM cache_snapshot").fetchone()
+    return row is None or row[0] != STATE_FORMAT or files_changed_since(conn.cursor(), row[1]) is None
+
+
+
 def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapshot | None = None) -> None:
     cur.execute("CREATE TABLE IF NOT EXISTS cache_snapshot "
                 "(format INTEGER, seq INTEGER, blob BLOB, files_frames_seq INTEGER)")
@@ -92,7 +103,7 @@ def write_snapshot(cur: sqlite3.Cursor, state: WorkspaceState, snapshot: Snapsho
     # the files of the folders whose files changed since the stored snapshot's, when it is of this format
     changed = None if not files_stale or row is None or row[0] != STATE_FORMAT else files_changed_since(cur, row[2])
     if files_stale and (not state.files_loaded if changed is None else not state.holds(map(folder_of, changed))):
-        return  # never a snapshot of files not held (a state that holds them writes it)
+        return  # never a snapshot of files not held (`needs_every_file` said to read them first)
     if changed is not None:
         folders = {folder_of(path) for path in changed}
         files = tuple(_encode_files({p: k for p, k in state.files.items() if folder_of(p) in folders}))
