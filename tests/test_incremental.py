@@ -97,6 +97,7 @@ step = st.one_of(
     st.tuples(st.just("some"), pick, st.integers(1, 12)),  # the first frames of a night (templates cut short)
     st.tuples(st.sampled_from(["remove", "restore"]), pick),  # a raw frame deleted by hand, or back
     st.tuples(st.just("relamp"), pick),  # a frame read again with another lamp and OB (NIR lamp inheritance)
+    st.tuples(st.just("elsewhere"), pick),  # a frame moved by hand to another folder under raw/ (same night)
     st.tuples(st.sampled_from(["failed", "passed"]), pick),
 )
 
@@ -178,13 +179,21 @@ class Steps:
                       [k for k in self.by_night[folder] if (k.header or {}).get("ESO DPR CATG") != "CALIB"])
             if kind == "night":
                 self.arrived.append(folder)
-            return [ingest(k) for k in frames if k.path not in files]
+            names = {p.rsplit("/", 1)[-1] for p in files}  # (a frame moved by hand elsewhere stays there)
+            return [ingest(k) for k in frames if k.path.rsplit("/", 1)[-1] not in names]
         if kind == "remove" and raw:
             known = files[raw[args[0] % len(raw)]]
             self.removed.append(known)
             return [ev.FrameMissing(path=known.path)]
         if kind == "restore" and self.removed:
             return [ingest(self.removed.pop(args[0] % len(self.removed)))]
+        if kind == "elsewhere" and raw:
+            # its header unchanged, it still belongs to the night it was taken: its sets span two folders
+            known = files[raw[args[0] % len(raw)]]
+            if known.path.startswith("raw/by-hand/"):
+                return []
+            moved = attrs.evolve(known, path=f"raw/by-hand/{known.path.rsplit('/', 1)[-1]}")
+            return [ev.FrameMissing(path=known.path), ingest(moved)]
         if kind == "relamp" and nir:
             # the frame an OB's lamp-off frames take their lamp from lit by another lamp, or moved to another OB
             ob_keyword = self.ob_keyword

@@ -356,8 +356,9 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
 def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow) -> frozenset[str]:
     """The nights a plan must read before matching again: those whose frames changed, those of every SOF the
     session holds a fact about (an outcome, a QC value, a product made, a ban, a pin, a decision about its
-    products) - a change seen nowhere else reaches the others through `reached` - and every night sharing a
-    template run with them (a run's frames count together)."""
+    products) - a change seen nowhere else reaches the others through `reached` - and every night folder
+    sharing a template run or a night with them (a run's frames count together; a frame moved by hand to
+    another folder under raw/ still belongs to its night's sets)."""
     wanted = {folder_of_row(path) for path in frames.changed or ()}
     facts: set[str] = set()
     for by_sof in (state.outcomes, state.qc, state.made, state.runs, state.bans, state.decisions.qc_failed,
@@ -371,10 +372,11 @@ def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frame
         night_of_sof = index.night_of_sof()
         wanted.update(night_of_sof[sof] for sof in facts if sof in night_of_sof)
     folders = frames.folders if frames.folders is not None else index.folders
-    starts = set(frames.templates)
+    starts, nights = set(frames.templates), set()
     for folder in wanted | index.read:
         if folder in folders:
             starts.update(folders[folder].templates)
-    if starts:
-        wanted.update(folder for folder, summary in folders.items() if not summary.templates.isdisjoint(starts))
+            nights.update(folders[folder].nights)
+    wanted.update(folder for folder, summary in folders.items()
+                  if not summary.templates.isdisjoint(starts) or not summary.nights.isdisjoint(nights))
     return frozenset(wanted)
