@@ -46,7 +46,7 @@ from soxs_es.pure.provenance import (
 )
 from soxs_es.pure.rules import Rules, parse_rules
 from soxs_es.pure.sessions import qc_ranges_from_settings, session_id_problem
-from soxs_es.pure.state import BASE, FILE_EVENTS, WorkspaceState, files_touched, fold, folder_of, qc_parent
+from soxs_es.pure.state import BASE, WorkspaceState, files_touched, fold, folder_of, qc_parent
 from soxs_es.pure.summary import AssociationSummary, summarise
 from soxs_es.soxspipe import outputs as pipeline
 from soxs_es.soxspipe.settings import (
@@ -124,7 +124,7 @@ class Workspace:
                 memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
             if memo.state is not None:
                 tail = list(self.log.read(after=memo.state.last_seq))
-                touched = files_touched(r.event for r in tail if isinstance(r.event, FILE_EVENTS))
+                touched = files_touched(r.event for r in tail)
                 if memo.state.holds(map(folder_of, touched)):
                     return fold(tail, memo.state)
                 held = memo.state.files_folders
@@ -165,7 +165,7 @@ class Workspace:
     def record(self, batch: list[ev.Event], also: Callable[[sqlite3.Cursor], None] | None = None) -> None:
         """Append facts (one transaction, with what `also` writes) and fold them into the state; inside a
         `unit_of_work`, fold them now and append them with the unit's other facts at its end."""
-        self.hold(map(folder_of, files_touched(e for e in batch if isinstance(e, FILE_EVENTS))))
+        self.hold(map(folder_of, files_touched(batch)))
         if self._pending is not None and also is None:
             # numbered as the log will number them: the writer lock is held, so no one appends meanwhile
             first = self.state.last_seq + 1

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from soxs_es.pure.association.model import Association
 from soxs_es.pure.association.nights import NightProducts, NightSummary, merged
 from soxs_es.pure.projection import NightsIndex, NightWrite, ProjectedAssociation
-from soxs_es.store.sql import has_tables
+from soxs_es.store.sql import has_tables, rows_where_in
 
 #: Bump when Association or the night caches change shape: an older cached association is then ignored.
 ASSOCIATION_FORMAT = 8
@@ -103,12 +103,7 @@ def projected_association(conn: sqlite3.Connection, nights: Iterable[str] | None
         if nights is None:
             blobs = [blob for (blob,) in conn.execute(f"SELECT part FROM {_NIGHTS} ORDER BY night")]
         else:
-            wanted = sorted(set(nights))
-            blobs = []
-            for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
-                chunk = wanted[start:start + 500]
-                blobs += [blob for (blob,) in conn.execute(
-                    f"SELECT part FROM {_NIGHTS} WHERE night IN ({', '.join('?' for _ in chunk)})", chunk)]
+            blobs = [blob for (blob,) in rows_where_in(conn, f"SELECT part FROM {_NIGHTS}", "night", nights)]
         parts = [pickle.loads(blob) for blob in blobs]  # noqa: S301
         if not all(isinstance(part, Association) for part in parts):
             return None

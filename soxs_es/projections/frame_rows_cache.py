@@ -13,7 +13,7 @@ from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
-from soxs_es.store.sql import has_tables, quote
+from soxs_es.store.sql import has_tables, quote, rows_where_in
 
 
 def frames_shown(conn: sqlite3.Connection, rules: Rules) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
@@ -36,12 +36,8 @@ def folder_rows(conn: sqlite3.Connection, folders: Iterable[str] | None = None
     files by path; None when there is no cache."""
     query = "SELECT raw, rejected FROM cache_frame_folders"
     try:
-        if folders is None:
-            cached = conn.execute(query).fetchall()
-        else:
-            wanted = sorted(folders)
-            cached = [row for at in range(0, len(wanted), 500) for row in conn.execute(
-                f"{query} WHERE folder IN ({', '.join('?' * len(wanted[at:at + 500]))})", wanted[at:at + 500])]
+        cached = (conn.execute(query).fetchall() if folders is None
+                  else rows_where_in(conn, query, "folder", folders))
     except sqlite3.OperationalError:
         return None
     raw: list[dict[str, Any]] = []

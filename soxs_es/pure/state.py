@@ -321,8 +321,8 @@ FILE_EVENTS = (ev.FrameIngested, ev.FileRejected, ev.FileMoved, ev.FrameMissing,
 
 
 def files_touched(events: Iterable[ev.Event]) -> set[str]:
-    """The paths whose entry in `WorkspaceState.files` these events (of FILE_EVENTS) change: added, replaced,
-    moved or dropped."""
+    """The paths whose entry in `WorkspaceState.files` these events change: added, replaced, moved or
+    dropped (an event not of FILE_EVENTS changes none)."""
     out: set[str] = set()
     for event in events:
         match event:
@@ -337,11 +337,6 @@ def files_touched(events: Iterable[ev.Event]) -> set[str]:
 def folder_of(path: str) -> str:
     """The folder of a workspace path (raw/2025-03-01/x.fits -> raw/2025-03-01; the root: "")."""
     return path.rsplit("/", 1)[0] if "/" in path else ""
-
-
-def touch_frames(recorded: Iterable[Any]) -> bool:
-    """Whether any of these recorded events changes which frames there are or what they mean."""
-    return any(isinstance(r.event, FRAME_EVENTS) for r in recorded)
 
 
 def qc_key(name: str) -> str:
@@ -396,7 +391,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
     """Apply recorded events (objects with `.seq` and `.event`) in order to `state`."""
     if not state.files_loaded:
         recorded = list(recorded)
-        touched = files_touched(r.event for r in recorded if isinstance(r.event, FILE_EVENTS))
+        touched = files_touched(r.event for r in recorded)
         if not state.holds(map(folder_of, touched)):
             raise ValueError("events about files folded into a state read without their folders' files")
     files, pending, decompressed = _Changes(state.files), _Changes(state.pending_moves), _Changes(state.decompressed)

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from soxs_es import events as ev
-from soxs_es.pure.state import FILE_EVENTS, WorkspaceState, files_touched, fold, folder_of
+from soxs_es.pure.state import WorkspaceState, files_touched, fold, folder_of
 from soxs_es.store.snapshot import read_state, with_folders
 from soxs_es.store.sql import transaction
 
@@ -221,7 +221,7 @@ def load_state(log: EventLog, until_seq: int | None = None, folders: Iterable[st
     if snapshot is None or snapshot.last_seq > last:
         return fold(log.read(until_seq=until_seq))
     tail = list(log.read(after=snapshot.last_seq, until_seq=until_seq))
-    touched = files_touched(r.event for r in tail if isinstance(r.event, FILE_EVENTS))
+    touched = files_touched(r.event for r in tail)
     if touched:
         snapshot = with_folders(log.conn, snapshot, map(folder_of, touched))
     return fold(tail, snapshot)

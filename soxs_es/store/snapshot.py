@@ -17,7 +17,7 @@ from pyrsistent import pmap
 
 from soxs_es import events as ev
 from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched, folder_of
-from soxs_es.store.sql import transaction
+from soxs_es.store.sql import rows_where_in, transaction
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
 STATE_FORMAT = 17
@@ -183,9 +183,7 @@ def with_folders(conn: sqlite3.Connection, state: WorkspaceState, folders: Itera
     wanted = sorted(set(folders) - state.files_folders)
     if not wanted:
         return state
-    blobs = [blob for at in range(0, len(wanted), 500) for (blob,) in conn.execute(
-        f"SELECT blob FROM cache_snapshot_files WHERE folder IN ({', '.join('?' * len(wanted[at:at + 500]))})",
-        wanted[at:at + 500])]
+    blobs = [blob for (blob,) in rows_where_in(conn, "SELECT blob FROM cache_snapshot_files", "folder", wanted)]
     return attrs.evolve(state, files=state.files.update(_decode_files(blobs)),
                         files_folders=state.files_folders.union(wanted))
 

@@ -87,3 +87,14 @@ def has_tables(conn: sqlite3.Connection | sqlite3.Cursor, names: Iterable[str]) 
     have = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return set(names) <= have
 
+
+def rows_where_in(conn: sqlite3.Connection | sqlite3.Cursor, query: str, column: str, values: Iterable[Any]
+                  ) -> list[tuple[Any, ...]]:
+    """The rows of `query` (a SELECT without WHERE) whose `column` is one of `values`, asked in chunks of
+    500 (SQLite's limit on bound parameters)."""
+    wanted = sorted(set(values))
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows += conn.execute(f"{query} WHERE {quote(column)} IN ({', '.join('?' * len(chunk))})", chunk)
+    return rows
