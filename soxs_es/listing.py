@@ -69,17 +69,26 @@ def file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def outputs_stamp(root: Path, session_dir: Path) -> str:
-    """The derived files as they stand: the session's SOF files (name, size, mtime) and the root links."""
-    sofs = []
-    if (session_dir / "sof").is_dir():
-        for entry in os.scandir(session_dir / "sof"):
+def sof_listing(sof_folder: Path) -> dict[str, tuple[int, int]]:
+    """The SOF files of a session's sof/ folder: name -> (size, mtime)."""
+    sofs = {}
+    if sof_folder.is_dir():
+        for entry in os.scandir(sof_folder):
             if entry.name.endswith(".sof"):
                 st = entry.stat(follow_symlinks=False)
-                sofs.append((entry.name, st.st_size, st.st_mtime_ns))
+                sofs[entry.name] = (st.st_size, st.st_mtime_ns)
+    return sofs
+
+
+def outputs_stamp(root: Path, session_dir: Path, sofs: dict[str, tuple[int, int]] | None = None) -> str:
+    """The derived files as they stand: the session's SOF files (name, size, mtime) and the root links.
+    `sofs`: the SOF folder's listing, when the caller has just made it (`sof_listing`)."""
+    if sofs is None:
+        sofs = sof_listing(session_dir / "sof")
     targets = [(name, os.readlink(root / name) if (root / name).is_symlink() else None) for name in layout.ROOT_LINKS]
     try:
         current = (session_dir.parent / ".sessionid").read_bytes()
     except OSError:
         current = None
-    return hashlib.sha256(repr((sorted(sofs), targets, current)).encode()).hexdigest()
+    listed = sorted((name, size, mtime) for name, (size, mtime) in sofs.items())
+    return hashlib.sha256(repr((listed, targets, current)).encode()).hexdigest()

@@ -406,7 +406,7 @@ class Workspace:
                                 target_recipes(cascade_of(self.rules)))
             projection = Projection(session, association, plan.raw_frames, plan.nights, summary,
                                     self.link_session(session))
-            self.write_stamp(session, plan.raw_frames, plan.nights, snapshot)
+            self.write_stamp(session, plan.raw_frames, plan.nights, snapshot, written.listing)
             if memo is not None:
                 if not plan.whole:
                     memo.projected, memo.frames = None, None  # the cache holds it, night by night
@@ -468,17 +468,18 @@ class Workspace:
         if shown.association is not None and shown.counts is not None and shown.nights is None:
             memo.projected, memo.frames = shown.association, frame_rows_cache.frames_shown(conn, self.rules)
 
-    def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None
-                    ) -> None:
+    def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None,
+                    sofs: dict[str, tuple[int, int]] | None = None) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
-        (`snapshot`: the state's snapshot, when it was encoded meanwhile)."""
+        (`snapshot`: the state's snapshot, when it was encoded meanwhile; `sofs`: the SOF folder's listing once
+        written)."""
         self.hold_snapshot_files()
         folder = self.session_dir(session)
         stamp = ProjectionStamp(
             last_seq=self.state.last_seq, frames_seq=self.state.frames_seq, rules_digest=self.rules.digest,
             session=session, settings=listing.file_stamp(folder / SETTINGS),
             products=listing.listing_digest(listing.products_listing(folder)),
-            outputs=listing.outputs_stamp(self.root, folder), raw_frames=raw_frames, nights=nights,
+            outputs=listing.outputs_stamp(self.root, folder, sofs), raw_frames=raw_frames, nights=nights,
             decided=bool(self.state.decisions.begun))
         write_stamp(self.log.conn, stamp, self.state, snapshot)
 

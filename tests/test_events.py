@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import pickle
 import sqlite3
 from pathlib import Path
 
+import attrs
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from soxs_es import events as ev
+from soxs_es.store import pickled
 from soxs_es.store.log import DATABASE_FORMAT, DatabaseError, EventLog
 
 header_values = st.one_of(st.text(max_size=20), st.integers(-10**9, 10**9),
@@ -119,3 +122,39 @@ def test_without_the_checkpoint_thread_the_writer_leaves_pages_in_the_log(tmp_pa
     time.sleep(1.0)
     assert db.stat().st_size == before
     log.close()
+
+
+@attrs.frozen
+class _Positional:
+    name: str
+    values: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class _KeywordOnly:
+    name: str
+    inner: _Positional = attrs.field(kw_only=True)
+
+
+def test_cached_values_are_pickled_as_calls_of_their_constructors() -> None:
+    """The snapshot and caches unpickle through each attrs class's constructor (`store.pickled`): the values
+    come back equal, and a class a positional call cannot make keeps pickle's own way."""
+    value = {"a": _Positional("x", (1, 2)), "b": _KeywordOnly("y", inner=_Positional("z")),
+             "c": [_Positional("x")] * 2}
+    blob = pickled.dumps(value)
+    assert pickle.loads(blob) == value  # noqa: S301
+    calls: list[tuple[str, ...]] = []
+    original = _Positional.__init__
+
+    def counting(self: _Positional, *args: object) -> None:
+        calls.append(args)  # type: ignore[arg-type]
+        original(self, *args)
+
+    _Positional.__init__ = counting  # type: ignore[method-assign]
+    try:
+        back = pickle.loads(blob)  # noqa: S301
+    finally:
+        _Positional.__init__ = original  # type: ignore[method-assign]
+    assert back == value
+    assert back["c"][0] is back["c"][1]  # one object stays one object
+    assert sorted(calls) == [("x", ()), ("x", (1, 2)), ("z", ())]

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from soxs_es.pure.association.model import Association
 from soxs_es.pure.association.nights import NightProducts, NightSummary, merged
 from soxs_es.pure.projection import NightsIndex, NightWrite, ProjectedAssociation
+from soxs_es.store.pickled import dumps
 from soxs_es.store.sql import has_tables, rows_where_in
 
 #: Bump when Association or the night caches change shape: an older cached association is then ignored.
-ASSOCIATION_FORMAT = 8
+ASSOCIATION_FORMAT = 9
 
 _NIGHTS = "cache_association_nights"
 
@@ -38,8 +39,7 @@ def night_rows(nights: Mapping[str, NightWrite]) -> NightRows:
 
 def _night_rows(nights: Mapping[str, NightWrite]) -> Iterator[tuple[str, bytes, bytes, bytes]]:
     for night, write in sorted(nights.items()):
-        yield (night, *(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-                        for value in (write.part, write.products, write.summary)))
+        yield (night, *(dumps(value) for value in (write.part, write.products, write.summary)))
 
 
 def write_association(cur: sqlite3.Cursor, new: ProjectedAssociation, nights: Mapping[str, NightWrite],

@@ -13,6 +13,7 @@ from soxs_es.pure.derive import REJECTED_FILE_COLUMNS
 from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.frames import raw_frame_columns
 from soxs_es.pure.rules import Rules
+from soxs_es.store.pickled import dumps
 from soxs_es.store.sql import has_tables, quote, rows_where_in
 
 
@@ -81,13 +82,9 @@ def write_frame_rows(cur: sqlite3.Cursor, folders: Mapping[str, tuple[list[dict[
     cur.executemany("DELETE FROM cache_frame_folders WHERE folder = ?", [(f,) for f in sorted(folders)])
     # pickled one folder at a time as SQLite takes them: a cold prep never holds every blob at once
     cur.executemany("INSERT INTO cache_frame_folders VALUES (?, ?, ?, ?)", (
-        (folder, _pickled(raw), _pickled(rejected),
-         None if folder not in summaries else _pickled((SUMMARY_FORMAT, summaries[folder])))
+        (folder, dumps(raw), dumps(rejected),
+         None if folder not in summaries else dumps((SUMMARY_FORMAT, summaries[folder])))
         for folder, (raw, rejected) in sorted(folders.items()) if raw or rejected))
-
-
-def _pickled(value: object) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _read_rows(conn: sqlite3.Connection, table: str, columns: Iterable[str]) -> list[dict[str, Any]]:

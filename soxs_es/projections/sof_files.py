@@ -16,6 +16,8 @@ class SofWrite:
     unchanged: int = 0
     removed: list[str] = attrs.Factory(list)
     kept_edited: list[str] = attrs.Factory(list)
+    #: the folder's SOF files once written (`listing.sof_listing`: the projection's stamp names them)
+    listing: dict[str, tuple[int, int]] = attrs.Factory(dict)
 
 
 def _read(path: Path) -> str | None:
@@ -34,13 +36,16 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
     """
     folder.mkdir(parents=True, exist_ok=True)
     present: dict[str, bool] = {}  # name -> is a link: one listing, not a stat and a read per SOF
+    result = SofWrite()
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 os.unlink(entry.path)  # a temp file of a write cut short; the SOF it was for is rewritten below
-            else:
-                present[entry.name] = entry.is_symlink()
-    result = SofWrite()
+                continue
+            present[entry.name] = entry.is_symlink()
+            if entry.name.endswith(".sof"):  # (as `listing.sof_listing` lists them)
+                st = entry.stat(follow_symlinks=False)
+                result.listing[entry.name] = (st.st_size, st.st_mtime_ns)
     for name in sorted(wanted):
         path = folder / name
         if present.get(name):
@@ -60,6 +65,12 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
             result.removed.append(name)
         else:
             result.kept_edited.append(name)
+    for name in result.written:
+        if name.endswith(".sof"):
+            st = os.stat(folder / name, follow_symlinks=False)
+            result.listing[name] = (st.st_size, st.st_mtime_ns)
+    for name in result.removed:
+        result.listing.pop(name, None)
     return result
 
 

@@ -17,10 +17,11 @@ from pyrsistent import pmap
 
 from soxs_es import events as ev
 from soxs_es.pure.state import FILE_EVENTS, KnownFile, WorkspaceState, files_touched, folder_of
+from soxs_es.store.pickled import dumps
 from soxs_es.store.sql import rows_where_in, transaction
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 17
+STATE_FORMAT = 18
 
 
 
@@ -45,8 +46,7 @@ class Snapshot:
 def encode_snapshot(state: WorkspaceState, with_files: bool) -> Snapshot:
     """`state` as `write_snapshot` stores it (megabytes: made by another process while the tables are
     written, when a projection rebuilds everything)."""
-    rest = pickle.dumps(attrs.evolve(state, files=pmap(), files_folders=frozenset()),
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    rest = dumps(attrs.evolve(state, files=pmap(), files_folders=frozenset()))
     return Snapshot(state.last_seq, state.frames_seq, rest, tuple(_encode_files(state.files)) if with_files else None)
 
 
