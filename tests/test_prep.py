@@ -610,3 +610,23 @@ def test_a_failed_sof_write_leaves_no_child_behind(tmp_path: Path, clock, monkey
     with pytest.raises(OSError, match="No space"):
         prep(tmp_path, clock, workers=1, notify=lambda m: None)
     assert multiprocessing.active_children() == []
+
+
+def test_the_stamp_of_a_projection_names_the_sof_folder_as_it_left_it(tmp_path: Path, clock) -> None:
+    """A projection's stamp lists the SOF files it wrote and removed (the folder is listed once, before
+    writing): the next prep with nothing new then stops after a listing. A fallback rewrites and removes
+    SOFs."""
+    from soxs_es.commands.prep import _nothing_to_do
+    from soxs_es.commands.sessions import record_failed
+
+    ws = tmp_path / "ws"
+    write_demo(ws, nights=3, seed=5, compressed_fraction=0.0)
+    prep(ws, clock=clock)
+    assert _nothing_to_do(ws) is not None
+    written, removed = set(), set()
+    for bias in sorted(p.name for p in (ws / "sof").iterdir() if "_VIS_1X1_1_MBIAS_" in p.name):
+        summary = record_failed(ws, bias, clock=clock).projection.summary
+        written |= set(summary.sofs_written)
+        removed |= set(summary.sofs_removed)
+        assert _nothing_to_do(ws) is not None
+    assert written and removed  # (every VIS bias failed: the SOFs that need one are no longer written)
