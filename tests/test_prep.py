@@ -630,3 +630,44 @@ def test_the_stamp_of_a_projection_names_the_sof_folder_as_it_left_it(tmp_path: 
         removed |= set(summary.sofs_removed)
         assert _nothing_to_do(ws) is not None
     assert written and removed  # (every VIS bias failed: the SOFs that need one are no longer written)
+
+
+def test_a_z_file_whose_removal_was_cut_short_is_removed_not_filed_again(tmp_path: Path, clock) -> None:
+    """A .Z the log says was decompressed, back at the root as it was (its removal cut short), whose frame is
+    in the workspace byte for byte: prep removes it and files nothing twice. A new download of that name (other
+    bytes) is decompressed and filed as any other file. (The log is asked, through its index on the source.)"""
+    ws, other = tmp_path / "ws", tmp_path / "other"
+    write_demo(ws, nights=1, seed=2, compressed_fraction=1.0)
+    write_demo(other, nights=1, seed=3, compressed_fraction=1.0)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    names = sorted(p.name for p in ws.glob("*.fits.Z"))[:2]
+    for name in names:
+        shutil.copy2(ws / name, kept / name)  # (copy2: the same size and modification time)
+    prep(ws, clock=clock, workers=1)
+    assert not list(ws.glob("*.Z"))
+
+    def ingests_of(name: str) -> int:
+        log = EventLog(ws / "soxspipe.db", readonly=True)
+        try:
+            return sum(1 for r in log.read() if isinstance(r.event, ev.FrameIngested)
+                       and r.event.path.endswith("/" + name.removesuffix(".Z")))
+        finally:
+            log.close()
+
+    assert ingests_of(names[0]) == 1
+    shutil.copy2(kept / names[0], ws / names[0])  # as the cut-short removal left it
+    new = sorted(other.glob("*.fits.Z"))[-1]
+    shutil.copy2(new, ws / names[1])  # another frame of that name
+    report = prep(ws, clock=clock, workers=1)
+    assert names[0] in report.reconciled and not (ws / names[0]).exists()
+    assert names[0] not in report.decompressed and names[1] in report.decompressed
+    assert ingests_of(names[0]) == 1
+    log = EventLog(ws / "soxspipe.db", readonly=True)
+    try:
+        assert set(log.decompressions([*names, "never.fits.Z"])) == set(names)
+        # the latest of its two decompressions: the new download's
+        latest = log.decompressions([names[1]])[names[1]]
+        assert latest.source_size == new.stat().st_size != (kept / names[1]).stat().st_size
+    finally:
+        log.close()

@@ -472,11 +472,12 @@ class _Filing:
         """
         kept: list[RootFile] = []
         done: list[ev.Event] = []
+        earlier = self.ws.log.decompressions(item.compressed for item in found if item.compressed is not None)
         for item in found:
             if item.staged is None or item.compressed is None:
                 kept.append(item)
                 continue
-            if self.already_decompressed(item):
+            if self.already_decompressed(item, earlier.get(item.compressed)):
                 continue
             home = self.home(item)
             try:
@@ -533,11 +534,11 @@ class _Filing:
         return ev.FrameDecompressed(source=item.compressed, target=target, size=size,
                                     source_size=source_size, source_mtime_ns=source_mtime)
 
-    def already_decompressed(self, item: RootFile) -> bool:
-        """A .Z the log says was decompressed, whose frame is still in the workspace byte for byte: an earlier
-        run stopped before removing it. Finish that (the frame is safe) instead of filing a duplicate."""
+    def already_decompressed(self, item: RootFile, earlier: ev.FrameDecompressed | None) -> bool:
+        """A .Z the log says was decompressed (`earlier`: its latest decompression), whose frame is still in
+        the workspace byte for byte: an earlier run stopped before removing it. Finish that (the frame is safe)
+        instead of filing a duplicate."""
         assert item.staged is not None and item.compressed is not None
-        earlier = self.ws.state.decompressed.get(item.compressed)
         if earlier is None or (earlier.source_size, earlier.source_mtime_ns) != item.compressed_stat:
             return False  # never decompressed, or a new copy of that file: handled as any other file
         target = earlier.target

@@ -179,8 +179,6 @@ class WorkspaceState:
     files: PMap[str, KnownFile] = attrs.field(factory=pmap)
     #: Moves recorded as intended but not (yet) recorded as done, keyed by source path.
     pending_moves: PMap[str, ev.MoveIntended] = attrs.field(factory=pmap)
-    #: compressed name -> its decompression (so an interrupted removal of that very .Z is finished)
-    decompressed: PMap[str, ev.FrameDecompressed] = attrs.field(factory=pmap)
     rules_digest: str = ""
     rules_text: str = ""
     #: sequence number of the `RulesInForce` of the rules in force
@@ -394,7 +392,7 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
         touched = files_touched(r.event for r in recorded)
         if not state.holds(map(folder_of, touched)):
             raise ValueError("events about files folded into a state read without their folders' files")
-    files, pending, decompressed = _Changes(state.files), _Changes(state.pending_moves), _Changes(state.decompressed)
+    files, pending = _Changes(state.files), _Changes(state.pending_moves)
     last = state.last_seq
     rules_digest, rules_text, rules_seq, frames_seq = state.rules_digest, state.rules_text, state.rules_seq, \
         state.frames_seq
@@ -517,14 +515,12 @@ def fold(recorded: Iterable[Any], state: WorkspaceState = EMPTY) -> WorkspaceSta
             case ev.ProductLost(session=session, path=path):
                 if path in products.get(session, pmap()):
                     products = products.set(session, products[session].remove(path))
-            case ev.FrameDecompressed(source=source):
-                decompressed[source] = event  # the frame itself is ingested by its own FrameIngested event
     for (session, sof), values in qc_touched.items():
         values_made = {k: QcValue(*v) if type(v) is tuple else v for k, v in values.items()}
         qc = _nested_set(qc, session, sof, pmap(values_made))
     return WorkspaceState(
         last_seq=last, files=files.persistent(), pending_moves=pending.persistent(),
-        decompressed=decompressed.persistent(), rules_digest=rules_digest, rules_text=rules_text,
+        rules_digest=rules_digest, rules_text=rules_text,
         rules_seq=rules_seq, frames_seq=frames_seq, sessions=sessions, current_session=current, outcomes=outcomes,
         qc=qc, qc_ranges=qc_ranges, qc_ranges_seq=qc_ranges_seq, products=products, qc_rows=qc_rows, runs=runs,
         keyword_sets=keyword_sets, files_folders=state.files_folders,

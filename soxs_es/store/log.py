@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS events (
     schema_version INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_recorded_at ON events (recorded_at);
+CREATE INDEX IF NOT EXISTS events_decompressed_source ON events (json_extract(payload, '$.source'))
+    WHERE type = 'FrameDecompressed';
 CREATE TRIGGER IF NOT EXISTS events_are_immutable BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are immutable facts: they cannot be updated'); END;
 CREATE TRIGGER IF NOT EXISTS events_are_permanent BEFORE DELETE ON events
@@ -124,6 +126,22 @@ class EventLog:
             self.conn.executescript(_SCHEMA)
             if version < DATABASE_FORMAT:
                 self.conn.execute(f"PRAGMA user_version = {DATABASE_FORMAT}")
+
+    def decompressions(self, sources: Iterable[str]) -> dict[str, ev.FrameDecompressed]:
+        """The latest decompression the log records of each of these .Z files (by their names at the root),
+        asked of the log through its index on the source: every workspace's .Z files, tens of thousands of
+        them, are asked about only when some are back at the root."""
+        wanted = sorted(set(sources))
+        found: dict[str, ev.FrameDecompressed] = {}
+        for start in range(0, len(wanted), 500):  # (SQLite's limit on bound parameters)
+            chunk = wanted[start:start + 500]
+            rows = self.conn.execute(
+                "SELECT type, schema_version, payload FROM events WHERE type = 'FrameDecompressed' AND "
+                f"json_extract(payload, '$.source') IN ({', '.join('?' * len(chunk))}) ORDER BY seq", chunk)
+            for event in ev.decode_many(rows.fetchall()):
+                assert isinstance(event, ev.FrameDecompressed)
+                found[event.source] = event
+        return found
 
     def close(self) -> None:
         if self._checkpoints is not None:

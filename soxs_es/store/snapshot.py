@@ -21,7 +21,7 @@ from soxs_es.store.pickled import dumps
 from soxs_es.store.sql import rows_where_in, transaction
 
 #: Bump when WorkspaceState changes shape: older snapshots are then ignored (and rebuilt).
-STATE_FORMAT = 18
+STATE_FORMAT = 19
 
 
 
