@@ -13,11 +13,21 @@
  *       the rules of what a value is stay in one place, the Python one.
  *
  * Both are pure: bytes in, values out. Tests check each against its Python counterpart on generated input.
+ *
+ *   folder_entries(path: str, follow: bool) -> list[tuple[str, bool, bool, int | None, int | None]]
+ *       (name, is a folder, is a link, size, mtime_ns) of each entry of a folder, as `soxs_es.listing`'s Python
+ *       `_folder_entries` gives them: of a link's target when `follow` (a broken link, or an entry gone
+ *       meanwhile: size and mtime None). Not pure - it reads the disk - but a listing of tens of thousands of
+ *       frames is mostly the interpreter's work per entry in Python. A test compares the two.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* LZW, as written by compress(1): a 3-byte preamble (1f 9d, then max bits and the block-mode flag), codes of
@@ -318,9 +328,65 @@ done:
     return values;
 }
 
+/* ---------------------------------------------------------------------------------------------------- */
+
+static PyObject *folder_entries(PyObject *self, PyObject *args)
+{
+    PyObject *path;
+    int follow;
+    if (!PyArg_ParseTuple(args, "O&p", PyUnicode_FSConverter, &path, &follow))
+        return NULL;
+    DIR *dir;
+    Py_BEGIN_ALLOW_THREADS
+    dir = opendir(PyBytes_AS_STRING(path));
+    Py_END_ALLOW_THREADS
+    if (!dir) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        Py_DECREF(path);
+        return NULL;
+    }
+    int fd = dirfd(dir);
+    PyObject *out = PyList_New(0);
+    struct dirent *entry;
+    while (out) {
+        errno = 0;
+        entry = readdir(dir);
+        if (!entry) {
+            if (errno) {
+                PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+                Py_CLEAR(out);
+            }
+            break;
+        }
+        const char *name = entry->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+            continue;
+        struct stat st;
+        int found = fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        int is_link = found && S_ISLNK(st.st_mode);
+        if (is_link && follow)
+            found = fstatat(fd, name, &st, 0) == 0;
+        PyObject *item;
+        if (found)
+            item = Py_BuildValue("(NNNLL)", PyUnicode_DecodeFSDefault(name), PyBool_FromLong(S_ISDIR(st.st_mode)),
+                                 PyBool_FromLong(is_link), (long long)st.st_size,
+                                 (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+        else
+            item = Py_BuildValue("(NOOOO)", PyUnicode_DecodeFSDefault(name), Py_False, is_link ? Py_True : Py_False,
+                                 Py_None, Py_None);
+        if (!item || PyList_Append(out, item) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    closedir(dir);
+    Py_DECREF(path);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"lzw_decompress", lzw_decompress, METH_O, "Unix compress (.Z) data decompressed."},
     {"wanted_cards", wanted_cards, METH_VARARGS, "The values of the wanted cards of a FITS header."},
+    {"folder_entries", folder_entries, METH_VARARGS, "(name, is a folder, is a link, size, mtime_ns) of each entry."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,41 +5,62 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from soxs_es.pure import layout
 
+#: (name, is a folder, is a link, size, mtime_ns) of a folder's entry: of a link's target when followed (size and
+#: mtime None: a broken link, or an entry gone meanwhile)
+Entry = tuple[str, bool, bool, int | None, int | None]
+
+
+def _entries_in_python(path: str, follow: bool) -> list[Entry]:
+    """`folder_entries` where soxs_es/_speedups.c was not built (no C compiler): the same entries."""
+    out: list[Entry] = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            try:
+                is_link = entry.is_symlink()
+                st = entry.stat(follow_symlinks=follow)
+            except OSError:
+                out.append((entry.name, False, os.path.islink(entry.path), None, None))
+                continue
+            out.append((entry.name, stat.S_ISDIR(st.st_mode), is_link, st.st_size, st.st_mtime_ns))
+    return out
+
+
+try:  # in C: a listing of tens of thousands of frames is mostly the interpreter's work per entry
+    from soxs_es._speedups import folder_entries
+except ImportError:  # the same entries
+    folder_entries = _entries_in_python
+
 
 def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) -> dict[str, tuple[int, int]]:
-    """Workspace path -> (size, mtime_ns) of every FITS file under raw/.
+    """Workspace path -> (size, mtime_ns) of every FITS file under raw/ (a link: of its target).
 
     `known` gives (size, mtime_ns) of files this process has just put there itself: they are taken as they
-    are instead of being stat'ed again (tens of thousands of stats are noticeable in a cold `prep`).
+    are (the stat of every file is the listing's own).
     """
     out: dict[str, tuple[int, int]] = {}
     known = known or {}
-    folders = [(root / layout.RAW, layout.RAW + "/")]
+    folders = [(str(root / layout.RAW), layout.RAW + "/")]
     while folders:
         folder, prefix = folders.pop()
         try:
-            entries = list(os.scandir(folder))
+            entries = folder_entries(folder, True)
         except OSError:
             continue  # gone, or not a folder: nothing of it is listed
-        for entry in entries:
-            name = entry.name
+        for name, is_dir, is_link, size, mtime in entries:
             if name.startswith("."):
                 continue
-            if entry.is_dir():
-                if not entry.is_symlink():  # a linked folder is not entered (as `os.walk` does not)
-                    folders.append((Path(entry.path), f"{prefix}{name}/"))
-            elif layout.is_fits_name(name):
+            if is_dir:
+                if not is_link:  # a linked folder is not entered (as `os.walk` does not)
+                    folders.append((f"{folder}/{name}", f"{prefix}{name}/"))
+            elif size is not None and mtime is not None and layout.is_fits_name(name):
                 rel = prefix + name
-                if rel in known:
-                    out[rel] = known[rel]
-                    continue
-                st = entry.stat()
-                out[rel] = (st.st_size, st.st_mtime_ns)
+                out[rel] = known.get(rel, (size, mtime))
     return out
 
 
@@ -71,13 +92,12 @@ def file_stamp(path: Path) -> str:
 
 def sof_listing(sof_folder: Path) -> dict[str, tuple[int, int]]:
     """The SOF files of a session's sof/ folder: name -> (size, mtime)."""
-    sofs = {}
-    if sof_folder.is_dir():
-        for entry in os.scandir(sof_folder):
-            if entry.name.endswith(".sof"):
-                st = entry.stat(follow_symlinks=False)
-                sofs[entry.name] = (st.st_size, st.st_mtime_ns)
-    return sofs
+    try:
+        entries = folder_entries(str(sof_folder), False)
+    except OSError:
+        return {}
+    return {name: (size, mtime) for name, _, _, size, mtime in entries
+            if name.endswith(".sof") and size is not None and mtime is not None}
 
 
 def outputs_stamp(root: Path, session_dir: Path, sofs: dict[str, tuple[int, int]] | None = None) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ncompress
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soxs_es.demo import fits_bytes, format_card
+from soxs_es.listing import _entries_in_python
 from soxs_es.pure.fitscards import _parse_wanted, end_card
 
 
@@ -24,7 +27,7 @@ def lzw() -> Callable[[bytes], bytes]:
 def test_the_compiled_readers_are_built() -> None:
     """A fresh machine has a C compiler, so `make install` builds them; without one prep still works (the
     Python readers), only slower - this test is what notices a build that silently stopped working."""
-    from soxs_es import fitsio
+    from soxs_es import fitsio, listing
 
     try:
         from soxs_es import _speedups
@@ -34,6 +37,7 @@ def test_the_compiled_readers_are_built() -> None:
 
     assert fitsio.lzw_decompress is _speedups.lzw_decompress
     assert fitsio.cards_reader is _speedups.wanted_cards
+    assert listing.folder_entries is _speedups.folder_entries
 
 
 def _compiled_reader() -> Any:
@@ -128,3 +132,25 @@ def test_lzw_decoder_on_damaged_data_does_what_ncompress_does(lzw: Callable[[byt
         if at < len(damaged):
             damaged[at] = byte
     assert _outcome(lzw, bytes(damaged)) == _outcome(ncompress.decompress, bytes(damaged))
+
+
+def test_compiled_folder_listing_gives_what_the_python_one_gives(tmp_path: Path) -> None:
+    """Files, a folder, links to a file and to a folder, a broken link, a dot file, a name that is not UTF-8:
+    the same entries either way, following links or not (a broken link followed: no size, no time)."""
+    compiled = pytest.importorskip("soxs_es._speedups").folder_entries
+    (tmp_path / "a.fits").write_bytes(b"x" * 2880)
+    (tmp_path / ".hidden.sof").write_text("y")
+    (tmp_path / "night").mkdir()
+    (tmp_path / "to-file.fits").symlink_to(tmp_path / "a.fits")
+    (tmp_path / "to-folder").symlink_to(tmp_path / "night")
+    (tmp_path / "broken.fits").symlink_to(tmp_path / "nowhere")
+    (Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.fits"))).write_bytes(b"z")
+    for follow in (True, False):
+        python = sorted(_entries_in_python(str(tmp_path), follow))
+        assert sorted(compiled(str(tmp_path), follow)) == python
+    entries = {e[0]: e for e in compiled(str(tmp_path), True)}
+    assert entries["to-file.fits"][1:] == (False, True, 2880, os.stat(tmp_path / "a.fits").st_mtime_ns)
+    assert entries["to-folder"][1:3] == (True, True) and entries["broken.fits"][3:] == (None, None)
+    assert {e[0]: e for e in compiled(str(tmp_path), False)}["broken.fits"][3] is not None  # the link itself
+    with pytest.raises(FileNotFoundError):
+        compiled(str(tmp_path / "gone"), True)

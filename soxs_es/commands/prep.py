@@ -634,7 +634,9 @@ def hold_changed_folders(ws: Workspace, on_disk: Mapping[str, tuple[int, int]],
                          seen: Mapping[str, tuple[int, int]]) -> None:
     """Let the state hold the files of every raw/ folder whose listing differs from `seen`, the one the last
     projection saw (`hold_unprojected`)."""
-    ws.hold({folder_of(path) for path, _ in set(on_disk.items()).symmetric_difference(seen.items())})
+    changed = {folder_of(path) for path, stat in on_disk.items() if seen.get(path) != stat}
+    changed.update(folder_of(path) for path in seen if path not in on_disk)
+    ws.hold(changed)
 
 
 # -- a prep with nothing to do -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from soxs_es.fsops import atomic_write_text
+from soxs_es.listing import folder_entries
 
 
 @attrs.define
@@ -37,15 +38,13 @@ def write_sof_folder(folder: Path, wanted: dict[str, str], previous: dict[str, s
     folder.mkdir(parents=True, exist_ok=True)
     present: dict[str, bool] = {}  # name -> is a link: one listing, not a stat and a read per SOF
     result = SofWrite()
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                os.unlink(entry.path)  # a temp file of a write cut short; the SOF it was for is rewritten below
-                continue
-            present[entry.name] = entry.is_symlink()
-            if entry.name.endswith(".sof"):  # (as `listing.sof_listing` lists them)
-                st = entry.stat(follow_symlinks=False)
-                result.listing[entry.name] = (st.st_size, st.st_mtime_ns)
+    for name, _, is_link, size, mtime in folder_entries(str(folder), False):
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.unlink(folder / name)  # a temp file of a write cut short; the SOF it was for is rewritten below
+            continue
+        present[name] = is_link
+        if name.endswith(".sof") and size is not None and mtime is not None:  # (as `listing.sof_listing` does)
+            result.listing[name] = (size, mtime)
     for name in sorted(wanted):
         path = folder / name
         if present.get(name):
