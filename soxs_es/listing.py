@@ -37,30 +37,38 @@ except ImportError:  # the same entries
     folder_entries = _entries_in_python
 
 
-def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) -> dict[str, tuple[int, int]]:
-    """Workspace path -> (size, mtime_ns) of every FITS file under raw/ (a link: of its target).
+#: a folder under raw/ (as `pure.state.folder_of` names it) -> path -> (size, mtime_ns) of its FITS files
+RawListing = dict[str, dict[str, tuple[int, int]]]
+
+
+def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) -> RawListing:
+    """Every FITS file under raw/ (a link: its target's size and time), folder by folder (a folder without
+    one is left out): what a prep compares, folder by folder, with the listing the last projection saw.
 
     `known` gives (size, mtime_ns) of files this process has just put there itself: they are taken as they
     are (the stat of every file is the listing's own).
     """
-    out: dict[str, tuple[int, int]] = {}
+    out: RawListing = {}
     known = known or {}
-    folders = [(str(root / layout.RAW), layout.RAW + "/")]
+    folders = [(str(root / layout.RAW), layout.RAW)]
     while folders:
-        folder, prefix = folders.pop()
+        folder, rel_folder = folders.pop()
         try:
             entries = folder_entries(folder, True)
         except OSError:
             continue  # gone, or not a folder: nothing of it is listed
+        files: dict[str, tuple[int, int]] = {}
         for name, is_dir, is_link, size, mtime in entries:
             if name.startswith("."):
                 continue
             if is_dir:
                 if not is_link:  # a linked folder is not entered (as `os.walk` does not)
-                    folders.append((f"{folder}/{name}", f"{prefix}{name}/"))
+                    folders.append((f"{folder}/{name}", f"{rel_folder}/{name}"))
             elif size is not None and mtime is not None and layout.is_fits_name(name):
-                rel = prefix + name
-                out[rel] = known.get(rel, (size, mtime))
+                rel = f"{rel_folder}/{name}"
+                files[rel] = known.get(rel, (size, mtime))
+        if files:
+            out[rel_folder] = files
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -564,7 +564,7 @@ class Synced:
 
 
 def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None,
-             seen: Mapping[str, tuple[int, int]] | None = None) -> Synced:
+             seen: listing.RawListing | None = None) -> Synced:
     """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
     for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
     the paths this run filed, not stat'ed again; `seen`: the raw/ listing the last projection saw, when the
@@ -572,12 +572,13 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
     Only the folders read are told of in the report (as a `prep` with nothing to do tells of none)."""
     files = ws.state.files
     known = {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files}
-    on_disk = listing.raw_listing(ws.root, known=known)
+    by_folder = listing.raw_listing(ws.root, known=known)
     if seen is not None:
-        hold_changed_folders(ws, on_disk, seen)
+        ws.hold(folder for folder in by_folder.keys() | seen.keys() if by_folder.get(folder) != seen.get(folder))
     files, held = ws.state.files, ws.state.files_folders
-    if held is not None:  # the other folders are as the last projection saw them, file for file
-        on_disk = {path: stat for path, stat in on_disk.items() if folder_of(path) in held}
+    # (the folders not held are as the last projection saw them, file for file)
+    on_disk = {path: stat for folder, listed in by_folder.items() if held is None or folder in held
+               for path, stat in listed.items()}
     batch: list[ev.Event] = []
     missing = sorted(path for path in files if path.startswith(layout.RAW + "/") and path not in on_disk)
     batch += [ev.FrameMissing(path=path) for path in missing]
@@ -608,7 +609,7 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
     return Synced(len(new) - len(refused), missing, sorted(left_alone), refused)
 
 
-def hold_unprojected(ws: Workspace) -> dict[str, tuple[int, int]] | None:
+def hold_unprojected(ws: Workspace) -> listing.RawListing | None:
     """Let the state hold the files of every folder changed since the last projection, or of every folder
     when that cannot be told (no projection yet, other rules, frames read for fewer keywords than the rules
     in force want); returns the raw/ listing that projection saw (None: every folder is held). The other
@@ -628,15 +629,6 @@ def hold_unprojected(ws: Workspace) -> dict[str, tuple[int, int]] | None:
         return None
     ws.hold(map(folder_of, changed))
     return seen
-
-
-def hold_changed_folders(ws: Workspace, on_disk: Mapping[str, tuple[int, int]],
-                         seen: Mapping[str, tuple[int, int]]) -> None:
-    """Let the state hold the files of every raw/ folder whose listing differs from `seen`, the one the last
-    projection saw (`hold_unprojected`)."""
-    changed = {folder_of(path) for path, stat in on_disk.items() if seen.get(path) != stat}
-    changed.update(folder_of(path) for path in seen if path not in on_disk)
-    ws.hold(changed)
 
 
 # -- a prep with nothing to do -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_files`).
+"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_files_seen`).
 
 Written last, in the projection's final transaction, so a projection cut short is never taken as complete;
 a `prep` with nothing new stops after comparing listings (`nothing_new`)."""
@@ -21,7 +21,7 @@ from soxs_es.store.snapshot import Snapshot, files_changed_since, snapshot_curre
 from soxs_es.store.sql import has_tables, transaction
 
 #: tables of earlier versions, dropped when met
-_FORMER_TABLES = ("cache_meta", "cache_state")
+_FORMER_TABLES = ("cache_meta", "cache_state", "cache_files")
 
 
 #: Bump when the stamp changes shape.
@@ -82,9 +82,11 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
     with transaction(conn) as cur:
         for table in _FORMER_TABLES:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
-        seen = previous is not None and has_tables(cur, ("cache_files",))
-        if not seen or previous is None or previous.frames_seq != state.frames_seq:
-            changed = None if not seen or previous is None else files_changed_since(cur, previous.frames_seq)
+        if not has_tables(cur, (_FILES_SEEN,)) or previous is None:
+            if state.files_loaded:  # (else left out: the next prep reads every file, and writes it)
+                _write_files_seen(cur, state, None)
+        elif previous.frames_seq != state.frames_seq:
+            changed = files_changed_since(cur, previous.frames_seq)
             if not (state.files_loaded if changed is None else state.holds(map(folder_of, changed))):
                 raise ValueError("a state without the files of changed folders cannot record them")
             _write_files_seen(cur, state, changed)
@@ -94,25 +96,33 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
         write_snapshot(cur, state, snapshot)
 
 
+#: the raw/ listing the last projection saw, folder by folder (`listing.RawListing`)
+_FILES_SEEN = "cache_files_seen"
+_FOLDER_FILES = msgspec.msgpack.Decoder(dict[str, tuple[int, int]])
+
+
 def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[str] | None) -> None:
-    """`cache_files`: the raw/ files of `state`, rewritten, or only the rows of the paths in `changed`."""
-    def row(path: str) -> tuple[str, int, int]:
-        known = state.files[path]
-        return path, known.size, known.mtime_ns
+    """The raw/ files of `state` as `files_seen` reads them: every folder (`changed` None), else the folders
+    of the paths in `changed`."""
+    folders = None if changed is None else {folder_of(p) for p in changed if p.startswith(layout.RAW + "/")}
+    by_folder: dict[str, dict[str, tuple[int, int]]] = {}
+    for path, known in state.files.items():
+        folder = folder_of(path)
+        if path.startswith(layout.RAW + "/") and (folders is None or folder in folders):
+            by_folder.setdefault(folder, {})[path] = (known.size, known.mtime_ns)
+    if folders is None:
+        cur.execute(f"DROP TABLE IF EXISTS {_FILES_SEEN}")
+        cur.execute(f"CREATE TABLE {_FILES_SEEN} (folder TEXT PRIMARY KEY, files BLOB)")
+    else:
+        cur.executemany(f"DELETE FROM {_FILES_SEEN} WHERE folder = ?", [(f,) for f in sorted(folders)])
+    cur.executemany(f"INSERT INTO {_FILES_SEEN} VALUES (?, ?)",
+                    [(folder, msgspec.msgpack.encode(files)) for folder, files in sorted(by_folder.items())])
 
-    if changed is None:
-        cur.execute("DROP TABLE IF EXISTS cache_files")
-        cur.execute("CREATE TABLE cache_files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
-        cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)",
-                        [row(path) for path in state.files if path.startswith(layout.RAW + "/")])
-        return
-    raw = sorted(path for path in changed if path.startswith(layout.RAW + "/"))
-    cur.executemany("DELETE FROM cache_files WHERE path = ?", [(path,) for path in raw])
-    cur.executemany("INSERT INTO cache_files VALUES (?, ?, ?)", [row(path) for path in raw if path in state.files])
 
-
-def files_seen(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    return {p: (s, m) for p, s, m in conn.execute("SELECT path, size, mtime_ns FROM cache_files")}
+def files_seen(conn: sqlite3.Connection) -> listing.RawListing:
+    """The raw/ listing the last projection saw (sqlite3.OperationalError: none recorded)."""
+    rows = conn.execute(f"SELECT folder, files FROM {_FILES_SEEN}")
+    return {folder: _FOLDER_FILES.decode(blob) for folder, blob in rows}
 
 
 def nothing_new(root: Path, conn: sqlite3.Connection, rules_digests: frozenset[str],
