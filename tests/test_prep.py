@@ -671,3 +671,20 @@ def test_a_z_file_whose_removal_was_cut_short_is_removed_not_filed_again(tmp_pat
         assert latest.source_size == new.stat().st_size != (kept / names[1]).stat().st_size
     finally:
         log.close()
+
+
+def test_a_workspace_without_the_listing_seen_gets_it_from_a_prep_with_nothing_new(tmp_path: Path, clock) -> None:
+    """The raw/ listing the last projection saw (a workspace of an older soxs-es has none) is recorded by the
+    next prep even when it has nothing to project: without it every prep would read every frame's facts and
+    none could stop after a listing."""
+    ws = tmp_path / "ws"
+    write_demo(ws, nights=2, seed=4, compressed_fraction=0.0)
+    prep(ws, clock=clock)
+    with sqlite3.connect(ws / "soxspipe.db") as conn:
+        conn.execute("DROP TABLE cache_files_seen")
+    from soxs_es.commands.prep import _nothing_to_do
+
+    assert _nothing_to_do(ws) is None
+    report = prep(ws, clock=clock)
+    assert report.events_appended == 0
+    assert _nothing_to_do(ws) is not None

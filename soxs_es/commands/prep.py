@@ -36,7 +36,7 @@ from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Removal, worker_count
 from soxs_es.projections.frame_rows_cache import folder_summaries
-from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp
+from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp, refresh_files_seen
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import arrival, layout
 from soxs_es.pure.frames import classify, instrument_family, raw_folder
@@ -144,6 +144,7 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             association, link_problems = None, []
             ws.hold_snapshot_files()
             snapshot.refresh_snapshot(ws.log.conn, ws.state)
+            refresh_files_seen(ws.log.conn, ws.state)
             ws.remember_projection()
     finally:
         try:

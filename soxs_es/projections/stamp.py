@@ -119,6 +119,14 @@ def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[s
                     [(folder, msgspec.msgpack.encode(files)) for folder, files in sorted(by_folder.items())])
 
 
+def refresh_files_seen(conn: sqlite3.Connection, state: WorkspaceState) -> None:
+    """Record the raw/ listing of a current projection when none is (a workspace of an older soxs-es) and
+    `state` holds every file: else every later prep would read every file to tell what changed."""
+    if state.files_loaded and not has_tables(conn, (_FILES_SEEN,)):
+        with transaction(conn) as cur:
+            _write_files_seen(cur, state, None)
+
+
 def files_seen(conn: sqlite3.Connection) -> listing.RawListing:
     """The raw/ listing the last projection saw (sqlite3.OperationalError: none recorded)."""
     rows = conn.execute(f"SELECT folder, files FROM {_FILES_SEEN}")
