@@ -25,7 +25,7 @@ from soxs_es.instrument import SHIPPED_RULES, load_rules, recorded_instrument
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.projections import association_cache, frame_rows_cache, tables
 from soxs_es.projections.execute import write_frame_tables, write_plan
-from soxs_es.projections.shown import read_nights, read_shown
+from soxs_es.projections.shown import RememberedNights, read_nights, read_shown
 from soxs_es.projections.sof_files import ensure_relative_link
 from soxs_es.projections.stamp import ProjectionStamp, read_stamp, write_stamp
 from soxs_es.pure import layout
@@ -34,7 +34,7 @@ from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.harvest import harvested_events
-from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, Shown, plan_projection
+from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, Shown, nights_after, plan_projection
 from soxs_es.pure.provenance import (
     Stale,
     parameters_of,
@@ -74,6 +74,7 @@ class Remembered:
     state: WorkspaceState | None = None
     projected: ProjectedAssociation | None = None
     frames: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None  # the rows `projected` was made from
+    nights: RememberedNights | None = None  # every night's index, when the last projection read some nights
 
 
 @attrs.define
@@ -121,7 +122,7 @@ class Workspace:
             if memo.database != database or (memo.last_event is not None
                                              and memo.last_event != self._event_at(memo.last_event[0])):
                 # another database, or this one's log is not the one remembered (a backup copied over it)
-                memo.database, memo.state, memo.projected, memo.frames = database, None, None, None
+                memo.database, memo.state, memo.projected, memo.frames, memo.nights = database, None, None, None, None
             if memo.state is not None:
                 tail = list(self.log.read(after=memo.state.last_seq))
                 touched = files_touched(r.event for r in tail)
@@ -374,7 +375,8 @@ class Workspace:
             memo = self.remembered
             conn = self.log.conn
             shown = read_shown(conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
-                               None if memo is None else (memo.projected, memo.frames), whole)
+                               None if memo is None else (memo.projected, memo.frames), whole,
+                               None if memo is None else memo.nights)
             if shown.counts is None and shown.nights is None:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
@@ -408,8 +410,12 @@ class Workspace:
                                     self.link_session(session))
             self.write_stamp(session, plan.raw_frames, plan.nights, snapshot, written.listing)
             if memo is not None:
+                memo.nights = None
                 if not plan.whole:
                     memo.projected, memo.frames = None, None  # the cache holds it, night by night
+                    if shown.nights is not None:
+                        memo.nights = (association_cache.header_of(plan.association),
+                                       nights_after(shown.nights, plan))
                 else:
                     same_frames = (memo.projected is not None
                                    and memo.projected.frames_seq == plan.association.frames_seq)

@@ -510,3 +510,43 @@ def test_a_watcher_never_remembers_some_nights_of_the_association_as_the_whole(t
         ws.close()
     assert whole is not None and len(whole.association.sofs) > 0
     assert memo.projected is None or memo.projected.association.sofs == whole.association.sofs
+
+
+def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: Path, clock) -> None:
+    """A long-lived process that read some nights keeps every night's index as its projection left it, in
+    place of reading it back: always what the cache holds after the write, and the SOFs it makes with it are
+    those of one prep of every night."""
+    from soxs_es.projections import association_cache
+
+    write_demo(tmp_path / "download", nights=4, seed=6, compressed_fraction=0.0)
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path / "download", whole)
+    prep(whole, clock, workers=1, notify=lambda m: None)
+    night_of = {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+    nights = sorted(set(night_of.values()))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name, night in night_of.items():
+        if night in nights[:2]:
+            shutil.move(tmp_path / "download" / name, ws / name)
+    prep(ws, clock, workers=1, notify=lambda m: None)  # the cache now holds the association night by night
+    memo = Remembered()
+    used = 0
+    for night in nights[2:]:
+        for name in sorted(n for n, folder in night_of.items() if folder == night):
+            shutil.move(tmp_path / "download" / name, ws / name)
+        remembered = memo.nights
+        prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+        used += remembered is not None
+        assert memo.nights is not None
+        conn = sqlite3.connect(ws / "soxspipe.db")
+        try:
+            header, index = memo.nights
+            assert header == association_cache.association_header(conn)
+            stored = association_cache.read_nights_index(conn)
+        finally:
+            conn.close()
+        assert stored is not None
+        assert index.products == stored.products and index.summaries == stored.summaries
+    assert used  # the second night's prep planned with the remembered index
+    assert _sof_texts(ws) == _sof_texts(whole)

@@ -20,7 +20,7 @@ from soxs_es.projections.association_cache import (
 from soxs_es.projections.frame_rows_cache import folder_rows, folder_summaries, frames_shown
 from soxs_es.projections.stamp import read_stamp
 from soxs_es.pure import layout
-from soxs_es.pure.projection import ProjectedAssociation, Shown
+from soxs_es.pure.projection import NightsIndex, ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
 from soxs_es.pure.tables import format_sof
@@ -31,12 +31,16 @@ from soxs_es.store.sql import has_tables
 RememberedProjection = tuple[ProjectedAssociation | None,
                              tuple[list[dict[str, Any]], list[dict[str, Any]]] | None]
 
+#: every night's index a long-lived process last wrote, with the header of the cached association it is of
+RememberedNights = tuple[bytes, NightsIndex]
+
 
 def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
                projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None,
-               whole: bool = False) -> Shown:
+               whole: bool = False, remembered_nights: RememberedNights | None = None) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
-    and frame rows this process last wrote, used in place of the cached ones while those are still them.
+    and frame rows this process last wrote, used in place of the cached ones while those are still them, as is
+    `remembered_nights`, the nights' index it last wrote.
     The association is read night by night: none yet (`read_nights` adds those a plan wants), unless
     `whole` asks for every night (as do another session, and a log with no decision yet: then every SOF is
     compared)."""
@@ -53,7 +57,8 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
     elif whole or stamp.session != session or not state.decisions.begun:  # (decided first: of every SOF)
         old, index = projected_association(conn), None
     else:
-        index = read_nights_index(conn)
+        index = (remembered_nights[1] if remembered_nights is not None and remembered_nights[0] == header
+                 else read_nights_index(conn))
         folders = None if index is None else folder_summaries(conn)
         old = None if index is None or folders is None else projected_association(conn, ())
         index = None if old is None else attrs.evolve(index, folders=folders)

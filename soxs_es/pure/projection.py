@@ -353,6 +353,14 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
     return written, gone, summaries
 
 
+def nights_after(index: NightsIndex, plan: ProjectionPlan) -> NightsIndex:
+    """Every night's index once `plan` (which read some nights of `index`) is written: as
+    `read_nights_index` would read it back (no night read, no folder's summary)."""
+    products = {night: p for night, p in index.products.items() if night not in plan.nights_gone}
+    products.update((night, write.products) for night, write in plan.nights_written.items())
+    return NightsIndex(products, dict(plan.summaries), frozenset())
+
+
 def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow) -> frozenset[str]:
     """The nights a plan must read before matching again: those whose frames changed, those of every SOF the
     session holds a fact about (an outcome, a QC value, a product made, a ban, a pin, a decision about its

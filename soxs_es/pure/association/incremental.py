@@ -39,16 +39,18 @@ class _CatchingUpIndex:
     Built only when a re-matched SOF needs the rule, then topped up entry by entry, exactly as `associate`
     fills its indexes; a product enters with its SOF's status as it stands after re-matching."""
 
-    def __init__(self, rule: CalibrationRule, entries: Sequence[list[Product]], usable: Mapping[str, bool]) -> None:
+    def __init__(self, rule: CalibrationRule, entries: Sequence[list[Product]], recipes: Sequence[str],
+                 usable: Mapping[str, bool]) -> None:
         self.index = Index(rule)
-        self.entries, self.usable, self.covered = entries, usable, 0
+        self.entries, self.recipes, self.usable, self.covered = entries, recipes, usable, 0
 
     def up_to(self, position: int) -> Index:
         rule = self.index.rule
-        recipes = rule.upstream_recipes  # (asked first: most products are of other recipes)
         while self.covered < position:
-            self.index.add(p for p in self.entries[self.covered] if p.recipe in recipes
-                           and self.usable[p.sof] and upstream_rejection(p, rule, frozenset()) is None)
+            # (an entry's products are of its recipe: most entries are not upstream of the rule)
+            if self.recipes[self.covered] in rule.upstream_recipes:
+                self.index.add(p for p in self.entries[self.covered]
+                               if self.usable[p.sof] and upstream_rejection(p, rule, frozenset()) is None)
             self.covered += 1
         return self.index
 
@@ -174,6 +176,7 @@ def reassociate_part(previous: Association, cascade: Cascade,
     changed_products.add(p for s in sets if s.sof not in kept for p in products_of[s.sof])
     ordered = in_cascade_order(sets, cascade)
     per_entry = [[p for s in entry_sets for p in products_of[s.sof]] for entry_sets in ordered]
+    recipes = [e.recipe for e in cascade.entries]
     for at, others in enumerate(background.by_entry):
         per_entry[at].extend(others)
     usable = dict(background.usable)
@@ -194,7 +197,7 @@ def reassociate_part(previous: Association, cascade: Cascade,
                 or (changed_products.by_arm.get(arm) and _could_change(old, entry, cascade, changed_products)):
             for cal_type in entry.calibrations.get(arm, ()) if entry.calibrations else ():
                 if cal_type not in indexes:
-                    indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, usable)
+                    indexes[cal_type] = _CatchingUpIndex(cascade.rules[cal_type], per_entry, recipes, usable)
             here = position[entry.name]
             sof = fill_sof(frame_set, entry, cascade, {n: i.up_to(here) for n, i in indexes.items()}, pinned,
                         lambda cal: products_of.get(cal, background.products_of.get(cal, ())) if usable.get(cal)
