@@ -464,15 +464,22 @@ class Workspace:
                               settings_seq=state.settings.get(session, ({}, 0))[1], others=others.products_of)
 
     def remember_projection(self) -> None:
-        """Let `remembered` hold the projection the database shows, when it is current and not held yet (only a
-        whole association: one read night by night is read again from its cache by the next prep)."""
+        """Let `remembered` hold the projection the database shows, when it is current and not held yet: a
+        whole association, else every night's index (the nights themselves are read from the cache by the
+        prep they are wanted in)."""
         memo = self.remembered
-        if memo is None or memo.projected is not None:
+        if memo is None or memo.projected is not None or memo.nights is not None:
             return
         conn = self.log.conn
         shown = read_shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
-        if shown.association is not None and shown.counts is not None and shown.nights is None:
+        if shown.association is None or shown.counts is None:
+            return
+        if shown.nights is None:
             memo.projected, memo.frames = shown.association, frame_rows_cache.frames_shown(conn, self.rules)
+            return
+        header = association_cache.association_header(conn)
+        if header is not None:
+            memo.nights = (header, attrs.evolve(shown.nights, folders={}))
 
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None,
                     sofs: dict[str, tuple[int, int]] | None = None) -> None:

@@ -512,7 +512,8 @@ def test_a_watcher_never_remembers_some_nights_of_the_association_as_the_whole(t
     assert memo.projected is None or memo.projected.association.sofs == whole.association.sofs
 
 
-def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: Path, clock) -> None:
+def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: Path, clock,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-lived process that read some nights keeps every night's index as its projection left it, in
     place of reading it back: always what the cache holds after the write, and the SOFs it makes with it are
     those of one prep of every night."""
@@ -531,13 +532,8 @@ def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: 
             shutil.move(tmp_path / "download" / name, ws / name)
     prep(ws, clock, workers=1, notify=lambda m: None)  # the cache now holds the association night by night
     memo = Remembered()
-    used = 0
-    for night in nights[2:]:
-        for name in sorted(n for n, folder in night_of.items() if folder == night):
-            shutil.move(tmp_path / "download" / name, ws / name)
-        remembered = memo.nights
-        prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
-        used += remembered is not None
+
+    def remembered_as_stored() -> None:
         assert memo.nights is not None
         conn = sqlite3.connect(ws / "soxspipe.db")
         try:
@@ -548,5 +544,18 @@ def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: 
             conn.close()
         assert stored is not None
         assert index.products == stored.products and index.summaries == stored.summaries
-    assert used  # the second night's prep planned with the remembered index
+
+    prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)  # a watcher's catch-up: nothing new
+    remembered_as_stored()
+    from soxs_es.projections import shown
+
+    reads: list[int] = []
+    original = shown.read_nights_index
+    monkeypatch.setattr(shown, "read_nights_index", lambda conn: reads.append(1) or original(conn))
+    for night in nights[2:]:
+        for name in sorted(n for n, folder in night_of.items() if folder == night):
+            shutil.move(tmp_path / "download" / name, ws / name)
+        prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
+        remembered_as_stored()
+    assert not reads  # every prep planned with the index it remembered
     assert _sof_texts(ws) == _sof_texts(whole)

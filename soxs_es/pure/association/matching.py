@@ -192,10 +192,15 @@ class Index:
         """Add products (each once, in any order): every bucket stays sorted by MJD."""
         touched = set()
         rule = self.rule
+        modes = rule.modes()
+        compared: dict[tuple[int, str | None], tuple[str, ...]] = {}  # (the same few for every product)
         for p in products:
-            for mode in rule.modes():
+            for mode in modes:
+                columns = compared.get((mode, p.arm))
+                if columns is None:
+                    columns = compared[(mode, p.arm)] = rule.compared(mode, p.arm)
                 exposure = (p.exptime, p.dit, p.ndit) if rule.rank_by_exptime_first else None
-                key = (*bucket(mode, p.arm, [getattr(p, c) for c in rule.compared(mode, p.arm)]), exposure)
+                key = (*bucket(mode, p.arm, [getattr(p, c) for c in columns]), exposure)
                 mjds, items = self.buckets.setdefault(key, ([], []))
                 items.append(p)
                 touched.add(key)
