@@ -83,8 +83,10 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
         for table in _FORMER_TABLES:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         if not has_tables(cur, (_FILES_SEEN,)) or previous is None:
-            if state.files_loaded:  # (else left out: the next prep reads every file, and writes it)
+            if state.files_loaded:
                 _write_files_seen(cur, state, None)
+            else:  # (none to add to: the next prep reads every file, and writes it)
+                cur.execute(f"DROP TABLE IF EXISTS {_FILES_SEEN}")
         elif previous.frames_seq != state.frames_seq:
             changed = files_changed_since(cur, previous.frames_seq)
             if not (state.files_loaded if changed is None else state.holds(map(folder_of, changed))):
