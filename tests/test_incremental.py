@@ -429,19 +429,25 @@ def test_nights_prepared_one_by_one_latest_first_equal_one_prep_of_them_all(tmp_
     assert _projected(step) == _projected(whole)
 
 
+def _download_prepared_whole(tmp_path: Path, clock, nights: int, seed: int) -> tuple[Path, Path, dict[str, str]]:
+    """A demo download in tmp_path/download, a copy of it prepared in one go (`whole`), an empty workspace
+    folder for the frames to arrive in (`ws`), and each frame's night folder."""
+    write_demo(tmp_path / "download", nights=nights, seed=seed, compressed_fraction=0.0)
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path / "download", whole)
+    prep(whole, clock, workers=1, notify=lambda m: None)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return whole, ws, {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+
+
 def test_a_watcher_remembering_the_workspace_between_preps_gives_what_one_prep_of_all_gives(
         tmp_path: Path, clock) -> None:
     """The state, association and frame rows a watcher keeps from one prep to the next stand in for the
     database's only while the database still shows them: with a prep by another process in between (which it
     must not take for its own), the workspace ends as one prep of every night leaves it."""
-    write_demo(tmp_path / "download", nights=3, seed=9, compressed_fraction=0.0)
-    whole = tmp_path / "whole"
-    shutil.copytree(tmp_path / "download", whole)
-    prep(whole, clock, workers=1, notify=lambda m: None)
-    night_of = {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+    whole, ws, night_of = _download_prepared_whole(tmp_path, clock, nights=3, seed=9)
     nights = sorted(set(night_of.values()))
-    ws = tmp_path / "ws"
-    ws.mkdir()
     memo = Remembered()
 
     def arrive(night: str, part: slice = slice(None)) -> None:
@@ -519,14 +525,8 @@ def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: 
     those of one prep of every night."""
     from soxs_es.projections import association_cache
 
-    write_demo(tmp_path / "download", nights=4, seed=6, compressed_fraction=0.0)
-    whole = tmp_path / "whole"
-    shutil.copytree(tmp_path / "download", whole)
-    prep(whole, clock, workers=1, notify=lambda m: None)
-    night_of = {p.name: p.parent.name for p in (whole / "raw").glob("*/*.fits")}
+    whole, ws, night_of = _download_prepared_whole(tmp_path, clock, nights=4, seed=6)
     nights = sorted(set(night_of.values()))
-    ws = tmp_path / "ws"
-    ws.mkdir()
     for name, night in night_of.items():
         if night in nights[:2]:
             shutil.move(tmp_path / "download" / name, ws / name)
