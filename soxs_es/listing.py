@@ -8,8 +8,12 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
 
 from soxs_es.pure import layout
+from soxs_es.pure.state import folder_of
 
 #: (name, is a folder, is a link, size, mtime_ns) of a folder's entry: of a link's target when followed (size and
 #: mtime None: a broken link, or an entry gone meanwhile)
@@ -37,19 +41,29 @@ except ImportError:  # the same entries
     folder_entries = _entries_in_python
 
 
-#: a folder under raw/ (as `pure.state.folder_of` names it) -> path -> (size, mtime_ns) of its FITS files
-RawListing = dict[str, dict[str, tuple[int, int]]]
+#: path -> (size, mtime_ns) of the FITS files of one folder under raw/
+FolderFiles = dict[str, tuple[int, int]]
+
+#: a folder under raw/ (as `pure.state.folder_of` names it) -> its FITS files, encoded (`encode_folder`): two
+#: listings are compared folder by folder as bytes, and a folder decoded only when it is read
+RawListing = dict[str, bytes]
+
+_FOLDER_FILES = msgspec.msgpack.Decoder(FolderFiles)
 
 
-def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) -> RawListing:
+def encode_folder(files: Mapping[str, tuple[int, int]]) -> bytes:
+    """One folder's files as a listing holds them: equal files, equal bytes (in path order)."""
+    return msgspec.msgpack.encode(dict(sorted(files.items())))
+
+
+def decode_folder(encoded: bytes) -> FolderFiles:
+    return _FOLDER_FILES.decode(encoded)
+
+
+def raw_listing(root: Path) -> RawListing:
     """Every FITS file under raw/ (a link: its target's size and time), folder by folder (a folder without
-    one is left out): what a prep compares, folder by folder, with the listing the last projection saw.
-
-    `known` gives (size, mtime_ns) of files this process has just put there itself: they are taken as they
-    are (the stat of every file is the listing's own).
-    """
+    one is left out): what a prep compares, folder by folder, with the listing the last projection saw."""
     out: RawListing = {}
-    known = known or {}
     folders = [(str(root / layout.RAW), layout.RAW)]
     while folders:
         folder, rel_folder = folders.pop()
@@ -57,7 +71,7 @@ def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) 
             entries = folder_entries(folder, True)
         except OSError:
             continue  # gone, or not a folder: nothing of it is listed
-        files: dict[str, tuple[int, int]] = {}
+        files: FolderFiles = {}
         for name, is_dir, is_link, size, mtime in entries:
             if name.startswith("."):
                 continue
@@ -65,11 +79,62 @@ def raw_listing(root: Path, known: Mapping[str, tuple[int, int]] | None = None) 
                 if not is_link:  # a linked folder is not entered (as `os.walk` does not)
                     folders.append((f"{folder}/{name}", f"{rel_folder}/{name}"))
             elif size is not None and mtime is not None and layout.is_fits_name(name):
-                rel = f"{rel_folder}/{name}"
-                files[rel] = known.get(rel, (size, mtime))
+                files[f"{rel_folder}/{name}"] = (size, mtime)
         if files:
-            out[rel_folder] = files
+            out[rel_folder] = encode_folder(files)
     return out
+
+
+def put_files(listed: RawListing, files: Mapping[str, tuple[int, int]]) -> None:
+    """Put into `listed` these files under raw/ with their (size, mtime_ns) as given: those this process has
+    filed itself, as it recorded them (the listing may have been made before they were there)."""
+    by_folder: dict[str, FolderFiles] = {}
+    for path, stat_ in files.items():
+        if path.startswith(layout.RAW + "/"):
+            by_folder.setdefault(folder_of(path), {})[path] = stat_
+    for folder, put in by_folder.items():
+        listed[folder] = encode_folder({**(decode_folder(listed[folder]) if folder in listed else {}), **put})
+
+
+class SofFolder(NamedTuple):
+    """A session's SOF folder as listed earlier in this command (`sof_folder`)."""
+
+    folder: Path
+    digest: str  # `sofs_digest` of its SOF files
+    clean: bool  # no temp file of a write cut short in it
+
+
+def is_write_cut_short(name: str) -> bool:
+    """A temp file `fsops.atomic_write_text` left (its write was cut short)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def sof_folder(folder: Path) -> SofFolder:
+    try:
+        entries = folder_entries(str(folder), False)
+    except OSError:
+        entries = []
+    sofs = {name: (size, mtime) for name, _, _, size, mtime in entries
+            if name.endswith(".sof") and size is not None and mtime is not None}
+    return SofFolder(folder, sofs_digest(sofs), not any(is_write_cut_short(e[0]) for e in entries))
+
+
+#: `on_disk`'s answer: the raw/ listing, and the current session's SOF folder
+OnDisk = tuple[RawListing, SofFolder | None]
+
+
+def on_disk(root: Path) -> OnDisk:
+    """The raw/ listing and the current session's SOF folder listing (as `sessions/.sessionid` names it; None
+    when it names none): what a `prep` compares with what the last projection saw, made in a child while the
+    state is read."""
+    try:
+        session = (root / layout.SESSIONS / layout.SESSION_ID_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        session = ""
+    sofs = None
+    if session and "/" not in session and session not in (".", ".."):
+        sofs = sof_folder(root / layout.SESSIONS / session / "sof")
+    return raw_listing(root), sofs
 
 
 def products_listing(session_dir: Path) -> dict[str, tuple[int, int]]:
@@ -98,25 +163,35 @@ def file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def sof_listing(sof_folder: Path) -> dict[str, tuple[int, int]]:
-    """The SOF files of a session's sof/ folder: name -> (size, mtime)."""
-    try:
-        entries = folder_entries(str(sof_folder), False)
-    except OSError:
-        return {}
-    return {name: (size, mtime) for name, _, _, size, mtime in entries
-            if name.endswith(".sof") and size is not None and mtime is not None}
+def _sof_hash(name: str, size: int, mtime: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{name}\0{size}\0{mtime}".encode(), digest_size=16).digest(), "little")
 
 
-def outputs_stamp(root: Path, session_dir: Path, sofs: dict[str, tuple[int, int]] | None = None) -> str:
+def sofs_digest(sofs: Mapping[str, tuple[int, int]]) -> str:
+    """What a SOF folder's files (name -> (size, mtime_ns)) are, in a few bytes: the stamp keeps it. A sum of one
+    hash per file, so that writing a few files updates it (`sofs_digest_updated`) without listing the folder."""
+    return _digest_of(sum(_sof_hash(name, size, mtime) for name, (size, mtime) in sofs.items()))
+
+
+def sofs_digest_updated(digest: str, gone: Mapping[str, tuple[int, int]], added: Mapping[str, tuple[int, int]]
+                        ) -> str:
+    """`digest` of a folder's SOF files with the files `gone` (as they were) taken out and `added` put in."""
+    total = int(digest, 16) - sum(_sof_hash(n, s, m) for n, (s, m) in gone.items())
+    return _digest_of(total + sum(_sof_hash(n, s, m) for n, (s, m) in added.items()))
+
+
+def _digest_of(total: int) -> str:
+    return f"{total % (1 << 128):032x}"
+
+
+def outputs_stamp(root: Path, session_dir: Path, sofs: str | None = None) -> str:
     """The derived files as they stand: the session's SOF files (name, size, mtime) and the root links.
-    `sofs`: the SOF folder's listing, when the caller has just made it (`sof_listing`)."""
+    `sofs`: the SOF folder's `sofs_digest`, when the caller knows it."""
     if sofs is None:
-        sofs = sof_listing(session_dir / "sof")
+        sofs = sof_folder(session_dir / "sof").digest
     targets = [(name, os.readlink(root / name) if (root / name).is_symlink() else None) for name in layout.ROOT_LINKS]
     try:
-        current = (session_dir.parent / ".sessionid").read_bytes()
+        current = (session_dir.parent / layout.SESSION_ID_FILE).read_bytes()
     except OSError:
         current = None
-    listed = sorted((name, size, mtime) for name, (size, mtime) in sofs.items())
-    return hashlib.sha256(repr((listed, targets, current)).encode()).hexdigest()
+    return hashlib.sha256(repr((sofs, targets, current)).encode()).hexdigest()

@@ -60,7 +60,7 @@ from soxs_es.store import snapshot, sql
 from soxs_es.store.log import Clock, EventLog, RecordedEvent, load_state, utc_now
 
 SESSIONS, SESSION_FOLDERS, SETTINGS = layout.SESSIONS, layout.SESSION_FOLDERS, layout.SETTINGS
-SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
+SESSION_ID_FILE = layout.SESSION_ID_FILE
 
 
 @attrs.define
@@ -108,6 +108,9 @@ class Workspace:
         self.notes: list[str] = []
         #: SOFs whose recipes run now (`soxs-es reduce`): their cells are read once they end
         self.running: frozenset[str] = frozenset()
+        #: a SOF folder's listing made earlier in this command (by `prep`, beside reading the state), dropped
+        #: before any SOF is written
+        self.sofs_listed: listing.SofFolder | None = None
         #: the facts of the open unit of work, folded but not yet appended (None: no unit is open)
         self._pending: list[ev.Event] | None = None
         self.harvest()
@@ -360,8 +363,15 @@ class Workspace:
         stamp = read_stamp(self.log.conn)
         return (stamp is not None and sql.has_tables(self.log.conn, tables.PROJECTED_TABLES)
                 and association_cache.association_readable(self.log.conn)
-                and stamp.current(self.state, self.rules, self.session,
-                                  listing.outputs_stamp(self.root, self.session_dir(self.session))))
+                and stamp.current(self.state, self.rules, self.session, self.outputs_now(self.session)))
+
+    def outputs_now(self, session: str) -> str:
+        """The stamp of a session's derived files as they stand (`listing.outputs_stamp`), from the listing of
+        its SOF folder made earlier in this command when there is one (`sofs_listed`)."""
+        folder = self.session_dir(session)
+        listed = self.sofs_listed
+        return listing.outputs_stamp(self.root, folder,
+                                     listed.digest if listed is not None and listed.folder == folder / "sof" else None)
 
     def project(self, whole: bool = False) -> Projection:
         """Make the projected tables and the current session's SOF files show the log as it is: plan what
@@ -374,7 +384,7 @@ class Workspace:
             self.record(self.product_changes(session))
             memo = self.remembered
             conn = self.log.conn
-            shown = read_shown(conn, self.root, self.state, self.rules, session, tables.PROJECTED_TABLES,
+            shown = read_shown(conn, self.outputs_now, self.state, self.rules, session, tables.PROJECTED_TABLES,
                                None if memo is None else (memo.projected, memo.frames), whole,
                                None if memo is None else memo.nights)
             if shown.counts is None and shown.nights is None:
@@ -398,9 +408,10 @@ class Workspace:
                 self.record(decisions)
                 plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
             plan = write_frame_tables(conn, plan, self.rules)
+            listed, self.sofs_listed = self.sofs_listed, None  # the SOF folder changes now
             try:
                 written, snapshot = write_plan(conn, plan, self.session_dir(session) / "sof", self.state,
-                                               self.inbox_seen)
+                                               self.inbox_seen, listed)
             except pipeline.PipelineWroteMeanwhile:
                 self.harvest()
                 continue
@@ -408,7 +419,7 @@ class Workspace:
                                 target_recipes(cascade_of(self.rules)))
             projection = Projection(session, association, plan.raw_frames, plan.nights, summary,
                                     self.link_session(session))
-            self.write_stamp(session, plan.raw_frames, plan.nights, snapshot, written.listing)
+            self.write_stamp(session, plan.raw_frames, plan.nights, snapshot, written.sofs)
             if memo is not None:
                 memo.nights = None
                 if not plan.whole:
@@ -471,7 +482,7 @@ class Workspace:
         if memo is None or memo.projected is not None or memo.nights is not None:
             return
         conn = self.log.conn
-        shown = read_shown(conn, self.root, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
+        shown = read_shown(conn, self.outputs_now, self.state, self.rules, self.session, tables.PROJECTED_TABLES)
         if shown.association is None or shown.counts is None:
             return
         if shown.nights is None:
@@ -482,10 +493,10 @@ class Workspace:
             memo.nights = (header, attrs.evolve(shown.nights, folders={}))
 
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None,
-                    sofs: dict[str, tuple[int, int]] | None = None) -> None:
+                    sofs: str | None = None) -> None:
         """What this projection saw, so that a later `prep` with nothing new stops after a listing
-        (`snapshot`: the state's snapshot, when it was encoded meanwhile; `sofs`: the SOF folder's listing once
-        written)."""
+        (`snapshot`: the state's snapshot, when it was encoded meanwhile; `sofs`: the SOF folder's
+        `listing.sofs_digest` once written)."""
         self.hold_snapshot_files()
         folder = self.session_dir(session)
         stamp = ProjectionStamp(

@@ -34,7 +34,7 @@ from soxs_es.errors import ExitCode
 from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
 from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
-from soxs_es.processes import Removal, worker_count
+from soxs_es.processes import Done, Forked, Removal, beside, worker_count
 from soxs_es.projections.frame_rows_cache import folder_summaries
 from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp, refresh_files_seen
 from soxs_es.projections.tables import PROJECTED_TABLES
@@ -110,13 +110,20 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None
         if quick is not None:
             return quick
-        ws = Workspace(root, clock, folders=frozenset(), remembered=remembered)  # folders read as needed
-        ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
-        return run_prep(ws, worker_count(workers), progress)
+        # what is on disk is listed in a child while this process reads the state: tens of thousands of stats
+        on_disk = beside(listing.on_disk, root)
+        try:
+            ws = Workspace(root, clock, folders=frozenset(), remembered=remembered)  # folders read as needed
+            ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
+            return run_prep(ws, worker_count(workers), progress, on_disk)
+        finally:
+            on_disk.stop()  # (when the run stopped before it was wanted)
 
 
-def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> PrepReport:
-    """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here)."""
+def run_prep(ws: Workspace, workers: int, progress: Progress | None = None,
+             on_disk: Forked[listing.OnDisk] | Done[listing.OnDisk] | None = None) -> PrepReport:
+    """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here). `on_disk`: the
+    raw/ and SOF folder listings (`listing.on_disk`) made since the lock was taken (None: listed here)."""
     filed: Filed | None = None
     try:
         with ws.unit_of_work():  # what the workspace is before anything new is filed, in one transaction
@@ -130,7 +137,12 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None) -> P
             ws.ensure_session()
             ws.check_settings(ws.session)
         filed = file_root(ws, scan.found, progress)
-        synced = sync_raw(ws, filed.placed, workers, progress, seen)
+        raw_now = None
+        if on_disk is not None:
+            raw_now, ws.sofs_listed = on_disk.result()
+            if reconciled:
+                raw_now = None  # moves into raw/ were finished meanwhile: listed again
+        synced = sync_raw(ws, filed.placed, workers, progress, seen, raw_now)
         ws.record_settings(ws.session)
         facts_appended = ws.appended
         if ws.appended or not ws.projection_current() or ws.product_changes(ws.session):
@@ -565,21 +577,22 @@ class Synced:
 
 
 def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Progress | None,
-             seen: listing.RawListing | None = None) -> Synced:
+             seen: listing.RawListing | None = None, listed: listing.RawListing | None = None) -> Synced:
     """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
     for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
-    the paths this run filed, not stat'ed again; `seen`: the raw/ listing the last projection saw, when the
-    state holds the folders changed since only (`hold_unprojected`): those whose listing differs are read.
+    the paths this run filed, taken as recorded; `seen`: the raw/ listing the last projection saw, when the
+    state holds the folders changed since only (`hold_unprojected`): those whose listing differs are read;
+    `listed`: raw/ listed before this run filed anything (None: listed now).
     Only the folders read are told of in the report (as a `prep` with nothing to do tells of none)."""
     files = ws.state.files
-    known = {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files}
-    by_folder = listing.raw_listing(ws.root, known=known)
+    by_folder = listing.raw_listing(ws.root) if listed is None else listed
+    listing.put_files(by_folder, {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files})
     if seen is not None:
         ws.hold(folder for folder in by_folder.keys() | seen.keys() if by_folder.get(folder) != seen.get(folder))
     files, held = ws.state.files, ws.state.files_folders
     # (the folders not held are as the last projection saw them, file for file)
-    on_disk = {path: stat for folder, listed in by_folder.items() if held is None or folder in held
-               for path, stat in listed.items()}
+    on_disk = {path: stat for folder, encoded in by_folder.items() if held is None or folder in held
+               for path, stat in listing.decode_folder(encoded).items()}
     batch: list[ev.Event] = []
     missing = sorted(path for path in files if path.startswith(layout.RAW + "/") and path not in on_disk)
     batch += [ev.FrameMissing(path=path) for path in missing]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from soxs_es.listing import SofFolder
 from soxs_es.processes import beside
 from soxs_es.projections import association_cache, tables
 from soxs_es.projections.sof_files import SofWrite, write_sof_folder
@@ -36,14 +37,15 @@ def write_frame_tables(conn: sqlite3.Connection, plan: ProjectionPlan, rules: Ru
 
 
 def write_plan(conn: sqlite3.Connection, plan: ProjectionPlan, sof_folder: Path, state: WorkspaceState,
-               inbox_seen: int) -> tuple[SofWrite, snapshot.Snapshot | None]:
+               inbox_seen: int, listed: SofFolder | None = None) -> tuple[SofWrite, snapshot.Snapshot | None]:
     """Write the rest of `plan` (after `write_frame_tables`): the association tables with the pipeline's
-    cells and the cached association, and the SOF files. Returns what the SOF folder got, and the state's
-    snapshot when it was encoded meanwhile (for `stamp.write_stamp`, written once the rest is done). Raises
-    `PipelineWroteMeanwhile` (nothing of the association written) when a recipe wrote after `inbox_seen`."""
+    cells and the cached association, and the SOF files (`listed`: the SOF folder as listed earlier in this
+    command, untouched since). Returns what the SOF folder got, and the state's snapshot when it was encoded
+    meanwhile (for `stamp.write_stamp`, written once the rest is done). Raises `PipelineWroteMeanwhile`
+    (nothing of the association written) when a recipe wrote after `inbox_seen`."""
     if plan.frame_tables is not None and plan.frame_tables.only is None:
         raise ValueError("write_frame_tables(plan) first")
-    writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before)
+    writing = beside(write_sof_folder, sof_folder, plan.sof_files, plan.sof_files_before, listed)
     pickling = beside(association_cache.night_rows, plan.nights_written) if plan.rebuilds else None
     snapshotting = (beside(snapshot.encode_snapshot, state, True)
                     if plan.rebuilds and not snapshot.snapshot_current(conn, state.last_seq) else None)

@@ -5,12 +5,11 @@ from their caches (`soxs_es.projections` lists the caches)."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from soxs_es import listing
 from soxs_es.projections.association_cache import (
     association_header,
     header_of,
@@ -19,7 +18,6 @@ from soxs_es.projections.association_cache import (
 )
 from soxs_es.projections.frame_rows_cache import folder_rows, folder_summaries, frames_shown
 from soxs_es.projections.stamp import read_stamp
-from soxs_es.pure import layout
 from soxs_es.pure.projection import NightsIndex, ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
@@ -35,12 +33,13 @@ RememberedProjection = tuple[ProjectedAssociation | None,
 RememberedNights = tuple[bytes, NightsIndex]
 
 
-def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rules: Rules, session: str,
-               projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None,
+def read_shown(conn: sqlite3.Connection, outputs: Callable[[str], str], state: WorkspaceState, rules: Rules,
+               session: str, projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None,
                whole: bool = False, remembered_nights: RememberedNights | None = None) -> Shown:
-    """What of the projections a plan for `session` can build on (`Shown`). `remembered`: the association
-    and frame rows this process last wrote, used in place of the cached ones while those are still them, as is
-    `remembered_nights`, the nights' index it last wrote.
+    """What of the projections a plan for `session` can build on (`Shown`). `outputs`: the stamp of a session's
+    derived files as they stand (`listing.outputs_stamp`). `remembered`: the association and frame rows this
+    process last wrote, used in place of the cached ones while those are still them, as is `remembered_nights`,
+    the nights' index it last wrote.
     The association is read night by night: none yet (`read_nights` adds those a plan wants), unless
     `whole` asks for every night (as do another session, and a log with no decision yet: then every SOF is
     compared)."""
@@ -64,7 +63,7 @@ def read_shown(conn: sqlite3.Connection, root: Path, state: WorkspaceState, rule
         index = None if old is None else attrs.evolve(index, folders=folders)
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq
               and stamp.session == old.session
-              and stamp.outputs == listing.outputs_stamp(root, root / layout.SESSIONS / old.session))
+              and stamp.outputs == outputs(old.session))
     if stamp.frames_current(state, rules):
         if usable:
             assert old is not None

@@ -1,4 +1,4 @@
-"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_files_seen`).
+"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_raw_listing`).
 
 Written last, in the projection's final transaction, so a projection cut short is never taken as complete;
 a `prep` with nothing new stops after comparing listings (`nothing_new`)."""
@@ -21,11 +21,11 @@ from soxs_es.store.snapshot import Snapshot, files_changed_since, snapshot_curre
 from soxs_es.store.sql import has_tables, transaction
 
 #: tables of earlier versions, dropped when met
-_FORMER_TABLES = ("cache_meta", "cache_state", "cache_files")
+_FORMER_TABLES = ("cache_meta", "cache_state", "cache_files", "cache_files_seen")
 
 
 #: Bump when the stamp changes shape.
-STAMP_FORMAT = 1
+STAMP_FORMAT = 2
 
 
 class ProjectionStamp(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,15 +99,14 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
 
 
 #: the raw/ listing the last projection saw, folder by folder (`listing.RawListing`)
-_FILES_SEEN = "cache_files_seen"
-_FOLDER_FILES = msgspec.msgpack.Decoder(dict[str, tuple[int, int]])
+_FILES_SEEN = "cache_raw_listing"
 
 
 def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[str] | None) -> None:
     """The raw/ files of `state` as `files_seen` reads them: every folder (`changed` None), else the folders
     of the paths in `changed`."""
     folders = None if changed is None else {folder_of(p) for p in changed if p.startswith(layout.RAW + "/")}
-    by_folder: dict[str, dict[str, tuple[int, int]]] = {}
+    by_folder: dict[str, listing.FolderFiles] = {}
     for path, known in state.files.items():
         folder = folder_of(path)
         if path.startswith(layout.RAW + "/") and (folders is None or folder in folders):
@@ -118,7 +117,7 @@ def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[s
     else:
         cur.executemany(f"DELETE FROM {_FILES_SEEN} WHERE folder = ?", [(f,) for f in sorted(folders)])
     cur.executemany(f"INSERT INTO {_FILES_SEEN} VALUES (?, ?)",
-                    [(folder, msgspec.msgpack.encode(files)) for folder, files in sorted(by_folder.items())])
+                    [(folder, listing.encode_folder(files)) for folder, files in sorted(by_folder.items())])
 
 
 def refresh_files_seen(conn: sqlite3.Connection, state: WorkspaceState) -> None:
@@ -131,8 +130,7 @@ def refresh_files_seen(conn: sqlite3.Connection, state: WorkspaceState) -> None:
 
 def files_seen(conn: sqlite3.Connection) -> listing.RawListing:
     """The raw/ listing the last projection saw (sqlite3.OperationalError: none recorded)."""
-    rows = conn.execute(f"SELECT folder, files FROM {_FILES_SEEN}")
-    return {folder: _FOLDER_FILES.decode(blob) for folder, blob in rows}
+    return dict(conn.execute(f"SELECT folder, files FROM {_FILES_SEEN}"))
 
 
 def nothing_new(root: Path, conn: sqlite3.Connection, rules_digests: frozenset[str],

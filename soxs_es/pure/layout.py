@@ -14,6 +14,7 @@ WATCH_LOCK, WATCH_STATUS, WATCH_LOG = ".soxs-es-watch.lock", ".soxs-es-watch.jso
 RULES_FILE = "soxs-es-rules.yaml"
 SESSIONS = "sessions"
 SESSION_FOLDERS = ("sof", "reduced", "qc")
+SESSION_ID_FILE = ".sessionid"  # sessions/.sessionid: the current session, where soxspipe looks for it
 SETTINGS = "soxspipe.yaml"  # a session's settings file, soxspipe's
 #: what the workspace root links to in the current session
 ROOT_LINKS = (*SESSION_FOLDERS, SETTINGS)
