@@ -3,7 +3,8 @@
 Every command unpickles hundreds of thousands of the `pure` values (products, sets, SOFs, decisions). By
 default pickle restores an attrs class through its slots `__setstate__`, which is Python and several times
 slower than the class's own constructor; here an attrs class is pickled as a call of its constructor with
-its fields in order, so loading one builds it as `Product(...)` would.
+its fields in order, so loading one builds it as `FrameSet(...)` would (a msgspec struct, such as
+`Product`, pickles that way by itself).
 """
 
 from __future__ import annotations

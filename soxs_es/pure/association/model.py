@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import msgspec
 from pyrsistent.typing import PMap
 
 NIR = "NIR"
@@ -48,9 +49,11 @@ class FrameSet:
 
 
 
-@attrs.frozen
-class Product:
-    """A product a recipe will write for a set (predicted; it may or may not exist on disk yet)."""
+class Product(msgspec.Struct, frozen=True, gc=False):
+    """A product a recipe will write for a set (predicted; it may or may not exist on disk yet).
+
+    A msgspec struct, not an attrs class: tens of thousands are made each time every night's products are
+    read (`nights.NightProducts`), and a struct is made in C."""
 
     file: str
     filepath: str
