@@ -33,6 +33,7 @@ from soxs_es.pure.association.model import Association
 from soxs_es.pure.association.nights import NO_BACKGROUND, Background
 from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
+from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.harvest import harvested_events
 from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, Shown, nights_after, plan_projection
 from soxs_es.pure.provenance import (
@@ -111,6 +112,7 @@ class Workspace:
         #: a SOF folder's listing made earlier in this command (by `prep`, beside reading the state), dropped
         #: before any SOF is written
         self.sofs_listed: listing.SofFolder | None = None
+        self._summaries: tuple[dict[str, FolderFrames] | None] | None = None  # (`folder_summaries`, once read)
         #: the facts of the open unit of work, folded but not yet appended (None: no unit is open)
         self._pending: list[ev.Event] | None = None
         self.harvest()
@@ -365,6 +367,17 @@ class Workspace:
                 and association_cache.association_readable(self.log.conn)
                 and stamp.current(self.state, self.rules, self.session, self.outputs_now(self.session)))
 
+    def folder_summaries(self) -> dict[str, FolderFrames] | None:
+        """What every folder's frames tell the others, as the last projection left them (read once a command:
+        `frame_rows_cache.folder_summaries`)."""
+        if self._summaries is None:
+            memo = self.remembered.nights if self.remembered is not None else None
+            if memo is not None and memo[1].folders and memo[0] == association_cache.association_header(self.log.conn):
+                self._summaries = (dict(memo[1].folders),)  # (written with the association remembered)
+            else:
+                self._summaries = (frame_rows_cache.folder_summaries(self.log.conn),)
+        return self._summaries[0]
+
     def outputs_now(self, session: str) -> str:
         """The stamp of a session's derived files as they stand (`listing.outputs_stamp`), from the listing of
         its SOF folder made earlier in this command when there is one (`sofs_listed`)."""
@@ -386,7 +399,7 @@ class Workspace:
             conn = self.log.conn
             shown = read_shown(conn, self.outputs_now, self.state, self.rules, session, tables.PROJECTED_TABLES,
                                None if memo is None else (memo.projected, memo.frames), whole,
-                               None if memo is None else memo.nights)
+                               None if memo is None else memo.nights, self.folder_summaries)
             if shown.counts is None and shown.nights is None:
                 self.load_files()  # the frames are derived, or made again where they changed
             plan = plan_projection(self.state, self.rules, session, shown, self.running)
@@ -407,6 +420,8 @@ class Workspace:
             if decisions:
                 self.record(decisions)
                 plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
+            self._summaries = None  # (the frame tables are written now)
+            frame_tables = plan.frame_tables
             plan = write_frame_tables(conn, plan, self.rules)
             listed, self.sofs_listed = self.sofs_listed, None  # the SOF folder changes now
             try:
@@ -426,7 +441,7 @@ class Workspace:
                     memo.projected, memo.frames = None, None  # the cache holds it, night by night
                     if shown.nights is not None:
                         memo.nights = (association_cache.header_of(plan.association),
-                                       nights_after(shown.nights, plan))
+                                       nights_after(shown.nights, plan, frame_tables))
                 else:
                     same_frames = (memo.projected is not None
                                    and memo.projected.frames_seq == plan.association.frames_seq)
@@ -490,7 +505,7 @@ class Workspace:
             return
         header = association_cache.association_header(conn)
         if header is not None:
-            memo.nights = (header, attrs.evolve(shown.nights, folders={}))
+            memo.nights = (header, shown.nights)
 
     def write_stamp(self, session: str, raw_frames: int, nights: int, snapshot: snapshot.Snapshot | None = None,
                     sofs: str | None = None) -> None:

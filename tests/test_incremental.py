@@ -520,10 +520,12 @@ def test_a_watcher_never_remembers_some_nights_of_the_association_as_the_whole(t
 
 def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: Path, clock,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A long-lived process that read some nights keeps every night's index as its projection left it, in
-    place of reading it back: always what the cache holds after the write, and the SOFs it makes with it are
-    those of one prep of every night."""
-    from soxs_es.projections import association_cache
+    """A long-lived process that read some nights keeps every night's index (with every folder's summary of
+    its frames) as its projection left it, in place of reading it back: always what the caches hold after the
+    write, and the SOFs it makes with it are those of one prep of every night."""
+    from soxs_es.projections import association_cache, frame_rows_cache
+
+    summaries_stored = frame_rows_cache.folder_summaries
 
     whole, ws, night_of = _download_prepared_whole(tmp_path, clock, nights=4, seed=6)
     nights = sorted(set(night_of.values()))
@@ -540,10 +542,12 @@ def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: 
             header, index = memo.nights
             assert header == association_cache.association_header(conn)
             stored = association_cache.read_nights_index(conn)
+            folders = summaries_stored(conn)
         finally:
             conn.close()
         assert stored is not None
         assert index.products == stored.products and index.summaries == stored.summaries
+        assert folders and index.folders == folders
 
     prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)  # a watcher's catch-up: nothing new
     remembered_as_stored()
@@ -552,10 +556,11 @@ def test_a_watcher_remembers_every_nights_index_as_the_cache_holds_it(tmp_path: 
     reads: list[int] = []
     original = shown.read_nights_index
     monkeypatch.setattr(shown, "read_nights_index", lambda conn: reads.append(1) or original(conn))
+    monkeypatch.setattr(frame_rows_cache, "folder_summaries", lambda conn: reads.append(2) or summaries_stored(conn))
     for night in nights[2:]:
         for name in sorted(n for n, folder in night_of.items() if folder == night):
             shutil.move(tmp_path / "download" / name, ws / name)
         prep(ws, clock, workers=1, notify=lambda m: None, remembered=memo)
         remembered_as_stored()
-    assert not reads  # every prep planned with the index it remembered
+    assert not reads  # every prep planned with the index and the summaries it remembered
     assert _sof_texts(ws) == _sof_texts(whole)

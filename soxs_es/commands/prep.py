@@ -35,11 +35,10 @@ from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
 from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
 from soxs_es.processes import Done, Forked, Removal, beside, worker_count
-from soxs_es.projections.frame_rows_cache import folder_summaries
 from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp, refresh_files_seen
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import arrival, layout
-from soxs_es.pure.frames import classify, instrument_family, raw_folder
+from soxs_es.pure.frames import classify, instrument_family, instrument_named, raw_folder
 from soxs_es.pure.state import folder_of
 from soxs_es.pure.summary import AssociationSummary
 from soxs_es.soxspipe import command as soxspipe
@@ -324,7 +323,7 @@ def check_instruments(ws: Workspace, found: list[RootFile]) -> None:
             if item.kind == "raw" and item.header is not None:
                 families.setdefault(instrument_family(item.header, ws.rules), []).append(item.name)
         if not with_names and not ws.state.files_loaded:  # (then `hold_unprojected` found the rules unchanged)
-            summaries = folder_summaries(ws.log.conn)
+            summaries = ws.folder_summaries()
             if summaries is None:
                 ws.load_files()
             else:
@@ -335,10 +334,14 @@ def check_instruments(ws: Workspace, found: list[RootFile]) -> None:
                             families.setdefault(family, []).append(folder)
         if with_names:
             ws.load_files()
+        family_of: dict[Any, str] = {}  # INSTRUME -> family: tens of thousands of frames name one or two
         for known in ws.state.files.values():
             if known.header is None:
                 continue
-            family = instrument_family(known.header, ws.rules)
+            instrume = known.header.get("INSTRUME")
+            family = family_of.get(instrume)
+            if family is None:
+                family = family_of[instrume] = instrument_named(instrume, ws.rules)
             if (with_names or family not in families) and classify(known.header, ws.rules).kind == "raw":
                 families.setdefault(family, []).append(known.path)
         return families

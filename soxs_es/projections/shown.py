@@ -18,6 +18,7 @@ from soxs_es.projections.association_cache import (
 )
 from soxs_es.projections.frame_rows_cache import folder_rows, folder_summaries, frames_shown
 from soxs_es.projections.stamp import read_stamp
+from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.projection import NightsIndex, ProjectedAssociation, Shown
 from soxs_es.pure.rules import Rules
 from soxs_es.pure.state import WorkspaceState
@@ -35,11 +36,13 @@ RememberedNights = tuple[bytes, NightsIndex]
 
 def read_shown(conn: sqlite3.Connection, outputs: Callable[[str], str], state: WorkspaceState, rules: Rules,
                session: str, projected_tables: tuple[str, ...], remembered: RememberedProjection | None = None,
-               whole: bool = False, remembered_nights: RememberedNights | None = None) -> Shown:
+               whole: bool = False, remembered_nights: RememberedNights | None = None,
+               summaries: Callable[[], dict[str, FolderFrames] | None] | None = None) -> Shown:
     """What of the projections a plan for `session` can build on (`Shown`). `outputs`: the stamp of a session's
     derived files as they stand (`listing.outputs_stamp`). `remembered`: the association and frame rows this
     process last wrote, used in place of the cached ones while those are still them, as is `remembered_nights`,
-    the nights' index it last wrote.
+    the nights' index it last wrote; `summaries`: what every folder's frames tell the others, as the caller
+    read them (`frame_rows_cache.folder_summaries`).
     The association is read night by night: none yet (`read_nights` adds those a plan wants), unless
     `whole` asks for every night (as do another session, and a log with no decision yet: then every SOF is
     compared)."""
@@ -58,7 +61,7 @@ def read_shown(conn: sqlite3.Connection, outputs: Callable[[str], str], state: W
     else:
         index = (remembered_nights[1] if remembered_nights is not None and remembered_nights[0] == header
                  else read_nights_index(conn))
-        folders = None if index is None else folder_summaries(conn)
+        folders = None if index is None else summaries() if summaries is not None else folder_summaries(conn)
         old = None if index is None or folders is None else projected_association(conn, ())
         index = None if old is None else attrs.evolve(index, folders=folders)
     usable = (old is not None and stamp.last_seq == old.seq and old.frames_seq == stamp.frames_seq

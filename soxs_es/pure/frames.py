@@ -161,7 +161,12 @@ def raw_folder(header: Header, rules: Rules) -> str:
 
 def instrument_family(header: Header, rules: Rules) -> str:
     """The instrument a frame belongs to: the rules' instrument, or its own INSTRUME (for a refusal message)."""
-    value = str(header.get("INSTRUME", "") or "").strip().upper()
+    return instrument_named(header.get("INSTRUME"), rules)
+
+
+def instrument_named(instrume: Any, rules: Rules) -> str:
+    """The instrument an INSTRUME value names (`instrument_family`: a frame's is its INSTRUME's alone)."""
+    value = str(instrume or "").strip().upper()
     if value in rules.instrume:
         return rules.instrument
     if value in {"SHOOT", "XSHOOTER"}:

@@ -353,12 +353,22 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
     return written, gone, summaries
 
 
-def nights_after(index: NightsIndex, plan: ProjectionPlan) -> NightsIndex:
-    """Every night's index once `plan` (which read some nights of `index`) is written: as
-    `read_nights_index` would read it back (no night read, no folder's summary)."""
+def nights_after(index: NightsIndex, plan: ProjectionPlan, frame_tables: FrameTables | None) -> NightsIndex:
+    """Every night's index once `plan` (which read some nights of `index`) is written, with the frame tables
+    it wrote (`frame_tables`, its own before `write_frame_tables` took them): as `read_nights_index` and
+    `folder_summaries` would read them back (no night read; no folder's summary when the tables were rebuilt
+    or `index` had none)."""
     products = {night: p for night, p in index.products.items() if night not in plan.nights_gone}
     products.update((night, write.products) for night, write in plan.nights_written.items())
-    return NightsIndex(products, dict(plan.summaries), frozenset())
+    folders: dict[str, FolderFrames] = {}
+    if index.folders and (frame_tables is None or frame_tables.only is not None):
+        folders = dict(index.folders)
+        written = frame_tables if frame_tables is not None else FrameTables((), ())
+        for folder, (raw, rejected) in written.folders.items():
+            folders.pop(folder, None)  # (the cache keeps a folder with rows, and its summary when it has one)
+            if (raw or rejected) and folder in written.summaries:
+                folders[folder] = written.summaries[folder]
+    return NightsIndex(products, dict(plan.summaries), frozenset(), folders)
 
 
 def nights_wanted(state: WorkspaceState, session: str, index: NightsIndex, frames: FramesNow) -> frozenset[str]:

@@ -219,7 +219,7 @@ class Background:
     #: per cascade position, the products of its entry's sets
     by_entry: tuple[tuple[Product, ...], ...]
     usable: Mapping[str, bool]
-    products_of: Mapping[str, tuple[Product, ...]]  # SOF -> its products (pins, provenance)
+    products_of: Mapping[str, Sequence[Product]]  # SOF -> its products (pins, provenance)
     frames_seq: Mapping[str, int]  # SOF -> the latest ingest of its frames (decisions' causes)
 
     @classmethod
@@ -234,7 +234,8 @@ class Background:
                 products_of[product.sof].append(product)
             usable.update(night.usable)
             frames_seq.update(night.frames_seq)
-        return cls(tuple(map(tuple, by_entry)), usable, {k: tuple(v) for k, v in products_of.items()}, frames_seq)
+        # (the lists as they are: made again for every plan, of tens of thousands of SOFs)
+        return cls(tuple(map(tuple, by_entry)), usable, dict(products_of), frames_seq)
 
 
 NO_BACKGROUND = Background((), {}, {}, {})
