@@ -19,10 +19,18 @@
  *       `_folder_entries` gives them: of a link's target when `follow` (a broken link, or an entry gone
  *       meanwhile: size and mtime None). Not pure - it reads the disk - but a listing of tens of thousands of
  *       frames is mostly the interpreter's work per entry in Python. A test compares the two.
+ *
+ *   files_below(root: str, rel: str, suffixes: tuple[bytes, ...]) -> dict[str, dict[str, tuple[int, int]]]
+ *       Every file below `root` whose name ends (ASCII case-blind) with one of `suffixes`: folder -> path ->
+ *       (size, mtime_ns), paths and folders relative (`rel` names `root`), as `soxs_es.listing`'s Python
+ *       `_files_below` finds them: dot names left out, a link's target stat'ed, a broken link left out, a linked
+ *       folder not entered, a folder that cannot be read skipped. The walk runs without the interpreter lock,
+ *       so that a thread lists while the interpreter goes on; a test compares the two.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <errno.h>
@@ -383,10 +391,211 @@ static PyObject *folder_entries(PyObject *self, PyObject *args)
     return out;
 }
 
+typedef struct {
+    size_t folder;  /* index into the folders */
+    char *name;
+    long long size, mtime;
+} Found;
+
+typedef struct {
+    char **items;
+    size_t count, capacity;
+} Strings;
+
+static int strings_push(Strings *list, char *item)
+{
+    if (!item)
+        return -1;
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? list->capacity * 2 : 64;
+        char **items = realloc(list->items, capacity * sizeof(char *));
+        if (!items) {
+            free(item);
+            return -1;
+        }
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->count++] = item;
+    return 0;
+}
+
+static char *joined(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *out = malloc(la + lb + 2);
+    if (out) {
+        memcpy(out, a, la);
+        out[la] = '/';
+        memcpy(out + la + 1, b, lb + 1);
+    }
+    return out;
+}
+
+static int ends_with_any(const char *name, char **suffixes, size_t count)
+{
+    size_t length = strlen(name);
+    for (size_t i = 0; i < count; i++) {
+        size_t ls = strlen(suffixes[i]);
+        if (ls > length)
+            continue;
+        const char *tail = name + length - ls;
+        size_t j = 0;
+        while (j < ls) {
+            char c = tail[j];
+            if (c >= 'A' && c <= 'Z')
+                c = (char)(c - 'A' + 'a');
+            if (c != suffixes[i][j])
+                break;
+            j++;
+        }
+        if (j == ls)
+            return 1;
+    }
+    return 0;
+}
+
+/* The walk itself, without the interpreter: folders (absolute, relative) and files found; -1 out of memory. */
+static int walk(Strings *absolute, Strings *relative, Found **found, size_t *n_found, char **suffixes,
+                size_t n_suffixes)
+{
+    size_t capacity = 0;
+    for (size_t at = 0; at < absolute->count; at++) {
+        DIR *dir = opendir(absolute->items[at]);
+        if (!dir)
+            continue;
+        int fd = dirfd(dir);
+        struct dirent *entry;
+        while ((entry = readdir(dir)) != NULL) {
+            const char *name = entry->d_name;
+            if (name[0] == '.')
+                continue;
+            struct stat st;
+            if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                continue;
+            int is_link = S_ISLNK(st.st_mode);
+            if (is_link && fstatat(fd, name, &st, 0) != 0)
+                continue;  /* a broken link */
+            if (S_ISDIR(st.st_mode)) {
+                if (is_link)
+                    continue;  /* a linked folder is not entered */
+                if (strings_push(absolute, joined(absolute->items[at], name)) < 0 ||
+                    strings_push(relative, joined(relative->items[at], name)) < 0) {
+                    closedir(dir);
+                    return -1;
+                }
+                continue;
+            }
+            if (!ends_with_any(name, suffixes, n_suffixes))
+                continue;
+            if (*n_found == capacity) {
+                capacity = capacity ? capacity * 2 : 1024;
+                Found *more = realloc(*found, capacity * sizeof(Found));
+                if (!more) {
+                    closedir(dir);
+                    return -1;
+                }
+                *found = more;
+            }
+            char *copy = strdup(name);
+            if (!copy) {
+                closedir(dir);
+                return -1;
+            }
+            (*found)[(*n_found)++] = (Found){at, copy, (long long)st.st_size,
+                                             (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+        }
+        closedir(dir);
+    }
+    return 0;
+}
+
+static PyObject *files_below(PyObject *self, PyObject *args)
+{
+    PyObject *root, *rel, *suffix_tuple;
+    if (!PyArg_ParseTuple(args, "O&O&O!", PyUnicode_FSConverter, &root, PyUnicode_FSConverter, &rel,
+                          &PyTuple_Type, &suffix_tuple))
+        return NULL;
+    PyObject *out = NULL;
+    Strings absolute = {0}, relative = {0};
+    Found *found = NULL;
+    size_t n_found = 0, n_suffixes = (size_t)PyTuple_GET_SIZE(suffix_tuple);
+    char **suffixes = calloc(n_suffixes ? n_suffixes : 1, sizeof(char *));
+    if (!suffixes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < n_suffixes; i++) {
+        PyObject *item = PyTuple_GET_ITEM(suffix_tuple, (Py_ssize_t)i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "suffixes must be bytes");
+            goto done;
+        }
+        suffixes[i] = PyBytes_AS_STRING(item);
+    }
+    if (strings_push(&absolute, strdup(PyBytes_AS_STRING(root))) < 0 ||
+        strings_push(&relative, strdup(PyBytes_AS_STRING(rel))) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = walk(&absolute, &relative, &found, &n_found, suffixes, n_suffixes);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyDict_New();
+    PyObject *files = NULL;
+    size_t folder = (size_t)-1;
+    for (size_t i = 0; out && i < n_found; i++) {
+        if (found[i].folder != folder) {  /* a folder's files are found together */
+            folder = found[i].folder;
+            PyObject *key = PyUnicode_DecodeFSDefault(relative.items[folder]);
+            files = key ? PyDict_GetItemWithError(out, key) : NULL;  /* borrowed */
+            if (!files && key && !PyErr_Occurred()) {
+                files = PyDict_New();
+                if (files && PyDict_SetItem(out, key, files) < 0)
+                    Py_CLEAR(files);
+                Py_XDECREF(files);  /* the dict holds it */
+            }
+            Py_XDECREF(key);
+            if (!files) {
+                Py_CLEAR(out);
+                break;
+            }
+        }
+        char *path = joined(relative.items[folder], found[i].name);
+        PyObject *name = path ? PyUnicode_DecodeFSDefault(path) : PyErr_NoMemory();
+        free(path);
+        PyObject *stat_ = name ? Py_BuildValue("(LL)", found[i].size, found[i].mtime) : NULL;
+        if (!stat_ || PyDict_SetItem(files, name, stat_) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(name);
+        Py_XDECREF(stat_);
+    }
+done:
+    for (size_t i = 0; i < n_found; i++)
+        free(found[i].name);
+    free(found);
+    for (size_t i = 0; i < absolute.count; i++)
+        free(absolute.items[i]);
+    for (size_t i = 0; i < relative.count; i++)
+        free(relative.items[i]);
+    free(absolute.items);
+    free(relative.items);
+    free(suffixes);
+    Py_DECREF(root);
+    Py_DECREF(rel);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"lzw_decompress", lzw_decompress, METH_O, "Unix compress (.Z) data decompressed."},
     {"wanted_cards", wanted_cards, METH_VARARGS, "The values of the wanted cards of a FITS header."},
     {"folder_entries", folder_entries, METH_VARARGS, "(name, is a folder, is a link, size, mtime_ns) of each entry."},
+    {"files_below", files_below, METH_VARARGS, "folder -> path -> (size, mtime_ns) of the files with these suffixes."},
     {NULL, NULL, 0, NULL},
 };
 

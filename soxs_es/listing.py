@@ -63,8 +63,15 @@ def decode_folder(encoded: bytes) -> FolderFiles:
 def raw_listing(root: Path) -> RawListing:
     """Every FITS file under raw/ (a link: its target's size and time), folder by folder (a folder without
     one is left out): what a prep compares, folder by folder, with the listing the last projection saw."""
-    out: RawListing = {}
-    folders = [(str(root / layout.RAW), layout.RAW)]
+    below = files_below(str(root / layout.RAW), layout.RAW, tuple(s.encode() for s in layout.FITS_SUFFIXES))
+    return {folder: encode_folder(files) for folder, files in below.items()}
+
+
+def _files_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -> dict[str, FolderFiles]:
+    """`files_below` where soxs_es/_speedups.c was not built: the same files."""
+    ends = tuple(s.decode() for s in suffixes)
+    out: dict[str, FolderFiles] = {}
+    folders = [(root, rel)]
     while folders:
         folder, rel_folder = folders.pop()
         try:
@@ -78,11 +85,17 @@ def raw_listing(root: Path) -> RawListing:
             if is_dir:
                 if not is_link:  # a linked folder is not entered (as `os.walk` does not)
                     folders.append((f"{folder}/{name}", f"{rel_folder}/{name}"))
-            elif size is not None and mtime is not None and layout.is_fits_name(name):
+            elif size is not None and mtime is not None and name.lower().endswith(ends):
                 files[f"{rel_folder}/{name}"] = (size, mtime)
         if files:
-            out[rel_folder] = encode_folder(files)
+            out[rel_folder] = files
     return out
+
+
+try:  # in C, without the interpreter lock: a thread lists raw/ while the state is read
+    from soxs_es._speedups import files_below
+except ImportError:
+    files_below = _files_below_in_python
 
 
 def put_files(listed: RawListing, files: Mapping[str, tuple[int, int]]) -> None:
@@ -119,22 +132,15 @@ def sof_folder(folder: Path) -> SofFolder:
     return SofFolder(folder, sofs_digest(sofs), not any(is_write_cut_short(e[0]) for e in entries))
 
 
-#: `on_disk`'s answer: the raw/ listing, and the current session's SOF folder
-OnDisk = tuple[RawListing, SofFolder | None]
-
-
-def on_disk(root: Path) -> OnDisk:
-    """The raw/ listing and the current session's SOF folder listing (as `sessions/.sessionid` names it; None
-    when it names none): what a `prep` compares with what the last projection saw, made in a child while the
-    state is read."""
+def current_sof_folder(root: Path) -> SofFolder | None:
+    """The current session's SOF folder (as `sessions/.sessionid` names it; None when it names none)."""
     try:
         session = (root / layout.SESSIONS / layout.SESSION_ID_FILE).read_text().strip()
     except (OSError, UnicodeDecodeError):
         session = ""
-    sofs = None
-    if session and "/" not in session and session not in (".", ".."):
-        sofs = sof_folder(root / layout.SESSIONS / session / "sof")
-    return raw_listing(root), sofs
+    if not session or "/" in session or session in (".", ".."):
+        return None
+    return sof_folder(root / layout.SESSIONS / session / "sof")
 
 
 def products_listing(session_dir: Path) -> dict[str, tuple[int, int]]:

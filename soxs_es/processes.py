@@ -1,6 +1,8 @@
 """Work handed to other processes, so that it neither waits for the main one nor takes its interpreter lock.
 
 - `worker_pool`: forked workers that decompress and read headers (CPU-bound, one per core);
+- `in_thread(function, *args)`: one function run in a thread, for work done outside the interpreter lock (the
+  C listing of raw/ while the state is read);
 - `beside(function, *args)`: one function run in a forked child while this process goes on (the SOF
   folder is written while the main process writes the tables: a thread would wait for the interpreter lock
   after each of its thousands of system calls); `Removal` syncs the disk and removes the `.Z` files of
@@ -18,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -98,12 +102,15 @@ def still_running(pid: int, identity: str) -> bool:
 
 def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
     """In each forked child: let go of the workspace lock (a child must never keep it) and die with the
-    parent (a killed `prep` must not leave children behind). `parent` is the pid the parent had before the
+    parent (a killed `prep` must not leave children behind), and leave what it inherited out of its garbage
+    collection. `parent` is the pid the parent had before the
     fork: asked here, a parent already dead would have been replaced by whoever adopted the child."""
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
     die_with(parent)
+    # what the parent held is not the child's garbage: its collector need never walk it (nor copy its pages)
+    gc.freeze()
 
 
 def worker_count(asked: int | None) -> int:
@@ -193,9 +200,49 @@ class Done(Generic[T]):
         return value  # type: ignore[no-any-return]
 
 
-def beside(function: Callable[..., T], *args: Any) -> Forked[T] | Done[T]:
+class Threaded(Generic[T]):
+    """`function(*args)` run in a thread of this process: for work that lets go of the interpreter lock (a C
+    listing of tens of thousands of files), which then costs neither a fork nor handing its value over."""
+
+    def __init__(self, function: Callable[..., T], *args: Any) -> None:
+        self._outcome: tuple[bool, Any] | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., T], args: tuple[Any, ...]) -> None:
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as error:  # raised by result(), as a child's would be
+            self._outcome = (False, error)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def stop(self) -> None:
+        self._thread.join()  # (a thread cannot be killed; the work is short)
+
+    def result(self) -> T:
+        self.wait()
+        assert self._outcome is not None
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+#: what `beside` and `in_thread` hand back
+Beside = Forked[T] | Done[T] | Threaded[T]
+
+
+def beside(function: Callable[..., T], *args: Any) -> Beside[T]:
     """`function(*args)` run in a forked child while this process goes on (here and now when `serial()`)."""
     return Done(function, *args) if serial() else Forked(function, *args)
+
+
+def in_thread(function: Callable[..., T], *args: Any) -> Beside[T]:
+    """`function(*args)` run in a thread while this process goes on (here and now when `serial()`): only for
+    work that spends its time outside the interpreter lock."""
+    return Done(function, *args) if serial() else Threaded(function, *args)
 
 
 def remove_files(paths: list[str]) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ from soxs_es.errors import ExitCode
 from soxs_es.fsops import fsync_dir, listdir, move_no_overwrite, same_bytes
 from soxs_es.instrument import current_rules_digests, load_rules
 from soxs_es.locking import LOCK_WAIT_SECONDS, workspace_lock
-from soxs_es.processes import Done, Forked, Removal, beside, worker_count
+from soxs_es.processes import Beside, Removal, beside, in_thread, worker_count
 from soxs_es.projections.stamp import files_seen, nothing_new, read_stamp, refresh_files_seen
 from soxs_es.projections.tables import PROJECTED_TABLES
 from soxs_es.pure import arrival, layout
@@ -109,20 +109,30 @@ def prep(root: Path, clock: Clock = utc_now, workers: int | None = None, progres
         quick = _nothing_to_do(root) if remembered is None or remembered.state is not None else None
         if quick is not None:
             return quick
-        # what is on disk is listed in a child while this process reads the state: tens of thousands of stats
-        on_disk = beside(listing.on_disk, root)
+        # what is on disk is listed beside while this process reads the state: tens of thousands of stats
+        sofs = beside(listing.current_sof_folder, root)  # (forked before the thread starts)
+        listed = Listed(in_thread(listing.raw_listing, root), sofs)
         try:
             ws = Workspace(root, clock, folders=frozenset(), remembered=remembered)  # folders read as needed
             ws.log.checkpoint_in_background()  # a prep writes hundreds of MB of events and tables
-            return run_prep(ws, worker_count(workers), progress, on_disk)
+            return run_prep(ws, worker_count(workers), progress, listed)
         finally:
-            on_disk.stop()  # (when the run stopped before it was wanted)
+            listed.raw.stop()  # (when the run stopped before they were wanted)
+            listed.sofs.stop()
 
 
-def run_prep(ws: Workspace, workers: int, progress: Progress | None = None,
-             on_disk: Forked[listing.OnDisk] | Done[listing.OnDisk] | None = None) -> PrepReport:
-    """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here). `on_disk`: the
-    raw/ and SOF folder listings (`listing.on_disk`) made since the lock was taken (None: listed here)."""
+@attrs.frozen
+class Listed:
+    """What is on disk, listed since the lock was taken: raw/ and the current session's SOF folder."""
+
+    raw: Beside[listing.RawListing]
+    sofs: Beside[listing.SofFolder | None]
+
+
+def run_prep(ws: Workspace, workers: int, progress: Progress | None = None, listed: Listed | None = None
+             ) -> PrepReport:
+    """Every step of one `prep` on `ws` (opened for writing, under the lock; closed here). `listed`: what is
+    on disk, listed since the lock was taken (None: listed here)."""
     filed: Filed | None = None
     try:
         with ws.unit_of_work():  # what the workspace is before anything new is filed, in one transaction
@@ -137,8 +147,8 @@ def run_prep(ws: Workspace, workers: int, progress: Progress | None = None,
             ws.check_settings(ws.session)
         filed = file_root(ws, scan.found, progress)
         raw_now = None
-        if on_disk is not None:
-            raw_now, ws.sofs_listed = on_disk.result()
+        if listed is not None:
+            raw_now, ws.sofs_listed = listed.raw.result(), listed.sofs.result()
             if reconciled:
                 raw_now = None  # moves into raw/ were finished meanwhile: listed again
         synced = sync_raw(ws, filed.placed, workers, progress, seen, raw_now)

@@ -20,13 +20,13 @@ SETTINGS = "soxspipe.yaml"  # a session's settings file, soxspipe's
 ROOT_LINKS = (*SESSION_FOLDERS, SETTINGS)
 
 _OWN_SUFFIXES = (".yaml", ".yml", ".log", ".sh", ".py", ".db")
-_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 Collision = Literal["none", "identical", "different"]
 
 
 def is_fits_name(name: str) -> bool:
-    return name.lower().endswith(_FITS_SUFFIXES)
+    return name.lower().endswith(FITS_SUFFIXES)
 
 
 #: Compressions a download may come in, decompressed by prep: Unix `compress` (the ESO archive's) and gzip.
