@@ -135,7 +135,24 @@ def _run_forked(send: Any, locks: tuple[int, ...], parent: int, function: Callab
     send.send(outcome)
 
 
-class Forked(Generic[T]):
+class _Outcome(Generic[T]):
+    """What runs beside hands back: `result()` waits for its value, or raises its error."""
+
+    _outcome: tuple[bool, Any] | None = None
+
+    def wait(self) -> None:
+        raise NotImplementedError
+
+    def result(self) -> T:
+        self.wait()
+        assert self._outcome is not None
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+class Forked(_Outcome[T]):
     """`function(*args)` run in a forked child; `result()` waits for its value or raises its error.
 
     Other threads of ours may be running at the fork (the checkpoint thread inside SQLite, a worker pool's feeder
@@ -169,21 +186,14 @@ class Forked(Generic[T]):
             self._receive.close()
             self._outcome = (False, OSError("a forked child was stopped before its result"))
 
-    def result(self) -> T:
-        self.wait()
-        assert self._outcome is not None
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
 
 
-class Done(Generic[T]):
+class Done(_Outcome[T]):
     """`function(*args)` run here and now (`SOXS_ES_SERIAL`): the same interface as `Forked`."""
 
     def __init__(self, function: Callable[..., T], *args: Any) -> None:
         try:
-            self._outcome: tuple[bool, Any] = (True, function(*args))
+            self._outcome = (True, function(*args))
         except Exception as error:  # raised by result(), as a child's would be
             self._outcome = (False, error)
 
@@ -193,19 +203,12 @@ class Done(Generic[T]):
     def stop(self) -> None:
         pass
 
-    def result(self) -> T:
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
 
-
-class Threaded(Generic[T]):
+class Threaded(_Outcome[T]):
     """`function(*args)` run in a thread of this process: for work that lets go of the interpreter lock (a C
     listing of tens of thousands of files), which then costs neither a fork nor handing its value over."""
 
     def __init__(self, function: Callable[..., T], *args: Any) -> None:
-        self._outcome: tuple[bool, Any] | None = None
         self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
         self._thread.start()
 
@@ -220,14 +223,6 @@ class Threaded(Generic[T]):
 
     def stop(self) -> None:
         self._thread.join()  # (a thread cannot be killed; the work is short)
-
-    def result(self) -> T:
-        self.wait()
-        assert self._outcome is not None
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
 
 
 #: what `beside` and `in_thread` hand back
