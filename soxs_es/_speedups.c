@@ -20,16 +20,20 @@
  *       meanwhile: size and mtime None). Not pure - it reads the disk - but a listing of tens of thousands of
  *       frames is mostly the interpreter's work per entry in Python. A test compares the two.
  *
- *   files_below(root: str, rel: str, suffixes: tuple[bytes, ...]) -> dict[str, dict[str, tuple[int, int]]]
- *       Every file below `root` whose name ends (ASCII case-blind) with one of `suffixes`: folder -> path ->
- *       (size, mtime_ns), paths and folders relative (`rel` names `root`), as `soxs_es.listing`'s Python
- *       `_files_below` finds them: dot names left out, a link's target stat'ed, a broken link left out, a linked
- *       folder not entered, a folder that cannot be read skipped. The walk runs without the interpreter lock,
- *       so that a thread lists while the interpreter goes on; a test compares the two.
+ *   digests_below(root: str, rel: str, suffixes: tuple[bytes, ...]) -> dict[str, bytes]
+ *       Every folder below `root` holding files whose names end (ASCII case-blind) with one of `suffixes`, and
+ *       the digest of those files (`soxs_es.listing.folder_digest`: sums of the CRC-32 and the Adler-32 of each
+ *       file's "path\0size\0mtime_ns", and their count), folders and paths relative (`rel` names `root`), as
+ *       `soxs_es.listing`'s Python `_digests_below` finds them: dot names left out, a link's target stat'ed, a
+ *       broken link left out, a linked folder not entered, a folder that cannot be read skipped. The walk runs
+ *       without the interpreter lock, so that a thread lists while the interpreter goes on; a test compares
+ *       the two.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
@@ -392,12 +396,6 @@ static PyObject *folder_entries(PyObject *self, PyObject *args)
 }
 
 typedef struct {
-    size_t folder;  /* index into the folders */
-    char *name;
-    long long size, mtime;
-} Found;
-
-typedef struct {
     char **items;
     size_t count, capacity;
 } Strings;
@@ -455,12 +453,58 @@ static int ends_with_any(const char *name, char **suffixes, size_t count)
     return 0;
 }
 
-/* The walk itself, without the interpreter: folders (absolute, relative) and files found; -1 out of memory. */
-static int walk(Strings *absolute, Strings *relative, Found **found, size_t *n_found, char **suffixes,
-                size_t n_suffixes)
+/* CRC-32 and Adler-32 as zlib computes them (zlib.crc32 and zlib.adler32 of the same bytes) */
+static uint32_t crc_table[256];
+
+static void make_crc_table(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc32_of(const unsigned char *data, size_t length)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < length; i++)
+        c = crc_table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t adler32_of(const unsigned char *data, size_t length)
+{
+    uint32_t a = 1, b = 0;
+    for (size_t i = 0; i < length; i++) {
+        a = (a + data[i]) % 65521u;
+        b = (b + a) % 65521u;
+    }
+    return (b << 16) | a;
+}
+
+typedef struct {
+    uint64_t crc, adler, count;
+} Digest;
+
+/* The walk itself, without the interpreter: folders (absolute, relative) and each one's digest; -1 out of
+ * memory. */
+static int walk(Strings *absolute, Strings *relative, Digest **digests, char **suffixes, size_t n_suffixes)
 {
     size_t capacity = 0;
+    char *entry_bytes = NULL;
+    size_t entry_capacity = 0;
     for (size_t at = 0; at < absolute->count; at++) {
+        if (at >= capacity) {
+            size_t more = capacity ? capacity * 2 : 256;
+            Digest *grown = realloc(*digests, more * sizeof(Digest));
+            if (!grown)
+                goto out_of_memory;
+            memset(grown + capacity, 0, (more - capacity) * sizeof(Digest));
+            *digests = grown;
+            capacity = more;
+        }
         DIR *dir = opendir(absolute->items[at]);
         if (!dir)
             continue;
@@ -482,35 +526,40 @@ static int walk(Strings *absolute, Strings *relative, Found **found, size_t *n_f
                 if (strings_push(absolute, joined(absolute->items[at], name)) < 0 ||
                     strings_push(relative, joined(relative->items[at], name)) < 0) {
                     closedir(dir);
-                    return -1;
+                    goto out_of_memory;
                 }
                 continue;
             }
             if (!ends_with_any(name, suffixes, n_suffixes))
                 continue;
-            if (*n_found == capacity) {
-                capacity = capacity ? capacity * 2 : 1024;
-                Found *more = realloc(*found, capacity * sizeof(Found));
-                if (!more) {
+            size_t need = strlen(relative->items[at]) + strlen(name) + 64;
+            if (need > entry_capacity) {
+                char *grown = realloc(entry_bytes, need);
+                if (!grown) {
                     closedir(dir);
-                    return -1;
+                    goto out_of_memory;
                 }
-                *found = more;
+                entry_bytes = grown;
+                entry_capacity = need;
             }
-            char *copy = strdup(name);
-            if (!copy) {
-                closedir(dir);
-                return -1;
-            }
-            (*found)[(*n_found)++] = (Found){at, copy, (long long)st.st_size,
-                                             (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+            int length = snprintf(entry_bytes, entry_capacity, "%s/%s%c%lld%c%lld", relative->items[at], name, 0,
+                                  (long long)st.st_size, 0,
+                                  (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+            Digest *digest = &(*digests)[at];
+            digest->crc += crc32_of((const unsigned char *)entry_bytes, (size_t)length);
+            digest->adler += adler32_of((const unsigned char *)entry_bytes, (size_t)length);
+            digest->count += 1;
         }
         closedir(dir);
     }
+    free(entry_bytes);
     return 0;
+out_of_memory:
+    free(entry_bytes);
+    return -1;
 }
 
-static PyObject *files_below(PyObject *self, PyObject *args)
+static PyObject *digests_below(PyObject *self, PyObject *args)
 {
     PyObject *root, *rel, *suffix_tuple;
     if (!PyArg_ParseTuple(args, "O&O&O!", PyUnicode_FSConverter, &root, PyUnicode_FSConverter, &rel,
@@ -518,8 +567,8 @@ static PyObject *files_below(PyObject *self, PyObject *args)
         return NULL;
     PyObject *out = NULL;
     Strings absolute = {0}, relative = {0};
-    Found *found = NULL;
-    size_t n_found = 0, n_suffixes = (size_t)PyTuple_GET_SIZE(suffix_tuple);
+    Digest *digests = NULL;
+    size_t n_suffixes = (size_t)PyTuple_GET_SIZE(suffix_tuple);
     char **suffixes = calloc(n_suffixes ? n_suffixes : 1, sizeof(char *));
     if (!suffixes) {
         PyErr_NoMemory();
@@ -540,45 +589,30 @@ static PyObject *files_below(PyObject *self, PyObject *args)
     }
     int failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = walk(&absolute, &relative, &found, &n_found, suffixes, n_suffixes);
+    failed = walk(&absolute, &relative, &digests, suffixes, n_suffixes);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
         goto done;
     }
     out = PyDict_New();
-    PyObject *files = NULL;
-    size_t folder = (size_t)-1;
-    for (size_t i = 0; out && i < n_found; i++) {
-        if (found[i].folder != folder) {  /* a folder's files are found together */
-            folder = found[i].folder;
-            PyObject *key = PyUnicode_DecodeFSDefault(relative.items[folder]);
-            files = key ? PyDict_GetItemWithError(out, key) : NULL;  /* borrowed */
-            if (!files && key && !PyErr_Occurred()) {
-                files = PyDict_New();
-                if (files && PyDict_SetItem(out, key, files) < 0)
-                    Py_CLEAR(files);
-                Py_XDECREF(files);  /* the dict holds it */
-            }
-            Py_XDECREF(key);
-            if (!files) {
-                Py_CLEAR(out);
-                break;
-            }
-        }
-        char *path = joined(relative.items[folder], found[i].name);
-        PyObject *name = path ? PyUnicode_DecodeFSDefault(path) : PyErr_NoMemory();
-        free(path);
-        PyObject *stat_ = name ? Py_BuildValue("(LL)", found[i].size, found[i].mtime) : NULL;
-        if (!stat_ || PyDict_SetItem(files, name, stat_) < 0)
+    for (size_t at = 0; out && at < relative.count; at++) {
+        if (digests[at].count == 0)
+            continue;
+        unsigned char packed[24];
+        uint64_t parts[3] = {digests[at].crc, digests[at].adler, digests[at].count};
+        for (int p = 0; p < 3; p++)
+            for (int b = 0; b < 8; b++)
+                packed[p * 8 + b] = (unsigned char)(parts[p] >> (8 * b));  /* little-endian */
+        PyObject *key = PyUnicode_DecodeFSDefault(relative.items[at]);
+        PyObject *value = key ? PyBytes_FromStringAndSize((const char *)packed, 24) : NULL;
+        if (!value || PyDict_SetItem(out, key, value) < 0)
             Py_CLEAR(out);
-        Py_XDECREF(name);
-        Py_XDECREF(stat_);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
     }
 done:
-    for (size_t i = 0; i < n_found; i++)
-        free(found[i].name);
-    free(found);
+    free(digests);
     for (size_t i = 0; i < absolute.count; i++)
         free(absolute.items[i]);
     for (size_t i = 0; i < relative.count; i++)
@@ -595,7 +629,7 @@ static PyMethodDef methods[] = {
     {"lzw_decompress", lzw_decompress, METH_O, "Unix compress (.Z) data decompressed."},
     {"wanted_cards", wanted_cards, METH_VARARGS, "The values of the wanted cards of a FITS header."},
     {"folder_entries", folder_entries, METH_VARARGS, "(name, is a folder, is a link, size, mtime_ns) of each entry."},
-    {"files_below", files_below, METH_VARARGS, "folder -> path -> (size, mtime_ns) of the files with these suffixes."},
+    {"digests_below", digests_below, METH_VARARGS, "folder -> the digest of its files with these suffixes."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -603,5 +637,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
+    make_crc_table();
     return PyModule_Create(&module);
 }

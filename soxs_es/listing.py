@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import msgspec
-
 from soxs_es.pure import layout
-from soxs_es.pure.state import folder_of
 
 #: (name, is a folder, is a link, size, mtime_ns) of a folder's entry: of a link's target when followed (size and
 #: mtime None: a broken link, or an entry gone meanwhile)
@@ -44,33 +43,47 @@ except ImportError:  # the same entries
 #: path -> (size, mtime_ns) of the FITS files of one folder under raw/
 FolderFiles = dict[str, tuple[int, int]]
 
-#: a folder under raw/ (as `pure.state.folder_of` names it) -> its FITS files, encoded (`encode_folder`): two
-#: listings are compared folder by folder as bytes, and a folder decoded only when it is read
+#: a folder under raw/ (as `pure.state.folder_of` names it) -> the digest of its FITS files (`folder_digest`):
+#: two listings are compared folder by folder, and a folder's files listed only when it is read (`folder_files`)
 RawListing = dict[str, bytes]
 
-_FOLDER_FILES = msgspec.msgpack.Decoder(FolderFiles)
 
-
-def encode_folder(files: Mapping[str, tuple[int, int]]) -> bytes:
-    """One folder's files as a listing holds them: equal files, equal bytes (in path order)."""
-    return msgspec.msgpack.encode(dict(sorted(files.items())))
-
-
-def decode_folder(encoded: bytes) -> FolderFiles:
-    return _FOLDER_FILES.decode(encoded)
+def folder_digest(files: Mapping[str, tuple[int, int]]) -> bytes:
+    """What a folder's files (path -> (size, mtime_ns)) are, in 24 bytes: the sums of the CRC-32 and the
+    Adler-32 of each file's "path\\0size\\0mtime_ns" and their count (in any order; computed in C by the
+    listing, here from what the log says)."""
+    crc = adler = 0
+    for path, (size, mtime) in files.items():
+        entry = b"%s\0%d\0%d" % (os.fsencode(path), size, mtime)
+        crc += zlib.crc32(entry)
+        adler += zlib.adler32(entry)
+    return struct.pack("<QQQ", crc % (1 << 64), adler % (1 << 64), len(files))
 
 
 def raw_listing(root: Path) -> RawListing:
-    """Every FITS file under raw/ (a link: its target's size and time), folder by folder (a folder without
-    one is left out): what a prep compares, folder by folder, with the listing the last projection saw."""
-    below = files_below(str(root / layout.RAW), layout.RAW, tuple(s.encode() for s in layout.FITS_SUFFIXES))
-    return {folder: encode_folder(files) for folder, files in below.items()}
+    """Every folder under raw/ holding a FITS file (a link: its target's size and time), with the digest of
+    those files: what a prep compares, folder by folder, with what the last projection saw."""
+    return digests_below(str(root / layout.RAW), layout.RAW, _SUFFIXES)
 
 
-def _files_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -> dict[str, FolderFiles]:
-    """`files_below` where soxs_es/_speedups.c was not built: the same files."""
+_SUFFIXES = tuple(s.encode() for s in layout.FITS_SUFFIXES)
+
+
+def folder_files(root: Path, folder: str) -> FolderFiles:
+    """The FITS files of one folder of `raw_listing` (not of its subfolders), as it finds them."""
+    try:
+        entries = folder_entries(str(root / folder), True)
+    except OSError:
+        return {}  # gone, or not a folder
+    return {f"{folder}/{name}": (size, mtime) for name, is_dir, _, size, mtime in entries
+            if not name.startswith(".") and not is_dir and size is not None and mtime is not None
+            and layout.is_fits_name(name)}
+
+
+def _digests_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -> RawListing:
+    """`digests_below` where soxs_es/_speedups.c was not built: the same digests."""
     ends = tuple(s.decode() for s in suffixes)
-    out: dict[str, FolderFiles] = {}
+    out: RawListing = {}
     folders = [(root, rel)]
     while folders:
         folder, rel_folder = folders.pop()
@@ -88,25 +101,14 @@ def _files_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -> 
             elif size is not None and mtime is not None and name.lower().endswith(ends):
                 files[f"{rel_folder}/{name}"] = (size, mtime)
         if files:
-            out[rel_folder] = files
+            out[rel_folder] = folder_digest(files)
     return out
 
 
 try:  # in C, without the interpreter lock: a thread lists raw/ while the state is read
-    from soxs_es._speedups import files_below
+    from soxs_es._speedups import digests_below
 except ImportError:
-    files_below = _files_below_in_python
-
-
-def put_files(listed: RawListing, files: Mapping[str, tuple[int, int]]) -> None:
-    """Put into `listed` these files under raw/ with their (size, mtime_ns) as given: those this process has
-    filed itself, as it recorded them (the listing may have been made before they were there)."""
-    by_folder: dict[str, FolderFiles] = {}
-    for path, stat_ in files.items():
-        if path.startswith(layout.RAW + "/"):
-            by_folder.setdefault(folder_of(path), {})[path] = stat_
-    for folder, put in by_folder.items():
-        listed[folder] = encode_folder({**(decode_folder(listed[folder]) if folder in listed else {}), **put})
+    digests_below = _digests_below_in_python
 
 
 class SofFolder(NamedTuple):

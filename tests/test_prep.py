@@ -681,7 +681,7 @@ def test_a_workspace_without_the_listing_seen_gets_it_from_a_prep_with_nothing_n
     write_demo(ws, nights=2, seed=4, compressed_fraction=0.0)
     prep(ws, clock=clock)
     with sqlite3.connect(ws / "soxspipe.db") as conn:
-        conn.execute("DROP TABLE cache_raw_listing")
+        conn.execute("DROP TABLE cache_raw_digests")
     from soxs_es.commands.prep import _nothing_to_do
 
     assert _nothing_to_do(ws) is None

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soxs_es.demo import fits_bytes, format_card
-from soxs_es.listing import _entries_in_python, _files_below_in_python
+from soxs_es.listing import _digests_below_in_python, _entries_in_python, folder_digest
 from soxs_es.pure.fitscards import _parse_wanted, end_card
 
 
@@ -38,7 +38,7 @@ def test_the_compiled_readers_are_built() -> None:
     assert fitsio.lzw_decompress is _speedups.lzw_decompress
     assert fitsio.cards_reader is _speedups.wanted_cards
     assert listing.folder_entries is _speedups.folder_entries
-    assert listing.files_below is _speedups.files_below
+    assert listing.digests_below is _speedups.digests_below
 
 
 def _compiled_reader() -> Any:
@@ -157,11 +157,12 @@ def test_compiled_folder_listing_gives_what_the_python_one_gives(tmp_path: Path)
         compiled(str(tmp_path / "gone"), True)
 
 
-def test_compiled_files_below_gives_what_the_python_walk_gives(tmp_path: Path) -> None:
+def test_compiled_digests_below_give_what_the_python_walk_gives(tmp_path: Path) -> None:
     """Night folders with FITS files in any case of suffix, other files, a dot file and a dot folder, a
     folder inside a night, links to a file and to a folder, a broken link, a name that is not UTF-8, an empty
-    folder: the same files either way (a linked folder not entered, a broken link and dot names left out)."""
-    compiled = pytest.importorskip("soxs_es._speedups").files_below
+    folder: the same folders and digests either way (a linked folder not entered, a broken link and dot names
+    left out), each the digest of the files a person would list there."""
+    compiled = pytest.importorskip("soxs_es._speedups").digests_below
     raw = tmp_path / "raw"
     for night in ("2025-03-01", "2025-03-02"):
         (raw / night).mkdir(parents=True)
@@ -180,11 +181,18 @@ def test_compiled_files_below_gives_what_the_python_walk_gives(tmp_path: Path) -
     Path(os.fsdecode(bytes(raw / "2025-03-02") + b"/caf\xe9.fits")).write_bytes(b"z")
     suffixes = (b".fits", b".fit", b".fts")
     found = compiled(str(raw), "raw", suffixes)
-    assert found == _files_below_in_python(str(raw), "raw", suffixes)
+    assert found == _digests_below_in_python(str(raw), "raw", suffixes)
     assert sorted(found) == ["raw/2025-03-01", "raw/2025-03-01/deeper", "raw/2025-03-02"]
-    assert sorted(found["raw/2025-03-02"]) == sorted(["raw/2025-03-02/2025-03-02.fits", "raw/2025-03-02/UPPER.FITS",
-                                                      "raw/2025-03-02/to-file.fit",
-                                                      os.fsdecode(b"raw/2025-03-02/caf\xe9.fits")])
-    assert found["raw/2025-03-02"]["raw/2025-03-02/to-file.fit"] == (
-        2880, os.stat(raw / "2025-03-01" / "2025-03-01.fits").st_mtime_ns)
+
+    def stat(path: Path) -> tuple[int, int]:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+
+    night = raw / "2025-03-02"
+    expected = {f"raw/2025-03-02/{os.fsdecode(p.name)}": stat(p)
+                for p in (night / "2025-03-02.fits", night / "UPPER.FITS", night / "to-file.fit",
+                          Path(os.fsdecode(bytes(night) + b"/caf\xe9.fits")))}
+    assert found["raw/2025-03-02"] == folder_digest(expected)
+    (night / "UPPER.FITS").write_bytes(b"xx")  # one file's size: another digest
+    assert compiled(str(raw), "raw", suffixes)["raw/2025-03-02"] != found["raw/2025-03-02"]
     assert compiled(str(tmp_path / "gone"), "raw", suffixes) == {}

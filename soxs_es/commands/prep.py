@@ -593,19 +593,20 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
              seen: listing.RawListing | None = None, listed: listing.RawListing | None = None) -> Synced:
     """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
     for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
-    the paths this run filed, taken as recorded; `seen`: the raw/ listing the last projection saw, when the
+    the paths this run filed; `seen`: the raw/ listing the last projection saw, when the
     state holds the folders changed since only (`hold_unprojected`): those whose listing differs are read;
     `listed`: raw/ listed before this run filed anything (None: listed now).
     Only the folders read are told of in the report (as a `prep` with nothing to do tells of none)."""
-    files = ws.state.files
     by_folder = listing.raw_listing(ws.root) if listed is None else listed
-    listing.put_files(by_folder, {p: (files[p].size, files[p].mtime_ns) for p in placed if p in files})
+    # (the folders this run filed into changed, whenever the listing was made)
+    filed_into = {folder_of(path) for path in placed if path.startswith(layout.RAW + "/")}
     if seen is not None:
-        ws.hold(folder for folder in by_folder.keys() | seen.keys() if by_folder.get(folder) != seen.get(folder))
+        ws.hold({folder for folder in by_folder.keys() | seen.keys() if by_folder.get(folder) != seen.get(folder)}
+                | filed_into)
     files, held = ws.state.files, ws.state.files_folders
     # (the folders not held are as the last projection saw them, file for file)
-    on_disk = {path: stat for folder, encoded in by_folder.items() if held is None or folder in held
-               for path, stat in listing.decode_folder(encoded).items()}
+    on_disk = {path: stat for folder in sorted(by_folder.keys() | filed_into) if held is None or folder in held
+               for path, stat in listing.folder_files(ws.root, folder).items()}
     batch: list[ev.Event] = []
     missing = sorted(path for path in files if path.startswith(layout.RAW + "/") and path not in on_disk)
     batch += [ev.FrameMissing(path=path) for path in missing]

@@ -6,7 +6,7 @@ run; the log stays the truth. The tables:
 
 - `cache_stamp` (`stamp.ProjectionStamp`): what the last complete projection saw - the log's last event, the rules,
   the session, the settings file, the products on disk, the derived files. Written last, in the projection's
-  final transaction, so a projection cut short is never taken as complete. With `cache_raw_listing`, the raw/
+  final transaction, so a projection cut short is never taken as complete. With `cache_raw_digests`, the raw/
   listing it saw: a `prep` with nothing new stops after comparing listings (`stamp.nothing_new`).
 - `cache_snapshot`, `cache_snapshot_files` (`soxs_es.store.snapshot`, in the event store): the folded state,
   so that a command folds only the events after it (`soxs_es.store.log.load_state` does the folding). In

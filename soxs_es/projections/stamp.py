@@ -1,4 +1,4 @@
-"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_raw_listing`).
+"""The stamp of the last complete projection (`cache_stamp`) and the raw/ listing it saw (`cache_raw_digests`).
 
 Written last, in the projection's final transaction, so a projection cut short is never taken as complete;
 a `prep` with nothing new stops after comparing listings (`nothing_new`)."""
@@ -21,7 +21,7 @@ from soxs_es.store.snapshot import Snapshot, files_changed_since, snapshot_curre
 from soxs_es.store.sql import has_tables, transaction
 
 #: tables of earlier versions, dropped when met
-_FORMER_TABLES = ("cache_meta", "cache_state", "cache_files", "cache_files_seen")
+_FORMER_TABLES = ("cache_meta", "cache_state", "cache_files", "cache_files_seen", "cache_raw_listing")
 
 
 #: Bump when the stamp changes shape.
@@ -99,7 +99,7 @@ def write_stamp(conn: sqlite3.Connection, stamp: ProjectionStamp, state: Workspa
 
 
 #: the raw/ listing the last projection saw, folder by folder (`listing.RawListing`)
-_FILES_SEEN = "cache_raw_listing"
+_FILES_SEEN = "cache_raw_digests"
 
 
 def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[str] | None) -> None:
@@ -117,7 +117,7 @@ def _write_files_seen(cur: sqlite3.Cursor, state: WorkspaceState, changed: set[s
     else:
         cur.executemany(f"DELETE FROM {_FILES_SEEN} WHERE folder = ?", [(f,) for f in sorted(folders)])
     cur.executemany(f"INSERT INTO {_FILES_SEEN} VALUES (?, ?)",
-                    [(folder, listing.encode_folder(files)) for folder, files in sorted(by_folder.items())])
+                    [(folder, listing.folder_digest(files)) for folder, files in sorted(by_folder.items())])
 
 
 def refresh_files_seen(conn: sqlite3.Connection, state: WorkspaceState) -> None:
