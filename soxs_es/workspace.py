@@ -35,7 +35,14 @@ from soxs_es.pure.cascade import cascade_of, target_recipes
 from soxs_es.pure.decisions import decide
 from soxs_es.pure.frame_folders import FolderFrames
 from soxs_es.pure.harvest import harvested_events
-from soxs_es.pure.projection import NightsWanted, ProjectedAssociation, Shown, nights_after, plan_projection
+from soxs_es.pure.projection import (
+    NightsWanted,
+    ProjectedAssociation,
+    Shown,
+    nights_after,
+    plan_projection,
+    summaries_written,
+)
 from soxs_es.pure.provenance import (
     Stale,
     parameters_of,
@@ -421,7 +428,7 @@ class Workspace:
                 self.record(decisions)
                 plan = attrs.evolve(plan, association=attrs.evolve(plan.association, seq=self.state.last_seq))
             self._summaries = None  # (the frame tables are written now)
-            frame_tables = plan.frame_tables
+            summaries = summaries_written(plan.frame_tables)  # (not the rows: a rebuild's are let go now)
             plan = write_frame_tables(conn, plan, self.rules)
             listed, self.sofs_listed = self.sofs_listed, None  # the SOF folder changes now
             try:
@@ -441,7 +448,7 @@ class Workspace:
                     memo.projected, memo.frames = None, None  # the cache holds it, night by night
                     if shown.nights is not None:
                         memo.nights = (association_cache.header_of(plan.association),
-                                       nights_after(shown.nights, plan, frame_tables))
+                                       nights_after(shown.nights, plan, summaries))
                 else:
                     same_frames = (memo.projected is not None
                                    and memo.projected.frames_seq == plan.association.frames_seq)

@@ -593,9 +593,9 @@ def sync_raw(ws: Workspace, placed: frozenset[str], workers: int, progress: Prog
              seen: listing.RawListing | None = None, listed: listing.RawListing | None = None) -> Synced:
     """Frames deleted from raw/ drop out; FITS files placed anywhere under raw/ are ingested, and frames read
     for fewer keywords than the rules in force want (a rules file that needs more) are read again. `placed`:
-    the paths this run filed; `seen`: the raw/ listing the last projection saw, when the
-    state holds the folders changed since only (`hold_unprojected`): those whose listing differs are read;
-    `listed`: raw/ listed before this run filed anything (None: listed now).
+    the paths this run filed; `seen`: the raw/ listing the last projection saw, when the state holds the
+    folders changed since only (`hold_unprojected`): those whose listing differs are read; `listed`: raw/
+    listed before this run filed anything (None: listed now).
     Only the folders read are told of in the report (as a `prep` with nothing to do tells of none)."""
     by_folder = listing.raw_listing(ws.root) if listed is None else listed
     # (the folders this run filed into changed, whenever the listing was made)

@@ -353,21 +353,33 @@ def _nights_written(state: WorkspaceState, cascade: Cascade, new: ProjectedAssoc
     return written, gone, summaries
 
 
-def nights_after(index: NightsIndex, plan: ProjectionPlan, frame_tables: FrameTables | None) -> NightsIndex:
-    """Every night's index once `plan` (which read some nights of `index`) is written, with the frame tables
-    it wrote (`frame_tables`, its own before `write_frame_tables` took them): as `read_nights_index` and
+def summaries_written(frame_tables: FrameTables | None) -> dict[str, FolderFrames | None] | None:
+    """What writing these frame tables does to every folder's summary of its frames: folder -> its summary now
+    (None: no summary kept); None when the tables are rebuilt (every folder's is new)."""
+    if frame_tables is None:
+        return {}
+    if frame_tables.only is None:
+        return None
+    # (the cache keeps a folder that has rows, with its summary when it has one)
+    return {folder: frame_tables.summaries.get(folder) if raw or rejected else None
+            for folder, (raw, rejected) in frame_tables.folders.items()}
+
+
+def nights_after(index: NightsIndex, plan: ProjectionPlan, summaries: dict[str, FolderFrames | None] | None
+                 ) -> NightsIndex:
+    """Every night's index once `plan` (which read some nights of `index`) is written, with what the frame
+    tables it wrote did to the folders' summaries (`summaries_written`): as `read_nights_index` and
     `folder_summaries` would read them back (no night read; no folder's summary when the tables were rebuilt
     or `index` had none)."""
     products = {night: p for night, p in index.products.items() if night not in plan.nights_gone}
     products.update((night, write.products) for night, write in plan.nights_written.items())
     folders: dict[str, FolderFrames] = {}
-    if index.folders and (frame_tables is None or frame_tables.only is not None):
+    if index.folders and summaries is not None:
         folders = dict(index.folders)
-        written = frame_tables if frame_tables is not None else FrameTables((), ())
-        for folder, (raw, rejected) in written.folders.items():
-            folders.pop(folder, None)  # (the cache keeps a folder with rows, and its summary when it has one)
-            if (raw or rejected) and folder in written.summaries:
-                folders[folder] = written.summaries[folder]
+        for folder, summary in summaries.items():
+            folders.pop(folder, None)
+            if summary is not None:
+                folders[folder] = summary
     return NightsIndex(products, dict(plan.summaries), frozenset(), folders)
 
 
