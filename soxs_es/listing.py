@@ -1,5 +1,6 @@
-"""What is on disk now: the FITS files under raw/ and in a session's reduced/ folder, and a stamp of the files
-soxs-es derives (SOF files, root links, `.sessionid`) - what the caches compare with what they saw."""
+"""What is on disk now: the FITS files under raw/ (a digest per folder, their files for the folders read) and in
+a session's reduced/ folder, and a stamp of the files soxs-es derives (SOF files, root links, `.sessionid`) -
+what the caches compare with what they saw."""
 
 from __future__ import annotations
 
@@ -60,13 +61,13 @@ def folder_digest(files: Mapping[str, tuple[int, int]]) -> bytes:
     return struct.pack("<QQQ", crc % (1 << 64), adler % (1 << 64), len(files))
 
 
+_SUFFIXES = tuple(s.encode() for s in layout.FITS_SUFFIXES)
+
+
 def raw_listing(root: Path) -> RawListing:
     """Every folder under raw/ holding a FITS file (a link: its target's size and time), with the digest of
     those files: what a prep compares, folder by folder, with what the last projection saw."""
     return digests_below(str(root / layout.RAW), layout.RAW, _SUFFIXES)
-
-
-_SUFFIXES = tuple(s.encode() for s in layout.FITS_SUFFIXES)
 
 
 def folder_files(root: Path, folder: str) -> FolderFiles:
