@@ -76,9 +76,15 @@ def folder_files(root: Path, folder: str) -> FolderFiles:
         entries = folder_entries(str(root / folder), True)
     except OSError:
         return {}  # gone, or not a folder
-    return {f"{folder}/{name}": (size, mtime) for name, is_dir, _, size, mtime in entries
+    return _fits_files(folder, entries, layout.FITS_SUFFIXES)
+
+
+def _fits_files(rel_folder: str, entries: list[Entry], ends: tuple[str, ...]) -> FolderFiles:
+    """Of a folder's entries (links followed), the files the raw/ listing counts: not a dot name, not a
+    folder, not a broken link, a name ending (case-blind) in one of `ends`."""
+    return {f"{rel_folder}/{name}": (size, mtime) for name, is_dir, _, size, mtime in entries
             if not name.startswith(".") and not is_dir and size is not None and mtime is not None
-            and layout.is_fits_name(name)}
+            and name.lower().endswith(ends)}
 
 
 def _digests_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -> RawListing:
@@ -92,15 +98,10 @@ def _digests_below_in_python(root: str, rel: str, suffixes: tuple[bytes, ...]) -
             entries = folder_entries(folder, True)
         except OSError:
             continue  # gone, or not a folder: nothing of it is listed
-        files: FolderFiles = {}
-        for name, is_dir, is_link, size, mtime in entries:
-            if name.startswith("."):
-                continue
-            if is_dir:
-                if not is_link:  # a linked folder is not entered (as `os.walk` does not)
-                    folders.append((f"{folder}/{name}", f"{rel_folder}/{name}"))
-            elif size is not None and mtime is not None and name.lower().endswith(ends):
-                files[f"{rel_folder}/{name}"] = (size, mtime)
+        # (a linked folder is not entered, as `os.walk` does not)
+        folders += [(f"{folder}/{name}", f"{rel_folder}/{name}") for name, is_dir, is_link, _, _ in entries
+                    if is_dir and not is_link and not name.startswith(".")]
+        files = _fits_files(rel_folder, entries, ends)
         if files:
             out[rel_folder] = folder_digest(files)
     return out
@@ -126,6 +127,7 @@ def is_write_cut_short(name: str) -> bool:
 
 
 def sof_folder(folder: Path) -> SofFolder:
+    """A SOF folder as it stands (an empty one when it cannot be listed)."""
     try:
         entries = folder_entries(str(folder), False)
     except OSError:

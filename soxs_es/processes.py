@@ -103,8 +103,8 @@ def still_running(pid: int, identity: str) -> bool:
 def _child_start(inherited_locks: tuple[int, ...], parent: int) -> None:
     """In each forked child: let go of the workspace lock (a child must never keep it) and die with the
     parent (a killed `prep` must not leave children behind), and leave what it inherited out of its garbage
-    collection. `parent` is the pid the parent had before the
-    fork: asked here, a parent already dead would have been replaced by whoever adopted the child."""
+    collection. `parent` is the pid the parent had before the fork: asked here, a parent already dead would
+    have been replaced by whoever adopted the child."""
     for fd in inherited_locks:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -185,7 +185,6 @@ class Forked(_Outcome[T]):
             self._process.join()
             self._receive.close()
             self._outcome = (False, OSError("a forked child was stopped before its result"))
-
 
 
 class Done(_Outcome[T]):
